@@ -1,0 +1,43 @@
+"""w2s: weak-to-strong test-time alignment.
+
+Steer a large frozen language model (the *base*) with a small *tuned* model and the small
+*untuned* model it was tuned from, by searching over the base's samples::
+
+    import w2s
+    base = w2s.HFModel.load("path/to/base")
+    guide = w2s.PairGuide.load("path/to/tuned", "path/to/untuned")
+    [result] = w2s.cbs(base, guide, ["The movie was"], w2s.SearchParams(w=4, k=4, l=5))
+    print(result.text, result.score)
+"""
+
+from w2s.decoding import DECODERS, best_of_n, cbs, eft, sample
+from w2s.errors import W2SError
+from w2s.guides import Guide, PairGuide, RewardModelGuide, WeightedGuide
+from w2s.models import Backend, HFModel
+from w2s.params import BestOfNParams, EFTParams, SamplingParams, SearchParams
+from w2s.result import Candidate, Cost, Result
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DECODERS",
+    "Backend",
+    "BestOfNParams",
+    "Candidate",
+    "Cost",
+    "EFTParams",
+    "Guide",
+    "HFModel",
+    "PairGuide",
+    "Result",
+    "RewardModelGuide",
+    "SamplingParams",
+    "SearchParams",
+    "W2SError",
+    "WeightedGuide",
+    "__version__",
+    "best_of_n",
+    "cbs",
+    "eft",
+    "sample",
+]

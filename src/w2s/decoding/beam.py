@@ -1,0 +1,80 @@
+"""Chunk-level beam search (CBS) = weak-to-strong search.
+
+Zhou et al., "Weak-to-Strong Search: Align Large Language Models via Searching over Small
+Language Models" (2024, arXiv 2405.19262), Algorithm 1. Knobs (W, K, L):
+
+    beam <- {empty response}
+    round 1: sample W*K chunks of up to L base tokens from the empty response
+    round r: sample K chunks per unfinished beam entry (finished entries stay candidates)
+    score every candidate's whole response with the guide, e.g.
+        r(x, y) = log pi_tuned(y|x) - log pi_untuned(y|x)
+    keep the top W; stop when every kept entry is finished; return the best (or all W, ranked)
+
+Slots: in round 1, child j of the empty response uses random slot j; later, child k of the beam
+entry at rank w uses slot w*K + k. Token t of a slot's chunk uses uniform (seed, prompt, slot, t)
+(see ``w2s.rng``). Hence W=K=1 is plain sampling and L >= max_new_tokens is Best-of-N with
+N = W*K, token for token.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from w2s.decoding.common import (
+    Entry,
+    expand,
+    finish_costs,
+    prepare,
+    require_guide,
+    score_entries,
+)
+from w2s.guides import Guide
+from w2s.models.base import Backend
+from w2s.params import SamplingParams, SearchParams
+from w2s.result import Cost, Result
+
+
+def cbs(backend: Backend, guide: Guide | None, prompts: Sequence[str],
+        search: SearchParams | None = None, sampling: SamplingParams | None = None, *,
+        return_all: bool = False, method: str = "cbs") -> list[Result]:
+    """Weak-to-strong search: chunk-level beam search over the base, scored by ``guide``.
+
+    Returns one :class:`~w2s.result.Result` per prompt: the best response, and in
+    ``candidates`` the final beam ranked best first (all W when ``return_all``, else the best).
+    """
+    search = search or SearchParams()
+    sampling = sampling or SamplingParams()
+    guide = require_guide(guide, method)
+    prep = prepare(backend, prompts, sampling)
+    w, k, max_new = search.w, search.k, sampling.max_new_tokens
+    cost = [Cost() for _ in prep.prompts]
+    beams: list[list[Entry]] = [[Entry([])] for _ in prep.prompts]  # per prompt, ranked
+    first = True
+    while any(not e.done(max_new) for beam in beams for e in beam):
+        # (prompt index, parent, slot) for every chunk sampled this round: W*K per prompt
+        rows: list[tuple[int, Entry, int]] = []
+        for i, beam in enumerate(beams):
+            if first:
+                rows += [(i, beam[0], j) for j in range(w * k)]
+            else:
+                rows += [(i, e, r * k + j) for r, e in enumerate(beam) if not e.done(max_new)
+                         for j in range(k)]
+        # unfinished entries all hold r*L tokens, so one chunk length serves every row
+        chunk = min(search.l, max_new - len(rows[0][1].ids))
+        children = expand(backend, prep, rows, chunk, sampling, cost)
+        score_entries(guide, prep, [i for i, _, _ in rows], children, cost)
+        # candidates: new children (slot order), then finished entries carried over
+        pools: list[list[Entry]] = [[] for _ in prep.prompts]
+        for (i, _, _), c in zip(rows, children):
+            pools[i].append(c)
+        for i, beam in enumerate(beams):
+            pools[i] += [e for e in beam if e.done(max_new) and e.score is not None]
+        # keep the top W by score; sort is stable, so ties keep candidate order
+        beams = [sorted(pool, key=lambda e: -e.score)[:w] if pool else beam  # type: ignore[operator]
+                 for pool, beam in zip(pools, beams)]
+        first = False
+    cost = finish_costs(prep, cost)
+    params = {"method": method, **search.to_dict(), **sampling.to_dict()}
+    return [Result.from_candidates(p, method, [e.candidate() for e in (beam if return_all else beam[:1])],
+                                   c, params)
+            for p, beam, c in zip(prep.prompts, beams, cost)]

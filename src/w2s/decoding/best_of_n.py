@@ -1,0 +1,29 @@
+"""Best-of-N: N complete samples from the base; the guide picks the best.
+
+Best-of-N is one chunk of weak-to-strong search: CBS with W = N, K = 1 and L = max_new_tokens
+samples N complete responses in its only round (slots 0..N-1) and ranks them all. The analytic
+KL of the Best-of-N policy from the base is at most log N - (N-1)/N.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from w2s.decoding.beam import cbs
+from w2s.guides import Guide
+from w2s.models.base import Backend
+from w2s.params import BestOfNParams, SamplingParams, SearchParams
+from w2s.result import Result
+
+
+def best_of_n(backend: Backend, guide: Guide | None, prompts: Sequence[str],
+              bon: BestOfNParams | None = None, sampling: SamplingParams | None = None, *,
+              return_all: bool = False) -> list[Result]:
+    """N samples per prompt, ranked by ``guide``; ``candidates`` holds all N when ``return_all``."""
+    bon = bon or BestOfNParams()
+    sampling = sampling or SamplingParams()
+    search = SearchParams(w=bon.n, k=1, l=sampling.max_new_tokens)
+    results = cbs(backend, guide, prompts, search, sampling, return_all=return_all, method="bon")
+    for r in results:
+        r.params = {"method": "bon", **bon.to_dict(), **sampling.to_dict()}
+    return results

@@ -1,0 +1,35 @@
+"""Plain sampling from the base model (temperature, top-p, top-k, stop strings, EOS, seed).
+
+Sample ``j`` of a prompt uses random slot ``j``; with a guide, each sample is also scored (the
+guide never changes what is sampled).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from w2s.decoding.common import Entry, expand, finish_costs, prepare, score_entries
+from w2s.errors import W2SError
+from w2s.guides import Guide
+from w2s.models.base import Backend
+from w2s.params import SamplingParams
+from w2s.result import Cost, Result
+
+
+def sample(backend: Backend, guide: Guide | None, prompts: Sequence[str],
+           sampling: SamplingParams | None = None, *, n: int = 1) -> list[Result]:
+    """``n`` samples per prompt; the first is the result, all ``n`` are in ``candidates``."""
+    sampling = sampling or SamplingParams()
+    if not isinstance(n, int) or n < 1:
+        raise W2SError(f"n must be >= 1, got {n}")
+    prep = prepare(backend, prompts, sampling)
+    cost = [Cost() for _ in prep.prompts]
+    rows = [(i, Entry([]), j) for i in range(len(prep.prompts)) for j in range(n)]
+    entries = expand(backend, prep, rows, sampling.max_new_tokens, sampling, cost)
+    if guide is not None:
+        score_entries(guide, prep, [i for i, _, _ in rows], entries, cost)
+    cost = finish_costs(prep, cost)
+    params = {"method": "sample", "n": n, **sampling.to_dict()}
+    return [Result.from_candidates(p, "sample", [e.candidate() for e in entries[i * n:(i + 1) * n]],
+                                   cost[i], params)
+            for i, p in enumerate(prep.prompts)]

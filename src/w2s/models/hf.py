@@ -1,0 +1,252 @@
+"""White-box backend over Hugging Face ``transformers``.
+
+One :class:`HFModel` wraps a causal LM, its tokenizer and its prompt format; it serves as the
+base model (sampling with a KV cache), as a member of a tuned/untuned guide pair (scoring
+response tokens), and as a source of next-token logits for token-level methods (EFT).
+
+Batches are left-padded with explicit ``position_ids`` so that every row sees the positions it
+would see alone.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from w2s.errors import W2SError
+from w2s.logits import choose
+from w2s.models.base import Continuation
+from w2s.params import SamplingParams
+from w2s.rng import uniforms
+from w2s.stopping import Stopper
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        return torch.device(device)
+    except RuntimeError as e:
+        raise W2SError(f"unknown device {device!r}: {e}") from None
+
+
+def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
+    if dtype == "auto":
+        if device.type == "cuda":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.float32
+    if dtype not in DTYPES:
+        raise W2SError(f"dtype must be one of auto, {', '.join(DTYPES)}; got {dtype!r}")
+    return DTYPES[dtype]
+
+
+def _load_error(path: str, e: Exception) -> W2SError:
+    first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    if not os.path.exists(path):
+        return W2SError(f"cannot load model {path!r}: no such folder, and it could not be "
+                        f"fetched as a hub id ({first})")
+    return W2SError(f"cannot load model {path!r}: {first}")
+
+
+def load_tokenizer(path: str) -> Any:
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(path)
+    except Exception as e:  # noqa: BLE001 - any loader failure is the user's path
+        raise _load_error(path, e) from None
+
+
+@dataclass
+class DecodeState:
+    """A batch mid-decoding: the KV cache, the attention mask and the next-token logits."""
+
+    cache: Any
+    mask: torch.Tensor  # (B, T) 1 for real tokens
+    logits: torch.Tensor  # (B, V) float32, next-token logits
+
+
+class HFModel:
+    """A ``transformers`` causal LM with its tokenizer and prompt format.
+
+    Build one with :meth:`load` (a local folder or a hub id), or from objects you already hold.
+    ``chat=True`` formats each prompt as one user turn through the tokenizer's chat template.
+    """
+
+    def __init__(self, model: Any, tokenizer: Any, *, chat: bool = False, name: str = "",
+                 batch_size: int = 64) -> None:
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.chat = chat
+        self.name = name or getattr(model.config, "_name_or_path", "") or type(model).__name__
+        self.batch_size = batch_size
+        if chat and not getattr(tokenizer, "chat_template", None):
+            raise W2SError(f"model {self.name!r} has no chat template; drop --chat or use a "
+                           "tokenizer that has one")
+        eos: set[int] = set()
+        for src in (tokenizer.eos_token_id, getattr(model.generation_config, "eos_token_id", None)
+                    if getattr(model, "generation_config", None) is not None else None):
+            if isinstance(src, int):
+                eos.add(src)
+            elif isinstance(src, (list, tuple)):
+                eos.update(int(x) for x in src)
+        self.eos_ids = frozenset(eos)
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+
+    # ----------------------------------------------------------------- loading
+    @classmethod
+    def load(cls, path: str, *, dtype: str = "auto", device: str = "cpu", chat: bool = False,
+             batch_size: int = 64) -> HFModel:
+        """Load a causal LM and its tokenizer from a local folder or a hub id."""
+        from transformers import AutoModelForCausalLM
+
+        dev = resolve_device(device)
+        dt = resolve_dtype(dtype, dev)
+        tokenizer = load_tokenizer(path)
+        try:
+            model = AutoModelForCausalLM.from_pretrained(path, dtype=dt)
+        except Exception as e:  # noqa: BLE001
+            raise _load_error(path, e) from None
+        return cls(model.to(dev), tokenizer, chat=chat, name=path, batch_size=batch_size)
+
+    # ------------------------------------------------------------- properties
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def vocab_size(self) -> int:
+        """Number of tokens the tokenizer can produce (sampling never picks ids beyond it)."""
+        return min(len(self.tokenizer), self.model.get_output_embeddings().weight.shape[0])
+
+    @property
+    def max_context(self) -> int | None:
+        cfg = self.model.config
+        for name in ("max_position_embeddings", "n_positions", "max_sequence_length"):
+            v = getattr(cfg, name, None)
+            if isinstance(v, int) and v > 0:
+                return v
+        return None
+
+    # ------------------------------------------------------------ tokenization
+    def encode_prompt(self, prompt: str) -> list[int]:
+        """Prompt token ids: the chat template (one user turn) when ``chat``, else plain text."""
+        tok = self.tokenizer
+        if self.chat:
+            text = tok.apply_chat_template([{"role": "user", "content": prompt}],
+                                           add_generation_prompt=True, tokenize=False)
+            ids = tok(text, add_special_tokens=False)["input_ids"]
+        else:
+            ids = tok(prompt, add_special_tokens=True)["input_ids"]
+        if not ids:
+            if tok.bos_token_id is None:
+                raise W2SError(f"the prompt {prompt!r} is empty for {self.name!r} (no tokens and "
+                               "no BOS token to condition on)")
+            ids = [tok.bos_token_id]
+        return list(ids)
+
+    def encode_response(self, text: str) -> list[int]:
+        """Response token ids, with no special tokens added."""
+        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return self.tokenizer.decode(list(ids), skip_special_tokens=True)
+
+    def stopper(self, stop: tuple[str, ...]) -> Stopper:
+        return Stopper(self.decode, self.eos_ids, stop)
+
+    def response_text(self, ids: list[int], stop: tuple[str, ...]) -> str:
+        return self.stopper(stop).text(ids)
+
+    def check_fits(self, prompt_ids: list[int], max_new_tokens: int) -> None:
+        ctx = self.max_context
+        if ctx is not None and len(prompt_ids) + max_new_tokens > ctx:
+            raise W2SError(f"prompt of {len(prompt_ids)} tokens + max_new_tokens {max_new_tokens} "
+                           f"exceeds the context of {self.name!r} ({ctx} tokens)")
+
+    # ---------------------------------------------------------- forward passes
+    def _left_pad(self, seqs: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        width = max(len(s) for s in seqs)
+        ids = torch.full((len(seqs), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(seqs), width), dtype=torch.long)
+        for i, s in enumerate(seqs):
+            if s:
+                ids[i, width - len(s):] = torch.tensor(s, dtype=torch.long)
+                mask[i, width - len(s):] = 1
+        return ids.to(self.device), mask.to(self.device)
+
+    @torch.inference_mode()
+    def start(self, seqs: Sequence[Sequence[int]]) -> DecodeState:
+        """Encode a batch of token sequences (left-padded); return cache and next-token logits."""
+        ids, mask = self._left_pad(seqs)  # (B, T)
+        pos = (mask.cumsum(-1) - 1).clamp(min=0)  # (B, T)
+        out = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True)
+        return DecodeState(out.past_key_values, mask, out.logits[:, -1, : self.vocab_size].float())
+
+    @torch.inference_mode()
+    def step(self, state: DecodeState, tokens: torch.Tensor) -> DecodeState:
+        """Feed one token per row ``(B,)``; return the advanced state."""
+        mask = torch.cat([state.mask, state.mask.new_ones((state.mask.shape[0], 1))], dim=1)
+        pos = mask.sum(-1, keepdim=True) - 1  # (B, 1)
+        out = self.model(input_ids=tokens.view(-1, 1).to(self.device), attention_mask=mask,
+                         position_ids=pos, past_key_values=state.cache, use_cache=True)
+        return DecodeState(out.past_key_values, mask, out.logits[:, -1, : self.vocab_size].float())
+
+    @torch.inference_mode()
+    def token_logprobs(self, prefixes: Sequence[Sequence[int]],
+                       targets: Sequence[Sequence[int]]) -> list[torch.Tensor]:
+        """log p(target_t | prefix, target_<t) for every target token; one tensor per row."""
+        out: list[torch.Tensor] = []
+        for lo in range(0, len(prefixes), self.batch_size):
+            pre, tgt = prefixes[lo: lo + self.batch_size], targets[lo: lo + self.batch_size]
+            seqs = [list(p) + list(t) for p, t in zip(pre, tgt)]
+            ids, mask = self._left_pad(seqs)  # (B, T)
+            pos = (mask.cumsum(-1) - 1).clamp(min=0)
+            logits = self.model(input_ids=ids, attention_mask=mask, position_ids=pos).logits
+            logits = logits[:, :-1].float()  # (B, T-1, V) predicts ids[:, 1:]
+            nxt = ids[:, 1:]
+            lp = logits.gather(-1, nxt.unsqueeze(-1)).squeeze(-1) - logits.logsumexp(-1)  # (B, T-1)
+            for i, t in enumerate(tgt):
+                out.append(lp[i, lp.shape[1] - len(t):].cpu() if t else lp.new_zeros(0).cpu())
+        return out
+
+    # --------------------------------------------------------------- sampling
+    @torch.inference_mode()
+    def sample(self, prompt_ids: list[list[int]], response_ids: list[list[int]],
+               streams: torch.Tensor, max_tokens: int, sampling: SamplingParams) -> list[Continuation]:
+        """Continue each ``prompt + response`` by up to ``max_tokens`` tokens, with a KV cache."""
+        out: list[Continuation] = []
+        for lo in range(0, len(prompt_ids), self.batch_size):
+            hi = lo + self.batch_size
+            out += self._sample_batch(prompt_ids[lo:hi], response_ids[lo:hi], streams[lo:hi],
+                                      max_tokens, sampling)
+        return out
+
+    def _sample_batch(self, prompt_ids: list[list[int]], response_ids: list[list[int]],
+                      streams: torch.Tensor, max_tokens: int,
+                      sampling: SamplingParams) -> list[Continuation]:
+        stopper = self.stopper(sampling.stop)
+        rows = len(prompt_ids)
+        state = self.start([p + r for p, r in zip(prompt_ids, response_ids)])
+        streams = streams.to(self.device)
+        positions = torch.tensor([len(r) for r in response_ids], device=self.device)  # (B,)
+        new: list[list[int]] = [[] for _ in range(rows)]
+        alive = [True] * rows
+        for t in range(max_tokens):
+            tok = choose(state.logits, sampling, uniforms(streams, positions))  # (B,)
+            for i, x in enumerate(tok.tolist()):
+                if alive[i]:
+                    new[i].append(x)
+                    if stopper.ended(response_ids[i] + new[i]):
+                        alive[i] = False
+            if not any(alive) or t == max_tokens - 1:
+                break
+            positions += 1
+            state = self.step(state, tok)
+        return [Continuation(n, not a) for n, a in zip(new, alive)]

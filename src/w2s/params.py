@@ -1,0 +1,105 @@
+"""The knobs of every decoder, as frozen dataclasses.
+
+Why frozen dataclasses: they are validated once at construction (errors name the knob), they are
+hashable and serialisable, so every result row can echo exactly the parameters that made it, and
+they never hold models or tokenizers (as vLLM's ``SamplingParams`` and ``transformers``'
+``GenerationConfig`` don't), so one set of knobs can be reused across backends and requests.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from w2s.errors import W2SError
+
+
+def _check(cond: bool, msg: str) -> None:
+    if not cond:
+        raise W2SError(msg)
+
+
+class _Params:
+    """Shared helpers: JSON round-trip."""
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)  # type: ignore[call-overload]
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]):  # noqa: ANN206
+        names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        unknown = sorted(set(d) - names)
+        _check(not unknown, f"unknown {cls.__name__} field(s): {', '.join(unknown)}")
+        return cls(**d)
+
+
+@dataclass(frozen=True)
+class SamplingParams(_Params):
+    """How the base model samples tokens (shared by every decoder)."""
+
+    max_new_tokens: int = 50
+    """Maximum number of response tokens."""
+    temperature: float = 0.7
+    """Softmax temperature; 0 means greedy (argmax)."""
+    top_p: float = 1.0
+    """Nucleus sampling: keep the smallest set of tokens with total probability >= top_p."""
+    top_k: int = 0
+    """Keep only the k most likely tokens (0 = no limit)."""
+    stop: tuple[str, ...] = field(default_factory=tuple)
+    """Strings that end a response; the response text is cut before the stop string."""
+    seed: int = 0
+    """Random seed: a response is a deterministic function of (prompt, seed, knobs)."""
+
+    def __post_init__(self) -> None:
+        if isinstance(self.stop, str):
+            object.__setattr__(self, "stop", (self.stop,))
+        elif not isinstance(self.stop, tuple):
+            object.__setattr__(self, "stop", tuple(self.stop))
+        _check(isinstance(self.max_new_tokens, int) and self.max_new_tokens >= 1,
+               f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+        _check(self.temperature >= 0, f"temperature must be >= 0, got {self.temperature}")
+        _check(0 < self.top_p <= 1, f"top_p must be in (0, 1], got {self.top_p}")
+        _check(isinstance(self.top_k, int) and self.top_k >= 0, f"top_k must be >= 0, got {self.top_k}")
+        _check(all(isinstance(s, str) and s for s in self.stop), "stop strings must be non-empty")
+        _check(isinstance(self.seed, int), f"seed must be an integer, got {self.seed!r}")
+
+
+@dataclass(frozen=True)
+class SearchParams(_Params):
+    """Chunk-level beam search (weak-to-strong search) knobs: beam width W, successors K, chunk L."""
+
+    w: int = 4
+    """Beam width: partial responses kept after each round."""
+    k: int = 4
+    """Successors sampled per kept (unfinished) entry each round."""
+    l: int = 5  # noqa: E741 - the paper's name for the chunk length
+    """Chunk length: base tokens sampled per successor per round."""
+
+    def __post_init__(self) -> None:
+        for name in ("w", "k", "l"):
+            v = getattr(self, name)
+            _check(isinstance(v, int) and v >= 1, f"{name} must be >= 1, got {v}")
+
+
+@dataclass(frozen=True)
+class BestOfNParams(_Params):
+    """Best-of-N: N complete base samples, the guide picks one."""
+
+    n: int = 16
+    """Number of complete samples drawn from the base."""
+
+    def __post_init__(self) -> None:
+        _check(isinstance(self.n, int) and self.n >= 1, f"n must be >= 1, got {self.n}")
+
+
+@dataclass(frozen=True)
+class EFTParams(_Params):
+    """Emulated fine-tuning / proxy tuning: log p = log pi_base + beta (log pi_tuned - log pi_untuned)."""
+
+    beta: float = 1.0
+    """Strength of the small pair's shift (0 = the base model alone)."""
+
+    def __post_init__(self) -> None:
+        _check(self.beta >= 0, f"beta must be >= 0, got {self.beta}")

@@ -1,0 +1,68 @@
+"""Typed results returned by every decoder."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class Cost:
+    """What a decode spent, summed over everything done for one prompt."""
+
+    base_tokens: int = 0
+    """Tokens sampled from the base model (all candidates, kept or not)."""
+    guide_tokens: int = 0
+    """Response tokens scored by the guide's models (each re-scored token counts again)."""
+    wall_time_s: float = 0.0
+    """Wall time of the decoder call that produced this result (shared by its prompts)."""
+
+    def add(self, other: Cost) -> None:
+        self.base_tokens += other.base_tokens
+        self.guide_tokens += other.guide_tokens
+
+
+@dataclass
+class Candidate:
+    """One response: its text, the base token ids that produced it, its guide score."""
+
+    text: str
+    token_ids: list[int]
+    score: float | None = None
+    finished: bool = False
+    """True when the response ended by EOS or a stop string (not by max_new_tokens alone)."""
+
+
+@dataclass
+class Result:
+    """The outcome of decoding one prompt.
+
+    ``text``/``token_ids``/``score`` are the chosen response; ``candidates`` holds every response
+    the decoder returns for this prompt, best first (one unless ``return_all`` was asked, or
+    ``n > 1`` samples for plain sampling).
+    """
+
+    prompt: str
+    method: str
+    text: str
+    token_ids: list[int]
+    score: float | None
+    finished: bool
+    candidates: list[Candidate] = field(default_factory=list)
+    cost: Cost = field(default_factory=Cost)
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["response"] = d.pop("text")
+        return d
+
+    @classmethod
+    def from_candidates(
+        cls, prompt: str, method: str, ranked: list[Candidate], cost: Cost, params: dict[str, Any]
+    ) -> Result:
+        best = ranked[0]
+        return cls(prompt=prompt, method=method, text=best.text, token_ids=list(best.token_ids),
+                   score=best.score, finished=best.finished, candidates=ranked, cost=cost,
+                   params=params)
