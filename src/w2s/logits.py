@@ -14,7 +14,7 @@ from w2s.rng import sample_from_probs
 
 
 def filtered_probs(logits: torch.Tensor, temperature: float, top_k: int, top_p: float) -> torch.Tensor:
-    """Probabilities ``(B, V)`` after temperature, top-k and top-p; filtered tokens get 0."""
+    """Normalised probabilities ``(B, V)`` after temperature, top-k and top-p (filtered: 0)."""
     logits = logits.float() / max(temperature, 1e-8)
     if 0 < top_k < logits.shape[-1]:
         kth = torch.topk(logits, top_k, dim=-1).values[:, -1:]  # (B, 1)
@@ -27,6 +27,7 @@ def filtered_probs(logits: torch.Tensor, temperature: float, top_k: int, top_p: 
         drop_sorted = before >= top_p
         drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
         probs = probs.masked_fill(drop, 0.0)
+        probs = probs / probs.sum(-1, keepdim=True)
     return probs
 
 

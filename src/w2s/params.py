@@ -103,3 +103,20 @@ class EFTParams(_Params):
 
     def __post_init__(self) -> None:
         _check(self.beta >= 0, f"beta must be >= 0, got {self.beta}")
+
+
+def field_docs(cls: type) -> dict[str, str]:
+    """The docstring under each dataclass field (they feed ``--help`` and the API docs)."""
+    import ast
+    import inspect
+    import textwrap
+
+    tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
+    body = tree.body[0].body  # type: ignore[attr-defined]
+    docs: dict[str, str] = {}
+    for stmt, nxt in zip(body, body[1:]):
+        if (isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name)
+                and isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant)
+                and isinstance(nxt.value.value, str)):
+            docs[stmt.target.id] = " ".join(nxt.value.value.split())
+    return docs

@@ -1,0 +1,221 @@
+"""The ``w2s`` command line: ``w2s generate``, ``w2s demo``.
+
+Every flag maps 1:1 to a field of the knob dataclasses in :mod:`w2s.params`, and its help text
+is that field's docstring. User errors print one line and exit 2; unexpected ones print one
+line and exit 1 (``W2S_DEBUG=1`` shows the traceback).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from w2s.errors import W2SError
+from w2s.params import BestOfNParams, EFTParams, SamplingParams, SearchParams, field_docs
+
+_S, _W, _B, _E = (field_docs(c) for c in (SamplingParams, SearchParams, BestOfNParams, EFTParams))
+_DS, _DW, _DB, _DE = SamplingParams(), SearchParams(), BestOfNParams(), EFTParams()
+
+
+def _quiet_libraries() -> None:
+    """Keep library progress bars and warnings off the user's terminal."""
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
+    except Exception:  # noqa: BLE001 - cosmetics only
+        pass
+
+
+class _Group(click.Group):
+    """Turns errors into one clean line instead of a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except W2SError as e:
+            click.echo(f"error: {e}", err=True)
+            ctx.exit(2)
+        except (click.ClickException, click.exceptions.Exit, click.Abort, KeyboardInterrupt):
+            raise
+        except Exception as e:  # noqa: BLE001
+            if os.environ.get("W2S_DEBUG"):
+                raise
+            msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
+            click.echo(f"error: unexpected {type(e).__name__}: {msg} "
+                       "(set W2S_DEBUG=1 for the traceback)", err=True)
+            ctx.exit(1)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"],
+                                           "max_content_width": 100})
+@click.version_option(package_name="w2s")
+def cli() -> None:
+    """w2s: weak-to-strong search and friends.
+
+    Steer a large frozen BASE model with a small TUNED model and the small UNTUNED model it
+    was tuned from: search over the base's samples, scored by
+    log pi_tuned(y|x) - log pi_untuned(y|x).
+    """
+    _quiet_libraries()
+
+
+def read_prompts(prompt: tuple[str, ...], prompts_file: str | None) -> list[str]:
+    """Prompts from ``--prompt`` (repeatable) and/or a JSONL file with a ``prompt`` field."""
+    prompts = list(prompt)
+    if prompts_file:
+        path = Path(prompts_file)
+        if not path.is_file():
+            raise W2SError(f"prompts file {prompts_file!r} does not exist")
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise W2SError(f"{prompts_file}:{n}: not valid JSON ({e.msg})") from None
+            if not isinstance(row, dict) or not isinstance(row.get("prompt"), str):
+                raise W2SError(f"{prompts_file}:{n}: each line needs a string field 'prompt'")
+            prompts.append(row["prompt"])
+        if not prompts:
+            raise W2SError(f"prompts file {prompts_file!r} has no prompts")
+    if not prompts:
+        raise W2SError("give a prompt with --prompt TEXT or --prompts-file FILE.jsonl")
+    return prompts
+
+
+def build_guide(tuned: str | None, untuned: str | None, reward_model: str | None, *,
+                dtype: str, device: str, chat: bool):  # noqa: ANN201
+    """A pair guide, a reward-model guide, their sum, or None."""
+    from w2s.guides import PairGuide, RewardModelGuide
+
+    if (tuned is None) != (untuned is None):
+        raise W2SError("--tuned and --untuned go together: give both or neither")
+    guide = None
+    if tuned and untuned:
+        guide = PairGuide.load(tuned, untuned, dtype=dtype, device=device, chat=chat)
+    if reward_model:
+        rm = RewardModelGuide.load(reward_model, dtype=dtype, device=device, chat=chat)
+        guide = rm if guide is None else guide + rm
+    return guide
+
+
+@cli.command()
+@click.option("--base", required=True, metavar="PATH",
+              help="The large frozen model: a local folder or a hub id.")
+@click.option("--tuned", metavar="PATH", help="Small tuned model (the guide's numerator).")
+@click.option("--untuned", metavar="PATH", help="Small untuned model it was tuned from.")
+@click.option("--reward-model", metavar="PATH",
+              help="A sequence-classification reward model as (an extra term of) the guide.")
+@click.option("--method", type=click.Choice(["sample", "bon", "cbs", "eft"]), default="cbs",
+              show_default=True, help="Decoder: sample, bon (Best-of-N), cbs (weak-to-strong "
+              "search), eft (proxy tuning).")
+@click.option("--prompt", multiple=True, help="A prompt (repeatable).")
+@click.option("--prompts-file", metavar="FILE.jsonl", help="JSONL with a 'prompt' field per line.")
+@click.option("--w", type=int, default=_DW.w, show_default=True, help=f"[cbs] {_W['w']}")
+@click.option("--k", type=int, default=_DW.k, show_default=True, help=f"[cbs] {_W['k']}")
+@click.option("--l", "l_", type=int, default=_DW.l, show_default=True, help=f"[cbs] {_W['l']}")
+@click.option("--n", type=int, default=_DB.n, show_default=True, help=f"[bon] {_B['n']}")
+@click.option("--beta", type=float, default=_DE.beta, show_default=True, help=f"[eft] {_E['beta']}")
+@click.option("--max-new-tokens", type=int, default=_DS.max_new_tokens, show_default=True,
+              help=_S["max_new_tokens"])
+@click.option("--temperature", type=float, default=_DS.temperature, show_default=True,
+              help=_S["temperature"])
+@click.option("--top-p", type=float, default=_DS.top_p, show_default=True, help=_S["top_p"])
+@click.option("--top-k", type=int, default=_DS.top_k, show_default=True, help=_S["top_k"])
+@click.option("--stop", multiple=True, help=_S["stop"] + " (repeatable)")
+@click.option("--seed", type=int, default=_DS.seed, show_default=True, help=_S["seed"])
+@click.option("--chat", is_flag=True, help="Format prompts with each model's chat template.")
+@click.option("--return-all", is_flag=True,
+              help="[bon, cbs] Also output every final candidate, ranked.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per prompt on stdout.")
+@click.option("--dtype", type=click.Choice(["auto", "float32", "bfloat16", "float16"]),
+              default="auto", show_default=True, help="Weights' dtype (auto: fp32 on CPU).")
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:1 or auto.")
+@click.option("--batch-size", type=int, default=64, show_default=True,
+              help="Rows per forward pass (bounds memory).")
+def generate(base: str, tuned: str | None, untuned: str | None, reward_model: str | None,
+             method: str, prompt: tuple[str, ...], prompts_file: str | None, w: int, k: int,
+             l_: int, n: int, beta: float, max_new_tokens: int, temperature: float, top_p: float,
+             top_k: int, stop: tuple[str, ...], seed: int, chat: bool, return_all: bool,
+             as_json: bool, dtype: str, device: str, batch_size: int) -> None:
+    """Generate responses from the BASE model, steered by a small tuned/untuned pair.
+
+    \b
+    Examples:
+      w2s generate --base big --tuned small-dpo --untuned small --method cbs \\
+          --w 4 --k 4 --l 5 --prompt "The movie was"
+      w2s generate --base big --method sample --prompts-file prompts.jsonl --json
+    """
+    from w2s.decoding import DECODERS
+    from w2s.models.hf import HFModel
+
+    # validate every knob before loading anything heavy
+    sampling = SamplingParams(max_new_tokens=max_new_tokens, temperature=temperature,
+                              top_p=top_p, top_k=top_k, stop=stop, seed=seed)
+    method_params = {"cbs": lambda: SearchParams(w=w, k=k, l=l_), "bon": lambda: BestOfNParams(n=n),
+                     "eft": lambda: EFTParams(beta=beta), "sample": lambda: None}[method]()
+    if batch_size < 1:
+        raise W2SError(f"batch-size must be >= 1, got {batch_size}")
+    prompts = read_prompts(prompt, prompts_file)
+    spec = DECODERS[method]
+    if spec.needs_guide and not (tuned or untuned or reward_model):
+        raise W2SError(f"--method {method} needs a guide: --tuned and --untuned "
+                       "(or --reward-model)")
+    if method == "eft" and not (tuned and untuned):
+        raise W2SError("--method eft needs --tuned and --untuned")
+    backend = HFModel.load(base, dtype=dtype, device=device, chat=chat, batch_size=batch_size)
+    guide = build_guide(tuned, untuned, reward_model, dtype=dtype, device=device, chat=chat)
+    kwargs: dict[str, Any] = {}
+    if method in ("bon", "cbs"):
+        kwargs["return_all"] = return_all
+    args = (backend, guide, prompts) + ((method_params,) if method_params is not None else ())
+    results = spec.fn(*args, sampling=sampling, **kwargs)
+    for r in results:
+        if as_json:
+            row = {"prompt": r.prompt, "response": r.text, "method": method, "score": r.score,
+                   "finished": r.finished, "token_ids": r.token_ids,
+                   "cost": {"base_tokens": r.cost.base_tokens,
+                            "guide_tokens": r.cost.guide_tokens,
+                            "wall_time_s": round(r.cost.wall_time_s, 4)},
+                   "params": r.params}
+            if return_all:
+                row["candidates"] = [{"response": c.text, "score": c.score,
+                                      "finished": c.finished} for c in r.candidates]
+            click.echo(json.dumps(row, ensure_ascii=False))
+        else:
+            score = "" if r.score is None else f"  [score {r.score:+.3f}]"
+            click.echo(f"{r.prompt}\u2192{r.text}{score}")
+            if return_all:
+                for i, c in enumerate(r.candidates):
+                    click.echo(f"   #{i + 1} {c.score:+.3f}  {c.text!r}")
+
+
+@cli.command()
+@click.option("--out", default="w2s-demo", show_default=True, metavar="DIR",
+              help="Where the JSONL of all outputs goes.")
+@click.option("--quick", is_flag=True, help="A few-second smoke run (fewer prompts and seeds).")
+@click.option("--models", metavar="DIR", default=None,
+              help="Folder of the demo's models (built there if missing).")
+def demo(out: str, quick: bool, models: str | None) -> None:
+    """Compare sampling, Best-of-N, EFT and weak-to-strong search on the embedded models."""
+    from w2s.demo import run_demo
+
+    run_demo(Path(out), quick=quick, models_dir=Path(models) if models else None)
+
+
+def main() -> None:
+    cli(prog_name="w2s")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

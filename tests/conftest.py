@@ -1,0 +1,40 @@
+"""Shared fixtures: a tiny random-initialised model set built once per test session, saved to
+disk and loaded back through the real ``from_pretrained`` path."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+
+
+@pytest.fixture(scope="session")
+def tiny_paths(tmp_path_factory):
+    from w2s.zoo.tiny import build_tiny_set
+
+    return {k: str(v) for k, v in build_tiny_set(tmp_path_factory.mktemp("tiny")).items()}
+
+
+@pytest.fixture(scope="session")
+def base(tiny_paths):
+    from w2s import HFModel
+
+    return HFModel.load(tiny_paths["base"], batch_size=7)  # odd batch size exercises chunking
+
+
+@pytest.fixture(scope="session")
+def pair(tiny_paths):
+    from w2s import PairGuide
+
+    return PairGuide.load(tiny_paths["tuned"], tiny_paths["untuned"])
+
+
+@pytest.fixture(scope="session")
+def xpair(tiny_paths):
+    from w2s import PairGuide
+
+    return PairGuide.load(tiny_paths["xtuned"], tiny_paths["xuntuned"])

@@ -1,0 +1,154 @@
+"""The CLI contract, end to end, in real subprocesses."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+def run_w2s(*args: str, timeout: int = 120) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    return subprocess.run([sys.executable, "-m", "w2s.cli", *args], capture_output=True,
+                          text=True, timeout=timeout, env=env)
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess, *needles: str) -> None:
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr
+    lines = [x for x in proc.stderr.strip().splitlines() if x.strip()]
+    assert len(lines) == 1, proc.stderr
+    for n in needles:
+        assert n in lines[0], lines[0]
+
+
+@pytest.fixture(scope="module")
+def models(tiny_paths):
+    return ["--base", tiny_paths["base"], "--tuned", tiny_paths["tuned"],
+            "--untuned", tiny_paths["untuned"]]
+
+
+def test_help_reads_well():
+    top = run_w2s("--help")
+    assert top.returncode == 0 and "generate" in top.stdout and "demo" in top.stdout
+    gen = run_w2s("generate", "--help")
+    assert gen.returncode == 0
+    for flag in ("--method", "--w", "--k", "--l", "--n", "--beta", "--max-new-tokens",
+                 "--temperature", "--top-p", "--seed", "--chat", "--json", "--prompts-file"):
+        assert flag in gen.stdout
+    assert "Beam width" in gen.stdout  # field docstrings feed --help
+
+
+@pytest.mark.parametrize("method", ["sample", "bon", "cbs", "eft"])
+def test_generate_json_contract(models, tmp_path, method):
+    pf = tmp_path / "prompts.jsonl"
+    pf.write_text(json.dumps({"prompt": "The movie was"}) + "\n\n"
+                  + json.dumps({"prompt": "I thought", "id": 7}) + "\n")
+    proc = run_w2s("generate", *models, "--method", method, "--prompts-file", str(pf),
+                   "--prompt", "A", "--w", "2", "--k", "2", "--l", "3", "--n", "3",
+                   "--max-new-tokens", "8", "--seed", "1", "--json")
+    assert proc.returncode == 0, proc.stderr
+    rows = [json.loads(x) for x in proc.stdout.strip().splitlines()]
+    assert [r["prompt"] for r in rows] == ["A", "The movie was", "I thought"]
+    for r in rows:
+        assert r["method"] == method and isinstance(r["response"], str)
+        assert isinstance(r["score"], float)
+        assert 1 <= len(r["token_ids"]) <= 8
+
+
+def test_generate_matches_python_api(models, tiny_paths):
+    import w2s
+
+    proc = run_w2s("generate", *models, "--method", "cbs", "--prompt", "The movie was",
+                   "--w", "2", "--k", "3", "--l", "4", "--max-new-tokens", "10", "--seed", "3",
+                   "--json", "--return-all")
+    assert proc.returncode == 0, proc.stderr
+    row = json.loads(proc.stdout)
+    base = w2s.HFModel.load(tiny_paths["base"])
+    guide = w2s.PairGuide.load(tiny_paths["tuned"], tiny_paths["untuned"])
+    [r] = w2s.cbs(base, guide, ["The movie was"], w2s.SearchParams(2, 3, 4),
+                  w2s.SamplingParams(max_new_tokens=10, seed=3), return_all=True)
+    assert row["token_ids"] == r.token_ids and row["response"] == r.text
+    assert len(row["candidates"]) == 2
+
+
+def test_generate_cross_vocabulary_and_chat(tiny_paths):
+    proc = run_w2s("generate", "--base", tiny_paths["base"], "--tuned", tiny_paths["xtuned"],
+                   "--untuned", tiny_paths["xuntuned"], "--method", "cbs", "--chat",
+                   "--prompt", "Review this film.", "--max-new-tokens", "6", "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["score"] is not None
+
+
+def test_plain_text_output(models):
+    proc = run_w2s("generate", *models, "--method", "sample", "--prompt", "The movie was",
+                   "--max-new-tokens", "5")
+    assert proc.returncode == 0 and proc.stdout.startswith("The movie was")
+
+
+@pytest.mark.parametrize("flag,value,needle", [
+    ("--w", "0", "w must be >= 1, got 0"),
+    ("--k", "-2", "k must be >= 1, got -2"),
+    ("--l", "0", "l must be >= 1, got 0"),
+    ("--n", "0", "n must be >= 1, got 0"),
+])
+def test_bad_knobs_are_one_line_errors(models, flag, value, needle):
+    method = "bon" if flag == "--n" else "cbs"
+    assert_one_line_error(run_w2s("generate", *models, "--method", method, "--prompt", "x",
+                                  flag, value), needle)
+
+
+def test_missing_model_path(tmp_path):
+    missing = str(tmp_path / "nope")
+    assert_one_line_error(run_w2s("generate", "--base", missing, "--method", "sample",
+                                  "--prompt", "x"), "cannot load model", missing)
+
+
+def test_eft_with_mismatched_vocabularies(tiny_paths):
+    proc = run_w2s("generate", "--base", tiny_paths["base"], "--tuned", tiny_paths["xtuned"],
+                   "--untuned", tiny_paths["xuntuned"], "--method", "eft", "--prompt", "x")
+    assert_one_line_error(proc, "eft needs one vocabulary", tiny_paths["base"],
+                          tiny_paths["xtuned"])
+
+
+def test_empty_prompts_file(models, tmp_path):
+    pf = tmp_path / "empty.jsonl"
+    pf.write_text("\n")
+    assert_one_line_error(run_w2s("generate", *models, "--prompts-file", str(pf)),
+                          "has no prompts")
+
+
+def test_bad_prompts_file_lines(models, tmp_path):
+    pf = tmp_path / "bad.jsonl"
+    pf.write_text('{"prompt": "ok"}\n{"text": "no prompt field"}\n')
+    assert_one_line_error(run_w2s("generate", *models, "--prompts-file", str(pf)), "bad.jsonl:2")
+
+
+def test_prompt_longer_than_context(models):
+    long_prompt = "word " * 400  # the tiny models have a 256-token context
+    assert_one_line_error(run_w2s("generate", *models, "--prompt", long_prompt),
+                          "exceeds the context")
+
+
+def test_guide_required_and_pairs_go_together(tiny_paths):
+    assert_one_line_error(run_w2s("generate", "--base", tiny_paths["base"], "--method", "cbs",
+                                  "--prompt", "x"), "needs a guide")
+    assert_one_line_error(run_w2s("generate", "--base", tiny_paths["base"], "--tuned",
+                                  tiny_paths["tuned"], "--method", "sample", "--prompt", "x"),
+                          "go together")
+
+
+def test_demo_quick(tmp_path):
+    out = tmp_path / "demo"
+    proc = run_w2s("demo", "--quick", "--out", str(out), "--models", str(tmp_path / "models"),
+                   timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    for name in ("sample", "bon (N=16)", "eft (beta=1)", "cbs (4,4,5)"):
+        assert name in proc.stdout
+    rows = [json.loads(x) for x in (out / "demo.jsonl").read_text().splitlines()]
+    assert {r["method"] for r in rows} >= {"sample", "cbs (4,4,5)"}

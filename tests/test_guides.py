@@ -1,0 +1,69 @@
+"""Guides against independent forward passes (no w2s code on the reference side)."""
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
+
+from w2s import RewardModelGuide, W2SError
+
+PROMPTS = ["The movie was", "I thought the film was boring and", "A"]
+RESPONSES = [" a delight from start to finish.", " far too long", " wonderful cast!"]
+
+
+def reference_logprob_sum(path: str, prompt: str, response: str) -> float:
+    tok = AutoTokenizer.from_pretrained(path)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
+    p = tok(prompt)["input_ids"]
+    r = tok(response, add_special_tokens=False)["input_ids"]
+    ids = torch.tensor([p + r])
+    with torch.no_grad():
+        logp = model(ids).logits.log_softmax(-1)[0]
+    return sum(logp[len(p) + i - 1, t].item() for i, t in enumerate(r))
+
+
+@pytest.mark.parametrize("which", ["pair", "xpair"])
+def test_pair_score_is_sum_of_token_logprob_differences(which, request, tiny_paths):
+    guide = request.getfixturevalue(which)
+    prefix = "x" if which == "xpair" else ""
+    got = guide.score(PROMPTS, RESPONSES)
+    assert got.shape == (3,)
+    for i, (p, r) in enumerate(zip(PROMPTS, RESPONSES)):
+        want = (reference_logprob_sum(tiny_paths[prefix + "tuned"], p, r)
+                - reference_logprob_sum(tiny_paths[prefix + "untuned"], p, r))
+        assert got[i].item() == pytest.approx(want, abs=1e-4)
+
+
+def test_cross_vocabulary_pair_really_differs(base, xpair):
+    assert base.tokenizer.get_vocab() != xpair.tuned.tokenizer.get_vocab()
+    text = " a delight from start to finish."
+    assert base.encode_response(text) != xpair.tuned.encode_response(text)
+
+
+def test_empty_response_scores_zero(pair):
+    assert pair.score(["The movie was"], [""]).tolist() == [0.0]
+
+
+def test_weighted_sum_is_exact(pair, xpair):
+    a, b = pair.score(PROMPTS, RESPONSES), xpair.score(PROMPTS, RESPONSES)
+    combo = 0.5 * pair + xpair * 2.0
+    torch.testing.assert_close(combo.score(PROMPTS, RESPONSES), 0.5 * a + 2.0 * b)
+    nested = combo + pair
+    assert len(nested.terms) == 3
+    torch.testing.assert_close(nested.score(PROMPTS, RESPONSES), 1.5 * a + 2.0 * b)
+
+
+def test_reward_model_guide_matches_direct_classifier(tiny_paths):
+    path = tiny_paths["reward"]
+    guide = RewardModelGuide.load(path)
+    got = guide.score(PROMPTS, RESPONSES)
+    tok = AutoTokenizer.from_pretrained(path)
+    model = AutoModelForSequenceClassification.from_pretrained(path).eval()
+    for i, (p, r) in enumerate(zip(PROMPTS, RESPONSES)):
+        with torch.no_grad():
+            logits = model(torch.tensor([tok(p + r)["input_ids"]])).logits[0]
+        assert got[i].item() == pytest.approx(logits.log_softmax(-1)[1].item(), abs=1e-4)
+
+
+def test_reward_model_label_out_of_range(tiny_paths):
+    with pytest.raises(W2SError, match="label must be in"):
+        RewardModelGuide.load(tiny_paths["reward"], label=5)
