@@ -141,14 +141,3 @@ def test_guide_required_and_pairs_go_together(tiny_paths):
     assert_one_line_error(run_w2s("generate", "--base", tiny_paths["base"], "--tuned",
                                   tiny_paths["tuned"], "--method", "sample", "--prompt", "x"),
                           "go together")
-
-
-def test_demo_quick(tmp_path):
-    out = tmp_path / "demo"
-    proc = run_w2s("demo", "--quick", "--out", str(out), "--models", str(tmp_path / "models"),
-                   timeout=300)
-    assert proc.returncode == 0, proc.stderr
-    for name in ("sample", "bon (N=16)", "eft (beta=1)", "cbs (4,4,5)"):
-        assert name in proc.stdout
-    rows = [json.loads(x) for x in (out / "demo.jsonl").read_text().splitlines()]
-    assert {r["method"] for r in rows} >= {"sample", "cbs (4,4,5)"}

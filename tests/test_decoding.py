@@ -203,3 +203,59 @@ def test_finished_entries_are_not_expanded_and_stay_candidates():
             assert res.score == max(s for _, s in first_round_ended)
             return
     pytest.fail("no seed produced an early-finished winner")
+
+
+# ------------------------------------------- KV-cached search vs the simple reference path
+class StatelessView:
+    """The base model without search state: every chunk re-encodes prompt + response.
+
+    This is the simple reference path (what any backend without a KV cache does)."""
+
+    def __init__(self, model):  # noqa: ANN001
+        self.model, self.name, self.batch_size = model, model.name, model.batch_size
+
+    def encode_prompt(self, prompt):  # noqa: ANN001
+        return self.model.encode_prompt(prompt)
+
+    def check_fits(self, ids, n):  # noqa: ANN001
+        return self.model.check_fits(ids, n)
+
+    def response_text(self, ids, stop):  # noqa: ANN001
+        return self.model.response_text(ids, stop)
+
+    def sample(self, *args):  # noqa: ANN002
+        return self.model.sample(*args)
+
+
+@pytest.fixture(scope="module")
+def wide_base(tiny_paths):
+    return w2s.HFModel.load(tiny_paths["base"], batch_size=512)
+
+
+@pytest.mark.parametrize("wkl", [(2, 2, 4), (4, 4, 5), (3, 1, 7)])
+def test_cached_search_equals_reference_path(wide_base, pair, wkl):
+    sp = SamplingParams(max_new_tokens=21, temperature=1.0, seed=11)
+    fast = w2s.cbs(wide_base, pair, PROMPTS, SearchParams(*wkl), sp, return_all=True)
+    slow = w2s.cbs(StatelessView(wide_base), pair, PROMPTS, SearchParams(*wkl), sp,
+                   return_all=True)
+    for f, s in zip(fast, slow):
+        assert [c.token_ids for c in f.candidates] == [c.token_ids for c in s.candidates]
+        assert [c.score for c in f.candidates] == pytest.approx([c.score for c in s.candidates],
+                                                                abs=1e-4)
+        assert f.cost.base_tokens == s.cost.base_tokens
+
+
+def test_prompts_of_different_lengths_batched_equal_one_at_a_time(wide_base, pair):
+    sp = SamplingParams(max_new_tokens=17, seed=6, stop=("!",))
+    together = w2s.cbs(wide_base, pair, PROMPTS, SearchParams(3, 2, 4), sp)
+    for p, r in zip(PROMPTS, together):
+        [alone] = w2s.cbs(wide_base, pair, [p], SearchParams(3, 2, 4), sp)
+        assert alone.token_ids == r.token_ids and alone.text == r.text
+
+
+def test_sampling_many_per_prompt_cached_equals_reference(wide_base):
+    sp = SamplingParams(max_new_tokens=15, top_p=0.9, seed=2)
+    a = w2s.sample(wide_base, None, PROMPTS, sp, n=4)
+    b = w2s.sample(StatelessView(wide_base), None, PROMPTS, sp, n=4)
+    assert [[c.token_ids for c in r.candidates] for r in a] == \
+        [[c.token_ids for c in r.candidates] for r in b]

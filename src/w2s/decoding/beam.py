@@ -22,9 +22,11 @@ from collections.abc import Sequence
 
 from w2s.decoding.common import (
     Entry,
-    expand,
+    Grower,
+    Prepared,
     finish_costs,
     prepare,
+    prompt_groups,
     require_guide,
     score_entries,
 )
@@ -46,9 +48,25 @@ def cbs(backend: Backend, guide: Guide | None, prompts: Sequence[str],
     sampling = sampling or SamplingParams()
     guide = require_guide(guide, method)
     prep = prepare(backend, prompts, sampling)
-    w, k, max_new = search.w, search.k, sampling.max_new_tokens
     cost = [Cost() for _ in prep.prompts]
+    beams: list[list[Entry]] = []
+    for group in prompt_groups(backend, len(prep.prompts), search.w * search.k):
+        sub = Prepared([prep.prompts[i] for i in group], [prep.ids[i] for i in group],
+                       [prep.keys[i] for i in group], prep.start)
+        beams += _search(backend, guide, sub, search, sampling, [cost[i] for i in group])
+    cost = finish_costs(prep, cost)
+    params = {"method": method, **search.to_dict(), **sampling.to_dict()}
+    return [Result.from_candidates(p, method, [e.candidate() for e in (beam if return_all else beam[:1])],
+                                   c, params)
+            for p, beam, c in zip(prep.prompts, beams, cost)]
+
+
+def _search(backend: Backend, guide: Guide, prep: Prepared, search: SearchParams,
+            sampling: SamplingParams, cost: list[Cost]) -> list[list[Entry]]:
+    """CBS for one group of prompts; returns each prompt's final beam, ranked."""
+    w, k, max_new = search.w, search.k, sampling.max_new_tokens
     beams: list[list[Entry]] = [[Entry([])] for _ in prep.prompts]  # per prompt, ranked
+    grower = Grower(backend, prep, sampling, cost, [b[0] for b in beams])
     first = True
     while any(not e.done(max_new) for beam in beams for e in beam):
         # (prompt index, parent, slot) for every chunk sampled this round: W*K per prompt
@@ -61,7 +79,7 @@ def cbs(backend: Backend, guide: Guide | None, prompts: Sequence[str],
                          for j in range(k)]
         # unfinished entries all hold r*L tokens, so one chunk length serves every row
         chunk = min(search.l, max_new - len(rows[0][1].ids))
-        children = expand(backend, prep, rows, chunk, sampling, cost)
+        children = grower.grow(rows, chunk)
         score_entries(guide, prep, [i for i, _, _ in rows], children, cost)
         # candidates: new children (slot order), then finished entries carried over
         pools: list[list[Entry]] = [[] for _ in prep.prompts]
@@ -72,9 +90,6 @@ def cbs(backend: Backend, guide: Guide | None, prompts: Sequence[str],
         # keep the top W by score; sort is stable, so ties keep candidate order
         beams = [sorted(pool, key=lambda e: -e.score)[:w] if pool else beam  # type: ignore[operator]
                  for pool, beam in zip(pools, beams)]
+        grower.keep([e for beam in beams for e in beam if not e.done(max_new)])
         first = False
-    cost = finish_costs(prep, cost)
-    params = {"method": method, **search.to_dict(), **sampling.to_dict()}
-    return [Result.from_candidates(p, method, [e.candidate() for e in (beam if return_all else beam[:1])],
-                                   c, params)
-            for p, beam, c in zip(prep.prompts, beams, cost)]
+    return beams

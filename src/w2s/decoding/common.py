@@ -58,21 +58,58 @@ class Entry:
         return Candidate(self.text, list(self.ids), self.score, self.ended)
 
 
-def expand(backend: Backend, prep: Prepared, rows: list[tuple[int, Entry, int]], max_tokens: int,
-           sampling: SamplingParams, cost: list[Cost]) -> list[Entry]:
-    """Sample up to ``max_tokens`` new tokens for each (prompt index, parent, slot) row."""
-    if not rows:
-        return []
-    keys = torch.tensor([prep.keys[i] for i, _, _ in rows], dtype=torch.long)
-    slots = torch.tensor([s for _, _, s in rows], dtype=torch.long)
-    conts = backend.sample([prep.ids[i] for i, _, _ in rows], [e.ids for _, e, _ in rows],
-                           stream_keys(keys, slots), max_tokens, sampling)
-    children = []
-    for (i, parent, _), c in zip(rows, conts):
-        ids = parent.ids + c.token_ids
-        cost[i].base_tokens += len(c.token_ids)
-        children.append(Entry(ids, backend.response_text(ids, sampling.stop), c.ended))
-    return children
+class Grower:
+    """Grows candidates by sampling chunks from the base model.
+
+    With a backend that keeps search state (``open_search``/``reindex``/``sample_chunk``, the
+    white-box one), each prompt is encoded once, every live candidate keeps its KV-cache row,
+    children copy their parent's row and losers are dropped: no prefix is ever re-encoded.
+    Any other backend gets the stateless path: ``sample(prompt + response so far)``.
+    """
+
+    def __init__(self, backend: Backend, prep: Prepared, sampling: SamplingParams,
+                 cost: list[Cost], roots: list[Entry]) -> None:
+        self.backend, self.prep, self.sampling, self.cost = backend, prep, sampling, cost
+        self.cached = all(hasattr(backend, a) for a in ("open_search", "reindex", "sample_chunk"))
+        self.state = backend.open_search(prep.ids) if self.cached else None  # type: ignore[attr-defined]
+        self.row_of = {id(e): i for i, e in enumerate(roots)}  # entry -> state row
+
+    def grow(self, rows: list[tuple[int, Entry, int]], max_tokens: int) -> list[Entry]:
+        """Sample up to ``max_tokens`` new tokens for each (prompt index, parent, slot) row."""
+        if not rows:
+            return []
+        keys = torch.tensor([self.prep.keys[i] for i, _, _ in rows], dtype=torch.long)
+        slots = torch.tensor([s for _, _, s in rows], dtype=torch.long)
+        streams = stream_keys(keys, slots)
+        parents = [e.ids for _, e, _ in rows]
+        if self.cached:
+            b = self.backend
+            self.state = b.reindex(self.state, [self.row_of[id(e)] for _, e, _ in rows])  # type: ignore[attr-defined]
+            conts, self.state = b.sample_chunk(self.state, parents, streams, max_tokens,  # type: ignore[attr-defined]
+                                               self.sampling)
+        else:
+            conts = self.backend.sample([self.prep.ids[i] for i, _, _ in rows], parents, streams,
+                                        max_tokens, self.sampling)
+        children = []
+        for (i, parent, _), c in zip(rows, conts):
+            ids = parent.ids + c.token_ids
+            self.cost[i].base_tokens += len(c.token_ids)
+            children.append(Entry(ids, self.backend.response_text(ids, self.sampling.stop), c.ended))
+        self.row_of = {id(c): n for n, c in enumerate(children)}
+        return children
+
+    def keep(self, live: list[Entry]) -> None:
+        """Keep only the rows of ``live`` (in this order); free the others."""
+        if self.cached:
+            idx = [self.row_of[id(e)] for e in live]
+            self.state = self.backend.reindex(self.state, idx) if idx else None  # type: ignore[attr-defined]
+            self.row_of = {id(e): n for n, e in enumerate(live)}
+
+
+def prompt_groups(backend: Backend, n_prompts: int, rows_per_prompt: int) -> list[range]:
+    """Split prompts so one group holds at most ``backend.batch_size`` rows (at least 1 prompt)."""
+    cap = max(1, getattr(backend, "batch_size", 64) // max(1, rows_per_prompt))
+    return [range(lo, min(lo + cap, n_prompts)) for lo in range(0, n_prompts, cap)]
 
 
 def score_entries(guide: Guide, prep: Prepared, owners: list[int], entries: list[Entry],

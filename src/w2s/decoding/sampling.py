@@ -8,7 +8,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from w2s.decoding.common import Entry, expand, finish_costs, prepare, score_entries
+from w2s.decoding.common import (
+    Entry,
+    Grower,
+    Prepared,
+    finish_costs,
+    prepare,
+    prompt_groups,
+    score_entries,
+)
 from w2s.errors import W2SError
 from w2s.guides import Guide
 from w2s.models.base import Backend
@@ -24,10 +32,17 @@ def sample(backend: Backend, guide: Guide | None, prompts: Sequence[str],
         raise W2SError(f"n must be >= 1, got {n}")
     prep = prepare(backend, prompts, sampling)
     cost = [Cost() for _ in prep.prompts]
-    rows = [(i, Entry([]), j) for i in range(len(prep.prompts)) for j in range(n)]
-    entries = expand(backend, prep, rows, sampling.max_new_tokens, sampling, cost)
-    if guide is not None:
-        score_entries(guide, prep, [i for i, _, _ in rows], entries, cost)
+    entries: list[Entry] = []
+    for group in prompt_groups(backend, len(prep.prompts), n):
+        sub = Prepared([prep.prompts[i] for i in group], [prep.ids[i] for i in group],
+                       [prep.keys[i] for i in group], prep.start)
+        sub_cost = [cost[i] for i in group]
+        roots = [Entry([]) for _ in group]
+        rows = [(i, roots[i], j) for i in range(len(group)) for j in range(n)]
+        grown = Grower(backend, sub, sampling, sub_cost, roots).grow(rows, sampling.max_new_tokens)
+        if guide is not None:
+            score_entries(guide, sub, [i for i, _, _ in rows], grown, sub_cost)
+        entries += grown
     cost = finish_costs(prep, cost)
     params = {"method": "sample", "n": n, **sampling.to_dict()}
     return [Result.from_candidates(p, "sample", [e.candidate() for e in entries[i * n:(i + 1) * n]],

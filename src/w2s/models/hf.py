@@ -72,6 +72,22 @@ class DecodeState:
     logits: torch.Tensor  # (B, V) float32, next-token logits
 
 
+@dataclass
+class SearchState:
+    """The live candidates of a search, one row each, inside the base model.
+
+    ``pending`` holds each row's last sampled token when it is not yet in the KV cache: a chunk
+    ends without feeding it, so that only the rows that survive selection pay for it.
+    """
+
+    state: DecodeState
+    pending: torch.Tensor | None = None  # (B,)
+
+    @property
+    def rows(self) -> int:
+        return self.state.mask.shape[0]
+
+
 class HFModel:
     """A ``transformers`` causal LM with its tokenizer and prompt format.
 
@@ -215,6 +231,61 @@ class HFModel:
             for i, t in enumerate(tgt):
                 out.append(lp[i, lp.shape[1] - len(t):].cpu() if t else lp.new_zeros(0).cpu())
         return out
+
+    # ------------------------------------------------- KV-cached search (stateful)
+    def open_search(self, prompt_ids: list[list[int]]) -> SearchState:
+        """Encode each prompt once; row ``i`` of the state is prompt ``i``'s empty response."""
+        return SearchState(self.start(prompt_ids))
+
+    @torch.inference_mode()
+    def _catch_up(self, st: SearchState) -> SearchState:
+        if st.pending is None:
+            return st
+        return SearchState(self.step(st.state, st.pending))
+
+    @torch.inference_mode()
+    def reindex(self, st: SearchState, idx: Sequence[int]) -> SearchState:
+        """Keep, drop, reorder or copy rows (KV cache included): new row ``j`` = old ``idx[j]``.
+
+        Before copying rows (an expansion), the pending tokens are fed on the smaller batch.
+        """
+        if st.pending is not None and len(idx) > st.rows:
+            st = self._catch_up(st)
+        index = torch.as_tensor(list(idx), dtype=torch.long, device=self.device)
+        st.state.cache.reorder_cache(index)
+        state = DecodeState(st.state.cache, st.state.mask.index_select(0, index),
+                            st.state.logits.index_select(0, index))
+        pending = None if st.pending is None else st.pending.index_select(0, index)
+        return SearchState(state, pending)
+
+    @torch.inference_mode()
+    def sample_chunk(self, st: SearchState, response_ids: list[list[int]], streams: torch.Tensor,
+                     max_tokens: int, sampling: SamplingParams
+                     ) -> tuple[list[Continuation], SearchState]:
+        """Sample up to ``max_tokens`` tokens for every row of ``st``, continuing its cache.
+
+        ``response_ids[i]`` is row ``i``'s response so far (for stop checks and random positions).
+        """
+        st = self._catch_up(st)
+        state = st.state
+        stopper = self.stopper(sampling.stop)
+        rows = st.rows
+        streams = streams.to(self.device)
+        positions = torch.tensor([len(r) for r in response_ids], device=self.device)  # (B,)
+        new: list[list[int]] = [[] for _ in range(rows)]
+        alive = [True] * rows
+        tok = None
+        for t in range(max_tokens):
+            tok = choose(state.logits, sampling, uniforms(streams, positions + t))  # (B,)
+            for i, x in enumerate(tok.tolist()):
+                if alive[i]:
+                    new[i].append(x)
+                    if stopper.ended(response_ids[i] + new[i]):
+                        alive[i] = False
+            if not any(alive) or t == max_tokens - 1:
+                break
+            state = self.step(state, tok)
+        return [Continuation(n, not a) for n, a in zip(new, alive)], SearchState(state, tok)
 
     # --------------------------------------------------------------- sampling
     @torch.inference_mode()

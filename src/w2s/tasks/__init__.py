@@ -1,0 +1,1 @@
+"""Tasks: prompt sets and the gold scorers a method never sees while searching."""

@@ -1,0 +1,54 @@
+"""The controlled-sentiment task (Zhou et al. 2024, §4.1, after Rafailov et al. 2023).
+
+Prompts are the first words of held-out movie reviews; the target behaviour is a *positive*
+continuation. The gold reward is VADER's compound score of the response (a lexicon and rule
+based scorer, independent of every model in the zoo); TextBlob's polarity is a second,
+independent scorer so a reader can see gains are not an artefact of one lexicon.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+from w2s.errors import W2SError
+
+PROMPTS_FILE = Path(__file__).resolve().parent.parent / "zoo" / "models" / "prompts.jsonl"
+
+
+@functools.lru_cache(maxsize=1)
+def _vader():  # noqa: ANN202
+    try:
+        from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+    except ImportError:
+        raise W2SError("the sentiment gold scorer needs vaderSentiment: "
+                       "pip install 'w2s[demo]'") from None
+    return SentimentIntensityAnalyzer()
+
+
+def vader(texts: Sequence[str]) -> list[float]:
+    """Gold reward: VADER compound score in [-1, 1] (higher = more positive)."""
+    a = _vader()
+    return [float(a.polarity_scores(t)["compound"]) for t in texts]
+
+
+def textblob(texts: Sequence[str]) -> list[float]:
+    """Second scorer: TextBlob (pattern lexicon) polarity in [-1, 1]."""
+    try:
+        from textblob import TextBlob
+    except ImportError:
+        raise W2SError("the second sentiment scorer needs textblob: "
+                       "pip install 'w2s[demo]'") from None
+    return [float(TextBlob(t).sentiment.polarity) for t in texts]
+
+
+GOLD_SCORERS = {"vader": vader, "textblob": textblob}
+
+
+def load_prompts(path: Path = PROMPTS_FILE, limit: int | None = None) -> list[str]:
+    """The held-out review prefixes shipped with the zoo (disjoint from its training text)."""
+    rows = [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines() if x.strip()]
+    prompts = [r["prompt"] for r in rows]
+    return prompts[:limit] if limit else prompts

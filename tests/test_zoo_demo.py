@@ -1,0 +1,117 @@
+"""The shipped zoo loads through plain transformers and generates; the demo runs end to end."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+import w2s
+from w2s.zoo.build import ZOO_DIR
+
+ROLES = ["base", "tuned", "untuned", "xtuned", "xuntuned"]
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_zoo_model_loads_with_plain_from_pretrained_and_generates(role):
+    folder = ZOO_DIR / role
+    model = AutoModelForCausalLM.from_pretrained(folder)
+    tok = AutoTokenizer.from_pretrained(folder)
+    ids = tok("the movie was", return_tensors="pt")["input_ids"]
+    out = model.generate(ids, max_new_tokens=5, do_sample=False, pad_token_id=tok.pad_token_id)
+    assert out.shape[1] > ids.shape[1]
+    card = (folder / "README.md").read_text()
+    assert "held-out perplexity" in card and "parameters" in card
+    assert any(folder.glob("*.safetensors"))
+
+
+def test_zoo_sizes_and_vocabularies():
+    total = sum(f.stat().st_size for f in ZOO_DIR.rglob("*") if f.is_file())
+    assert total <= 40 * 2**20
+    cards = json.loads((ZOO_DIR / "build.json").read_text())["models"]
+    assert 5e6 <= cards["base"]["parameters"] <= 15e6
+    for small in ("tuned", "untuned", "xtuned", "xuntuned"):
+        assert 0.5e6 <= cards[small]["parameters"] <= 3e6
+    # the base is the stronger language model
+    assert cards["base"]["held-out perplexity"] < cards["untuned"]["held-out perplexity"]
+    a = AutoTokenizer.from_pretrained(ZOO_DIR / "base").get_vocab()
+    b = AutoTokenizer.from_pretrained(ZOO_DIR / "xtuned").get_vocab()
+    assert a == AutoTokenizer.from_pretrained(ZOO_DIR / "tuned").get_vocab()
+    assert a != b and len(a) != len(b)
+
+
+def test_tuned_model_is_more_positive_than_untuned():
+    from w2s.tasks.sentiment import load_prompts, vader
+
+    prompts = load_prompts(limit=16)
+    sp = w2s.SamplingParams(max_new_tokens=30, seed=0)
+    means = {}
+    for role in ("tuned", "untuned"):
+        m = w2s.HFModel.load(str(ZOO_DIR / role))
+        texts = [r.text for r in w2s.sample(m, None, prompts, sp)]
+        means[role] = sum(vader(texts)) / len(texts)
+    assert means["tuned"] > means["untuned"] + 0.1
+
+
+def test_gold_scorers_agree_on_obvious_cases():
+    from w2s.tasks.sentiment import textblob, vader
+
+    pos, neg = "a wonderful, moving and beautiful film.", "a terrible, boring and awful mess."
+    assert vader([pos])[0] > 0.5 > -0.5 > vader([neg])[0]
+    assert textblob([pos])[0] > 0 > textblob([neg])[0]
+
+
+def test_plot_is_written(tmp_path):
+    from w2s.plots import plot_methods
+
+    rows = [{"method": m, "gold": g, "base_tokens": t} for m, g, t in
+            [("a", 0.1, 50), ("a", 0.3, 50), ("b", 0.5, 800), ("b", 0.7, 800)]]
+    png = plot_methods(rows, tmp_path / "p.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+
+
+@pytest.mark.slow
+def test_demo_quick_end_to_end(tmp_path):
+    out = tmp_path / "demo"
+    proc = subprocess.run([sys.executable, "-m", "w2s.cli", "demo", "--quick", "--out", str(out)],
+                          capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "COLUMNS": "160"})
+    assert proc.returncode == 0, proc.stderr
+    header = next(x for x in proc.stdout.splitlines() if "method" in x)
+    for col in ("gold (VADER)", "TextBlob", "base logp/token", "base tokens", "wall s/prompt"):
+        assert col in header
+    methods = ["base sampling", "small tuned alone", "best-of-16", "eft (beta=1)", "cbs (4,4,5)",
+               "cbs (4,4,5) cross-vocab"]
+    for m in methods:
+        assert m in proc.stdout
+    rows = [json.loads(x) for x in (out / "demo.jsonl").read_text().splitlines()]
+    assert len(rows) == len(methods) * 4  # 4 prompts x 1 seed
+    assert {r["method"] for r in rows} == set(methods)
+    for r in rows:
+        assert -1 <= r["gold"] <= 1 and r["base_tokens"] >= 1
+    assert Path(out / "demo.png").stat().st_size > 10_000
+    assert "gold (VADER)" in (out / "summary.txt").read_text()
+
+
+def test_demo_without_zoo_is_a_one_line_error(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "w2s.cli", "demo", "--quick", "--models",
+                           str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "w2s zoo build" in proc.stderr
+
+
+def test_base_loglik_per_token_matches_token_logprobs():
+    from w2s.demo import base_loglik_per_token
+
+    base = w2s.HFModel.load(str(ZOO_DIR / "base"))
+    [v] = base_loglik_per_token(base, ["the movie was"], [" a great film."])
+    lp = base.token_logprobs([base.encode_prompt("the movie was")],
+                             [base.encode_response(" a great film.")])[0]
+    assert v == pytest.approx(float(lp.mean())) and v < 0
+    assert isinstance(torch.tensor(v).item(), float)
