@@ -39,7 +39,7 @@ class ScriptedBackend:
 
     def sample(self, prompt_ids, response_ids, streams, max_tokens, sampling):  # noqa: ANN001
         self.calls.append({"parents": [list(r) for r in response_ids], "max_tokens": max_tokens})
-        stopper = Stopper(self.decode, [EOS], sampling.stop)
+        stopper = Stopper(self.decode, [] if sampling.ignore_eos else [EOS], sampling.stop)
         probs = torch.tensor([1.0] * 5 + [self.eos_weight])
         cdf = (probs / probs.sum()).cumsum(0)
         out = []

@@ -21,7 +21,7 @@ def test_cbs_with_w_k_1_is_plain_sampling(base, pair, seed):
     b = w2s.cbs(base, pair, PROMPTS, SearchParams(w=1, k=1, l=5), sp)
     for x, y in zip(a, b):
         assert x.token_ids == y.token_ids and x.text == y.text
-        assert x.score == pytest.approx(y.score)
+        assert x.score == pytest.approx(y.score, rel=1e-5)  # incremental vs full scoring
 
 
 @pytest.mark.parametrize("l_", [12, 40])
@@ -259,3 +259,17 @@ def test_sampling_many_per_prompt_cached_equals_reference(wide_base):
     b = w2s.sample(StatelessView(wide_base), None, PROMPTS, sp, n=4)
     assert [[c.token_ids for c in r.candidates] for r in a] == \
         [[c.token_ids for c in r.candidates] for r in b]
+
+
+def test_ignore_eos_samples_full_length(base):
+    for seed in range(200):
+        sp = SamplingParams(max_new_tokens=30, temperature=1.5, seed=seed)
+        [r] = w2s.sample(base, None, ["A"], sp)
+        if r.finished:
+            break
+    else:
+        pytest.fail("no EOS in 200 seeds")
+    [full] = w2s.sample(base, None, ["A"], SamplingParams(max_new_tokens=30, temperature=1.5,
+                                                          seed=seed, ignore_eos=True))
+    assert len(full.token_ids) == 30 and full.token_ids[: len(r.token_ids)] == r.token_ids
+    assert not full.finished

@@ -134,6 +134,7 @@ def build_guide(tuned: str | None, untuned: str | None, reward_model: str | None
 @click.option("--top-k", type=int, default=_DS.top_k, show_default=True, help=_S["top_k"])
 @click.option("--stop", multiple=True, help=_S["stop"] + " (repeatable)")
 @click.option("--seed", type=int, default=_DS.seed, show_default=True, help=_S["seed"])
+@click.option("--ignore-eos", is_flag=True, help=_S["ignore_eos"])
 @click.option("--chat", is_flag=True, help="Format prompts with each model's chat template.")
 @click.option("--return-all", is_flag=True,
               help="[bon, cbs] Also output every final candidate, ranked.")
@@ -146,7 +147,7 @@ def build_guide(tuned: str | None, untuned: str | None, reward_model: str | None
 def generate(base: str, tuned: str | None, untuned: str | None, reward_model: str | None,
              method: str, prompt: tuple[str, ...], prompts_file: str | None, w: int, k: int,
              l_: int, n: int, beta: float, max_new_tokens: int, temperature: float, top_p: float,
-             top_k: int, stop: tuple[str, ...], seed: int, chat: bool, return_all: bool,
+             top_k: int, stop: tuple[str, ...], seed: int, ignore_eos: bool, chat: bool, return_all: bool,
              as_json: bool, dtype: str, device: str, batch_size: int) -> None:
     """Generate responses from the BASE model, steered by a small tuned/untuned pair.
 
@@ -161,7 +162,8 @@ def generate(base: str, tuned: str | None, untuned: str | None, reward_model: st
 
     # validate every knob before loading anything heavy
     sampling = SamplingParams(max_new_tokens=max_new_tokens, temperature=temperature,
-                              top_p=top_p, top_k=top_k, stop=stop, seed=seed)
+                              top_p=top_p, top_k=top_k, stop=stop, seed=seed,
+                              ignore_eos=ignore_eos)
     method_params = {"cbs": lambda: SearchParams(w=w, k=k, l=l_), "bon": lambda: BestOfNParams(n=n),
                      "eft": lambda: EFTParams(beta=beta), "sample": lambda: None}[method]()
     if batch_size < 1:

@@ -23,8 +23,34 @@ from w2s.errors import W2SError
 from w2s.models.hf import HFModel, _load_error, load_tokenizer, resolve_device, resolve_dtype
 
 
+class ScoringSession:
+    """Scores a search's candidates round after round (one session per decode call).
+
+    Each candidate has a key (any hashable) and a parent key; the roots are the prompts' empty
+    responses. This default re-scores every candidate's whole text; a guide that can do better
+    (the pair: only the new tokens, from a KV cache) overrides :meth:`Guide.session`. Sessions
+    hold the per-request state, so guides themselves stay stateless values.
+    """
+
+    def __init__(self, guide: Guide, prompts: Sequence[str], roots: Sequence[Any]) -> None:
+        self.guide, self.prompts = guide, list(prompts)
+
+    def score(self, owners: Sequence[int], parents: Sequence[Any], keys: Sequence[Any],
+              texts: Sequence[str]) -> tuple[torch.Tensor, int]:
+        """Scores ``(B,)`` of candidates ``keys`` (children of ``parents``, for prompts
+        ``owners``) with response ``texts``, and the number of tokens the guide processed."""
+        return self.guide.score_with_cost([self.prompts[i] for i in owners], texts)
+
+    def keep(self, keys: Sequence[Any]) -> None:
+        """Only these candidates will have children; forget the others."""
+
+
 class Guide:
     """Base class: ``score(prompts, responses) -> (B,)`` float tensor, higher is better."""
+
+    def session(self, prompts: Sequence[str], roots: Sequence[Any]) -> ScoringSession:
+        """A scoring session for one search over ``prompts`` (root keys: empty responses)."""
+        return ScoringSession(self, prompts, roots)
 
     def score(self, prompts: Sequence[str], responses: Sequence[str]) -> torch.Tensor:
         return self.score_with_cost(prompts, responses)[0]
@@ -78,6 +104,42 @@ class PairGuide(Guide):
         tuned, n1 = self._logprob_sums(self.tuned, prompts, responses)
         untuned, n2 = self._logprob_sums(self.untuned, prompts, responses)
         return (tuned - untuned).float(), n1 + n2
+
+    def session(self, prompts: Sequence[str], roots: Sequence[Any]) -> ScoringSession:
+        return PairSession(self, prompts, roots)
+
+
+class PairSession(ScoringSession):
+    """Incremental pair scoring: each model scores only each child's new tokens, from the KV
+    cache of its parent (see :mod:`w2s.models.hf_scoring`)."""
+
+    def __init__(self, guide: PairGuide, prompts: Sequence[str], roots: Sequence[Any]) -> None:
+        from w2s.models.hf_scoring import IncrementalScorer
+
+        super().__init__(guide, prompts, roots)
+        self.models = (guide.tuned, guide.untuned)
+        self.scorers = [IncrementalScorer(m) for m in self.models]
+        self.states: list[Any] = [sc.open([m.encode_prompt(p) for p in prompts])
+                                  for sc, m in zip(self.scorers, self.models)]
+        self.row_of = {k: i for i, k in enumerate(roots)}
+
+    def score(self, owners: Sequence[int], parents: Sequence[Any], keys: Sequence[Any],
+              texts: Sequence[str]) -> tuple[torch.Tensor, int]:
+        rows = [self.row_of[k] for k in parents]
+        sums, tokens = [], 0
+        for n, (sc, m) in enumerate(zip(self.scorers, self.models)):
+            self.states[n], s, fed = sc.extend(self.states[n], rows,
+                                               [m.encode_response(t) for t in texts])
+            sums.append(torch.tensor(s, dtype=torch.float64))
+            tokens += fed
+        self.row_of = {k: i for i, k in enumerate(keys)}
+        return (sums[0] - sums[1]).float(), tokens
+
+    def keep(self, keys: Sequence[Any]) -> None:
+        rows = [self.row_of[k] for k in keys]
+        self.states = [sc.keep(st, rows) if st is not None else None
+                       for sc, st in zip(self.scorers, self.states)]
+        self.row_of = {k: i for i, k in enumerate(keys)}
 
 
 class RewardModelGuide(Guide):
@@ -170,3 +232,27 @@ class WeightedGuide(Guide):
             total += w * s.float()
             tokens += n
         return total, tokens
+
+    def session(self, prompts: Sequence[str], roots: Sequence[Any]) -> ScoringSession:
+        return WeightedSession(self, prompts, roots)
+
+
+class WeightedSession(ScoringSession):
+    """One session per term; the score is the weighted sum of theirs."""
+
+    def __init__(self, guide: WeightedGuide, prompts: Sequence[str], roots: Sequence[Any]) -> None:
+        super().__init__(guide, prompts, roots)
+        self.parts = [(w, g.session(prompts, roots)) for w, g in guide.terms]
+
+    def score(self, owners: Sequence[int], parents: Sequence[Any], keys: Sequence[Any],
+              texts: Sequence[str]) -> tuple[torch.Tensor, int]:
+        total, tokens = torch.zeros(len(keys), dtype=torch.float32), 0
+        for w, sess in self.parts:
+            s, n = sess.score(owners, parents, keys, texts)
+            total += w * s.float()
+            tokens += n
+        return total, tokens
+
+    def keep(self, keys: Sequence[Any]) -> None:
+        for _, sess in self.parts:
+            sess.keep(keys)

@@ -51,6 +51,8 @@ class SamplingParams(_Params):
     """Strings that end a response; the response text is cut before the stop string."""
     seed: int = 0
     """Random seed: a response is a deterministic function of (prompt, seed, knobs)."""
+    ignore_eos: bool = False
+    """Keep sampling past EOS up to max_new_tokens (benchmarks of fixed length)."""
 
     def __post_init__(self) -> None:
         if isinstance(self.stop, str):

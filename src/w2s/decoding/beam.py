@@ -66,7 +66,9 @@ def _search(backend: Backend, guide: Guide, prep: Prepared, search: SearchParams
     """CBS for one group of prompts; returns each prompt's final beam, ranked."""
     w, k, max_new = search.w, search.k, sampling.max_new_tokens
     beams: list[list[Entry]] = [[Entry([])] for _ in prep.prompts]  # per prompt, ranked
-    grower = Grower(backend, prep, sampling, cost, [b[0] for b in beams])
+    roots = [b[0] for b in beams]
+    grower = Grower(backend, prep, sampling, cost, roots)
+    session = guide.session(prep.prompts, [id(e) for e in roots])
     first = True
     while any(not e.done(max_new) for beam in beams for e in beam):
         # (prompt index, parent, slot) for every chunk sampled this round: W*K per prompt
@@ -80,7 +82,8 @@ def _search(backend: Backend, guide: Guide, prep: Prepared, search: SearchParams
         # unfinished entries all hold r*L tokens, so one chunk length serves every row
         chunk = min(search.l, max_new - len(rows[0][1].ids))
         children = grower.grow(rows, chunk)
-        score_entries(guide, prep, [i for i, _, _ in rows], children, cost)
+        score_entries(guide, prep, [i for i, _, _ in rows], children, cost, session,
+                      [p for _, p, _ in rows])
         # candidates: new children (slot order), then finished entries carried over
         pools: list[list[Entry]] = [[] for _ in prep.prompts]
         for (i, _, _), c in zip(rows, children):
@@ -90,6 +93,8 @@ def _search(backend: Backend, guide: Guide, prep: Prepared, search: SearchParams
         # keep the top W by score; sort is stable, so ties keep candidate order
         beams = [sorted(pool, key=lambda e: -e.score)[:w] if pool else beam  # type: ignore[operator]
                  for pool, beam in zip(pools, beams)]
-        grower.keep([e for beam in beams for e in beam if not e.done(max_new)])
+        live = [e for beam in beams for e in beam if not e.done(max_new)]
+        grower.keep(live)
+        session.keep([id(e) for e in live])
         first = False
     return beams

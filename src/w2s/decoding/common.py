@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import torch
 
 from w2s.errors import W2SError
-from w2s.guides import Guide
+from w2s.guides import Guide, ScoringSession
 from w2s.models.base import Backend
 from w2s.params import SamplingParams
 from w2s.result import Candidate, Cost
@@ -113,23 +113,28 @@ def prompt_groups(backend: Backend, n_prompts: int, rows_per_prompt: int) -> lis
 
 
 def score_entries(guide: Guide, prep: Prepared, owners: list[int], entries: list[Entry],
-                  cost: list[Cost]) -> None:
-    """Score each entry (whole response so far) with the guide, in one batch."""
+                  cost: list[Cost], session: ScoringSession | None = None,
+                  parents: list[Entry] | None = None) -> None:
+    """Score each entry (whole response so far) with the guide, in one batch.
+
+    With a ``session`` (search), children of ``parents`` are scored incrementally.
+    """
     if not entries:
         return
-    scores = []
-    for i, e in zip(owners, entries):
-        scores.append((prep.prompts[i], e.text))
-    values, tokens = guide.score_with_cost([p for p, _ in scores], [t for _, t in scores])
+    texts = [e.text for e in entries]
+    if session is not None and parents is not None:
+        values, tokens = session.score(owners, [id(p) for p in parents],
+                                       [id(e) for e in entries], texts)
+    else:
+        values, tokens = guide.score_with_cost([prep.prompts[i] for i in owners], texts)
+    for e, v in zip(entries, values.tolist()):
+        e.score = float(v)
+    # attribute guide tokens to prompts in proportion to their entries (exact for one prompt)
     per_prompt: dict[int, int] = {}
     for i in owners:
         per_prompt[i] = per_prompt.get(i, 0) + 1
-    for e, v in zip(entries, values.tolist()):
-        e.score = float(v)
-    # attribute guide tokens to prompts in proportion to their entries (exact when one prompt)
-    total = len(entries)
     for i, n in per_prompt.items():
-        cost[i].guide_tokens += round(tokens * n / total)
+        cost[i].guide_tokens += round(tokens * n / len(entries))
 
 
 def finish_costs(prep: Prepared, cost: list[Cost]) -> list[Cost]:

@@ -60,7 +60,7 @@ def eft(backend: Backend, guide: Guide | None, prompts: Sequence[str],
     check_same_vocabulary(backend, [("tuned", tuned), ("untuned", untuned)])
     prep = prepare(backend, prompts, sampling)
     max_new, beta = sampling.max_new_tokens, eft_params.beta
-    stopper = backend.stopper(sampling.stop)
+    stopper = backend.stopper(sampling)
     v = min(backend.vocab_size, tuned.vocab_size, untuned.vocab_size)
     streams = stream_keys(torch.tensor(prep.keys, dtype=torch.long),
                           torch.zeros(len(prep.keys), dtype=torch.long))  # slot 0

@@ -174,11 +174,11 @@ class HFModel:
     def decode(self, ids: Sequence[int]) -> str:
         return self.tokenizer.decode(list(ids), skip_special_tokens=True)
 
-    def stopper(self, stop: tuple[str, ...]) -> Stopper:
-        return Stopper(self.decode, self.eos_ids, stop)
+    def stopper(self, sampling: SamplingParams) -> Stopper:
+        return Stopper(self.decode, () if sampling.ignore_eos else self.eos_ids, sampling.stop)
 
     def response_text(self, ids: list[int], stop: tuple[str, ...]) -> str:
-        return self.stopper(stop).text(ids)
+        return Stopper(self.decode, self.eos_ids, stop).text(ids)
 
     def check_fits(self, prompt_ids: list[int], max_new_tokens: int) -> None:
         ctx = self.max_context
@@ -268,7 +268,7 @@ class HFModel:
         """
         st = self._catch_up(st)
         state = st.state
-        stopper = self.stopper(sampling.stop)
+        stopper = self.stopper(sampling)
         rows = st.rows
         streams = streams.to(self.device)
         positions = torch.tensor([len(r) for r in response_ids], device=self.device)  # (B,)
@@ -302,7 +302,7 @@ class HFModel:
     def _sample_batch(self, prompt_ids: list[list[int]], response_ids: list[list[int]],
                       streams: torch.Tensor, max_tokens: int,
                       sampling: SamplingParams) -> list[Continuation]:
-        stopper = self.stopper(sampling.stop)
+        stopper = self.stopper(sampling)
         rows = len(prompt_ids)
         state = self.start([p + r for p, r in zip(prompt_ids, response_ids)])
         streams = streams.to(self.device)

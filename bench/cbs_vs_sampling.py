@@ -1,0 +1,88 @@
+"""Benchmark 1: weak-to-strong search vs plain batched sampling of the same number of tokens.
+
+Prints, measured side by side in one run on the shipped zoo (or --base/--tuned/--untuned):
+  t(CBS(W,K,L))  /  t(sampling W*K sequences of the same length from the same base)
+and where CBS's time goes (base model vs guide). EOS is ignored so every run samples exactly
+max_new_tokens per sequence.
+
+    python bench/cbs_vs_sampling.py [--prompts 8] [--max-new 64] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+import w2s
+from w2s.guides import Guide
+from w2s.tasks.sentiment import load_prompts
+from w2s.zoo.build import ZOO_DIR
+
+
+class TimedGuide(Guide):
+    """Wraps a guide and adds up the time spent scoring."""
+
+    def __init__(self, inner: Guide) -> None:
+        self.inner, self.seconds = inner, 0.0
+
+    def score_with_cost(self, prompts, responses):  # noqa: ANN001, ANN201
+        t0 = time.perf_counter()
+        out = self.inner.score_with_cost(prompts, responses)
+        self.seconds += time.perf_counter() - t0
+        return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--base", default=str(ZOO_DIR / "base"))
+    ap.add_argument("--tuned", default=str(ZOO_DIR / "tuned"))
+    ap.add_argument("--untuned", default=str(ZOO_DIR / "untuned"))
+    ap.add_argument("--prompts", type=int, default=8)
+    ap.add_argument("--max-new", type=int, default=64)
+    ap.add_argument("--w", type=int, default=4)
+    ap.add_argument("--k", type=int, default=4)
+    ap.add_argument("--l", type=int, nargs="+", default=[5, 10])
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--dtype", default="auto")
+    args = ap.parse_args()
+
+    kw = {"device": args.device, "dtype": args.dtype, "batch_size": 4096}
+    base = w2s.HFModel.load(args.base, **kw)
+    guide = TimedGuide(w2s.PairGuide(w2s.HFModel.load(args.tuned, **kw),
+                                     w2s.HFModel.load(args.untuned, **kw)))
+    prompts = load_prompts(limit=args.prompts)
+    sp = w2s.SamplingParams(max_new_tokens=args.max_new, temperature=0.7, ignore_eos=True)
+    n = args.w * args.k
+
+    def timed(fn):  # noqa: ANN001, ANN202
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        fn()
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        return time.perf_counter() - t0
+
+    timed(lambda: w2s.sample(base, None, prompts[:2], sp, n=2))  # warm-up
+    print(f"device={args.device} torch={torch.__version__} threads={torch.get_num_threads()} "
+          f"prompts={len(prompts)} max_new_tokens={args.max_new} W={args.w} K={args.k}")
+    print(f"{'L':>4} {'sampling s':>11} {'cbs s':>9} {'ratio':>7} {'guide share':>12}")
+    for chunk in args.l:
+        search = w2s.SearchParams(args.w, args.k, chunk)
+        t_s, t_c, g_share = [], [], []
+        for _ in range(args.repeats):  # interleaved, so drift hits both alike
+            t_s.append(timed(lambda: w2s.sample(base, None, prompts, sp, n=n)))
+            guide.seconds = 0.0
+            t = timed(lambda: w2s.cbs(base, guide, prompts, search, sp))  # noqa: B023
+            t_c.append(t)
+            g_share.append(guide.seconds / t)
+        ms, mc = statistics.median(t_s), statistics.median(t_c)
+        print(f"{chunk:>4} {ms:>11.3f} {mc:>9.3f} {mc / ms:>6.2f}x {statistics.median(g_share):>11.0%}")
+
+
+if __name__ == "__main__":
+    main()
