@@ -18,6 +18,7 @@ import torch
 
 import w2s
 from w2s.guides import Guide
+from w2s.quiet import quiet_libraries
 from w2s.tasks.sentiment import load_prompts
 from w2s.zoo.build import ZOO_DIR
 
@@ -49,6 +50,7 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--dtype", default="auto")
     args = ap.parse_args()
+    quiet_libraries()
 
     kw = {"device": args.device, "dtype": args.dtype, "batch_size": 4096}
     base = w2s.HFModel.load(args.base, **kw)

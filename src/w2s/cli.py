@@ -17,23 +17,10 @@ import click
 
 from w2s.errors import W2SError
 from w2s.params import BestOfNParams, EFTParams, SamplingParams, SearchParams, field_docs
+from w2s.quiet import quiet_libraries
 
 _S, _W, _B, _E = (field_docs(c) for c in (SamplingParams, SearchParams, BestOfNParams, EFTParams))
 _DS, _DW, _DB, _DE = SamplingParams(), SearchParams(), BestOfNParams(), EFTParams()
-
-
-def _quiet_libraries() -> None:
-    """Keep library progress bars and warnings off the user's terminal."""
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    try:
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.set_verbosity_error()
-        hf_logging.disable_progress_bar()
-    except Exception:  # noqa: BLE001 - cosmetics only
-        pass
 
 
 class _Group(click.Group):
@@ -66,7 +53,7 @@ def cli() -> None:
     was tuned from: search over the base's samples, scored by
     log pi_tuned(y|x) - log pi_untuned(y|x).
     """
-    _quiet_libraries()
+    quiet_libraries()
 
 
 def read_prompts(prompt: tuple[str, ...], prompts_file: str | None) -> list[str]:
