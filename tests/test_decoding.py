@@ -273,3 +273,9 @@ def test_ignore_eos_samples_full_length(base):
                                                           seed=seed, ignore_eos=True))
     assert len(full.token_ids) == 30 and full.token_ids[: len(r.token_ids)] == r.token_ids
     assert not full.finished
+
+
+def test_memory_is_checked_before_an_impossible_batch(base):
+    with pytest.raises(W2SError, match=r"GiB of KV cache.*lower --batch-size"):
+        base.check_memory(10**7, 10**5)
+    base.check_memory(16, 64)  # a small batch passes

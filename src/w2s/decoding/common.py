@@ -72,6 +72,7 @@ class Grower:
         self.backend, self.prep, self.sampling, self.cost = backend, prep, sampling, cost
         self.cached = all(hasattr(backend, a) for a in ("open_search", "reindex", "sample_chunk"))
         self.state = backend.open_search(prep.ids) if self.cached else None  # type: ignore[attr-defined]
+        self.checked = False
         self.row_of = {id(e): i for i, e in enumerate(roots)}  # entry -> state row
 
     def grow(self, rows: list[tuple[int, Entry, int]], max_tokens: int) -> list[Entry]:
@@ -84,6 +85,9 @@ class Grower:
         parents = [e.ids for _, e, _ in rows]
         if self.cached:
             b = self.backend
+            if not self.checked and hasattr(b, "check_memory"):
+                b.check_memory(len(rows), max(map(len, self.prep.ids)) + self.sampling.max_new_tokens)
+                self.checked = True
             self.state = b.reindex(self.state, [self.row_of[id(e)] for _, e, _ in rows])  # type: ignore[attr-defined]
             conts, self.state = b.sample_chunk(self.state, parents, streams, max_tokens,  # type: ignore[attr-defined]
                                                self.sampling)

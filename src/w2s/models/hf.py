@@ -197,12 +197,48 @@ class HFModel:
                 mask[i, width - len(s):] = 1
         return ids.to(self.device), mask.to(self.device)
 
+    def _forward(self, keep: int, **kw: Any) -> Any:
+        """Forward pass computing logits for the last ``keep`` positions only (a (B, T, V)
+        logits tensor is the largest allocation of a prefill with a big vocabulary)."""
+        try:
+            return self.model(logits_to_keep=keep, **kw)
+        except TypeError:  # a model class without logits_to_keep
+            return self.model(**kw)
+
+    def kv_bytes_per_token(self) -> int:
+        """Bytes of KV cache one token of one row takes, from the model's config."""
+        cfg = self.model.config
+        layers = getattr(cfg, "num_hidden_layers", None) or getattr(cfg, "n_layer", 1)
+        heads = getattr(cfg, "num_attention_heads", None) or getattr(cfg, "n_head", 1)
+        kv_heads = getattr(cfg, "num_key_value_heads", None) or heads
+        hidden = getattr(cfg, "hidden_size", None) or getattr(cfg, "n_embd", 1)
+        head_dim = getattr(cfg, "head_dim", None) or hidden // heads
+        elem = next(self.model.parameters()).element_size()
+        return int(layers * 2 * kv_heads * head_dim * elem)
+
+    def check_memory(self, rows: int, length: int) -> None:
+        """Refuse, with a clear error, a batch whose KV cache cannot fit in free memory."""
+        need = rows * length * self.kv_bytes_per_token() + rows * self.vocab_size * 4 * 4
+        dev = self.device
+        if dev.type == "cuda":
+            free = torch.cuda.mem_get_info(dev)[0]
+        else:
+            try:
+                free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+            except (ValueError, OSError, AttributeError):
+                return
+        if need > 0.9 * free:
+            raise W2SError(f"{rows} candidate rows x {length} tokens need about "
+                           f"{need / 2**30:.1f} GiB of KV cache on {dev}, but only "
+                           f"{free / 2**30:.1f} GiB is free; lower --batch-size, W*K or "
+                           "max_new_tokens")
+
     @torch.inference_mode()
     def start(self, seqs: Sequence[Sequence[int]]) -> DecodeState:
         """Encode a batch of token sequences (left-padded); return cache and next-token logits."""
         ids, mask = self._left_pad(seqs)  # (B, T)
         pos = (mask.cumsum(-1) - 1).clamp(min=0)  # (B, T)
-        out = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True)
+        out = self._forward(1, input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True)
         return DecodeState(out.past_key_values, mask, out.logits[:, -1, : self.vocab_size].float())
 
     @torch.inference_mode()
@@ -224,9 +260,11 @@ class HFModel:
             seqs = [list(p) + list(t) for p, t in zip(pre, tgt)]
             ids, mask = self._left_pad(seqs)  # (B, T)
             pos = (mask.cumsum(-1) - 1).clamp(min=0)
-            logits = self.model(input_ids=ids, attention_mask=mask, position_ids=pos).logits
-            logits = logits[:, :-1].float()  # (B, T-1, V) predicts ids[:, 1:]
-            nxt = ids[:, 1:]
+            keep = max(len(t) for t in tgt) + 1  # only the positions that predict targets
+            logits = self._forward(keep, input_ids=ids, attention_mask=mask,
+                                   position_ids=pos).logits
+            logits = logits[:, -keep:-1].float()  # (B, keep-1, V) predicts ids[:, -keep+1:]
+            nxt = ids[:, ids.shape[1] - keep + 1:]
             lp = logits.gather(-1, nxt.unsqueeze(-1)).squeeze(-1) - logits.logsumexp(-1)  # (B, T-1)
             for i, t in enumerate(tgt):
                 out.append(lp[i, lp.shape[1] - len(t):].cpu() if t else lp.new_zeros(0).cpu())
