@@ -24,14 +24,31 @@ from w2s.zoo.build import ZOO_DIR
 
 
 class TimedGuide(Guide):
-    """Wraps a guide and adds up the time spent scoring."""
+    """Wraps a guide (and its incremental scoring sessions) and adds up the time spent scoring."""
 
     def __init__(self, inner: Guide) -> None:
         self.inner, self.seconds = inner, 0.0
 
-    def score_with_cost(self, prompts, responses):  # noqa: ANN001, ANN201
+    def session(self, prompts, roots):  # noqa: ANN001, ANN201
+        inner, timer = self.inner.session(prompts, roots), self
+
+        class Timed:
+            def score(self, *args):  # noqa: ANN002, ANN202
+                t0 = time.perf_counter()
+                out = inner.score(*args)
+                timer.seconds += time.perf_counter() - t0
+                return out
+
+            def keep(self, keys):  # noqa: ANN001, ANN202
+                t0 = time.perf_counter()
+                inner.keep(keys)
+                timer.seconds += time.perf_counter() - t0
+
+        return Timed()
+
+    def score_with_cost(self, prompts, responses, ended=None):  # noqa: ANN001, ANN201
         t0 = time.perf_counter()
-        out = self.inner.score_with_cost(prompts, responses)
+        out = self.inner.score_with_cost(prompts, responses, ended)
         self.seconds += time.perf_counter() - t0
         return out
 

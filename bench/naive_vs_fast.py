@@ -46,7 +46,8 @@ def naive_cbs(base: w2s.HFModel, guide: w2s.PairGuide, prompt: str, search: w2s.
         kids = [(ids + c.token_ids, c.ended or len(ids) + len(c.token_ids) >= max_new)
                 for (ids, _), c in zip(rows, conts)]
         texts = [base.response_text(ids, sp.stop) for ids, _ in kids]
-        scores = guide.score([prompt] * len(kids), texts).tolist()  # full re-scoring
+        ended = [c.ended for c in conts]
+        scores = guide.score([prompt] * len(kids), texts, ended).tolist()  # full re-scoring
         pool = [(ids, d, s) for (ids, d), s in zip(kids, scores)] + [b for b in beam if b[1]
                                                                     and not first]
         beam = sorted(pool, key=lambda x: -x[2])[:w]

@@ -61,7 +61,7 @@ class CountGuide(Guide):
     def __init__(self) -> None:
         self.calls: list[list[tuple[str, float]]] = []
 
-    def score_with_cost(self, prompts, responses):  # noqa: ANN001
+    def score_with_cost(self, prompts, responses, ended=None):  # noqa: ANN001
         s = torch.tensor([r.count("a") - 0.1 * r.count("e") for r in responses])
         self.calls.append(list(zip(responses, s.tolist())))
         return s, sum(len(r) for r in responses)

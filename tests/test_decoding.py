@@ -185,7 +185,7 @@ def test_cbs_round_structure_and_top_w_selection(seed, wkl):
 def test_finished_entries_are_not_expanded_and_stay_candidates():
     # guide loves short finished responses: an early EOS entry must survive to the end
     class ShortGuide(CountGuide):
-        def score_with_cost(self, prompts, responses):  # noqa: ANN001
+        def score_with_cost(self, prompts, responses, ended=None):  # noqa: ANN001
             s = torch.tensor([100.0 - len(r) for r in responses])
             self.calls.append(list(zip(responses, s.tolist())))
             return s, 0

@@ -10,11 +10,11 @@ PROMPTS = ["The movie was", "I thought the film was boring and", "A"]
 RESPONSES = [" a delight from start to finish.", " far too long", " wonderful cast!"]
 
 
-def reference_logprob_sum(path: str, prompt: str, response: str) -> float:
+def reference_logprob_sum(path: str, prompt: str, response: str, extra=()) -> float:  # noqa: ANN001
     tok = AutoTokenizer.from_pretrained(path)
     model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
     p = tok(prompt)["input_ids"]
-    r = tok(response, add_special_tokens=False)["input_ids"]
+    r = tok(response, add_special_tokens=False)["input_ids"] + list(extra)
     ids = torch.tensor([p + r])
     with torch.no_grad():
         logp = model(ids).logits.log_softmax(-1)[0]
@@ -31,6 +31,18 @@ def test_pair_score_is_sum_of_token_logprob_differences(which, request, tiny_pat
         want = (reference_logprob_sum(tiny_paths[prefix + "tuned"], p, r)
                 - reference_logprob_sum(tiny_paths[prefix + "untuned"], p, r))
         assert got[i].item() == pytest.approx(want, abs=1e-4)
+
+
+def test_complete_responses_also_score_the_end_of_sequence(pair, tiny_paths):
+    got = pair.score(PROMPTS, RESPONSES, ended=[True, False, True])
+    for i, (p, r) in enumerate(zip(PROMPTS, RESPONSES)):
+        want = 0.0
+        for role, sign in (("tuned", 1), ("untuned", -1)):
+            tok = AutoTokenizer.from_pretrained(tiny_paths[role])
+            eos = [tok.eos_token_id] if i != 1 else []
+            want += sign * reference_logprob_sum(tiny_paths[role], p, r, extra=eos)
+        assert got[i].item() == pytest.approx(want, abs=1e-4)
+    assert got[1].item() == pytest.approx(pair.score(PROMPTS[1:2], RESPONSES[1:2]).item())
 
 
 def test_cross_vocabulary_pair_really_differs(base, xpair):

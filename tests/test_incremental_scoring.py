@@ -32,8 +32,9 @@ def test_session_scores_equal_full_rescoring(which, request):
                 keys.append(f"{i}-{step}-{v}")
                 texts.append(text)
                 pars.append(parents[i])
-        got, fed = sess.score(owners, pars, keys, texts)
-        want = guide.score([PROMPTS[i] for i in owners], texts)
+        ended = [v == 1 and step % 2 == 0 for v in range(2) for _ in LINEAGES]
+        got, fed = sess.score(owners, pars, keys, texts, ended)
+        want = guide.score([PROMPTS[i] for i in owners], texts, ended)
         torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-4)
         assert fed > 0
         # keep the lineage children (variant 0) only, as selection would
@@ -59,6 +60,7 @@ def test_cbs_guide_scores_match_full_rescoring(base, pair, xpair):
     for g in (pair, xpair, 0.5 * pair + xpair):
         res = w2s.cbs(base, g, PROMPTS, w2s.SearchParams(2, 3, 4), sp, return_all=True)
         for r in res:
-            want = g.score([r.prompt] * len(r.candidates), [c.text for c in r.candidates])
+            want = g.score([r.prompt] * len(r.candidates), [c.text for c in r.candidates],
+                           [c.finished for c in r.candidates])
             torch.testing.assert_close(torch.tensor([c.score for c in r.candidates]), want,
                                        rtol=1e-5, atol=1e-4)

@@ -194,9 +194,9 @@ def generate(base: str, tuned: str | None, untuned: str | None, reward_model: st
               help="Where the JSONL of all outputs, the plot and the table go.")
 @click.option("--quick", is_flag=True, help="A smoke run of a few seconds (4 prompts, 1 seed).")
 @click.option("--prompts", type=click.IntRange(min=1), default=None,
-              help="Number of held-out prompts [default: 24, quick: 4].")
+              help="Number of held-out prompts [default: 64, quick: 4].")
 @click.option("--seeds", type=click.IntRange(min=1), default=None,
-              help="Number of seeds per prompt [default: 2, quick: 1].")
+              help="Number of seeds per prompt [default: 3, quick: 1].")
 @click.option("--models", metavar="DIR", default=None,
               help="Folder of zoo models [default: the shipped zoo].")
 def demo(out: str, quick: bool, prompts: int | None, seeds: int | None,

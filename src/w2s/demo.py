@@ -49,8 +49,8 @@ def run_demo(out: Path, *, quick: bool = False, models_dir: Path | None = None,
     if missing:
         raise W2SError(f"the zoo models {', '.join(missing)} are missing from {models_dir}; "
                        "rebuild them with `w2s zoo build`")
-    n_prompts = prompts or (4 if quick else 24)
-    n_seeds = seeds or (1 if quick else 2)
+    n_prompts = prompts or (4 if quick else 64)
+    n_seeds = seeds or (1 if quick else 3)
     max_new = 20 if quick else 50
     prompt_list = load_prompts(models_dir / "prompts.jsonl", limit=n_prompts)
     base = w2s.HFModel.load(str(models_dir / "base"), batch_size=512)
@@ -85,9 +85,12 @@ def run_demo(out: Path, *, quick: bool = False, models_dir: Path | None = None,
                 gold, second = vader(texts), textblob(texts)
                 ll = base_loglik_per_token(base, prompt_list, texts)
                 for r, g, s2, lpt in zip(results, gold, second, ll):
+                    small = name == "small tuned alone"  # sampled from the small model
                     row = {"method": name, "seed": seed, "prompt": r.prompt, "response": r.text,
                            "gold": g, "textblob": s2, "base_logp_per_token": lpt,
-                           "guide_score": r.score, "base_tokens": r.cost.base_tokens,
+                           "guide_score": r.score,
+                           "base_tokens": 0 if small else r.cost.base_tokens,
+                           "small_tokens": r.cost.base_tokens if small else 0,
                            "guide_tokens": r.cost.guide_tokens,
                            "wall_time_s": wall / len(results), "params": r.params}
                     rows.append(row)

@@ -36,10 +36,11 @@ class ScoringSession:
         self.guide, self.prompts = guide, list(prompts)
 
     def score(self, owners: Sequence[int], parents: Sequence[Any], keys: Sequence[Any],
-              texts: Sequence[str]) -> tuple[torch.Tensor, int]:
+              texts: Sequence[str], ended: Sequence[bool] | None = None
+              ) -> tuple[torch.Tensor, int]:
         """Scores ``(B,)`` of candidates ``keys`` (children of ``parents``, for prompts
         ``owners``) with response ``texts``, and the number of tokens the guide processed."""
-        return self.guide.score_with_cost([self.prompts[i] for i in owners], texts)
+        return self.guide.score_with_cost([self.prompts[i] for i in owners], texts, ended)
 
     def keep(self, keys: Sequence[Any]) -> None:
         """Only these candidates will have children; forget the others."""
@@ -52,11 +53,14 @@ class Guide:
         """A scoring session for one search over ``prompts`` (root keys: empty responses)."""
         return ScoringSession(self, prompts, roots)
 
-    def score(self, prompts: Sequence[str], responses: Sequence[str]) -> torch.Tensor:
-        return self.score_with_cost(prompts, responses)[0]
+    def score(self, prompts: Sequence[str], responses: Sequence[str],
+              ended: Sequence[bool] | None = None) -> torch.Tensor:
+        """Scores ``(B,)``. ``ended[i]`` marks a complete response (it ended by EOS or a stop
+        string): language-model guides then also score the end of the sequence."""
+        return self.score_with_cost(prompts, responses, ended)[0]
 
-    def score_with_cost(self, prompts: Sequence[str],
-                        responses: Sequence[str]) -> tuple[torch.Tensor, int]:
+    def score_with_cost(self, prompts: Sequence[str], responses: Sequence[str],
+                        ended: Sequence[bool] | None = None) -> tuple[torch.Tensor, int]:
         """Scores ``(B,)`` and the number of response tokens the guide's models processed."""
         raise NotImplementedError
 
@@ -91,18 +95,28 @@ class PairGuide(Guide):
                    HFModel.load(untuned, dtype=dtype, device=device, chat=chat))
 
     @staticmethod
-    def _logprob_sums(model: HFModel, prompts: Sequence[str],
-                      responses: Sequence[str]) -> tuple[torch.Tensor, int]:
+    def targets(model: HFModel, responses: Sequence[str],
+                ended: Sequence[bool] | None) -> list[list[int]]:
+        """Response tokens in ``model``'s tokenization; a complete response also gets EOS, so
+        the score is the log-ratio of the whole sequence, its end included."""
+        eos = model.tokenizer.eos_token_id
+        ended = ended if ended is not None else [False] * len(responses)
+        return [model.encode_response(r) + ([eos] if e and eos is not None else [])
+                for r, e in zip(responses, ended)]
+
+    @classmethod
+    def _logprob_sums(cls, model: HFModel, prompts: Sequence[str], responses: Sequence[str],
+                      ended: Sequence[bool] | None) -> tuple[torch.Tensor, int]:
         prefixes = [model.encode_prompt(p) for p in prompts]
-        targets = [model.encode_response(r) for r in responses]
+        targets = cls.targets(model, responses, ended)
         per_token = model.token_logprobs(prefixes, targets)
         sums = torch.tensor([float(t.double().sum()) for t in per_token], dtype=torch.float64)
         return sums, sum(len(t) for t in targets)
 
-    def score_with_cost(self, prompts: Sequence[str],
-                        responses: Sequence[str]) -> tuple[torch.Tensor, int]:
-        tuned, n1 = self._logprob_sums(self.tuned, prompts, responses)
-        untuned, n2 = self._logprob_sums(self.untuned, prompts, responses)
+    def score_with_cost(self, prompts: Sequence[str], responses: Sequence[str],
+                        ended: Sequence[bool] | None = None) -> tuple[torch.Tensor, int]:
+        tuned, n1 = self._logprob_sums(self.tuned, prompts, responses, ended)
+        untuned, n2 = self._logprob_sums(self.untuned, prompts, responses, ended)
         return (tuned - untuned).float(), n1 + n2
 
     def session(self, prompts: Sequence[str], roots: Sequence[Any]) -> ScoringSession:
@@ -124,12 +138,13 @@ class PairSession(ScoringSession):
         self.row_of = {k: i for i, k in enumerate(roots)}
 
     def score(self, owners: Sequence[int], parents: Sequence[Any], keys: Sequence[Any],
-              texts: Sequence[str]) -> tuple[torch.Tensor, int]:
+              texts: Sequence[str], ended: Sequence[bool] | None = None
+              ) -> tuple[torch.Tensor, int]:
         rows = [self.row_of[k] for k in parents]
         sums, tokens = [], 0
         for n, (sc, m) in enumerate(zip(self.scorers, self.models)):
             self.states[n], s, fed = sc.extend(self.states[n], rows,
-                                               [m.encode_response(t) for t in texts])
+                                               PairGuide.targets(m, texts, ended))
             sums.append(torch.tensor(s, dtype=torch.float64))
             tokens += fed
         self.row_of = {k: i for i, k in enumerate(keys)}
@@ -194,8 +209,8 @@ class RewardModelGuide(Guide):
         return list(tok(prompt + response, add_special_tokens=True)["input_ids"])
 
     @torch.inference_mode()
-    def score_with_cost(self, prompts: Sequence[str],
-                        responses: Sequence[str]) -> tuple[torch.Tensor, int]:
+    def score_with_cost(self, prompts: Sequence[str], responses: Sequence[str],
+                        ended: Sequence[bool] | None = None) -> tuple[torch.Tensor, int]:
         seqs = [self._encode(p, r) for p, r in zip(prompts, responses)]
         dev = next(self.model.parameters()).device
         scores: list[torch.Tensor] = []
@@ -223,12 +238,12 @@ class WeightedGuide(Guide):
             raise W2SError("a weighted guide needs at least one term")
         self.terms = [(float(w), g) for w, g in terms]
 
-    def score_with_cost(self, prompts: Sequence[str],
-                        responses: Sequence[str]) -> tuple[torch.Tensor, int]:
+    def score_with_cost(self, prompts: Sequence[str], responses: Sequence[str],
+                        ended: Sequence[bool] | None = None) -> tuple[torch.Tensor, int]:
         total = torch.zeros(len(prompts), dtype=torch.float32)
         tokens = 0
         for w, g in self.terms:
-            s, n = g.score_with_cost(prompts, responses)
+            s, n = g.score_with_cost(prompts, responses, ended)
             total += w * s.float()
             tokens += n
         return total, tokens
@@ -245,10 +260,11 @@ class WeightedSession(ScoringSession):
         self.parts = [(w, g.session(prompts, roots)) for w, g in guide.terms]
 
     def score(self, owners: Sequence[int], parents: Sequence[Any], keys: Sequence[Any],
-              texts: Sequence[str]) -> tuple[torch.Tensor, int]:
+              texts: Sequence[str], ended: Sequence[bool] | None = None
+              ) -> tuple[torch.Tensor, int]:
         total, tokens = torch.zeros(len(keys), dtype=torch.float32), 0
         for w, sess in self.parts:
-            s, n = sess.score(owners, parents, keys, texts)
+            s, n = sess.score(owners, parents, keys, texts, ended)
             total += w * s.float()
             tokens += n
         return total, tokens

@@ -34,12 +34,18 @@ def plot_methods(rows: Sequence[dict], path: Path, *, reward: str = "gold",
     ax1.invert_yaxis()
     ax1.set_xlabel(f"{reward} reward (mean ± s.e.)")
     ax1.axvline(0, color="grey", lw=0.8)
+    shown = [m for m in methods if costs[m] > 0]  # zero cost has no place on a log axis
     for m, c in zip(methods, colors):
-        ax2.errorbar(costs[m], stats[m][0], yerr=stats[m][1], fmt="o", color=c, label=m, capsize=4)
+        if m in shown:
+            ax2.errorbar(costs[m], stats[m][0], yerr=stats[m][1], fmt="o", color=c, label=m,
+                         capsize=4)
     ax2.set_xscale("log")
-    from matplotlib.ticker import NullFormatter, ScalarFormatter
+    from matplotlib.ticker import NullFormatter
 
-    ax2.xaxis.set_major_formatter(ScalarFormatter())
+    lo, hi = min(costs[m] for m in shown), max(costs[m] for m in shown)
+    nice = [v * 10**e for e in range(0, 8) for v in (1, 2, 5)]
+    ticks = [t for t in nice if lo / 1.5 <= t <= hi * 1.5] or [lo, hi]
+    ax2.set_xticks(ticks, [f"{t:g}" for t in ticks])
     ax2.xaxis.set_minor_formatter(NullFormatter())
     ax2.set_xlabel(f"{cost.replace('_', ' ')} per prompt (log scale)")
     ax2.set_ylabel(f"{reward} reward")

@@ -125,12 +125,12 @@ def score_entries(guide: Guide, prep: Prepared, owners: list[int], entries: list
     """
     if not entries:
         return
-    texts = [e.text for e in entries]
+    texts, ended = [e.text for e in entries], [e.ended for e in entries]
     if session is not None and parents is not None:
         values, tokens = session.score(owners, [id(p) for p in parents],
-                                       [id(e) for e in entries], texts)
+                                       [id(e) for e in entries], texts, ended)
     else:
-        values, tokens = guide.score_with_cost([prep.prompts[i] for i in owners], texts)
+        values, tokens = guide.score_with_cost([prep.prompts[i] for i in owners], texts, ended)
     for e, v in zip(entries, values.tolist()):
         e.score = float(v)
     # attribute guide tokens to prompts in proportion to their entries (exact for one prompt)
