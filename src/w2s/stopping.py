@@ -35,3 +35,10 @@ class Stopper:
             text = self.decode(ids)
             return any(s in text for s in self.stop)
         return False
+
+    def ended_after(self, prefix: list[int], new: list[int]) -> bool:
+        """``ended(prefix + new)`` for a non-empty ``new``, without copying the prefix unless
+        a stop string has to be looked for in the text."""
+        if new[-1] in self.eos_ids:
+            return True
+        return bool(self.stop) and self.ended(prefix + new)

@@ -318,7 +318,7 @@ class HFModel:
             for i, x in enumerate(tok.tolist()):
                 if alive[i]:
                     new[i].append(x)
-                    if stopper.ended(response_ids[i] + new[i]):
+                    if stopper.ended_after(response_ids[i], new[i]):
                         alive[i] = False
             if not any(alive) or t == max_tokens - 1:
                 break
@@ -352,7 +352,7 @@ class HFModel:
             for i, x in enumerate(tok.tolist()):
                 if alive[i]:
                     new[i].append(x)
-                    if stopper.ended(response_ids[i] + new[i]):
+                    if stopper.ended_after(response_ids[i], new[i]):
                         alive[i] = False
             if not any(alive) or t == max_tokens - 1:
                 break
