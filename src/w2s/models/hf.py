@@ -20,6 +20,7 @@ import torch
 from w2s.errors import W2SError
 from w2s.logits import choose
 from w2s.models.base import Continuation
+from w2s.models.kv_cache import growing_cache
 from w2s.params import SamplingParams
 from w2s.rng import uniforms
 from w2s.stopping import Stopper
@@ -238,7 +239,8 @@ class HFModel:
         """Encode a batch of token sequences (left-padded); return cache and next-token logits."""
         ids, mask = self._left_pad(seqs)  # (B, T)
         pos = (mask.cumsum(-1) - 1).clamp(min=0)  # (B, T)
-        out = self._forward(1, input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True)
+        out = self._forward(1, input_ids=ids, attention_mask=mask, position_ids=pos,
+                            past_key_values=growing_cache(), use_cache=True)
         return DecodeState(out.past_key_values, mask, out.logits[:, -1, : self.vocab_size].float())
 
     @torch.inference_mode()
