@@ -101,8 +101,8 @@ class PairGuide(Guide):
         the score is the log-ratio of the whole sequence, its end included."""
         eos = model.tokenizer.eos_token_id
         ended = ended if ended is not None else [False] * len(responses)
-        return [model.encode_response(r) + ([eos] if e and eos is not None else [])
-                for r, e in zip(responses, ended)]
+        return [ids + ([eos] if e and eos is not None else [])
+                for ids, e in zip(model.encode_responses(responses), ended)]
 
     @classmethod
     def _logprob_sums(cls, model: HFModel, prompts: Sequence[str], responses: Sequence[str],

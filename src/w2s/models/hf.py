@@ -172,6 +172,12 @@ class HFModel:
         """Response token ids, with no special tokens added."""
         return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
+    def encode_responses(self, texts: Sequence[str]) -> list[list[int]]:
+        """Many responses at once (one batched tokenizer call)."""
+        if not texts:
+            return []
+        return [list(x) for x in self.tokenizer(list(texts), add_special_tokens=False)["input_ids"]]
+
     def decode(self, ids: Sequence[int]) -> str:
         return self.tokenizer.decode(list(ids), skip_special_tokens=True)
 

@@ -15,6 +15,7 @@ count live tokens, so every row sees the positions it would see alone.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -104,7 +105,7 @@ class IncrementalScorer:
                 max(0, info.prompt_len - start - 1):]
             rows.append(RowInfo(full, info.cols[:start] + list(range(width, width + len(feeds[j]))),
                                 info.prompt_len, lps))
-            sums.append(float(torch.tensor(lps, dtype=torch.float64).sum()) if lps else 0.0)
+            sums.append(math.fsum(lps))
         return ScoreState(out.past_key_values, full_mask, rows), sums, sum(map(len, feeds))
 
     @torch.inference_mode()

@@ -59,6 +59,14 @@ def growing_cache() -> Any | None:
             buf[..., length:need, :] = new
             return buf, need
 
+        def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
+            """Select rows of the whole buffer, spare room included, so the next append needs
+            no second copy."""
+            if self._kbuf is not None and self._kbuf.dim() >= 2 and self._klen:
+                idx = beam_idx.to(self._kbuf.device)
+                self._kbuf = self._kbuf.index_select(0, idx)
+                self._vbuf = self._vbuf.index_select(0, idx)
+
         def update(self, key_states, value_states, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN201
             if not self.is_initialized:
                 self.lazy_initialization(key_states, value_states)
