@@ -151,10 +151,8 @@ class PairSession(ScoringSession):
         return (sums[0] - sums[1]).float(), tokens
 
     def keep(self, keys: Sequence[Any]) -> None:
-        rows = [self.row_of[k] for k in keys]
-        self.states = [sc.keep(st, rows) if st is not None else None
-                       for sc, st in zip(self.scorers, self.states)]
-        self.row_of = {k: i for i, k in enumerate(keys)}
+        # rows are gathered by the next extend (one cache copy per round, not two)
+        self.row_of = {k: self.row_of[k] for k in keys}
 
 
 class RewardModelGuide(Guide):

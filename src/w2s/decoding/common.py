@@ -103,11 +103,9 @@ class Grower:
         return children
 
     def keep(self, live: list[Entry]) -> None:
-        """Keep only the rows of ``live`` (in this order); free the others."""
-        if self.cached:
-            idx = [self.row_of[id(e)] for e in live]
-            self.state = self.backend.reindex(self.state, idx) if idx else None  # type: ignore[attr-defined]
-            self.row_of = {id(e): n for n, e in enumerate(live)}
+        """Only ``live`` entries will have children. Their cache rows are gathered lazily, by
+        the next round's expansion, so selection and expansion cost one cache copy, not two."""
+        self.row_of = {id(e): self.row_of[id(e)] for e in live}
 
 
 def prompt_groups(backend: Backend, n_prompts: int, rows_per_prompt: int) -> list[range]:

@@ -107,11 +107,3 @@ class IncrementalScorer:
                                 info.prompt_len, lps))
             sums.append(math.fsum(lps))
         return ScoreState(out.past_key_values, full_mask, rows), sums, sum(map(len, feeds))
-
-    @torch.inference_mode()
-    def keep(self, st: ScoreState, rows: Sequence[int]) -> ScoreState | None:
-        if not rows:
-            return None
-        index = torch.as_tensor(list(rows), dtype=torch.long, device=self.m.device)
-        st.cache.reorder_cache(index)
-        return ScoreState(st.cache, st.mask.index_select(0, index), [st.rows[r] for r in rows])

@@ -60,12 +60,13 @@ def growing_cache() -> Any | None:
             return buf, need
 
         def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
-            """Select rows of the whole buffer, spare room included, so the next append needs
-            no second copy."""
+            """Select rows, copying the filled part plus a little spare room, so the next
+            chunk's appends need no second copy."""
             if self._kbuf is not None and self._kbuf.dim() >= 2 and self._klen:
                 idx = beam_idx.to(self._kbuf.device)
-                self._kbuf = self._kbuf.index_select(0, idx)
-                self._vbuf = self._vbuf.index_select(0, idx)
+                room = min(self._kbuf.shape[-2], self._klen + 64)  # keep a little spare room
+                self._kbuf = self._kbuf[..., :room, :].index_select(0, idx)
+                self._vbuf = self._vbuf[..., :room, :].index_select(0, idx)
 
         def update(self, key_states, value_states, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN201
             if not self.is_initialized:
