@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import json
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -43,7 +44,8 @@ def run_demo(out: Path, *, quick: bool = False, models_dir: Path | None = None,
     import w2s
     from w2s.tasks.sentiment import load_prompts, textblob, vader
 
-    console = Console()
+    # a pipe or a log gets the table unwrapped; a terminal gets its own width
+    console = Console() if sys.stdout.isatty() else Console(width=120)
     models_dir = models_dir or zoo_dir()
     missing = [r for r in ROLES if not (models_dir / r / "config.json").exists()]
     if missing:

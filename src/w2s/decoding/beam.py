@@ -51,8 +51,7 @@ def cbs(backend: Backend, guide: Guide | None, prompts: Sequence[str],
     cost = [Cost() for _ in prep.prompts]
     beams: list[list[Entry]] = []
     for group in prompt_groups(backend, len(prep.prompts), search.w * search.k):
-        sub = Prepared([prep.prompts[i] for i in group], [prep.ids[i] for i in group],
-                       [prep.keys[i] for i in group], prep.start)
+        sub = prep.subset(group)
         beams += _search(backend, guide, sub, search, sampling, [cost[i] for i in group])
     cost = finish_costs(prep, cost)
     params = {"method": method, **search.to_dict(), **sampling.to_dict()}

@@ -25,6 +25,11 @@ class Prepared:
     keys: list[int]
     start: float
 
+    def subset(self, idx: Sequence[int]) -> Prepared:
+        """The same prompts, restricted to ``idx`` (a batch of the whole call)."""
+        return Prepared([self.prompts[i] for i in idx], [self.ids[i] for i in idx],
+                        [self.keys[i] for i in idx], self.start)
+
 
 def prepare(backend: Backend, prompts: Sequence[str], sampling: SamplingParams) -> Prepared:
     """Validate and encode prompts; raise one-line errors for empty or too-long input."""

@@ -11,7 +11,6 @@ from collections.abc import Sequence
 from w2s.decoding.common import (
     Entry,
     Grower,
-    Prepared,
     finish_costs,
     prepare,
     prompt_groups,
@@ -34,8 +33,7 @@ def sample(backend: Backend, guide: Guide | None, prompts: Sequence[str],
     cost = [Cost() for _ in prep.prompts]
     entries: list[Entry] = []
     for group in prompt_groups(backend, len(prep.prompts), n):
-        sub = Prepared([prep.prompts[i] for i in group], [prep.ids[i] for i in group],
-                       [prep.keys[i] for i in group], prep.start)
+        sub = prep.subset(group)
         sub_cost = [cost[i] for i in group]
         roots = [Entry([]) for _ in group]
         rows = [(i, roots[i], j) for i in range(len(group)) for j in range(n)]

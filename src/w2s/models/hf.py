@@ -348,22 +348,5 @@ class HFModel:
     def _sample_batch(self, prompt_ids: list[list[int]], response_ids: list[list[int]],
                       streams: torch.Tensor, max_tokens: int,
                       sampling: SamplingParams) -> list[Continuation]:
-        stopper = self.stopper(sampling)
-        rows = len(prompt_ids)
-        state = self.start([p + r for p, r in zip(prompt_ids, response_ids)])
-        streams = streams.to(self.device)
-        positions = torch.tensor([len(r) for r in response_ids], device=self.device)  # (B,)
-        new: list[list[int]] = [[] for _ in range(rows)]
-        alive = [True] * rows
-        for t in range(max_tokens):
-            tok = choose(state.logits, sampling, uniforms(streams, positions))  # (B,)
-            for i, x in enumerate(tok.tolist()):
-                if alive[i]:
-                    new[i].append(x)
-                    if stopper.ended_after(response_ids[i], new[i]):
-                        alive[i] = False
-            if not any(alive) or t == max_tokens - 1:
-                break
-            positions += 1
-            state = self.step(state, tok)
-        return [Continuation(n, not a) for n, a in zip(new, alive)]
+        st = SearchState(self.start([p + r for p, r in zip(prompt_ids, response_ids)]))
+        return self.sample_chunk(st, response_ids, streams, max_tokens, sampling)[0]
