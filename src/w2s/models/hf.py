@@ -115,6 +115,9 @@ class HFModel:
                 eos.update(int(x) for x in src)
         self.eos_ids = frozenset(eos)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        # tokens the tokenizer can produce (sampling never picks ids beyond it); computed once,
+        # as start() and step() slice logits with it on every decode step
+        self.vocab_size = min(len(tokenizer), model.get_output_embeddings().weight.shape[0])
 
     # ----------------------------------------------------------------- loading
     @classmethod
@@ -136,11 +139,6 @@ class HFModel:
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
-
-    @property
-    def vocab_size(self) -> int:
-        """Number of tokens the tokenizer can produce (sampling never picks ids beyond it)."""
-        return min(len(self.tokenizer), self.model.get_output_embeddings().weight.shape[0])
 
     @property
     def max_context(self) -> int | None:
