@@ -141,3 +141,30 @@ def test_guide_required_and_pairs_go_together(tiny_paths):
     assert_one_line_error(run_w2s("generate", "--base", tiny_paths["base"], "--tuned",
                                   tiny_paths["tuned"], "--method", "sample", "--prompt", "x"),
                           "go together")
+
+
+def test_eval_shipped_sentiment_config_quick_look(tmp_path):
+    proc = run_w2s("eval", "sentiment", "--limit", "1", "--seeds", "1", "--out", str(tmp_path),
+                   "--no-progress", timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    for label in ("base sampling", "small tuned alone", "bon(n=16)", "eft(beta=1.0)",
+                  "cbs(w=4,k=4,l=5)", "cbs cross-vocab"):
+        assert label in proc.stdout
+    rows = [json.loads(x) for x in (tmp_path / "results.jsonl").read_text().splitlines()]
+    assert len(rows) == 12 and all(r["prompt_index"] == 0 and r["seed"] == 0 for r in rows)
+    for name in ("summary.md", "gold_vs_kl.png", "gold_vs_compute.png", "gold_bars.png"):
+        assert (tmp_path / name).stat().st_size > 0
+    again = run_w2s("eval", "sentiment", "--limit", "1", "--seeds", "1", "--out", str(tmp_path),
+                    "--no-progress", "--dtype", "float16")  # other settings: refused
+    assert_one_line_error(again, "made with other settings", "--restart")
+
+
+def test_eval_and_report_help():
+    ev = run_w2s("eval", "--help")
+    assert ev.returncode == 0
+    for flag in ("--out", "--limit", "--seeds", "--restart", "--batch-size", "sentiment"):
+        assert flag in ev.stdout
+    rep = run_w2s("report", "--help")
+    assert rep.returncode == 0 and "--gold" in rep.stdout
+    missing = run_w2s("report", "/no/such/results.jsonl")
+    assert_one_line_error(missing, "does not exist")

@@ -1,4 +1,4 @@
-"""The ``w2s`` command line: ``w2s generate``, ``w2s demo``.
+"""The ``w2s`` command line: ``w2s generate | demo | eval | report | zoo``.
 
 Every flag maps 1:1 to a field of the knob dataclasses in :mod:`w2s.params`, and its help text
 is that field's docstring. User errors print one line and exit 2; unexpected ones print one
@@ -211,6 +211,75 @@ def demo(out: str, quick: bool, prompts: int | None, seeds: int | None,
 
     run_demo(Path(out), quick=quick, models_dir=Path(models) if models else None,
              prompts=prompts, seeds=seeds)
+
+
+@cli.command("eval")
+@click.argument("config", metavar="CONFIG")
+@click.option("--out", metavar="DIR", default=None,
+              help="Folder for results.jsonl, the table and the plots [default: runs/<name>].")
+@click.option("--limit", type=click.IntRange(min=1), default=None,
+              help="Only the first N prompts (a quick look; rows are reused when you rerun "
+              "with more).")
+@click.option("--seeds", type=click.IntRange(min=1), default=None,
+              help="Run seeds 0..N-1 instead of the config's seeds.")
+@click.option("--restart", is_flag=True, help="Discard earlier results in --out and start over.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=None,
+              help="Rows per forward pass [default: the config's, else 64].")
+@click.option("--device", default=None, help="cpu, cuda, cuda:1 or auto [default: the config's].")
+@click.option("--dtype", type=click.Choice(["auto", "float32", "bfloat16", "float16"]),
+              default=None, help="Weights' dtype [default: the config's, else auto].")
+@click.option("--no-progress", is_flag=True, help="No progress bar (logs, CI).")
+def eval_(config: str, out: str | None, limit: int | None, seeds: int | None, restart: bool,
+          batch_size: int | None, device: str | None, dtype: str | None,
+          no_progress: bool) -> None:
+    """Evaluate a sweep of methods: gold reward, KL from the base, cost; resumable.
+
+    CONFIG is a YAML/TOML file, or a shipped one: sentiment (the zoo, offline), instructions,
+    summarization (templates for your own models). Each finished (method, seed, prompt) is
+    appended to DIR/results.jsonl at once; rerunning the same command skips what is done.
+    At the end the table is printed and summary.md, gold_vs_kl.png, gold_vs_compute.png and
+    gold_bars.png are written to DIR.
+
+    \b
+    Examples:
+      w2s eval sentiment --limit 8          # a quick look on the shipped zoo
+      w2s eval sentiment --out runs/sent    # the full sweep (about 6 minutes on 2 cores)
+      w2s report runs/sent/results.jsonl    # the table and plots again, from the JSONL
+    """
+    from w2s.evaluate.config import find_config, parse_config, read_config_file
+    from w2s.evaluate.report import write_report
+    from w2s.evaluate.run import check_out_dir, run_eval
+
+    path = find_config(config)
+    data = read_config_file(path)
+    for key, value in (("batch_size", batch_size), ("device", device), ("dtype", dtype)):
+        if value is not None:
+            data[key] = value
+    cfg = parse_config(data, path)
+    out_dir = Path(out) if out else Path("runs") / cfg.name
+    check_out_dir(out_dir)
+    rows = run_eval(cfg, out_dir, limit=limit, restart=restart,
+                    seeds=list(range(seeds)) if seeds else None, show_progress=not no_progress)
+    paths = write_report(rows, out_dir)
+    click.echo(f"results: {out_dir / 'results.jsonl'}  table: {paths['markdown']}  "
+               f"plots: {out_dir}/gold_*.png")
+
+
+@cli.command()
+@click.argument("results", metavar="RUN.jsonl")
+@click.option("--out", metavar="DIR", default=None,
+              help="Where the table and plots go [default: beside RUN.jsonl].")
+@click.option("--gold", default=None, help="Which gold scorer to plot [default: the first].")
+def report(results: str, out: str | None, gold: str | None) -> None:
+    """Summary table (mean ± standard error per method) and plots from a results JSONL:
+    gold reward vs KL (the frontier), gold reward vs base tokens, per-method bars."""
+    from w2s.evaluate.report import write_report
+    from w2s.evaluate.store import read_rows
+
+    path = Path(results)
+    rows = read_rows(path)
+    paths = write_report(rows, Path(out) if out else path.parent, gold=gold)
+    click.echo(f"table: {paths['markdown']}  plots: {paths['markdown'].parent}/gold_*.png")
 
 
 @cli.group()

@@ -58,3 +58,97 @@ def plot_methods(rows: Sequence[dict], path: Path, *, reward: str = "gold",
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def _pyplot():  # noqa: ANN202
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_frontier(summary: Sequence[dict], path: Path, *, gold: str, x: str = "kl",
+                  title: str = "") -> Path:
+    """Gold reward against KL from the base (the paper's frontier view) or against compute.
+
+    Points of one sweep (a method *family*) are joined in order of ``x``; hollow markers mean
+    the KL is an upper bound (Best-of-N, CBS), filled ones an exact value.
+    """
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7.5, 5))
+    families = list(dict.fromkeys(s["family"] for s in summary))
+    markers = "osD^v<>pP*X"
+    plotted = 0
+    for n, fam in enumerate(families):
+        color, marker = plt.cm.tab10(n % 10), markers[n % len(markers)]
+        pts = []
+        for s in summary:
+            if s["family"] != fam or gold not in s["gold"]:
+                continue
+            xv = s["kl"][0] if x == "kl" and s["kl"] is not None else s.get(x) if x != "kl" else None
+            if xv is None or (x != "kl" and xv <= 0):
+                continue
+            pts.append((xv, s["gold"][gold][0], s["gold"][gold][1], s))
+        if not pts:
+            continue
+        pts.sort(key=lambda p: p[0])
+        if len(pts) > 1:
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], color=color, lw=1, alpha=0.6)
+        for xv, y, se, s in pts:
+            bound = x == "kl" and s["kl_kind"] == "bound"
+            ax.errorbar(xv, y, yerr=se, fmt=marker, color=color, capsize=3, ms=7,
+                        mfc="white" if bound else color, mew=1.5)
+            if len(pts) > 1:
+                ax.annotate(s["method"].replace(fam, "").strip() or s["method"], (xv, y),
+                            textcoords="offset points", xytext=(5, -10), fontsize=7, color=color)
+        ax.plot([], [], marker, color=color, label=fam)
+        plotted += 1
+    if x == "kl":
+        ax.set_xlabel("KL from the base (nats; hollow = upper bound)")
+    else:
+        ax.set_xscale("log")
+        ax.set_xlabel(f"{x.replace('_', ' ')} per prompt (log scale)")
+    ax.set_ylabel(f"gold reward: {gold} (mean ± s.e.)")
+    ax.grid(alpha=0.3)
+    if plotted:
+        ax.legend(fontsize=8, loc="best")
+    if title:
+        ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_bars(summary: Sequence[dict], path: Path, *, title: str = "") -> Path:
+    """Per-method gold reward with standard-error bars, one panel per gold scorer; the best
+    method of each panel is outlined so a reader sees the winner at a glance."""
+    plt = _pyplot()
+    golds = list(dict.fromkeys(g for s in summary for g in s["gold"]))
+    fig, axes = plt.subplots(1, max(1, len(golds)), figsize=(5.5 * max(1, len(golds)),
+                                                             0.45 * len(summary) + 1.8),
+                             squeeze=False)
+    names = [s["method"] for s in summary]
+    families = list(dict.fromkeys(s["family"] for s in summary))  # same colours as the frontier
+    colors = [plt.cm.tab10(families.index(s["family"]) % 10) for s in summary]
+    for ax, g in zip(axes[0], golds):
+        means = [s["gold"][g][0] if g in s["gold"] else 0.0 for s in summary]
+        errs = [s["gold"][g][1] if g in s["gold"] else 0.0 for s in summary]
+        bars = ax.barh(range(len(summary)), means, xerr=errs, color=colors, capsize=3)
+        best = max(range(len(means)), key=means.__getitem__)
+        bars[best].set_edgecolor("black")
+        bars[best].set_linewidth(2)
+        ax.set_yticks(range(len(summary)), names, fontsize=8)
+        ax.invert_yaxis()
+        ax.axvline(0, color="grey", lw=0.8)
+        ax.set_xlabel(f"gold: {g} (mean ± s.e.)")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -52,6 +52,10 @@ class Result:
     candidates: list[Candidate] = field(default_factory=list)
     cost: Cost = field(default_factory=Cost)
     params: dict[str, Any] = field(default_factory=dict)
+    stats: dict[str, float] = field(default_factory=dict)
+    """What the decoder knows about how far it moved from the base: ``kl`` (EFT: the exact
+    per-token KL from the base summed along the sampled path) or ``kl_bound`` (Best-of-N: the
+    analytic log N - (N-1)/N; CBS: the selection-count bound), and ``rounds`` (CBS)."""
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)

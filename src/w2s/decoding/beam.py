@@ -18,6 +18,7 @@ N = W*K, token for token.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 from w2s.decoding.common import (
@@ -55,9 +56,27 @@ def cbs(backend: Backend, guide: Guide | None, prompts: Sequence[str],
         beams += _search(backend, guide, sub, search, sampling, [cost[i] for i in group])
     cost = finish_costs(prep, cost)
     params = {"method": method, **search.to_dict(), **sampling.to_dict()}
-    return [Result.from_candidates(p, method, [e.candidate() for e in (beam if return_all else beam[:1])],
-                                   c, params)
-            for p, beam, c in zip(prep.prompts, beams, cost)]
+    results = [Result.from_candidates(p, method,
+                                      [e.candidate() for e in (beam if return_all else beam[:1])],
+                                      c, params)
+               for p, beam, c in zip(prep.prompts, beams, cost)]
+    for r, beam in zip(results, beams):
+        r.stats = {"kl_bound": beam[0].kl_bound, "rounds": beam[0].rounds}
+    return results
+
+
+def _track_selection(rows: list[tuple[int, Entry, int]], children: list[Entry]) -> None:
+    """Selection-count KL bound: a chunk drawn in a round where ``m`` base samples continue the
+    same prefix is returned at most ``m`` times more often than the base would sample it (union
+    bound), so the search's log-density ratio to the base is at most the sum of log ``m`` over
+    the rounds of the returned response. (Best-of-N's analytic bound is tighter.)"""
+    drawn: dict[tuple[int, tuple[int, ...]], int] = {}
+    for i, parent, _ in rows:
+        key = (i, tuple(parent.ids))
+        drawn[key] = drawn.get(key, 0) + 1
+    for (i, parent, _), child in zip(rows, children):
+        child.kl_bound = parent.kl_bound + math.log(drawn[(i, tuple(parent.ids))])
+        child.rounds = parent.rounds + 1
 
 
 def _search(backend: Backend, guide: Guide, prep: Prepared, search: SearchParams,
@@ -81,6 +100,7 @@ def _search(backend: Backend, guide: Guide, prep: Prepared, search: SearchParams
         # unfinished entries all hold r*L tokens, so one chunk length serves every row
         chunk = min(search.l, max_new - len(rows[0][1].ids))
         children = grower.grow(rows, chunk)
+        _track_selection(rows, children)
         score_entries(guide, prep, [i for i, _, _ in rows], children, cost, session,
                       [p for _, p, _ in rows])
         # candidates: new children (slot order), then finished entries carried over

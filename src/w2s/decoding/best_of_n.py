@@ -7,6 +7,7 @@ KL of the Best-of-N policy from the base is at most log N - (N-1)/N.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 from w2s.decoding.beam import cbs
@@ -14,6 +15,12 @@ from w2s.guides import Guide
 from w2s.models.base import Backend
 from w2s.params import BestOfNParams, SamplingParams, SearchParams
 from w2s.result import Result
+
+
+def bon_kl_bound(n: int) -> float:
+    """The analytic KL of Best-of-N from the base: log N - (N-1)/N (Beirami et al. 2024 show it
+    is an upper bound; it is exact when all N samples are distinct)."""
+    return math.log(n) - (n - 1) / n
 
 
 def best_of_n(backend: Backend, guide: Guide | None, prompts: Sequence[str],
@@ -26,4 +33,5 @@ def best_of_n(backend: Backend, guide: Guide | None, prompts: Sequence[str],
     results = cbs(backend, guide, prompts, search, sampling, return_all=return_all, method="bon")
     for r in results:
         r.params = {"method": "bon", **bon.to_dict(), **sampling.to_dict()}
+        r.stats = {"kl_bound": bon_kl_bound(bon.n)}
     return results

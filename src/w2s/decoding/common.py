@@ -55,6 +55,8 @@ class Entry:
     text: str = ""
     ended: bool = False  # EOS or stop string
     score: float | None = None
+    kl_bound: float = 0.0  # CBS: sum over rounds of log(samples drawn from this prefix)
+    rounds: int = 0  # chunks this response was grown by
 
     def done(self, max_new_tokens: int) -> bool:
         return self.ended or len(self.ids) >= max_new_tokens

@@ -71,13 +71,17 @@ def eft(backend: Backend, guide: Guide | None, prompts: Sequence[str],
     rows = len(prep.prompts)
     new: list[list[int]] = [[] for _ in range(rows)]
     alive = [True] * rows
+    kl = torch.zeros(rows, dtype=torch.float64)
     for t in range(max_new):
-        logp = eft_logprobs(*(s.logits[:, :v].to(backend.device) for s in states), beta)  # (B, V)
+        logits = [s.logits[:, :v].to(backend.device) for s in states]
+        logp = eft_logprobs(*logits, beta)  # (B, V)
         pos = torch.full((rows,), t, dtype=torch.long)
         tok = choose(logp, sampling, uniforms(streams, pos).to(backend.device))  # (B,)
+        step_kl = token_kl(logp, logits[0], sampling.temperature).cpu()  # (B,)
         for i, x in enumerate(tok.tolist()):
             if alive[i]:
                 new[i].append(x)
+                kl[i] += step_kl[i]
                 alive[i] = not stopper.ended(new[i])
         if not any(alive) or t == max_new - 1:
             break
@@ -87,5 +91,24 @@ def eft(backend: Backend, guide: Guide | None, prompts: Sequence[str],
     score_entries(guide, prep, list(range(rows)), entries, [Cost() for _ in entries])
     cost = finish_costs(prep, cost)
     params = {"method": "eft", **eft_params.to_dict(), **sampling.to_dict()}
-    return [Result.from_candidates(p, "eft", [e.candidate()], c, params)
-            for p, e, c in zip(prep.prompts, entries, cost)]
+    results = [Result.from_candidates(p, "eft", [e.candidate()], c, params)
+               for p, e, c in zip(prep.prompts, entries, cost)]
+    if sampling.temperature > 0:
+        for r, x in zip(results, kl.tolist()):
+            r.stats = {"kl": x}
+    return results
+
+
+def token_kl(fused_logp: torch.Tensor, base_logits: torch.Tensor,
+             temperature: float) -> torch.Tensor:
+    """``(B,)`` KL(fused ‖ base) of the next-token distributions at ``temperature``.
+
+    Both sides are the temperature-scaled distributions before top-k/top-p truncation, so the
+    KL is finite and base sampling has KL exactly 0; summed along a sampled path it is an
+    unbiased estimate of the sequence-level KL of EFT from base sampling.
+    """
+    if temperature <= 0:
+        return torch.zeros(fused_logp.shape[0], dtype=torch.float64)
+    q = (fused_logp.double() / temperature).log_softmax(-1)
+    p = (base_logits.double() / temperature).log_softmax(-1)
+    return (q.exp() * (q - p)).sum(-1)

@@ -261,6 +261,27 @@ class HFModel:
                        targets: Sequence[Sequence[int]]) -> list[torch.Tensor]:
         """log p(target_t | prefix, target_<t) for every target token; one tensor per row."""
         out: list[torch.Tensor] = []
+        for logits, nxt, tgt in self._teacher_forced(prefixes, targets):
+            lp = logits.gather(-1, nxt.unsqueeze(-1)).squeeze(-1) - logits.logsumexp(-1)  # (B, T-1)
+            for i, t in enumerate(tgt):
+                out.append(lp[i, lp.shape[1] - len(t):].cpu() if t else lp.new_zeros(0).cpu())
+        return out
+
+    @torch.inference_mode()
+    def target_logits(self, prefixes: Sequence[Sequence[int]],
+                      targets: Sequence[Sequence[int]]) -> list[torch.Tensor]:
+        """The full next-token logits ``(len(target), V)`` at every target position (teacher
+        forcing): what exact per-token KL along a path needs."""
+        out: list[torch.Tensor] = []
+        for logits, _, tgt in self._teacher_forced(prefixes, targets):
+            for i, t in enumerate(tgt):
+                out.append(logits[i, logits.shape[1] - len(t):, : self.vocab_size].cpu())
+        return out
+
+    def _teacher_forced(self, prefixes: Sequence[Sequence[int]],
+                        targets: Sequence[Sequence[int]]):  # noqa: ANN202
+        """Per batch: logits ``(B, n, V)`` predicting the last ``n`` tokens, those tokens
+        ``(B, n)``, and the batch's targets (rows are left-padded, so targets end aligned)."""
         for lo in range(0, len(prefixes), self.batch_size):
             pre, tgt = prefixes[lo: lo + self.batch_size], targets[lo: lo + self.batch_size]
             seqs = [list(p) + list(t) for p, t in zip(pre, tgt)]
@@ -269,12 +290,7 @@ class HFModel:
             keep = max(len(t) for t in tgt) + 1  # only the positions that predict targets
             logits = self._forward(keep, input_ids=ids, attention_mask=mask,
                                    position_ids=pos).logits
-            logits = logits[:, -keep:-1].float()  # (B, keep-1, V) predicts ids[:, -keep+1:]
-            nxt = ids[:, ids.shape[1] - keep + 1:]
-            lp = logits.gather(-1, nxt.unsqueeze(-1)).squeeze(-1) - logits.logsumexp(-1)  # (B, T-1)
-            for i, t in enumerate(tgt):
-                out.append(lp[i, lp.shape[1] - len(t):].cpu() if t else lp.new_zeros(0).cpu())
-        return out
+            yield logits[:, -keep:-1].float(), ids[:, ids.shape[1] - keep + 1:], tgt
 
     # ------------------------------------------------- KV-cached search (stateful)
     def open_search(self, prompt_ids: list[list[int]]) -> SearchState:

@@ -52,3 +52,20 @@ def load_prompts(path: Path = PROMPTS_FILE, limit: int | None = None) -> list[st
     rows = [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines() if x.strip()]
     prompts = [r["prompt"] for r in rows]
     return prompts[:limit] if limit else prompts
+
+
+OPTIONS = {"name", "path", "gold"}
+
+
+def build(spec: dict, base_dir: Path, *, dtype: str, device: str):  # noqa: ANN201
+    """The held-out review prefixes shipped with the zoo (or ``path``: a JSONL of prompts);
+    gold: VADER, then TextBlob, unless ``gold`` says otherwise."""
+    from w2s.tasks import Task, build_golds, resolve_file
+
+    unknown = set(spec) - OPTIONS
+    if unknown:
+        raise W2SError(f"unknown option(s) for task sentiment: {', '.join(sorted(unknown))}")
+    path = resolve_file(spec["path"], base_dir, "sentiment path") if spec.get("path") else PROMPTS_FILE
+    return Task("sentiment", load_prompts(path),
+                build_golds(spec.get("gold"), ("vader", "textblob"), dtype=dtype, device=device),
+                spec=spec)

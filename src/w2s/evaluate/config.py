@@ -1,0 +1,312 @@
+"""Eval configs: a YAML or TOML file naming the base, the guide, the task and a sweep of methods.
+
+::
+
+    name: sentiment
+    task: sentiment                      # or {name: instructions, path: prompts.jsonl, ...}
+    base: zoo:base                       # zoo:ROLE (the shipped zoo), a folder or a hub id
+    guide: {tuned: zoo:tuned, untuned: zoo:untuned}   # and/or reward_model: PATH
+    prompts: 64                          # how many of the task's prompts (--limit overrides)
+    seeds: 3                             # or a list of seeds
+    sampling: {max_new_tokens: 50, temperature: 0.7}
+    methods:
+      - sample                           # base sampling
+      - {method: sample, model: tuned}   # the small tuned model alone (a reference point)
+      - {method: bon, n: [16, 32]}       # a list is a sweep: one method per value
+      - {method: eft, beta: 1.0}
+      - {method: cbs, w: 4, k: 4, l: 5}
+      - {method: cbs, w: 4, k: 4, l: 5, guide: {tuned: zoo:xtuned, untuned: zoo:xuntuned}}
+
+Every method expands to :class:`MethodSpec` with a label and a hash of everything that decides
+its outputs (method, knobs, sampling, models, task, gold scorers, dtype), so result rows made
+with other settings are never mixed in silently. Everything is validated before any model
+is loaded: a bad config costs one line, not a traceback after minutes of work.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import itertools
+import json
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from w2s.errors import W2SError
+from w2s.params import BestOfNParams, EFTParams, SamplingParams, SearchParams
+
+SHIPPED = Path(__file__).resolve().parent.parent / "configs"
+METHOD_PARAMS: dict[str, type | None] = {"sample": None, "bon": BestOfNParams,
+                                         "cbs": SearchParams, "eft": EFTParams}
+NEEDS_GUIDE = {"bon", "cbs", "eft"}
+TOP_KEYS = {"name", "task", "base", "guide", "prompts", "seeds", "sampling", "methods", "dtype",
+            "device", "batch_size", "chat"}
+GUIDE_KEYS = {"tuned", "untuned", "reward_model", "reward_label"}
+SAMPLING_FIELDS = [f.name for f in dataclasses.fields(SamplingParams) if f.name != "seed"]
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """One point of the sweep: a decoder, its knobs, and the models it uses."""
+
+    label: str
+    method: str
+    params: Any  # SearchParams | BestOfNParams | EFTParams | None
+    sampling: SamplingParams  # seed 0: each row sets its own seed
+    guide: dict[str, str] | None  # model refs as written (zoo:ROLE, folder, hub id)
+    model: str | None = None  # for sample: sample another model than the base
+    hash: str = ""
+
+    def knobs(self) -> dict[str, Any]:
+        return self.params.to_dict() if self.params is not None else {}
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    name: str
+    path: Path
+    task: dict[str, Any]
+    base: str
+    methods: list[MethodSpec]
+    prompts: int | None
+    seeds: list[int]
+    dtype: str
+    device: str
+    batch_size: int
+    chat: bool | None
+
+    @property
+    def base_dir(self) -> Path:
+        return self.path.parent
+
+    def resolve(self, ref: str) -> str:
+        return resolve_model(ref, self.base_dir)
+
+
+def find_config(name_or_path: str) -> Path:
+    """A config file, or the name of a shipped one (``sentiment``, ``instructions``)."""
+    path = Path(name_or_path).expanduser()
+    if path.is_file():
+        return path
+    for ext in (".yaml", ".yml", ".toml"):
+        shipped = SHIPPED / f"{name_or_path}{ext}"
+        if shipped.is_file():
+            return shipped
+    names = sorted(p.stem for p in SHIPPED.glob("*.*ml"))
+    raise W2SError(f"config {name_or_path!r} is not a file nor a shipped config "
+                   f"({', '.join(names)})")
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    text = path.read_text(encoding="utf-8")
+    if path.suffix == ".toml":
+        if sys.version_info >= (3, 11):
+            import tomllib
+        else:  # pragma: no cover
+            import tomli as tomllib
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as e:
+            raise W2SError(f"{path}: not valid TOML ({e})") from None
+    elif path.suffix in (".yaml", ".yml"):
+        import yaml
+
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            where = getattr(e, "problem_mark", None)
+            line = f" at line {where.line + 1}" if where is not None else ""
+            raise W2SError(f"{path}: not valid YAML{line} ({getattr(e, 'problem', e)})") from None
+    else:
+        raise W2SError(f"{path}: a config is a .yaml, .yml or .toml file")
+    if not isinstance(data, dict):
+        raise W2SError(f"{path}: the config must be a mapping of keys to values")
+    return data
+
+
+def load_config(name_or_path: str) -> EvalConfig:
+    path = find_config(name_or_path)
+    return parse_config(read_config_file(path), path)
+
+
+def parse_config(data: dict[str, Any], path: Path) -> EvalConfig:
+    unknown = sorted(set(data) - TOP_KEYS)
+    if unknown:
+        raise W2SError(f"{path.name}: unknown key(s) {', '.join(unknown)}; "
+                       f"known: {', '.join(sorted(TOP_KEYS))}")
+    for key in ("task", "base", "methods"):
+        if key not in data:
+            raise W2SError(f"{path.name}: missing {key!r}")
+    task = data["task"]
+    task = {"name": task} if isinstance(task, str) else task
+    if not isinstance(task, dict) or not isinstance(task.get("name"), str):
+        raise W2SError(f"{path.name}: task must be a name or a mapping with a 'name'")
+    base = _model_ref(data["base"], "base", path)
+    guide = _guide(data.get("guide"), path)
+    sampling = _sampling(data.get("sampling") or {}, SamplingParams(), path.name)
+    seeds = data.get("seeds", 1)
+    if isinstance(seeds, int) and not isinstance(seeds, bool):
+        if seeds < 1:
+            raise W2SError(f"{path.name}: seeds must be >= 1, got {seeds}")
+        seeds = list(range(seeds))
+    if not (isinstance(seeds, list) and seeds and all(isinstance(s, int) for s in seeds)):
+        raise W2SError(f"{path.name}: seeds must be a count or a list of integers")
+    prompts = data.get("prompts")
+    if prompts is not None and (not isinstance(prompts, int) or prompts < 1):
+        raise W2SError(f"{path.name}: prompts must be a count >= 1, got {prompts!r}")
+    batch_size = data.get("batch_size", 64)
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise W2SError(f"{path.name}: batch_size must be >= 1, got {batch_size!r}")
+    methods_in = data["methods"]
+    if not isinstance(methods_in, list) or not methods_in:
+        raise W2SError(f"{path.name}: methods must be a non-empty list")
+    dtype = str(data.get("dtype", "auto"))
+    chat = data.get("chat")
+    context = {"base": base, "task": task, "dtype": dtype, "chat": chat}
+    methods: list[MethodSpec] = []
+    for n, entry in enumerate(methods_in, 1):
+        methods += _expand(entry, f"{path.name}: methods[{n}]", guide, sampling, context)
+    seen: dict[str, MethodSpec] = {}
+    for m in methods:
+        if m.label in seen and seen[m.label].hash != m.hash:
+            raise W2SError(f"{path.name}: two methods are labelled {m.label!r}; give one a label")
+        seen[m.label] = m
+    return EvalConfig(name=str(data.get("name") or path.stem), path=path.resolve(), task=task,
+                      base=base, methods=list(seen.values()), prompts=prompts, seeds=seeds,
+                      dtype=dtype, device=str(data.get("device", "cpu")), batch_size=batch_size,
+                      chat=chat)
+
+
+def _model_ref(value: Any, what: str, path: Path) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise W2SError(f"{path.name}: {what} must be a model: zoo:ROLE, a folder or a hub id")
+    resolve_model(value, path.parent)  # fail now, not after other methods ran
+    return value
+
+
+def resolve_model(ref: str, base_dir: Path) -> str:
+    """``zoo:ROLE`` -> the shipped zoo; a folder (relative to the config, then to the working
+    directory); otherwise a hub id. A path-looking reference that does not exist is an error."""
+    if ref.startswith("zoo:"):
+        from w2s.zoo.build import ZOO_DIR
+
+        folder = ZOO_DIR / ref[4:]
+        if not (folder / "config.json").is_file():
+            roles = sorted(p.name for p in ZOO_DIR.iterdir() if (p / "config.json").is_file())
+            raise W2SError(f"no zoo model {ref!r}; the zoo has {', '.join('zoo:' + r for r in roles)}")
+        return str(folder)
+    local = Path(ref).expanduser()
+    for cand in ([local] if local.is_absolute() else [base_dir / local, local]):
+        if cand.is_dir():
+            return str(cand)
+    looks_like_path = ref.startswith((".", "/", "~")) or ref.count("/") > 1 or "\\" in ref
+    if looks_like_path or not _HUB_ID.match(ref):
+        raise W2SError(f"model {ref!r} does not exist (no such folder; looked relative to "
+                       f"{base_dir} and to the working directory)")
+    return ref  # a hub id: from_pretrained will fetch it (or say in one line why it cannot)
+
+
+def _guide(value: Any, path: Path, where: str = "guide") -> dict[str, str] | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise W2SError(f"{path.name}: {where} must be a mapping: {{tuned, untuned}} and/or "
+                       "reward_model")
+    unknown = sorted(set(value) - GUIDE_KEYS)
+    if unknown:
+        raise W2SError(f"{path.name}: unknown {where} key(s) {', '.join(unknown)}")
+    if ("tuned" in value) != ("untuned" in value):
+        raise W2SError(f"{path.name}: {where} needs both tuned and untuned (or neither)")
+    if not ("tuned" in value or "reward_model" in value):
+        raise W2SError(f"{path.name}: {where} needs tuned and untuned, or reward_model")
+    out = {}
+    for k, v in value.items():
+        out[k] = _model_ref(v, f"{where}.{k}", path) if k != "reward_label" else v
+    return out
+
+
+def _sampling(over: Any, base: SamplingParams, where: str) -> SamplingParams:
+    if not isinstance(over, dict):
+        raise W2SError(f"{where}: sampling must be a mapping")
+    unknown = sorted(set(over) - set(SAMPLING_FIELDS))
+    if unknown:
+        raise W2SError(f"{where}: unknown sampling option(s) {', '.join(unknown)}")
+    return dataclasses.replace(base, **over)
+
+
+def _expand(entry: Any, where: str, guide: dict[str, str] | None, sampling: SamplingParams,
+            context: dict[str, Any]) -> list[MethodSpec]:
+    """One config entry -> one MethodSpec per point of its sweep (lists are swept)."""
+    if isinstance(entry, str):
+        entry = {"method": entry}
+    if not isinstance(entry, dict) or not isinstance(entry.get("method"), str):
+        raise W2SError(f"{where}: give a method name or a mapping with 'method'")
+    entry = dict(entry)
+    name = entry.pop("method")
+    if name not in METHOD_PARAMS:
+        raise W2SError(f"{where}: unknown method {name!r}; choose one of "
+                       f"{', '.join(METHOD_PARAMS)}")
+    label = entry.pop("label", None)
+    model = entry.pop("model", None)
+    if model is not None and name != "sample":
+        raise W2SError(f"{where}: 'model' is only for method sample")
+    g = _guide(entry.pop("guide"), Path(where.split(":")[0]), "guide") if "guide" in entry else guide
+    if model is not None and model not in ("tuned", "untuned"):
+        model = _model_ref(model, "model", Path(where.split(":")[0]))
+    if model in ("tuned", "untuned") and not (g and model in g):
+        raise W2SError(f"{where}: model: {model} needs a guide with a {model} model")
+    if name in NEEDS_GUIDE and g is None:
+        raise W2SError(f"{where}: {name} needs a guide (guide: {{tuned, untuned}} or reward_model)")
+    if name == "eft" and not (g and "tuned" in g):
+        raise W2SError(f"{where}: eft needs a tuned/untuned guide")
+    cls = METHOD_PARAMS[name]
+    knob_names = [f.name for f in dataclasses.fields(cls)] if cls else []
+    unknown = sorted(set(entry) - set(knob_names) - set(SAMPLING_FIELDS))
+    if unknown:
+        raise W2SError(f"{where}: unknown option(s) for {name}: {', '.join(unknown)}"
+                       + (f" (its knobs: {', '.join(knob_names)})" if knob_names else ""))
+    axes = {k: (v if isinstance(v, list) and k != "stop" else [v]) for k, v in entry.items()}
+    for k, v in axes.items():
+        if not v:
+            raise W2SError(f"{where}: {k} is an empty list")
+    swept = [k for k, v in axes.items() if len(v) > 1]
+    specs = []
+    for values in itertools.product(*axes.values()):
+        point = dict(zip(axes, values))
+        knobs = {k: v for k, v in point.items() if k in knob_names}
+        try:
+            params = cls(**knobs) if cls else None
+        except W2SError as e:
+            raise W2SError(f"{where}: {e}") from None
+        except TypeError as e:
+            raise W2SError(f"{where}: {e}") from None
+        samp = _sampling({k: v for k, v in point.items() if k in SAMPLING_FIELDS}, sampling, where)
+        specs.append(_spec(name, label, params, samp, g, model, point, swept, guide, context))
+    return specs
+
+
+def _spec(name: str, label: str | None, params: Any, sampling: SamplingParams,
+          guide: dict[str, str] | None, model: str | None, point: dict[str, Any],
+          swept: list[str], default_guide: dict[str, str] | None,
+          context: dict[str, Any]) -> MethodSpec:
+    shown = {k: v for k, v in point.items() if label is None or k in swept}
+    args = ",".join(f"{k}={v}" for k, v in shown.items())
+    if label is None:
+        text = name + (f"({args})" if args else "")
+        if model is not None:
+            text += f"[{Path(model).name}]"
+        if guide != default_guide and guide is not None:
+            text += f"[guide {Path(guide.get('tuned') or guide['reward_model']).name}]"
+    else:
+        text = f"{label} ({args})" if swept else label
+    key = {"method": name, "params": params.to_dict() if params else {},
+           "sampling": sampling.to_dict(), "guide": guide if name in NEEDS_GUIDE else None,
+           "model": model, "model_guide": guide if model in ("tuned", "untuned") else None,
+           **context}
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
+    return MethodSpec(label=text, method=name, params=params, sampling=sampling,
+                      guide=guide, model=model, hash=digest[:12])

@@ -1,0 +1,158 @@
+"""``w2s report``: the summary table and plots of a results JSONL.
+
+Every number is a mean over the rows (prompts × seeds) of one method, with its standard error
+(sample standard deviation / sqrt(rows)). The report is computed from the JSONL alone, so it can
+be rerun at any time, also on a run still in progress.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import statistics
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from w2s.errors import W2SError
+from w2s.plots import mean_se
+
+
+def family(label: str) -> str:
+    """Sweep points of one method share a family: the label without its ``(knobs)``."""
+    return re.sub(r"\s*\([^)]*\)", "", label).strip() or label
+
+
+def summarize(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One summary per method (label and hash), in the order methods first appear."""
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for r in rows:
+        groups.setdefault((r["method"], r.get("hash", "")), []).append(r)
+    labels = [label for label, _ in groups]
+    out = []
+    for (label, digest), sel in groups.items():
+        name = label if labels.count(label) == 1 else f"{label} #{digest[:6]}"
+        gold_names = list(dict.fromkeys(k for r in sel for k in r["gold"]))
+        kls = [r["kl"] for r in sel if r.get("kl") is not None]
+        scores = [r["guide_score"] for r in sel if r.get("guide_score") is not None]
+        out.append({
+            "method": name, "family": family(label), "method_name": sel[0].get("method_name"),
+            "hash": digest, "rows": len(sel),
+            "prompts": len({r["prompt_index"] for r in sel}),
+            "seeds": len({r["seed"] for r in sel}),
+            "gold": {g: mean_se([r["gold"][g] for r in sel if g in r["gold"]])
+                     for g in gold_names},
+            "guide_score": mean_se(scores) if scores else None,
+            "kl": mean_se(kls) if kls else None,
+            "kl_kind": sel[0].get("kl_kind", "none"),
+            "base_logp_per_token": statistics.fmean(r["base_logp_per_token"] for r in sel),
+            "base_tokens": statistics.fmean(r["base_tokens"] for r in sel),
+            "guide_tokens": statistics.fmean(r["guide_tokens"] for r in sel),
+            "wall_time_s": statistics.fmean(r["wall_time_s"] for r in sel),
+        })
+    return out
+
+
+def _fmt(ms: tuple[float, float] | None, sign: bool = True) -> str:
+    if ms is None:
+        return "–"
+    return f"{ms[0]:+.3f} ± {ms[1]:.3f}" if sign else f"{ms[0]:.2f} ± {ms[1]:.2f}"
+
+
+def table_rows(summary: Sequence[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
+    gold_names = list(dict.fromkeys(g for s in summary for g in s["gold"]))
+    head = (["method"] + [f"gold: {g}" for g in gold_names]
+            + ["KL from base", "base logp/token", "base tokens", "guide tokens", "s/prompt", "n"])
+    body = []
+    for s in summary:
+        kl = _fmt(s["kl"], sign=False)
+        if s["kl"] is not None and s["kl_kind"] == "bound":
+            kl = f"≤ {s['kl'][0]:.2f}"
+        body.append([s["method"]] + [_fmt(s["gold"].get(g)) for g in gold_names]
+                    + [kl, f"{s['base_logp_per_token']:.2f}", f"{s['base_tokens']:.0f}",
+                       f"{s['guide_tokens']:.0f}", f"{s['wall_time_s']:.3f}", str(s["rows"])])
+    return head, body
+
+
+def markdown(summary: Sequence[dict[str, Any]]) -> str:
+    head, body = table_rows(summary)
+    lines = ["| " + " | ".join(head) + " |",
+             "|" + "|".join("---" if i == 0 else "---:" for i in range(len(head))) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in body]
+    return "\n".join(lines) + "\n"
+
+
+def rich_table(summary: Sequence[dict[str, Any]], title: str):  # noqa: ANN201
+    from rich.table import Table
+
+    head, body = table_rows(summary)
+    table = Table(title=title)
+    for i, h in enumerate(head):
+        table.add_column(h, justify="left" if i == 0 else "right")
+    for row in body:
+        table.add_row(*row)
+    return table
+
+
+def write_report(rows: Sequence[dict[str, Any]], out: Path, *, title: str = "",
+                 gold: str | None = None, console: Any = None) -> dict[str, Any]:
+    """Print the table; write summary.md, summary.json, the plots and alpaca_eval files."""
+    from rich.console import Console
+
+    from w2s.plots import plot_bars, plot_frontier
+
+    if not rows:
+        raise W2SError("no result rows to report")
+    summary = summarize(rows)
+    gold_names = list(dict.fromkeys(g for s in summary for g in s["gold"]))
+    if gold is not None and gold not in gold_names:
+        raise W2SError(f"no gold scorer {gold!r} in these rows; they have "
+                       f"{', '.join(gold_names) or 'none'}")
+    gold = gold or (gold_names[0] if gold_names else None)
+    out.mkdir(parents=True, exist_ok=True)
+    n_prompts = len({r["prompt_index"] for r in rows})
+    n_seeds = len({r["seed"] for r in rows})
+    title = title or (f"{rows[0].get('run', 'w2s eval')}: {n_prompts} prompt{'s' * (n_prompts > 1)}"
+                      f" × {n_seeds} seed{'s' * (n_seeds > 1)}")
+    console = console or Console(width=160)
+    table = rich_table(summary, title)
+    console.print(table)
+    (out / "summary.md").write_text(f"**{title}** (mean ± standard error over prompts × seeds)"
+                                    f"\n\n{markdown(summary)}", encoding="utf-8")
+    (out / "summary.json").write_text(json.dumps(summary, indent=1), encoding="utf-8")
+    rec = Console(width=160, record=True, file=io.StringIO())
+    rec.print(table)
+    (out / "summary.txt").write_text(rec.export_text(), encoding="utf-8")
+    paths: dict[str, Any] = {"summary": summary, "markdown": out / "summary.md"}
+    if gold is not None:
+        paths["frontier"] = plot_frontier(summary, out / "gold_vs_kl.png", gold=gold, x="kl",
+                                          title=title)
+        paths["compute"] = plot_frontier(summary, out / "gold_vs_compute.png", gold=gold,
+                                         x="base_tokens", title=title)
+        paths["bars"] = plot_bars(summary, out / "gold_bars.png", title=title)
+    paths["alpaca_eval"] = write_alpaca_eval(rows, out / "alpaca_eval")
+    return paths
+
+
+def write_alpaca_eval(rows: Sequence[dict[str, Any]], folder: Path) -> list[Path]:
+    """Instruction-following outputs as alpaca_eval reads them: one JSON list per method
+    (``instruction``, ``output``, ``generator``), from the lowest seed of each prompt."""
+    chosen: dict[tuple[str, int], dict[str, Any]] = {}
+    for r in rows:
+        if r.get("task") != "instructions":
+            continue
+        key = (r["method"], r["prompt_index"])
+        if key not in chosen or r["seed"] < chosen[key]["seed"]:
+            chosen[key] = r
+    written = []
+    for label in dict.fromkeys(m for m, _ in chosen):
+        items = sorted((r for (m, _), r in chosen.items() if m == label),
+                       key=lambda r: r["prompt_index"])
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / (re.sub(r"[^\w.=,-]+", "_", label).strip("_") + ".json")
+        path.write_text(json.dumps([{"instruction": r["prompt"], "output": r["response"],
+                                     "generator": label} for r in items], indent=1,
+                                   ensure_ascii=False), encoding="utf-8")
+        written.append(path)
+    return written

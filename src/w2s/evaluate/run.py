@@ -1,0 +1,210 @@
+"""``w2s eval``: run a sweep of methods over a task's prompts and seeds, resumably.
+
+Prompts go through the backend in batches (as many per call as ``batch_size`` rows allow for the
+method's W·K or N candidates); each finished batch's rows are appended to ``results.jsonl`` and
+flushed before the next starts, so an interrupted run loses at most the batch in flight, and
+rerunning the same command does only what is missing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import resource
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from w2s.errors import W2SError
+from w2s.evaluate.config import EvalConfig, MethodSpec
+from w2s.evaluate.metrics import base_loglik, path_kl, same_vocabulary
+from w2s.evaluate.store import ResultStore
+
+RESULTS = "results.jsonl"
+
+
+class Models:
+    """Loads each model once per run, whatever number of methods use it."""
+
+    def __init__(self, cfg: EvalConfig, chat: bool) -> None:
+        self.cfg, self.chat = cfg, chat
+        self._lm: dict[str, Any] = {}
+        self._guides: dict[str, Any] = {}
+
+    def lm(self, ref: str) -> Any:
+        from w2s.models.hf import HFModel
+
+        if ref not in self._lm:
+            self._lm[ref] = HFModel.load(self.cfg.resolve(ref), dtype=self.cfg.dtype,
+                                         device=self.cfg.device, chat=self.chat,
+                                         batch_size=self.cfg.batch_size)
+        return self._lm[ref]
+
+    def guide(self, spec: dict[str, str] | None) -> Any:
+        from w2s.guides import PairGuide, RewardModelGuide
+
+        if spec is None:
+            return None
+        key = json.dumps(spec, sort_keys=True)
+        if key not in self._guides:
+            guide = None
+            if "tuned" in spec:
+                guide = PairGuide(self.lm(spec["tuned"]), self.lm(spec["untuned"]))
+            if "reward_model" in spec:
+                rm = RewardModelGuide.load(self.cfg.resolve(spec["reward_model"]),
+                                           dtype=self.cfg.dtype, device=self.cfg.device,
+                                           chat=self.chat, label=spec.get("reward_label"))
+                guide = rm if guide is None else guide + rm
+            self._guides[key] = guide
+        return self._guides[key]
+
+    def sampled_model(self, m: MethodSpec) -> Any:
+        """The model a method samples from: the base, or (for ``sample``) another one."""
+        if m.model is None:
+            return self.lm(self.cfg.base)
+        if m.model in ("tuned", "untuned"):
+            return self.lm(m.guide[m.model])  # type: ignore[index]
+        return self.lm(m.model)
+
+
+def candidates_per_prompt(m: MethodSpec) -> int:
+    if m.method == "cbs":
+        return m.params.w * m.params.k
+    if m.method == "bon":
+        return m.params.n
+    return 1
+
+
+def run_eval(cfg: EvalConfig, out: Path, *, limit: int | None = None, restart: bool = False,
+             seeds: list[int] | None = None, show_progress: bool = True) -> list[dict[str, Any]]:
+    """Run (or resume) ``cfg`` into ``out/results.jsonl``; return this config's rows."""
+    from w2s.tasks import build_task
+
+    task = build_task(cfg.task, cfg.base_dir, dtype=cfg.dtype, device=cfg.device)
+    n = min(limit or cfg.prompts or len(task.prompts), len(task.prompts))
+    prompts = task.prompts[:n]
+    seeds = seeds if seeds is not None else cfg.seeds
+    chat = cfg.chat if cfg.chat is not None else task.chat
+    path = out / RESULTS
+    if restart and path.exists():
+        path.unlink()
+    store = ResultStore(path)
+    for m in cfg.methods:
+        store.check_compatible(m.label, m.hash)
+    plan = [(m, seed, [i for i in range(n) if (m.hash, seed, i) not in store.done])
+            for m in cfg.methods for seed in seeds]
+    total = sum(len(todo) for _, _, todo in plan)
+    models = Models(cfg, chat)
+    if total:
+        models.lm(cfg.base)  # load everything up front: a missing model fails in seconds
+        for m in cfg.methods:
+            models.sampled_model(m)
+            models.guide(m.guide)
+    with _progress(show_progress) as bar:
+        job = bar.add_task("eval", total=total)
+        for m, seed, todo in plan:
+            per_call = max(1, cfg.batch_size // candidates_per_prompt(m))
+            for lo in range(0, len(todo), per_call):
+                bar.update(job, description=f"{m.label}, seed {seed}")
+                idx = todo[lo: lo + per_call]
+                store.append(run_batch(cfg, task, models, m, seed, idx, [prompts[i] for i in idx]))
+                bar.advance(job, len(idx))
+    hashes = {m.hash for m in cfg.methods}
+    return [r for r in store.rows if r.get("hash") in hashes and r["seed"] in seeds
+            and r["prompt_index"] < n]
+
+
+def run_batch(cfg: EvalConfig, task: Any, models: Models, m: MethodSpec, seed: int,
+              idx: list[int], prompts: list[str]) -> list[dict[str, Any]]:
+    """Decode one batch of prompts with one method and seed; one metrics row per prompt."""
+    from w2s.decoding import DECODERS
+
+    base = models.lm(cfg.base)
+    backend = models.sampled_model(m)
+    guide = models.guide(m.guide)
+    sampling = dataclasses.replace(m.sampling, seed=seed)
+    args = (m.params,) if m.params is not None else ()
+    _reset_peak(base)
+    t0 = time.perf_counter()
+    results = DECODERS[m.method].fn(backend, guide, prompts, *args, sampling=sampling)
+    wall = time.perf_counter() - t0
+    texts = [r.text for r in results]
+    golds = {name: fn(prompts, texts) for name, fn in task.golds.items()}
+    by_base = backend is base
+    base_ids = [r.token_ids for r in results] if by_base else base.encode_responses(texts)
+    ll = base_loglik(base, prompts, base_ids)
+    kl, kind = _kl(m, results, backend, base, prompts, by_base, sampling.temperature)
+    peak = _peak_mib(base)
+    rows = []
+    for j, (i, p, r) in enumerate(zip(idx, prompts, results)):
+        rows.append({
+            "run": cfg.name, "task": task.name, "method": m.label, "method_name": m.method,
+            "hash": m.hash, "seed": seed, "prompt_index": i, "prompt": p, "response": r.text,
+            "finished": r.finished,
+            "gold": {name: vals[j] for name, vals in golds.items()},
+            "guide_score": r.score,
+            "base_logp": ll[j], "response_tokens": len(base_ids[j]),
+            "base_logp_per_token": ll[j] / len(base_ids[j]) if base_ids[j] else 0.0,
+            "kl": kl[j], "kl_kind": kind,
+            "base_tokens": r.cost.base_tokens if by_base else 0,
+            "small_tokens": 0 if by_base else r.cost.base_tokens,
+            "guide_tokens": r.cost.guide_tokens,
+            "wall_time_s": wall / len(prompts), "peak_mem_mib": peak,
+            "params": m.knobs(), "sampling": sampling.to_dict(),
+            "models": {"base": cfg.base, "guide": m.guide, "sampled": m.model or cfg.base},
+            "stats": r.stats,
+        })
+    return rows
+
+
+def _kl(m: MethodSpec, results: list[Any], backend: Any, base: Any, prompts: list[str],
+        by_base: bool, temperature: float) -> tuple[list[float | None], str]:
+    if m.method == "sample":
+        if by_base:
+            return [0.0] * len(results), "exact"
+        if temperature > 0 and same_vocabulary(backend, base):
+            return path_kl(backend, base, prompts, [r.token_ids for r in results],
+                           temperature), "exact"
+        return [None] * len(results), "none"
+    if m.method == "eft":
+        return [r.stats.get("kl") for r in results], "exact"
+    return [r.stats.get("kl_bound") for r in results], "bound"
+
+
+def _reset_peak(base: Any) -> None:
+    import torch
+
+    if base.device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(base.device)
+
+
+def _peak_mib(base: Any) -> float:
+    """Peak accelerator memory of the batch; on CPU the process's peak resident memory."""
+    import torch
+
+    if base.device.type == "cuda":
+        return torch.cuda.max_memory_allocated(base.device) / 2**20
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / 2**20 if sys.platform == "darwin" else rss / 2**10
+
+
+def _progress(show: bool) -> Any:
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+                    console=Console(stderr=True), transient=True, disable=not show)
+
+
+def check_out_dir(out: Path) -> None:
+    if out.exists() and not out.is_dir():
+        raise W2SError(f"--out {str(out)!r} is a file; give a folder")

@@ -1,0 +1,331 @@
+"""The evaluation harness: configs, metrics (KL), resumable JSONL, reports and plots."""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from w2s.cli import cli
+from w2s.decoding.beam import _track_selection
+from w2s.decoding.common import Entry
+from w2s.decoding.fusion import eft, eft_logprobs
+from w2s.errors import W2SError
+from w2s.evaluate.config import parse_config
+from w2s.evaluate.report import summarize, write_report
+from w2s.evaluate.run import run_eval
+from w2s.evaluate.store import ResultStore, read_rows, row_key
+from w2s.params import EFTParams, SamplingParams
+
+ZOO = {"base": "zoo:base", "guide": {"tuned": "zoo:tuned", "untuned": "zoo:untuned"}}
+
+
+def config(tmp_path: Path, methods: list, **extra) -> dict:
+    return {"name": "t", "task": "sentiment", **ZOO, "prompts": 3, "seeds": [0, 1],
+            "sampling": {"max_new_tokens": 8, "temperature": 0.7}, "batch_size": 32,
+            "methods": methods, **extra}
+
+
+def parse(tmp_path: Path, data: dict):
+    return parse_config(data, tmp_path / "cfg.yaml")
+
+
+# ------------------------------------------------------------------ configs
+def test_sweep_expands_lists_into_labelled_points(tmp_path):
+    cfg = parse(tmp_path, config(tmp_path, [
+        "sample", {"method": "bon", "n": [2, 4]}, {"method": "cbs", "w": [1, 2], "k": 2, "l": 3},
+        {"method": "sample", "model": "tuned", "label": "tuned alone"},
+        {"method": "eft", "beta": [0.5], "label": "proxy", "temperature": [0.7, 1.0]}]))
+    labels = [m.label for m in cfg.methods]
+    assert labels == ["sample", "bon(n=2)", "bon(n=4)", "cbs(w=1,k=2,l=3)", "cbs(w=2,k=2,l=3)",
+                      "tuned alone", "proxy (temperature=0.7)", "proxy (temperature=1.0)"]
+    assert [m.params.n for m in cfg.methods[1:3]] == [2, 4]
+    assert cfg.methods[-1].sampling.temperature == 1.0 and cfg.methods[-1].params.beta == 0.5
+    assert len({m.hash for m in cfg.methods}) == len(cfg.methods)
+    # the hash is a function of the settings, not of the order or the label
+    again = parse(tmp_path, config(tmp_path, [{"method": "bon", "n": 4, "label": "x"}]))
+    assert again.methods[0].hash == cfg.methods[2].hash
+    changed = parse(tmp_path, config(tmp_path, [{"method": "bon", "n": 4}],
+                                     sampling={"max_new_tokens": 9}))
+    assert changed.methods[0].hash != cfg.methods[2].hash
+
+
+@pytest.mark.parametrize("bad, message", [
+    ({"methods": [{"method": "beam"}]}, "unknown method 'beam'"),
+    ({"methods": [{"method": "bon", "n": -3}]}, "n must be >= 1, got -3"),
+    ({"methods": [{"method": "cbs", "width": 4}]}, "unknown option(s) for cbs: width"),
+    ({"base": "./no/such/model"}, "model './no/such/model' does not exist"),
+    ({"base": "zoo:huge"}, "no zoo model 'zoo:huge'"),
+    ({"guide": {"tuned": "zoo:tuned"}}, "needs both tuned and untuned"),
+    ({"guide": None, "methods": ["cbs"]}, "cbs needs a guide"),
+    ({"seeds": 0}, "seeds must be >= 1"),
+    ({"colour": "red"}, "unknown key(s) colour"),
+    ({"methods": []}, "methods must be a non-empty list"),
+    ({"sampling": {"temperature": -1}}, "temperature must be >= 0"),
+])
+def test_bad_configs_say_what_is_wrong(tmp_path, bad, message):
+    data = config(tmp_path, ["sample"])
+    data.update(bad)
+    with pytest.raises(W2SError) as e:
+        parse(tmp_path, data)
+    assert message in str(e.value)
+
+
+def test_bad_config_files_are_one_line_errors(tmp_path):
+    runner = CliRunner()
+    (tmp_path / "broken.yaml").write_text("task: [sentiment\n")
+    (tmp_path / "neg.toml").write_text('task = "sentiment"\nbase = "zoo:base"\n'
+                                       '[guide]\ntuned = "zoo:tuned"\nuntuned = "zoo:untuned"\n'
+                                       '[[methods]]\nmethod = "bon"\nn = -2\n')
+    (tmp_path / "task.yaml").write_text("task: poetry\nbase: zoo:base\nmethods: [sample]\n")
+    cases = [("broken.yaml", "not valid YAML"), ("neg.toml", "n must be >= 1"),
+             ("task.yaml", "unknown task 'poetry'"), ("nothing.yaml", "is not a file")]
+    for name, message in cases:
+        res = runner.invoke(cli, ["eval", str(tmp_path / name), "--out", str(tmp_path / "o")])
+        assert res.exit_code == 2, res.output
+        assert res.output.count("\n") == 1 and message in res.output, res.output
+
+
+# ------------------------------------------------------------------ KL metrics
+def test_selection_count_bound_is_the_sum_of_log_draws_per_prefix():
+    root = Entry([])
+    rows = [(0, root, j) for j in range(4)]  # round 1: 4 draws from the empty prefix
+    kids = [Entry([1]), Entry([2]), Entry([3]), Entry([4])]
+    _track_selection(rows, kids)
+    assert all(k.kl_bound == pytest.approx(math.log(4)) and k.rounds == 1 for k in kids)
+    a, b, twin = kids[0], kids[1], Entry([1], kl_bound=kids[0].kl_bound, rounds=1)
+    # round 2: two draws from a, two from b, and two from a twin of a (same prefix as a)
+    rows = [(0, a, 0), (0, a, 1), (0, b, 2), (0, b, 3), (0, twin, 4), (0, twin, 5)]
+    kids2 = [Entry([1, 5]) for _ in rows]
+    _track_selection(rows, kids2)
+    assert kids2[0].kl_bound == pytest.approx(math.log(4) + math.log(4))  # 4 draws from [1]
+    assert kids2[2].kl_bound == pytest.approx(math.log(4) + math.log(2))
+    assert kids2[2].rounds == 2
+
+
+def test_eft_kl_is_the_exact_per_token_kl_along_the_path(base, pair):
+    sampling = SamplingParams(max_new_tokens=6, temperature=0.8, seed=3, ignore_eos=True)
+    prompts = ["the cat", "a dog sat on"]
+    [r0, _] = eft(base, pair, prompts, EFTParams(beta=0.0), sampling)
+    assert abs(r0.stats["kl"]) < 1e-9  # beta = 0 is base sampling
+    results = eft(base, pair, prompts, EFTParams(beta=1.5), sampling)
+    for p, r in zip(prompts, results):
+        ids = [r.token_ids]
+        lg = [m.target_logits([m.encode_prompt(p)], ids)[0]
+              for m in (base, pair.tuned, pair.untuned)]
+        v = min(x.shape[-1] for x in lg)
+        q = (eft_logprobs(*(x[:, :v] for x in lg), 1.5).double() / 0.8).log_softmax(-1)
+        pb = (lg[0][:, :v].double() / 0.8).log_softmax(-1)
+        want = float((q.exp() * (q - pb)).sum())
+        assert want > 0.01
+        assert r.stats["kl"] == pytest.approx(want, rel=1e-3)
+
+
+def test_path_kl_of_a_model_to_itself_is_zero(base):
+    from w2s.evaluate.metrics import path_kl
+
+    assert path_kl(base, base, ["the cat"], [[5, 6, 7]], 0.7) == [pytest.approx(0.0, abs=1e-9)]
+
+
+# ------------------------------------------------------------------ runs
+SMALL = ["sample", {"method": "sample", "model": "tuned"}, {"method": "bon", "n": 2},
+         {"method": "eft", "beta": 1.0}, {"method": "cbs", "w": 2, "k": 2, "l": 4}]
+
+
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    cfg = parse_config(config(out, SMALL), out / "cfg.yaml")
+    return cfg, out, run_eval(cfg, out, show_progress=False)
+
+
+def test_a_small_sweep_runs_end_to_end(small_run):
+    cfg, out, rows = small_run
+    assert len(rows) == 5 * 3 * 2 == len(read_rows(out / "results.jsonl"))
+    assert len({row_key(r) for r in rows}) == len(rows)
+    by = {m.label: [r for r in rows if r["method"] == m.label] for m in cfg.methods}
+    assert all(r["kl"] == 0.0 and r["kl_kind"] == "exact" for r in by["sample"])
+    assert all(r["kl"] == pytest.approx(math.log(2) - 0.5) for r in by["bon(n=2)"])
+    for r in by["cbs(w=2,k=2,l=4)"]:
+        rounds = r["stats"]["rounds"]
+        assert r["kl_kind"] == "bound" and 1 <= rounds <= 2
+        assert math.log(4) + (rounds - 1) * math.log(2) - 1e-9 <= r["kl"] <= rounds * math.log(4) + 1e-9
+    assert all(r["kl"] > 0 and r["small_tokens"] > 0 and r["base_tokens"] == 0
+               for r in by["sample[tuned]"])
+    for r in rows:
+        assert set(r["gold"]) == {"vader", "textblob"} and -1 <= r["gold"]["vader"] <= 1
+        assert r["base_logp"] <= 0 and r["guide_tokens"] > 0 and r["wall_time_s"] > 0
+    # rows are deterministic functions of (prompt, seed, knobs): seeds differ, reruns agree
+    s = by["sample"]
+    assert [r["response"] for r in s if r["seed"] == 0] != [r["response"] for r in s if r["seed"] == 1]
+
+
+def test_rerun_skips_what_is_done_and_grows_with_limit(small_run, tmp_path):
+    cfg, out, rows = small_run
+    before = (out / "results.jsonl").read_bytes()
+    assert run_eval(cfg, out, limit=2, show_progress=False)  # all done: nothing appended
+    assert (out / "results.jsonl").read_bytes() == before
+    sub = tmp_path / "sub"
+    run_eval(cfg, sub, limit=2, seeds=[0], show_progress=False)
+    first = (sub / "results.jsonl").read_text().splitlines()
+    assert len(first) == 5 * 2
+    grown = run_eval(cfg, sub, limit=3, seeds=[0], show_progress=False)
+    lines = (sub / "results.jsonl").read_text().splitlines()
+    assert lines[: len(first)] == first and len(lines) == 5 * 3 == len(grown)
+    # resumed rows (other batch compositions) equal the uninterrupted run's, byte for byte
+    full = {row_key(r): r["response"] for r in rows}
+    assert all(full[row_key(json.loads(x))] == json.loads(x)["response"] for x in lines)
+
+
+def test_changed_settings_never_mix_with_old_rows(small_run, tmp_path):
+    cfg, out, _ = small_run
+    other = parse_config(config(out, SMALL, sampling={"max_new_tokens": 9}), out / "cfg.yaml")
+    with pytest.raises(W2SError, match="made with other settings"):
+        run_eval(other, out, show_progress=False)
+
+
+def test_a_torn_last_line_is_dropped_and_redone(small_run, tmp_path):
+    cfg, out, rows = small_run
+    path = tmp_path / "results.jsonl"
+    good = [x for x in (out / "results.jsonl").read_text().splitlines()]
+    path.write_text("\n".join(good[:-1]) + "\n" + good[-1][: len(good[-1]) // 2])  # killed mid-write
+    assert len(read_rows(path)) == len(good) - 1
+    store = ResultStore(path)
+    assert len(store.rows) == len(good) - 1 and path.read_text().endswith("\n")
+    again = run_eval(cfg, tmp_path, show_progress=False)
+    assert sorted(map(row_key, again)) == sorted(map(row_key, rows))
+    assert len(path.read_text().splitlines()) == len(good)
+
+
+def test_report_numbers_equal_a_direct_computation(small_run, tmp_path):
+    _, out, _ = small_run
+    rows = [json.loads(x) for x in (out / "results.jsonl").read_text().splitlines()]
+    paths = write_report(rows, tmp_path)
+    summary = {s["method"]: s for s in paths["summary"]}
+    for label in {r["method"] for r in rows}:
+        sel = [r for r in rows if r["method"] == label]
+        g = [r["gold"]["vader"] for r in sel]
+        mean, se = summary[label]["gold"]["vader"]
+        assert mean == pytest.approx(sum(g) / len(g))
+        assert se == pytest.approx(statistics.stdev(g) / math.sqrt(len(g)))
+        assert summary[label]["kl"][0] == pytest.approx(statistics.fmean(r["kl"] for r in sel))
+        assert summary[label]["rows"] == len(sel) == 6
+        assert f"{mean:+.3f} ± {se:.3f}" in paths["markdown"].read_text()
+    assert json.loads((tmp_path / "summary.json").read_text()) == json.loads(
+        json.dumps(paths["summary"]))
+    import matplotlib.image as mpimg
+
+    for name in ("gold_vs_kl.png", "gold_vs_compute.png", "gold_bars.png"):
+        img = mpimg.imread(tmp_path / name)
+        assert img.shape[0] > 200 and img.shape[1] > 200 and float(img.std()) > 0.05, name
+
+
+def test_report_cli(small_run, tmp_path):
+    _, out, _ = small_run
+    res = CliRunner().invoke(cli, ["report", str(out / "results.jsonl"), "--out", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    assert "bon(n=2)" in res.output and (tmp_path / "gold_vs_kl.png").stat().st_size > 10_000
+    res = CliRunner().invoke(cli, ["report", str(out / "results.jsonl"), "--gold", "nope"])
+    assert res.exit_code == 2 and "no gold scorer 'nope'" in res.output
+    assert summarize([]) == []
+
+
+# ------------------------------------------------------------------ other tasks
+def test_instructions_task_writes_alpaca_eval_outputs(tmp_path):
+    (tmp_path / "inst.json").write_text(json.dumps([
+        {"instruction": "Write a review of a film", "input": ""},
+        {"instruction": "Describe the plot", "input": "A heist movie"}]))
+    data = config(tmp_path, ["sample", {"method": "bon", "n": 2}],
+                  task={"name": "instructions", "path": "inst.json"}, seeds=1)
+    cfg = parse(tmp_path, data)
+    rows = run_eval(cfg, tmp_path / "out", show_progress=False)
+    assert rows[1]["prompt"] == "Describe the plot\n\nA heist movie"
+    assert all(r["gold"] == {} for r in rows)
+    paths = write_report(rows, tmp_path / "out")
+    assert [p.name for p in paths["alpaca_eval"]] == ["sample.json", "bon_n=2.json"]
+    outputs = json.loads(paths["alpaca_eval"][1].read_text())
+    assert [set(o) for o in outputs] == [{"instruction", "output", "generator"}] * 2
+    assert outputs[0]["generator"] == "bon(n=2)"
+    data["task"] = {"name": "instructions", "dataset": "tatsu-lab/alpaca_eval"}
+    with pytest.raises(W2SError, match="datasets"):
+        run_eval(parse(tmp_path, data), tmp_path / "o2", show_progress=False)
+
+
+def test_summarization_with_a_reward_model_as_gold(tmp_path, tiny_paths):
+    from w2s import RewardModelGuide
+
+    (tmp_path / "docs.jsonl").write_text("\n".join(json.dumps({"document": d}) for d in
+                                                   ["the cat sat on the mat all day",
+                                                    "a dog ran in the park"]) + "\n")
+    data = {"task": {"name": "summarization", "path": "docs.jsonl",
+                     "gold": [{"model": tiny_paths["reward"], "name": "rm"}]},
+            "base": tiny_paths["base"],
+            "guide": {"tuned": tiny_paths["tuned"], "untuned": tiny_paths["untuned"]},
+            "sampling": {"max_new_tokens": 5}, "methods": [{"method": "bon", "n": 2}]}
+    rows = run_eval(parse(tmp_path, data), tmp_path / "out", show_progress=False)
+    rm = RewardModelGuide.load(tiny_paths["reward"])
+    want = rm.score([r["prompt"] for r in rows], [r["response"] for r in rows])
+    assert rows[0]["prompt"] == "the cat sat on the mat all day\nTL;DR:"
+    assert [r["gold"]["rm"] for r in rows] == pytest.approx(want.tolist(), abs=1e-5)
+    del data["task"]["gold"]
+    with pytest.raises(W2SError, match="needs a gold reward model"):
+        run_eval(parse(tmp_path, data), tmp_path / "o2", show_progress=False)
+
+
+def test_shipped_configs_parse():
+    from w2s.evaluate.config import SHIPPED, find_config, load_config, read_config_file
+
+    cfg = load_config("sentiment")
+    assert cfg.prompts == 64 and cfg.seeds == [0, 1, 2]
+    assert {"base sampling", "bon(n=16)", "bon(n=32)", "eft(beta=1.0)", "cbs(w=4,k=4,l=5)"} <= {
+        m.label for m in cfg.methods}
+    for name in ("instructions", "summarization"):  # real models named: they parse as data
+        assert read_config_file(find_config(name))["methods"]
+    assert (SHIPPED / "instructions.yaml").is_file()
+    inst = read_config_file(find_config("instructions"))
+    assert inst["sampling"]["max_new_tokens"] == 2048 and {"method": "cbs", "w": 2, "k": 2, "l": 30} in inst["methods"]
+
+
+# ------------------------------------------------------------------ a real kill
+@pytest.mark.slow
+def test_a_killed_run_resumes_without_losing_or_duplicating_rows(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import yaml
+
+    data = config(tmp_path, ["sample", {"method": "cbs", "w": 2, "k": 2, "l": 4}],
+                  prompts=24, seeds=[0], batch_size=4)  # one prompt per cbs call: many appends
+    (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(data))
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "w2s.cli", "eval", str(tmp_path / "cfg.yaml"), "--out", str(out),
+           "--no-progress"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    results = out / "results.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline:  # kill once some cbs rows are on disk, mid-run
+        if results.exists() and '"cbs(' in results.read_text():
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    before = read_rows(results)
+    assert 24 < len(before) < 48, "the kill should land mid-run"
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    after = read_rows(results)
+    keys = [row_key(r) for r in after]
+    assert len(keys) == len(set(keys)) == 48  # nothing lost, nothing twice
+    assert after[: len(before)] == before  # rows written before the kill are kept as they were
+    # and the resumed rows equal an uninterrupted run's
+    clean = run_eval(parse(tmp_path, data), tmp_path / "clean", show_progress=False)
+    want = {row_key(r): r["response"] for r in clean}
+    assert {row_key(r): r["response"] for r in after} == want
