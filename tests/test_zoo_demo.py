@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 import w2s
@@ -67,15 +66,6 @@ def test_gold_scorers_agree_on_obvious_cases():
     assert textblob([pos])[0] > 0 > textblob([neg])[0]
 
 
-def test_plot_is_written(tmp_path):
-    from w2s.plots import plot_methods
-
-    rows = [{"method": m, "gold": g, "base_tokens": t} for m, g, t in
-            [("a", 0.1, 50), ("a", 0.3, 50), ("b", 0.5, 800), ("b", 0.7, 800)]]
-    png = plot_methods(rows, tmp_path / "p.png")
-    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
-
-
 @pytest.mark.slow
 def test_demo_quick_end_to_end(tmp_path):
     out = tmp_path / "demo"
@@ -84,23 +74,30 @@ def test_demo_quick_end_to_end(tmp_path):
                           env={**os.environ, "COLUMNS": "160"})
     assert proc.returncode == 0, proc.stderr
     header = next(x for x in proc.stdout.splitlines() if "method" in x)
-    for col in ("gold (VADER)", "TextBlob", "base logp/token", "base tokens", "wall s/prompt"):
+    for col in ("gold: vader", "gold: textblob", "KL from base", "base logp/token", "base tokens",
+                "s/prompt"):
         assert col in header
     methods = ["base sampling", "small tuned alone", "best-of-16", "eft (beta=1)", "cbs (4,4,5)",
                "cbs (4,4,5) cross-vocab"]
     for m in methods:
         assert m in proc.stdout
-    rows = [json.loads(x) for x in (out / "demo.jsonl").read_text().splitlines()]
+    rows = [json.loads(x) for x in (out / "results.jsonl").read_text().splitlines()]
     assert len(rows) == len(methods) * 4  # 4 prompts x 1 seed
     assert {r["method"] for r in rows} == set(methods)
     for r in rows:
-        assert -1 <= r["gold"] <= 1
+        assert -1 <= r["gold"]["vader"] <= 1 and -1 <= r["gold"]["textblob"] <= 1
         if r["method"] == "small tuned alone":  # samples the small model, not the base
             assert r["base_tokens"] == 0 and r["small_tokens"] >= 1
         else:
             assert r["base_tokens"] >= 1
-    assert Path(out / "demo.png").stat().st_size > 10_000
-    assert "gold (VADER)" in (out / "summary.txt").read_text()
+    for name in ("gold_bars.png", "gold_vs_kl.png", "gold_vs_compute.png"):
+        assert Path(out / name).stat().st_size > 10_000
+    assert "gold: vader" in (out / "summary.txt").read_text()
+    # rerunning resumes: nothing is redone, the table is printed again
+    again = subprocess.run([sys.executable, "-m", "w2s.cli", "demo", "--quick", "--out", str(out)],
+                           capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0 and "cbs (4,4,5)" in again.stdout
+    assert len((out / "results.jsonl").read_text().splitlines()) == len(rows)
 
 
 def test_demo_without_zoo_is_a_one_line_error(tmp_path):
@@ -110,12 +107,11 @@ def test_demo_without_zoo_is_a_one_line_error(tmp_path):
     assert "w2s zoo build" in proc.stderr
 
 
-def test_base_loglik_per_token_matches_token_logprobs():
-    from w2s.demo import base_loglik_per_token
+def test_base_loglik_matches_token_logprobs():
+    from w2s.evaluate.metrics import base_loglik
 
     base = w2s.HFModel.load(str(ZOO_DIR / "base"))
-    [v] = base_loglik_per_token(base, ["the movie was"], [" a great film."])
-    lp = base.token_logprobs([base.encode_prompt("the movie was")],
-                             [base.encode_response(" a great film.")])[0]
-    assert v == pytest.approx(float(lp.mean())) and v < 0
-    assert isinstance(torch.tensor(v).item(), float)
+    ids = base.encode_response(" a great film.")
+    [v] = base_loglik(base, ["the movie was"], [ids])
+    lp = base.token_logprobs([base.encode_prompt("the movie was")], [ids])[0]
+    assert v == pytest.approx(float(lp.sum())) and v < 0

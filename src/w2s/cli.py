@@ -190,8 +190,9 @@ def generate(base: str, tuned: str | None, untuned: str | None, reward_model: st
 
 
 @cli.command()
-@click.option("--out", default="w2s-demo", show_default=True, metavar="DIR",
-              help="Where the JSONL of all outputs, the plot and the table go.")
+@click.option("--out", default=None, metavar="DIR",
+              help="Where results.jsonl, the table and the plots go "
+              "[default: w2s-demo, quick: w2s-demo-quick].")
 @click.option("--quick", is_flag=True, help="A smoke run of a few seconds (4 prompts, 1 seed).")
 @click.option("--prompts", type=click.IntRange(min=1), default=None,
               help="Number of held-out prompts [default: 64, quick: 4].")
@@ -199,18 +200,21 @@ def generate(base: str, tuned: str | None, untuned: str | None, reward_model: st
               help="Number of seeds per prompt [default: 3, quick: 1].")
 @click.option("--models", metavar="DIR", default=None,
               help="Folder of zoo models [default: the shipped zoo].")
-def demo(out: str, quick: bool, prompts: int | None, seeds: int | None,
-         models: str | None) -> None:
+@click.option("--restart", is_flag=True, help="Discard earlier results in --out and start over.")
+def demo(out: str | None, quick: bool, prompts: int | None, seeds: int | None,
+         models: str | None, restart: bool) -> None:
     """Controlled sentiment, offline: every method side by side on the shipped tiny zoo.
 
-    Prints a table (gold reward mean ± standard error, a second scorer, the base model's
-    log-likelihood per token, base tokens sampled, wall time) and writes demo.jsonl, demo.png
-    and summary.txt under --out.
+    Prints a table (gold reward mean ± standard error for VADER and TextBlob, KL from the base,
+    the base model's log-likelihood per token, tokens, wall time) and writes results.jsonl,
+    summary.md and the plots gold_bars.png, gold_vs_kl.png, gold_vs_compute.png under --out.
+    Interrupted? Run it again: finished rows are kept.
     """
     from w2s.demo import run_demo
 
-    run_demo(Path(out), quick=quick, models_dir=Path(models) if models else None,
-             prompts=prompts, seeds=seeds)
+    out_dir = Path(out) if out else Path("w2s-demo-quick" if quick else "w2s-demo")
+    run_demo(out_dir, quick=quick, models_dir=Path(models) if models else None,
+             prompts=prompts, seeds=seeds, restart=restart)
 
 
 @cli.command("eval")

@@ -11,6 +11,7 @@ import io
 import json
 import re
 import statistics
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -115,7 +116,8 @@ def write_report(rows: Sequence[dict[str, Any]], out: Path, *, title: str = "",
     n_seeds = len({r["seed"] for r in rows})
     title = title or (f"{rows[0].get('run', 'w2s eval')}: {n_prompts} prompt{'s' * (n_prompts > 1)}"
                       f" × {n_seeds} seed{'s' * (n_seeds > 1)}")
-    console = console or Console(width=160)
+    # a terminal gets its own width; a pipe or a log gets the table unwrapped
+    console = console or (Console() if sys.stdout.isatty() else Console(width=160))
     table = rich_table(summary, title)
     console.print(table)
     (out / "summary.md").write_text(f"**{title}** (mean ± standard error over prompts × seeds)"
