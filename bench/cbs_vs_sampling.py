@@ -6,6 +6,12 @@ and where CBS's time goes (base model vs guide). EOS is ignored so every run sam
 max_new_tokens per sequence.
 
     python bench/cbs_vs_sampling.py [--prompts 8] [--max-new 64] [--repeats 3]
+    python bench/cbs_vs_sampling.py --shape wide   # random models, base ~14x each guide model
+
+The zoo's pair is large next to its base (2 x 1.4 M beside 6.2 M: each guide model is 23% of
+the base), so the guide's share of CBS is far larger than with real models (a 124 M pair beside
+a 7 B base: 2%). ``--shape wide`` measures the same ratio with random-initialised models whose
+proportions are closer to real use (weights need not be trained to measure time).
 """
 
 from __future__ import annotations
@@ -66,8 +72,21 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--dtype", default="auto")
+    ap.add_argument("--shape", choices=["zoo", "wide"], default="zoo",
+                    help="zoo: the shipped models; wide: random models, a 8x512 base and "
+                    "2x128 guide models")
     args = ap.parse_args()
     quiet_libraries()
+    if args.shape == "wide":
+        import tempfile
+        from pathlib import Path
+
+        from naive_vs_fast import build_models
+
+        tmp = tempfile.TemporaryDirectory()
+        paths = build_models(Path(tmp.name), 512, {"base": (512, 8, 0), "tuned": (128, 2, 1),
+                                                   "untuned": (128, 2, 2)})
+        args.base, args.tuned, args.untuned = paths["base"], paths["tuned"], paths["untuned"]
 
     kw = {"device": args.device, "dtype": args.dtype, "batch_size": 4096}
     base = w2s.HFModel.load(args.base, **kw)
@@ -88,7 +107,9 @@ def main() -> None:
 
     timed(lambda: w2s.sample(base, None, prompts[:2], sp, n=2))  # warm-up
     print(f"device={args.device} torch={torch.__version__} threads={torch.get_num_threads()} "
-          f"prompts={len(prompts)} max_new_tokens={args.max_new} W={args.w} K={args.k}")
+          f"prompts={len(prompts)} max_new_tokens={args.max_new} W={args.w} K={args.k} "
+          f"base={base.model.num_parameters() / 1e6:.1f}M "
+          f"guide=2x{guide.inner.tuned.model.num_parameters() / 1e6:.1f}M")
     print(f"{'L':>4} {'sampling s':>11} {'cbs s':>9} {'ratio':>7} {'guide share':>12}")
     for chunk in args.l:
         search = w2s.SearchParams(args.w, args.k, chunk)

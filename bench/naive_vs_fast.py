@@ -55,15 +55,19 @@ def naive_cbs(base: w2s.HFModel, guide: w2s.PairGuide, prompt: str, search: w2s.
     return beam[0][0]
 
 
-def build_models(root: Path, ctx: int) -> dict[str, str]:
+ZOO_SHAPES = {"base": (256, 6, 0), "tuned": (128, 4, 1), "untuned": (128, 4, 2)}
+
+
+def build_models(root: Path, ctx: int, shapes: dict[str, tuple[int, int, int]] = ZOO_SHAPES
+                 ) -> dict[str, str]:
+    """Random-initialised Llama models with the zoo's tokenizer: role -> (hidden, layers, seed)."""
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
     from w2s.zoo.build import ZOO_DIR
 
     tok = AutoTokenizer.from_pretrained(ZOO_DIR / "base")
     out = {}
-    for role, (hidden, layers, seed) in {"base": (256, 6, 0), "tuned": (128, 4, 1),
-                                         "untuned": (128, 4, 2)}.items():
+    for role, (hidden, layers, seed) in shapes.items():
         torch.manual_seed(seed)
         cfg = LlamaConfig(vocab_size=len(tok), hidden_size=hidden, intermediate_size=hidden * 3,
                           num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=4,

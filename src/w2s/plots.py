@@ -24,6 +24,14 @@ def _pyplot():  # noqa: ANN202
     return plt
 
 
+def _save(plt, fig, path: Path) -> Path:  # noqa: ANN001
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def plot_frontier(summary: Sequence[dict], path: Path, *, gold: str, x: str = "kl",
                   title: str = "") -> Path:
     """Gold reward against KL from the base (the paper's frontier view) or against compute.
@@ -71,11 +79,7 @@ def plot_frontier(summary: Sequence[dict], path: Path, *, gold: str, x: str = "k
         ax.legend(fontsize=8, loc="best")
     if title:
         ax.set_title(title, fontsize=10)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def plot_bars(summary: Sequence[dict], path: Path, *, title: str = "") -> Path:
@@ -102,8 +106,4 @@ def plot_bars(summary: Sequence[dict], path: Path, *, title: str = "") -> Path:
         ax.set_xlabel(f"gold: {g} (mean ± s.e.)")
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
