@@ -1,6 +1,6 @@
 """Incremental (KV-cached, re-tokenize from the last safe boundary) guide scoring equals full
 re-scoring, for same and different tokenizers, when chunks merge across token boundaries and
-when a text shrinks (a stop string cut it)."""
+when a text shrinks (a stop string cut it), and when dead cache columns are compacted away."""
 
 import pytest
 import torch
@@ -64,3 +64,63 @@ def test_cbs_guide_scores_match_full_rescoring(base, pair, xpair):
                            [c.finished for c in r.candidates])
             torch.testing.assert_close(torch.tensor([c.score for c in r.candidates]), want,
                                        rtol=1e-5, atol=1e-4)
+
+
+CHUNKS = [" a delig", "ht from st", "art to fin", "ish, and", " the plot made no sen", "se at",
+          " all. I thought", " the film was bor", "ing and far", " too long;"]
+
+
+@pytest.mark.parametrize("which", ["pair", "xpair"])
+@pytest.mark.parametrize("compact_below", [1.0, 0.5])
+def test_compacted_caches_score_like_full_rescoring(which, compact_below, request):
+    """Many rounds of K=3 siblings, one kept per prompt (rotating, so crops differ per row);
+    compaction (forced at 1.0: whenever any column is dead) must not change any score."""
+    guide = request.getfixturevalue(which)
+    sess = guide.session(PROMPTS, ["r0", "r1"])
+    for sc in sess.scorers:
+        sc.compact_below = compact_below
+    parents, texts = ["r0", "r1"], ["", ""]
+    for step in range(16):
+        owners, keys, kids, pars = [], [], [], []
+        for i in range(len(PROMPTS)):
+            for v in range(3):
+                owners.append(i)
+                keys.append(f"{i}-{step}-{v}")
+                kids.append(texts[i] + CHUNKS[(step + v + i) % len(CHUNKS)][: 3 + 4 * v])
+                pars.append(parents[i])
+        got, _ = sess.score(owners, pars, keys, kids)
+        want = guide.score([PROMPTS[i] for i in owners], kids)
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-4)
+        pick = [3 * i + step % 3 for i in range(len(PROMPTS))]
+        parents, texts = [keys[j] for j in pick], [kids[j] for j in pick]
+        sess.keep(parents)
+    if compact_below == 1.0:
+        assert all(sc.compactions > 0 for sc in sess.scorers)
+        for st in sess.states:  # compacted: no more columns than the widest row needs
+            live = int(st.mask.sum(1).max())
+            assert st.mask.shape[1] <= live + 3 * len(CHUNKS[0]) + 20
+
+
+def test_pair_sessions_share_one_tokenization_and_respect_overrides(pair):
+    """Tuned and untuned share a vocabulary, so one tail tokenizer serves both; a model whose
+    ``encode_responses`` is overridden keeps tokenizing with it."""
+    sess = pair.session(PROMPTS, ["a", "b"])
+    assert sess.encoders[0] is not None and sess.encoders[0] is sess.encoders[1]
+
+    class Counting(w2s.HFModel):
+        calls = 0
+
+        def encode_responses(self, texts):  # noqa: ANN001, ANN201
+            Counting.calls += 1
+            return super().encode_responses(texts)
+
+    m = pair.untuned
+    guide = w2s.PairGuide(pair.tuned, Counting(m.model, m.tokenizer))
+    sess = guide.session(PROMPTS[:1], ["r"])
+    assert sess.encoders[1] is None
+    parent = "r"
+    for step, text in enumerate(LINEAGES[0][1:]):
+        got, _ = sess.score([0], [parent], [step], [text])
+        torch.testing.assert_close(got, pair.score(PROMPTS[:1], [text]), rtol=1e-5, atol=1e-4)
+        parent = step
+    assert Counting.calls >= len(LINEAGES[0]) - 1

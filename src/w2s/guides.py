@@ -99,10 +99,15 @@ class PairGuide(Guide):
                 ended: Sequence[bool] | None) -> list[list[int]]:
         """Response tokens in ``model``'s tokenization; a complete response also gets EOS, so
         the score is the log-ratio of the whole sequence, its end included."""
+        return PairGuide.with_eos(model, model.encode_responses(responses), ended)
+
+    @staticmethod
+    def with_eos(model: HFModel, ids: Sequence[list[int]],
+                 ended: Sequence[bool] | None) -> list[list[int]]:
+        """``ids`` (response tokens), with EOS appended to the complete ones (new lists)."""
         eos = model.tokenizer.eos_token_id
-        ended = ended if ended is not None else [False] * len(responses)
-        return [ids + ([eos] if e and eos is not None else [])
-                for ids, e in zip(model.encode_responses(responses), ended)]
+        ended = ended if ended is not None else [False] * len(ids)
+        return [list(x) + ([eos] if e and eos is not None else []) for x, e in zip(ids, ended)]
 
     @classmethod
     def _logprob_sums(cls, model: HFModel, prompts: Sequence[str], responses: Sequence[str],
@@ -125,7 +130,10 @@ class PairGuide(Guide):
 
 class PairSession(ScoringSession):
     """Incremental pair scoring: each model scores only each child's new tokens, from the KV
-    cache of its parent (see :mod:`w2s.models.hf_scoring`)."""
+    cache of its parent, and tokenizes only a tail of each child's text after its parent's
+    (see :mod:`w2s.models.hf_scoring`). Models with the same tokenization share one
+    tokenizer state; a model whose ``encode_responses`` is overridden tokenizes whole texts
+    with it, as :meth:`PairGuide.targets` does."""
 
     def __init__(self, guide: PairGuide, prompts: Sequence[str], roots: Sequence[Any]) -> None:
         from w2s.models.hf_scoring import IncrementalScorer
@@ -135,16 +143,48 @@ class PairSession(ScoringSession):
         self.scorers = [IncrementalScorer(m) for m in self.models]
         self.states: list[Any] = [sc.open([m.encode_prompt(p) for p in prompts])
                                   for sc, m in zip(self.scorers, self.models)]
+        self.encoders = self._encoders(len(roots))
         self.row_of = {k: i for i, k in enumerate(roots)}
+
+    def _encoders(self, roots: int) -> list[Any]:
+        """Per model, its :class:`ResponseTokenizer` (one per distinct tokenization), or None
+        where the model's own ``encode_responses`` must be used."""
+        from w2s.models.hf_scoring import ResponseTokenizer, same_tokenization
+
+        out: list[Any] = []
+        for m in self.models:
+            if type(m).encode_responses is not HFModel.encode_responses:
+                out.append(None)
+                continue
+            twin = next((e for e in out if e is not None
+                         and same_tokenization(e.tok, m.tokenizer)), None)
+            out.append(twin or ResponseTokenizer(m.tokenizer, roots))
+        return out
+
+    def _response_ids(self, rows: list[int], texts: Sequence[str]
+                      ) -> list[tuple[list[list[int]], list[int] | None]]:
+        """Per model: each child's response tokens and how many lead its parent's unchanged."""
+        done: dict[int, tuple[list[list[int]], list[int] | None]] = {}
+        out = []
+        for m, enc in zip(self.models, self.encoders):
+            if enc is None:
+                out.append((m.encode_responses(texts), None))
+                continue
+            if id(enc) not in done:  # a shared encoder advances once per round
+                done[id(enc)] = enc.encode(rows, texts)
+            out.append(done[id(enc)])
+        return out
 
     def score(self, owners: Sequence[int], parents: Sequence[Any], keys: Sequence[Any],
               texts: Sequence[str], ended: Sequence[bool] | None = None
               ) -> tuple[torch.Tensor, int]:
         rows = [self.row_of[k] for k in parents]
         sums, tokens = [], 0
+        encoded = self._response_ids(rows, texts)
         for n, (sc, m) in enumerate(zip(self.scorers, self.models)):
+            ids, shared = encoded[n]
             self.states[n], s, fed = sc.extend(self.states[n], rows,
-                                               PairGuide.targets(m, texts, ended))
+                                               PairGuide.with_eos(m, ids, ended), shared)
             sums.append(torch.tensor(s, dtype=torch.float64))
             tokens += fed
         self.row_of = {k: i for i, k in enumerate(keys)}
