@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 import statistics
 from collections.abc import Sequence
 from pathlib import Path
@@ -32,6 +33,12 @@ def _save(plt, fig, path: Path) -> Path:  # noqa: ANN001
     return path
 
 
+def _point_label(label: str, family: str) -> str:
+    """A sweep point's short name: ``cbs(w=4,k=4,l=5)`` -> ``4,4,5``; ``bon(n=16)`` -> ``n=16``."""
+    inner = label.replace(family, "").strip().strip("()") or label
+    return re.sub(r"\w+=", "", inner) if "," in inner else inner
+
+
 def plot_frontier(summary: Sequence[dict], path: Path, *, gold: str, x: str = "kl",
                   title: str = "") -> Path:
     """Gold reward against KL from the base (the paper's frontier view) or against compute.
@@ -59,13 +66,14 @@ def plot_frontier(summary: Sequence[dict], path: Path, *, gold: str, x: str = "k
         pts.sort(key=lambda p: p[0])
         if len(pts) > 1:
             ax.plot([p[0] for p in pts], [p[1] for p in pts], color=color, lw=1, alpha=0.6)
-        for xv, y, se, s in pts:
+        for i, (xv, y, se, s) in enumerate(pts):
             bound = x == "kl" and s["kl_kind"] == "bound"
             ax.errorbar(xv, y, yerr=se, fmt=marker, color=color, capsize=3, ms=7,
                         mfc="white" if bound else color, mew=1.5)
             if len(pts) > 1:
-                ax.annotate(s["method"].replace(fam, "").strip() or s["method"], (xv, y),
-                            textcoords="offset points", xytext=(5, -10), fontsize=7, color=color)
+                ax.annotate(_point_label(s["method"], fam), (xv, y),
+                            textcoords="offset points", xytext=(6, -11 if i % 2 else 5),
+                            fontsize=7, color=color)  # alternate sides: neighbours stay legible
         ax.plot([], [], marker, color=color, label=fam)
         plotted += 1
     if x == "kl":

@@ -95,7 +95,8 @@ class Grower:
             if not self.checked and hasattr(b, "check_memory"):
                 b.check_memory(len(rows), max(map(len, self.prep.ids)) + self.sampling.max_new_tokens)
                 self.checked = True
-            self.state = b.reindex(self.state, [self.row_of[id(e)] for _, e, _ in rows])  # type: ignore[attr-defined]
+            self.state = b.reindex(self.state, [self.row_of[id(e)] for _, e, _ in rows],  # type: ignore[attr-defined]
+                                   spare=max_tokens + 1)  # the chunk (and a pending token)
             conts, self.state = b.sample_chunk(self.state, parents, streams, max_tokens,  # type: ignore[attr-defined]
                                                self.sampling)
         else:

@@ -20,7 +20,7 @@ import torch
 from w2s.errors import W2SError
 from w2s.logits import choose
 from w2s.models.base import Continuation
-from w2s.models.kv_cache import growing_cache
+from w2s.models.kv_cache import growing_cache, set_spare
 from w2s.params import SamplingParams
 from w2s.rng import uniforms
 from w2s.stopping import Stopper
@@ -304,14 +304,16 @@ class HFModel:
         return SearchState(self.step(st.state, st.pending))
 
     @torch.inference_mode()
-    def reindex(self, st: SearchState, idx: Sequence[int]) -> SearchState:
+    def reindex(self, st: SearchState, idx: Sequence[int], spare: int = 64) -> SearchState:
         """Keep, drop, reorder or copy rows (KV cache included): new row ``j`` = old ``idx[j]``.
 
         Before copying rows (an expansion), the pending tokens are fed on the smaller batch.
+        ``spare``: cache columns to keep free per row for the tokens about to be appended.
         """
         if st.pending is not None and len(idx) > st.rows:
             st = self._catch_up(st)
         index = torch.as_tensor(list(idx), dtype=torch.long, device=self.device)
+        set_spare(st.state.cache, spare)
         st.state.cache.reorder_cache(index)
         state = DecodeState(st.state.cache, st.state.mask.index_select(0, index),
                             st.state.logits.index_select(0, index))

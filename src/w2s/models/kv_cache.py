@@ -59,12 +59,16 @@ def growing_cache() -> Any | None:
             buf[..., length:need, :] = new
             return buf, need
 
+        spare: int = 64
+        """Columns of spare room a reorder keeps (set by :func:`set_spare` to the next chunk's
+        length: copying more is wasted memory traffic, copying less costs a second copy)."""
+
         def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
             """Select rows, copying the filled part plus a little spare room, so the next
             chunk's appends need no second copy."""
             if self._kbuf is not None and self._kbuf.dim() >= 2 and self._klen:
                 idx = beam_idx.to(self._kbuf.device)
-                room = min(self._kbuf.shape[-2], self._klen + 64)  # keep a little spare room
+                room = min(self._kbuf.shape[-2], self._klen + self.spare)
                 self._kbuf = self._kbuf[..., :room, :].index_select(0, idx)
                 self._vbuf = self._vbuf[..., :room, :].index_select(0, idx)
 
@@ -80,3 +84,10 @@ def growing_cache() -> Any | None:
         return None
     cache.layer_class_to_replicate = GrowingLayer
     return cache
+
+
+def set_spare(cache: Any, columns: int) -> None:
+    """How much spare room the next ``reorder_cache`` keeps per row (growing layers only)."""
+    for layer in getattr(cache, "layers", []):
+        if hasattr(layer, "spare"):
+            layer.spare = max(1, columns)
