@@ -81,11 +81,10 @@ def main() -> None:
         import tempfile
         from pathlib import Path
 
-        from naive_vs_fast import build_models
+        from naive_vs_fast import WIDE_SHAPES, build_models
 
         tmp = tempfile.TemporaryDirectory()
-        paths = build_models(Path(tmp.name), 512, {"base": (512, 8, 0), "tuned": (128, 2, 1),
-                                                   "untuned": (128, 2, 2)})
+        paths = build_models(Path(tmp.name), 512, WIDE_SHAPES)
         args.base, args.tuned, args.untuned = paths["base"], paths["tuned"], paths["untuned"]
 
     kw = {"device": args.device, "dtype": args.dtype, "batch_size": 4096}

@@ -10,7 +10,7 @@ The zoo's context (256) is too short for 1024 new tokens, so by default this bui
 initialised models of the zoo's shapes with a 2048-token context (timing does not need trained
 weights). Prints seconds per length, the ratio, and the fitted growth exponent t ~ n^a.
 
-    python bench/naive_vs_fast.py [--lengths 128 512 1024] [--prompts 2]
+    python bench/naive_vs_fast.py [--lengths 128 512 1024] [--prompts 2] [--shape zoo|wide]
 """
 
 from __future__ import annotations
@@ -56,6 +56,7 @@ def naive_cbs(base: w2s.HFModel, guide: w2s.PairGuide, prompt: str, search: w2s.
 
 
 ZOO_SHAPES = {"base": (256, 6, 0), "tuned": (128, 4, 1), "untuned": (128, 4, 2)}
+WIDE_SHAPES = {"base": (512, 8, 0), "tuned": (128, 2, 1), "untuned": (128, 2, 2)}
 
 
 def build_models(root: Path, ctx: int, shapes: dict[str, tuple[int, int, int]] = ZOO_SHAPES
@@ -88,12 +89,16 @@ def main() -> None:
     ap.add_argument("--l", type=int, default=5)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--models", default=None, help="folder with base/ tuned/ untuned/")
+    ap.add_argument("--shape", choices=["zoo", "wide"], default="zoo",
+                    help="random models of the zoo's shapes, or wide: a 8x512 base and 2x128 "
+                    "guide models (proportions closer to real use)")
     args = ap.parse_args()
     quiet_libraries()
 
     tmp = tempfile.TemporaryDirectory()
     paths = ({r: str(Path(args.models) / r) for r in ("base", "tuned", "untuned")} if args.models
-             else build_models(Path(tmp.name), max(args.lengths) + 64))
+             else build_models(Path(tmp.name), max(args.lengths) + 64,
+                               WIDE_SHAPES if args.shape == "wide" else ZOO_SHAPES))
     kw = {"device": args.device, "batch_size": 4096}
     base = w2s.HFModel.load(paths["base"], **kw)
     guide = w2s.PairGuide(w2s.HFModel.load(paths["tuned"], dtype="float32", **kw),
