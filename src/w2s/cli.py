@@ -265,8 +265,8 @@ def eval_(config: str, out: str | None, limit: int | None, seeds: int | None, re
     rows = run_eval(cfg, out_dir, limit=limit, restart=restart,
                     seeds=list(range(seeds)) if seeds else None, show_progress=not no_progress)
     paths = write_report(rows, out_dir)
-    click.echo(f"results: {out_dir / 'results.jsonl'}  table: {paths['markdown']}  "
-               f"plots: {out_dir}/gold_*.png")
+    click.echo(f"results: {out_dir / 'results.jsonl'}  table: {paths['markdown']}"
+               + _plots_line(paths))
 
 
 @cli.command()
@@ -276,14 +276,22 @@ def eval_(config: str, out: str | None, limit: int | None, seeds: int | None, re
 @click.option("--gold", default=None, help="Which gold scorer to plot [default: the first].")
 def report(results: str, out: str | None, gold: str | None) -> None:
     """Summary table (mean ± standard error per method) and plots from a results JSONL:
-    gold reward vs KL (the frontier), gold reward vs base tokens, per-method bars."""
+    gold reward vs KL (the frontier), gold reward vs base tokens, per-method bars.
+
+    Every row in the file is reported (old sweep points and seeds included); a label used with
+    two settings shows as two methods, told apart by their hash."""
     from w2s.evaluate.report import write_report
     from w2s.evaluate.store import read_rows
 
     path = Path(results)
     rows = read_rows(path)
     paths = write_report(rows, Path(out) if out else path.parent, gold=gold)
-    click.echo(f"table: {paths['markdown']}  plots: {paths['markdown'].parent}/gold_*.png")
+    click.echo(f"table: {paths['markdown']}" + _plots_line(paths))
+
+
+def _plots_line(paths: dict[str, Any]) -> str:
+    shown = [str(p) for p in paths["plots"]] + [str(p) for p in paths["alpaca_eval"]]
+    return f"  files: {', '.join(shown)}" if shown else "  (no gold scorer: no plots)"
 
 
 @cli.group()

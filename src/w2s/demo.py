@@ -70,5 +70,6 @@ def run_demo(out: Path, *, quick: bool = False, models_dir: Path | None = None,
              "T=0.7)")
     write_report(rows, out, title=title)
     print(f"outputs: {out / 'results.jsonl'}  table: {out / 'summary.md'}  "
-          f"plots: {out}/gold_vs_kl.png, gold_bars.png, gold_vs_compute.png")
+          f"plots: {out / 'gold_bars.png'}, {out / 'gold_vs_kl.png'}, "
+          f"{out / 'gold_vs_compute.png'}")
     return rows

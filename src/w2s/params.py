@@ -20,6 +20,15 @@ def _check(cond: bool, msg: str) -> None:
         raise W2SError(msg)
 
 
+def _integer(name: str, v: Any) -> None:
+    _check(isinstance(v, int) and not isinstance(v, bool), f"{name} must be an integer, got {v!r}")
+
+
+def _number(name: str, v: Any) -> None:
+    _check(isinstance(v, (int, float)) and not isinstance(v, bool),
+           f"{name} must be a number, got {v!r}")
+
+
 class _Params:
     """Shared helpers: JSON round-trip."""
 
@@ -57,15 +66,21 @@ class SamplingParams(_Params):
     def __post_init__(self) -> None:
         if isinstance(self.stop, str):
             object.__setattr__(self, "stop", (self.stop,))
-        elif not isinstance(self.stop, tuple):
+        elif isinstance(self.stop, list):
             object.__setattr__(self, "stop", tuple(self.stop))
-        _check(isinstance(self.max_new_tokens, int) and self.max_new_tokens >= 1,
-               f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+        _check(isinstance(self.stop, tuple), f"stop must be a string or a list of strings, got "
+               f"{self.stop!r}")
+        for name in ("max_new_tokens", "top_k", "seed"):
+            _integer(name, getattr(self, name))
+        for name in ("temperature", "top_p"):
+            _number(name, getattr(self, name))
+        _check(isinstance(self.ignore_eos, bool), f"ignore_eos must be true or false, got "
+               f"{self.ignore_eos!r}")
+        _check(self.max_new_tokens >= 1, f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
         _check(self.temperature >= 0, f"temperature must be >= 0, got {self.temperature}")
         _check(0 < self.top_p <= 1, f"top_p must be in (0, 1], got {self.top_p}")
-        _check(isinstance(self.top_k, int) and self.top_k >= 0, f"top_k must be >= 0, got {self.top_k}")
+        _check(self.top_k >= 0, f"top_k must be >= 0, got {self.top_k}")
         _check(all(isinstance(s, str) and s for s in self.stop), "stop strings must be non-empty")
-        _check(isinstance(self.seed, int), f"seed must be an integer, got {self.seed!r}")
 
 
 @dataclass(frozen=True)
@@ -82,7 +97,8 @@ class SearchParams(_Params):
     def __post_init__(self) -> None:
         for name in ("w", "k", "l"):
             v = getattr(self, name)
-            _check(isinstance(v, int) and v >= 1, f"{name} must be >= 1, got {v}")
+            _integer(name, v)
+            _check(v >= 1, f"{name} must be >= 1, got {v}")
 
 
 @dataclass(frozen=True)
@@ -93,7 +109,8 @@ class BestOfNParams(_Params):
     """Number of complete samples drawn from the base."""
 
     def __post_init__(self) -> None:
-        _check(isinstance(self.n, int) and self.n >= 1, f"n must be >= 1, got {self.n}")
+        _integer("n", self.n)
+        _check(self.n >= 1, f"n must be >= 1, got {self.n}")
 
 
 @dataclass(frozen=True)
@@ -104,6 +121,7 @@ class EFTParams(_Params):
     """Strength of the small pair's shift (0 = the base model alone)."""
 
     def __post_init__(self) -> None:
+        _number("beta", self.beta)
         _check(self.beta >= 0, f"beta must be >= 0, got {self.beta}")
 
 

@@ -55,7 +55,7 @@ def plot_frontier(summary: Sequence[dict], path: Path, *, gold: str, x: str = "k
         color, marker = plt.cm.tab10(n % 10), markers[n % len(markers)]
         pts = []
         for s in summary:
-            if s["family"] != fam or gold not in s["gold"]:
+            if s["family"] != fam or s["gold"].get(gold) is None:
                 continue
             xv = s["kl"][0] if x == "kl" and s["kl"] is not None else s.get(x) if x != "kl" else None
             if xv is None or (x != "kl" and xv <= 0):
@@ -102,10 +102,13 @@ def plot_bars(summary: Sequence[dict], path: Path, *, title: str = "") -> Path:
     families = list(dict.fromkeys(s["family"] for s in summary))  # same colours as the frontier
     colors = [plt.cm.tab10(families.index(s["family"]) % 10) for s in summary]
     for ax, g in zip(axes[0], golds):
-        means = [s["gold"][g][0] if g in s["gold"] else 0.0 for s in summary]
-        errs = [s["gold"][g][1] if g in s["gold"] else 0.0 for s in summary]
+        has = [g in s["gold"] and s["gold"][g] is not None for s in summary]
+        means = [s["gold"][g][0] if h else 0.0 for s, h in zip(summary, has)]
+        errs = [s["gold"][g][1] if h else 0.0 for s, h in zip(summary, has)]
         bars = ax.barh(range(len(summary)), means, xerr=errs, color=colors, capsize=3)
-        best = max(range(len(means)), key=means.__getitem__)
+        for bar, h in zip(bars, has):  # a method without this scorer gets no bar, not a 0
+            bar.set_visible(h)
+        best = max((i for i, h in enumerate(has) if h), key=means.__getitem__)
         bars[best].set_edgecolor("black")
         bars[best].set_linewidth(2)
         ax.set_yticks(range(len(summary)), names, fontsize=8)

@@ -65,18 +65,15 @@ def cbs(backend: Backend, guide: Guide | None, prompts: Sequence[str],
     return results
 
 
-def _track_selection(rows: list[tuple[int, Entry, int]], children: list[Entry]) -> None:
-    """Selection-count KL bound: a chunk drawn in a round where ``m`` base samples continue the
-    same prefix is returned at most ``m`` times more often than the base would sample it (union
-    bound), so the search's log-density ratio to the base is at most the sum of log ``m`` over
-    the rounds of the returned response. (Best-of-N's analytic bound is tighter.)"""
-    drawn: dict[tuple[int, tuple[int, ...]], int] = {}
-    for i, parent, _ in rows:
-        key = (i, tuple(parent.ids))
-        drawn[key] = drawn.get(key, 0) + 1
-    for (i, parent, _), child in zip(rows, children):
-        child.kl_bound = parent.kl_bound + math.log(drawn[(i, tuple(parent.ids))])
+def _track_selection(rows: list[tuple[int, Entry, int]], children: list[Entry], n: int) -> None:
+    """Selection-count KL bound. A round draws at most ``n = W*K`` base chunks from any one
+    prefix, so the search returns a given chunk at most ``n`` times as often as the base samples
+    it (union bound, conditionally on the rounds before). Over the ``R`` rounds that grew a
+    response, log q(y) - log p_base(y) <= R log(W*K): the KL is at most the mean of that. (Best-
+    of-N's analytic log N - (N-1)/N is tighter and replaces it there.)"""
+    for (_, parent, _), child in zip(rows, children):
         child.rounds = parent.rounds + 1
+        child.kl_bound = child.rounds * math.log(n)
 
 
 def _search(backend: Backend, guide: Guide, prep: Prepared, search: SearchParams,
@@ -100,7 +97,7 @@ def _search(backend: Backend, guide: Guide, prep: Prepared, search: SearchParams
         # unfinished entries all hold r*L tokens, so one chunk length serves every row
         chunk = min(search.l, max_new - len(rows[0][1].ids))
         children = grower.grow(rows, chunk)
-        _track_selection(rows, children)
+        _track_selection(rows, children, w * k)
         score_entries(guide, prep, [i for i, _, _ in rows], children, cost, session,
                       [p for _, p, _ in rows])
         # candidates: new children (slot order), then finished entries carried over

@@ -55,7 +55,7 @@ class Entry:
     text: str = ""
     ended: bool = False  # EOS or stop string
     score: float | None = None
-    kl_bound: float = 0.0  # CBS: sum over rounds of log(samples drawn from this prefix)
+    kl_bound: float = 0.0  # CBS: rounds * log(W*K), the selection-count KL bound
     rounds: int = 0  # chunks this response was grown by
 
     def done(self, max_new_tokens: int) -> bool:

@@ -46,6 +46,7 @@ TOP_KEYS = {"name", "task", "base", "guide", "prompts", "seeds", "sampling", "me
             "device", "batch_size", "chat"}
 GUIDE_KEYS = {"tuned", "untuned", "reward_model", "reward_label"}
 SAMPLING_FIELDS = [f.name for f in dataclasses.fields(SamplingParams) if f.name != "seed"]
+DTYPES = ("auto", "float32", "bfloat16", "float16")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 
 
@@ -156,35 +157,68 @@ def parse_config(data: dict[str, Any], path: Path) -> EvalConfig:
     if not (isinstance(seeds, list) and seeds and all(isinstance(s, int) for s in seeds)):
         raise W2SError(f"{path.name}: seeds must be a count or a list of integers")
     prompts = data.get("prompts")
-    if prompts is not None and (not isinstance(prompts, int) or prompts < 1):
+    if prompts is not None and (not isinstance(prompts, int) or isinstance(prompts, bool)
+                                or prompts < 1):
         raise W2SError(f"{path.name}: prompts must be a count >= 1, got {prompts!r}")
     batch_size = data.get("batch_size", 64)
-    if not isinstance(batch_size, int) or batch_size < 1:
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
         raise W2SError(f"{path.name}: batch_size must be >= 1, got {batch_size!r}")
     methods_in = data["methods"]
     if not isinstance(methods_in, list) or not methods_in:
         raise W2SError(f"{path.name}: methods must be a non-empty list")
-    dtype = str(data.get("dtype", "auto"))
+    if len(set(seeds)) != len(seeds):
+        raise W2SError(f"{path.name}: seeds repeat: {seeds}")
+    dtype = data.get("dtype", "auto")
+    if dtype not in DTYPES:
+        raise W2SError(f"{path.name}: dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
     chat = data.get("chat")
-    context = {"base": base, "task": task, "dtype": dtype, "chat": chat}
+    if chat is not None and not isinstance(chat, bool):
+        raise W2SError(f"{path.name}: chat must be true or false, got {chat!r}")
+    for key in ("name", "device"):
+        if key in data and not isinstance(data[key], str):
+            raise W2SError(f"{path.name}: {key} must be a string, got {data[key]!r}")
+    context = {"base": fingerprint(base, path.parent), "task": task, "dtype": dtype, "chat": chat}
     methods: list[MethodSpec] = []
     for n, entry in enumerate(methods_in, 1):
-        methods += _expand(entry, f"{path.name}: methods[{n}]", guide, sampling, context)
-    seen: dict[str, MethodSpec] = {}
+        methods += _expand(entry, f"{path.name}: methods[{n}]", path, guide, sampling, context)
+    by_label: dict[str, MethodSpec] = {}
+    by_hash: dict[str, MethodSpec] = {}
     for m in methods:
-        if m.label in seen and seen[m.label].hash != m.hash:
+        if m.label in by_label and by_label[m.label].hash != m.hash:
             raise W2SError(f"{path.name}: two methods are labelled {m.label!r}; give one a label")
-        seen[m.label] = m
+        if m.hash in by_hash and by_hash[m.hash].label != m.label:
+            raise W2SError(f"{path.name}: {by_hash[m.hash].label!r} and {m.label!r} are the same "
+                           "method with the same settings; keep one")
+        by_label[m.label] = by_hash[m.hash] = m
     return EvalConfig(name=str(data.get("name") or path.stem), path=path.resolve(), task=task,
-                      base=base, methods=list(seen.values()), prompts=prompts, seeds=seeds,
-                      dtype=dtype, device=str(data.get("device", "cpu")), batch_size=batch_size,
+                      base=base, methods=list(by_label.values()), prompts=prompts, seeds=seeds,
+                      dtype=dtype, device=data.get("device", "cpu"), batch_size=batch_size,
                       chat=chat)
+
+
+def fingerprint(ref: str, base_dir: Path) -> str:
+    """What a model reference means *now*: for a local folder, a hash of its config and of its
+    weight files' names and sizes (so a rebuilt zoo or a moved folder gets a new hash); for a
+    hub id, the id."""
+    resolved = Path(resolve_model(ref, base_dir))
+    if not resolved.is_dir():
+        return ref
+    h = hashlib.sha256()
+    for f in sorted(resolved.iterdir()):
+        if f.name == "config.json":
+            h.update(f.read_bytes())
+        elif f.suffix in (".safetensors", ".bin", ".pt"):
+            h.update(f"{f.name}:{f.stat().st_size}".encode())
+    return f"{ref}@{h.hexdigest()[:12]}"
 
 
 def _model_ref(value: Any, what: str, path: Path) -> str:
     if not isinstance(value, str) or not value.strip():
         raise W2SError(f"{path.name}: {what} must be a model: zoo:ROLE, a folder or a hub id")
-    resolve_model(value, path.parent)  # fail now, not after other methods ran
+    try:
+        resolve_model(value, path.parent)  # fail now, not after other methods ran
+    except W2SError as e:
+        raise W2SError(f"{path.name}: {what}: {e}") from None
     return value
 
 
@@ -235,11 +269,16 @@ def _sampling(over: Any, base: SamplingParams, where: str) -> SamplingParams:
     unknown = sorted(set(over) - set(SAMPLING_FIELDS))
     if unknown:
         raise W2SError(f"{where}: unknown sampling option(s) {', '.join(unknown)}")
-    return dataclasses.replace(base, **over)
+    try:
+        return dataclasses.replace(base, **over)
+    except W2SError as e:
+        raise W2SError(f"{where}: {e}") from None
+    except (TypeError, ValueError) as e:
+        raise W2SError(f"{where}: bad sampling value ({e})") from None
 
 
-def _expand(entry: Any, where: str, guide: dict[str, str] | None, sampling: SamplingParams,
-            context: dict[str, Any]) -> list[MethodSpec]:
+def _expand(entry: Any, where: str, path: Path, guide: dict[str, str] | None,
+            sampling: SamplingParams, context: dict[str, Any]) -> list[MethodSpec]:
     """One config entry -> one MethodSpec per point of its sweep (lists are swept)."""
     if isinstance(entry, str):
         entry = {"method": entry}
@@ -251,18 +290,22 @@ def _expand(entry: Any, where: str, guide: dict[str, str] | None, sampling: Samp
         raise W2SError(f"{where}: unknown method {name!r}; choose one of "
                        f"{', '.join(METHOD_PARAMS)}")
     label = entry.pop("label", None)
+    if label is not None and (not isinstance(label, str) or not label.strip()):
+        raise W2SError(f"{where}: label must be a non-empty string, got {label!r}")
     model = entry.pop("model", None)
     if model is not None and name != "sample":
         raise W2SError(f"{where}: 'model' is only for method sample")
-    g = _guide(entry.pop("guide"), Path(where.split(":")[0]), "guide") if "guide" in entry else guide
+    short = where.split(": ", 1)[-1]
+    g = _guide(entry.pop("guide"), path, f"{short} guide") if "guide" in entry else guide
     if model is not None and model not in ("tuned", "untuned"):
-        model = _model_ref(model, "model", Path(where.split(":")[0]))
+        model = _model_ref(model, "model", path)
     if model in ("tuned", "untuned") and not (g and model in g):
         raise W2SError(f"{where}: model: {model} needs a guide with a {model} model")
     if name in NEEDS_GUIDE and g is None:
         raise W2SError(f"{where}: {name} needs a guide (guide: {{tuned, untuned}} or reward_model)")
-    if name == "eft" and not (g and "tuned" in g):
-        raise W2SError(f"{where}: eft needs a tuned/untuned guide")
+    if name == "eft" and not (g and "tuned" in g and "reward_model" not in g):
+        raise W2SError(f"{where}: eft needs a tuned/untuned guide (and no reward_model: its "
+                       "arithmetic is per token)")
     cls = METHOD_PARAMS[name]
     knob_names = [f.name for f in dataclasses.fields(cls)] if cls else []
     unknown = sorted(set(entry) - set(knob_names) - set(SAMPLING_FIELDS))
@@ -285,14 +328,15 @@ def _expand(entry: Any, where: str, guide: dict[str, str] | None, sampling: Samp
         except TypeError as e:
             raise W2SError(f"{where}: {e}") from None
         samp = _sampling({k: v for k, v in point.items() if k in SAMPLING_FIELDS}, sampling, where)
-        specs.append(_spec(name, label, params, samp, g, model, point, swept, guide, context))
+        specs.append(_spec(name, label, params, samp, g, model, point, swept, guide, context,
+                           path.parent))
     return specs
 
 
 def _spec(name: str, label: str | None, params: Any, sampling: SamplingParams,
           guide: dict[str, str] | None, model: str | None, point: dict[str, Any],
           swept: list[str], default_guide: dict[str, str] | None,
-          context: dict[str, Any]) -> MethodSpec:
+          context: dict[str, Any], base_dir: Path) -> MethodSpec:
     shown = {k: v for k, v in point.items() if label is None or k in swept}
     args = ",".join(f"{k}={v}" for k, v in shown.items())
     if label is None:
@@ -303,10 +347,13 @@ def _spec(name: str, label: str | None, params: Any, sampling: SamplingParams,
             text += f"[guide {Path(guide.get('tuned') or guide['reward_model']).name}]"
     else:
         text = f"{label} ({args})" if swept else label
+    prints = {k: fingerprint(v, base_dir) if k != "reward_label" else v
+              for k, v in (guide or {}).items()}
+    sampled = (prints.get(model) if model in ("tuned", "untuned")
+               else fingerprint(model, base_dir) if model else None)
     key = {"method": name, "params": params.to_dict() if params else {},
-           "sampling": sampling.to_dict(), "guide": guide if name in NEEDS_GUIDE else None,
-           "model": model, "model_guide": guide if model in ("tuned", "untuned") else None,
-           **context}
+           "sampling": sampling.to_dict(), "guide": prints if name in NEEDS_GUIDE else None,
+           "model": sampled, **context}
     digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
     return MethodSpec(label=text, method=name, params=params, sampling=sampling,
                       guide=guide, model=model, hash=digest[:12])

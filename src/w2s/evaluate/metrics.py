@@ -7,8 +7,11 @@ measured differs by method, and each row says which kind it holds (``kl_kind``):
   another model" sum the exact next-token KL(q ‖ base) along the sampled path (an unbiased
   estimate of the sequence-level KL). Both sides are the temperature-scaled distributions
   before top-k/top-p truncation, so the KL is always finite.
-- ``bound``: Best-of-N reports the analytic log N - (N-1)/N; CBS the selection-count bound (see
-  :func:`w2s.decoding.beam._track_selection`). Look at the base log-likelihood alongside.
+- ``untruncated``: the same, when top-k/top-p truncation is on (the sampled distributions are
+  truncated; the KL is of the distributions before truncation).
+- ``bound``: Best-of-N reports the analytic log N - (N-1)/N; CBS the selection-count bound
+  R log(W*K) (see :func:`w2s.decoding.beam._track_selection`). Look at the base log-likelihood
+  alongside.
 """
 
 from __future__ import annotations

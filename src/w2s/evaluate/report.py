@@ -25,6 +25,31 @@ def family(label: str) -> str:
     return re.sub(r"\s*\([^)]*\)", "", label).strip() or label
 
 
+REQUIRED = ("method", "seed", "prompt_index", "gold", "kl", "base_logp_per_token", "base_tokens",
+            "guide_tokens", "wall_time_s")
+
+
+def check_rows(rows: Sequence[dict[str, Any]], where: str = "the results") -> None:
+    for n, r in enumerate(rows, 1):
+        missing = [k for k in REQUIRED if k not in r] if isinstance(r, dict) else ["all"]
+        if missing:
+            raise W2SError(f"{where}: row {n} lacks {', '.join(missing)}; is this a w2s eval "
+                           "results file?")
+
+
+def prompt_mean_se(sel: Sequence[dict[str, Any]], value: Any) -> tuple[float, float] | None:
+    """Mean and standard error over prompts: each prompt's seeds are averaged first (a prompt's
+    outputs are correlated, so prompts, not rows, are the independent samples)."""
+    per_prompt: dict[int, list[float]] = {}
+    for r in sel:
+        v = value(r)
+        if v is not None:
+            per_prompt.setdefault(r["prompt_index"], []).append(v)
+    if not per_prompt:
+        return None
+    return mean_se([statistics.fmean(vs) for vs in per_prompt.values()])
+
+
 def summarize(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """One summary per method (label and hash), in the order methods first appear."""
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
@@ -35,19 +60,17 @@ def summarize(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     for (label, digest), sel in groups.items():
         name = label if labels.count(label) == 1 else f"{label} #{digest[:6]}"
         gold_names = list(dict.fromkeys(k for r in sel for k in r["gold"]))
-        kls = [r["kl"] for r in sel if r.get("kl") is not None]
-        scores = [r["guide_score"] for r in sel if r.get("guide_score") is not None]
+        lls = [r["base_logp_per_token"] for r in sel if r["base_logp_per_token"] is not None]
         out.append({
             "method": name, "family": family(label), "method_name": sel[0].get("method_name"),
             "hash": digest, "rows": len(sel),
             "prompts": len({r["prompt_index"] for r in sel}),
             "seeds": len({r["seed"] for r in sel}),
-            "gold": {g: mean_se([r["gold"][g] for r in sel if g in r["gold"]])
-                     for g in gold_names},
-            "guide_score": mean_se(scores) if scores else None,
-            "kl": mean_se(kls) if kls else None,
+            "gold": {g: prompt_mean_se(sel, lambda r, g=g: r["gold"].get(g)) for g in gold_names},
+            "guide_score": prompt_mean_se(sel, lambda r: r.get("guide_score")),
+            "kl": prompt_mean_se(sel, lambda r: r.get("kl")),
             "kl_kind": sel[0].get("kl_kind", "none"),
-            "base_logp_per_token": statistics.fmean(r["base_logp_per_token"] for r in sel),
+            "base_logp_per_token": statistics.fmean(lls) if lls else float("nan"),
             "base_tokens": statistics.fmean(r["base_tokens"] for r in sel),
             "guide_tokens": statistics.fmean(r["guide_tokens"] for r in sel),
             "wall_time_s": statistics.fmean(r["wall_time_s"] for r in sel),
@@ -105,6 +128,7 @@ def write_report(rows: Sequence[dict[str, Any]], out: Path, *, title: str = "",
 
     if not rows:
         raise W2SError("no result rows to report")
+    check_rows(rows)
     summary = summarize(rows)
     gold_names = list(dict.fromkeys(g for s in summary for g in s["gold"]))
     if gold is not None and gold not in gold_names:
@@ -127,12 +151,14 @@ def write_report(rows: Sequence[dict[str, Any]], out: Path, *, title: str = "",
     rec.print(table)
     (out / "summary.txt").write_text(rec.export_text(), encoding="utf-8")
     paths: dict[str, Any] = {"summary": summary, "markdown": out / "summary.md"}
+    paths["plots"] = []
     if gold is not None:
         paths["frontier"] = plot_frontier(summary, out / "gold_vs_kl.png", gold=gold, x="kl",
                                           title=title)
         paths["compute"] = plot_frontier(summary, out / "gold_vs_compute.png", gold=gold,
                                          x="base_tokens", title=title)
         paths["bars"] = plot_bars(summary, out / "gold_bars.png", title=title)
+        paths["plots"] = [paths["frontier"], paths["compute"], paths["bars"]]
     paths["alpaca_eval"] = write_alpaca_eval(rows, out / "alpaca_eval")
     return paths
 

@@ -92,6 +92,7 @@ def run_eval(cfg: EvalConfig, out: Path, *, limit: int | None = None, restart: b
     store = ResultStore(path)
     for m in cfg.methods:
         store.check_compatible(m.label, m.hash)
+    _check_same_prompts(store, prompts)
     plan = [(m, seed, [i for i in range(n) if (m.hash, seed, i) not in store.done])
             for m in cfg.methods for seed in seeds]
     total = sum(len(todo) for _, _, todo in plan)
@@ -110,9 +111,18 @@ def run_eval(cfg: EvalConfig, out: Path, *, limit: int | None = None, restart: b
                 idx = todo[lo: lo + per_call]
                 store.append(run_batch(cfg, task, models, m, seed, idx, [prompts[i] for i in idx]))
                 bar.advance(job, len(idx))
-    hashes = {m.hash for m in cfg.methods}
-    return [r for r in store.rows if r.get("hash") in hashes and r["seed"] in seeds
-            and r["prompt_index"] < n]
+    label = {m.hash: m.label for m in cfg.methods}  # rows keep their hash; labels may be renamed
+    return [{**r, "method": label[r["hash"]]} for r in store.rows
+            if r.get("hash") in label and r["seed"] in seeds and r["prompt_index"] < n]
+
+
+def _check_same_prompts(store: ResultStore, prompts: list[str]) -> None:
+    """Rows are keyed by prompt position: refuse to resume over a prompt set that changed."""
+    for r in store.rows:
+        i = r.get("prompt_index", -1)
+        if 0 <= i < len(prompts) and r.get("prompt") != prompts[i]:
+            raise W2SError(f"{store.path} holds a different prompt #{i} than the task has now "
+                           "(the prompt file changed?); use another --out, or --restart")
 
 
 def run_batch(cfg: EvalConfig, task: Any, models: Models, m: MethodSpec, seed: int,
@@ -132,9 +142,12 @@ def run_batch(cfg: EvalConfig, task: Any, models: Models, m: MethodSpec, seed: i
     texts = [r.text for r in results]
     golds = {name: fn(prompts, texts) for name, fn in task.golds.items()}
     by_base = backend is base
-    base_ids = [r.token_ids for r in results] if by_base else base.encode_responses(texts)
+    base_ids = [r.token_ids for r in results] if by_base else _in_base_tokens(base, backend,
+                                                                              results)
     ll = base_loglik(base, prompts, base_ids)
     kl, kind = _kl(m, results, backend, base, prompts, by_base, sampling.temperature)
+    if kind == "exact" and (sampling.top_p < 1 or sampling.top_k > 0):
+        kind = "untruncated"  # the KL of the distributions before top-k/top-p truncation
     peak = _peak_mib(base)
     rows = []
     for j, (i, p, r) in enumerate(zip(idx, prompts, results)):
@@ -145,7 +158,7 @@ def run_batch(cfg: EvalConfig, task: Any, models: Models, m: MethodSpec, seed: i
             "gold": {name: vals[j] for name, vals in golds.items()},
             "guide_score": r.score,
             "base_logp": ll[j], "response_tokens": len(base_ids[j]),
-            "base_logp_per_token": ll[j] / len(base_ids[j]) if base_ids[j] else 0.0,
+            "base_logp_per_token": ll[j] / len(base_ids[j]) if base_ids[j] else None,
             "kl": kl[j], "kl_kind": kind,
             "base_tokens": r.cost.base_tokens if by_base else 0,
             "small_tokens": 0 if by_base else r.cost.base_tokens,
@@ -156,6 +169,17 @@ def run_batch(cfg: EvalConfig, task: Any, models: Models, m: MethodSpec, seed: i
             "stats": r.stats,
         })
     return rows
+
+
+def _in_base_tokens(base: Any, other: Any, results: list[Any]) -> list[list[int]]:
+    """Another model's responses in the base's tokens, ended with the base's EOS where the
+    other model ended on its own EOS: the same footing as the base's sampled token ids."""
+    ids = base.encode_responses([r.text for r in results])
+    eos, other_eos = base.tokenizer.eos_token_id, other.tokenizer.eos_token_id
+    for x, r in zip(ids, results):
+        if eos is not None and r.finished and r.token_ids and r.token_ids[-1] == other_eos:
+            x.append(eos)
+    return ids
 
 
 def _kl(m: MethodSpec, results: list[Any], backend: Any, base: Any, prompts: list[str],

@@ -90,8 +90,8 @@ def pick_field(row: dict[str, Any], names: Sequence[str], where: str) -> str:
     raise W2SError(f"{where}: no string field {' or '.join(repr(n) for n in names)}")
 
 
-def build_golds(entries: Any, defaults: Sequence[str], *, dtype: str, device: str
-                ) -> dict[str, GoldFn]:
+def build_golds(entries: Any, defaults: Sequence[str], *, dtype: str, device: str,
+                base_dir: Path | None = None) -> dict[str, GoldFn]:
     """Gold scorers from a config's ``gold:`` list (names or ``{model: PATH, ...}``)."""
     from w2s.tasks.sentiment import GOLD_SCORERS
 
@@ -111,7 +111,11 @@ def build_golds(entries: Any, defaults: Sequence[str], *, dtype: str, device: st
             unknown = set(e) - {"model", "name", "label", "chat"}
             if unknown:
                 raise W2SError(f"unknown gold option(s): {', '.join(sorted(unknown))}")
-            golds[e.get("name") or e["model"]] = _reward_model(e, dtype=dtype, device=device)
+            from w2s.evaluate.config import resolve_model
+
+            path = resolve_model(e["model"], base_dir or Path.cwd())
+            golds[e.get("name") or e["model"]] = _reward_model({**e, "model": path}, dtype=dtype,
+                                                               device=device)
         else:
             raise W2SError(f"gold entry {e!r}: give a scorer name or {{model: PATH}}")
     return golds

@@ -36,8 +36,8 @@ def build(spec: dict[str, Any], base_dir: Path, *, dtype: str, device: str) -> T
         text = pick_field(row, fields, f"{where} record {n}")
         extra = row.get("input")
         prompts.append(f"{text}\n\n{extra}" if isinstance(extra, str) and extra.strip() else text)
-    return Task("instructions", prompts, build_golds(spec.get("gold"), (), dtype=dtype,
-                                                     device=device),
+    golds = build_golds(spec.get("gold"), (), dtype=dtype, device=device, base_dir=base_dir)
+    return Task("instructions", prompts, golds,
                 chat=bool(spec.get("chat", True)), alpaca_eval=True, spec=spec)
 
 

@@ -66,6 +66,6 @@ def build(spec: dict, base_dir: Path, *, dtype: str, device: str):  # noqa: ANN2
     if unknown:
         raise W2SError(f"unknown option(s) for task sentiment: {', '.join(sorted(unknown))}")
     path = resolve_file(spec["path"], base_dir, "sentiment path") if spec.get("path") else PROMPTS_FILE
-    return Task("sentiment", load_prompts(path),
-                build_golds(spec.get("gold"), ("vader", "textblob"), dtype=dtype, device=device),
-                spec=spec)
+    golds = build_golds(spec.get("gold"), ("vader", "textblob"), dtype=dtype, device=device,
+                        base_dir=base_dir)
+    return Task("sentiment", load_prompts(path), golds, spec=spec)

@@ -29,5 +29,5 @@ def build(spec: dict[str, Any], base_dir: Path, *, dtype: str, device: str) -> T
     prompts = [template.replace("{document}", pick_field(row, fields, f"{path} record {n}"))
                for n, row in enumerate(read_records(path), 1)]
     return Task("summarization", prompts,
-                build_golds(spec["gold"], (), dtype=dtype, device=device),
+                build_golds(spec["gold"], (), dtype=dtype, device=device, base_dir=base_dir),
                 chat=bool(spec.get("chat", False)), spec=spec)
