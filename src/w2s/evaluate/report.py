@@ -144,8 +144,9 @@ def write_report(rows: Sequence[dict[str, Any]], out: Path, *, title: str = "",
     console = console or (Console() if sys.stdout.isatty() else Console(width=160))
     table = rich_table(summary, title)
     console.print(table)
-    (out / "summary.md").write_text(f"**{title}** (mean ± standard error over prompts × seeds)"
-                                    f"\n\n{markdown(summary)}", encoding="utf-8")
+    (out / "summary.md").write_text(f"**{title}** (mean ± standard error over prompts; each "
+                                    f"prompt's seeds averaged first)\n\n{markdown(summary)}",
+                                    encoding="utf-8")
     (out / "summary.json").write_text(json.dumps(summary, indent=1), encoding="utf-8")
     rec = Console(width=160, record=True, file=io.StringIO())
     rec.print(table)
