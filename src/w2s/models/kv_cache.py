@@ -64,13 +64,19 @@ def growing_cache() -> Any | None:
         length: copying more is wasted memory traffic, copying less costs a second copy)."""
 
         def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
-            """Select rows, copying the filled part plus a little spare room, so the next
-            chunk's appends need no second copy."""
+            """Select rows into a fresh buffer holding the filled part plus ``spare`` free
+            columns, in one copy: the next chunk's appends then need no reallocation (taking the
+            room from the old buffer instead would shrink it round after round)."""
             if self._kbuf is not None and self._kbuf.dim() >= 2 and self._klen:
                 idx = beam_idx.to(self._kbuf.device)
-                room = min(self._kbuf.shape[-2], self._klen + self.spare)
-                self._kbuf = self._kbuf[..., :room, :].index_select(0, idx)
-                self._vbuf = self._vbuf[..., :room, :].index_select(0, idx)
+                self._kbuf = self._gather(self._kbuf, self._klen, idx)
+                self._vbuf = self._gather(self._vbuf, self._vlen, idx)
+
+        def _gather(self, buf: torch.Tensor, length: int, idx: torch.Tensor) -> torch.Tensor:
+            out = buf.new_empty((idx.shape[0], *buf.shape[1:-2], length + self.spare,
+                                 buf.shape[-1]))
+            torch.index_select(buf[..., :length, :], 0, idx, out=out[..., :length, :])
+            return out
 
         def update(self, key_states, value_states, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN201
             if not self.is_initialized:
