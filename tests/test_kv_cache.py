@@ -43,3 +43,27 @@ def test_growing_cache_works_for_gpt2(xpair):
         want, _ = _run(xpair.tuned.model, DynamicCache())
         got, _ = _run(xpair.tuned.model, growing_cache())
     assert torch.equal(want, got)
+
+
+def test_reorders_keep_spare_room_so_appends_do_not_reallocate():
+    """Regression: a reorder used to take its spare room out of the old buffer, so capacity
+    shrank round after round and every chunk's first append reallocated (a second copy)."""
+    from w2s.models.kv_cache import set_spare
+
+    cache = growing_cache()
+    k = torch.randn(4, 2, 10, 8)
+    cache.update(k, k.clone(), 0)
+    layer = cache.layers[0]
+    for _ in range(5):  # rounds: reorder with room for a 5-token chunk, then append 5 tokens
+        set_spare(cache, 5)
+        cache.reorder_cache(torch.tensor([0, 0, 1, 3]))
+        ptr = layer._kbuf.data_ptr()
+        for _ in range(5):
+            new = torch.randn(4, 2, 1, 8)
+            keys, values = cache.update(new, new.clone(), 0)
+            assert torch.equal(keys[:, :, -1:], new)
+        assert layer._kbuf.data_ptr() == ptr  # no reallocation inside the chunk
+    assert cache.get_seq_length() == 10 + 5 * 5
+    kept = layer.keys.clone()
+    cache.reorder_cache(torch.tensor([2, 1]))
+    assert torch.equal(layer.keys, kept[[2, 1]]) and layer._kbuf.shape[-2] == 35 + 5
