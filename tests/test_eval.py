@@ -391,3 +391,29 @@ def test_a_killed_run_resumes_without_losing_or_duplicating_rows(tmp_path):
     clean = run_eval(parse(tmp_path, data), tmp_path / "clean", show_progress=False)
     want = {row_key(r): r["response"] for r in clean}
     assert {row_key(r): r["response"] for r in after} == want
+
+
+@pytest.mark.slow
+def test_ctrl_c_says_how_to_resume(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import yaml
+
+    data = config(tmp_path, ["sample", {"method": "cbs", "w": 2, "k": 2, "l": 4}],
+                  prompts=24, seeds=[0], batch_size=4)
+    (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(data))
+    results = tmp_path / "out" / "results.jsonl"
+    proc = subprocess.Popen([sys.executable, "-m", "w2s.cli", "eval", str(tmp_path / "cfg.yaml"),
+                             "--out", str(tmp_path / "out"), "--no-progress"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not (results.exists() and results.stat().st_size):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "Traceback" not in err, err
+    assert "run the same command again to resume" in err
+    assert read_rows(results)

@@ -262,8 +262,14 @@ def eval_(config: str, out: str | None, limit: int | None, seeds: int | None, re
     cfg = parse_config(data, path)
     out_dir = Path(out) if out else Path("runs") / cfg.name
     check_out_dir(out_dir)
-    rows = run_eval(cfg, out_dir, limit=limit, restart=restart,
-                    seeds=list(range(seeds)) if seeds else None, show_progress=not no_progress)
+    try:
+        rows = run_eval(cfg, out_dir, limit=limit, restart=restart,
+                        seeds=list(range(seeds)) if seeds else None,
+                        show_progress=not no_progress)
+    except KeyboardInterrupt:
+        click.echo(f"interrupted: every finished row is in {out_dir / 'results.jsonl'}; run the "
+                   "same command again to resume", err=True)
+        sys.exit(130)
     paths = write_report(rows, out_dir)
     click.echo(f"results: {out_dir / 'results.jsonl'}  table: {paths['markdown']}"
                + _plots_line(paths))
