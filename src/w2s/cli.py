@@ -247,7 +247,7 @@ def eval_(config: str, out: str | None, limit: int | None, seeds: int | None, re
     \b
     Examples:
       w2s eval sentiment --limit 8          # a quick look on the shipped zoo
-      w2s eval sentiment --out runs/sent    # the full sweep (about 6 minutes on 2 cores)
+      w2s eval sentiment --out runs/sent    # the full sweep (about 4 minutes on 2 cores)
       w2s report runs/sent/results.jsonl    # the table and plots again, from the JSONL
     """
     from w2s.evaluate.config import find_config, parse_config, read_config_file
