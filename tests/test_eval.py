@@ -11,8 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from w2s.cli import cli
-from w2s.decoding.beam import _track_selection
-from w2s.decoding.common import Entry
+from w2s.decoding.beam import selection_kl_bound
 from w2s.decoding.fusion import eft, eft_logprobs
 from w2s.errors import W2SError
 from w2s.evaluate.config import parse_config
@@ -129,11 +128,7 @@ def test_selection_count_bound_is_rounds_times_log_wk(base, pair):
     for r in cbs(base, pair, ["the cat", "a dog"], SearchParams(2, 2, 3), sp):
         assert r.stats["rounds"] == 3  # chunks of 3, 3 and 1 tokens
         assert r.stats["kl_bound"] == pytest.approx(3 * math.log(4))
-    root, kids = Entry([]), [Entry([1]), Entry([2])]
-    _track_selection([(0, root, 0), (0, root, 1)], kids, 6)
-    grandkid = [Entry([1, 3])]
-    _track_selection([(0, kids[0], 0)], grandkid, 6)
-    assert grandkid[0].rounds == 2 and grandkid[0].kl_bound == pytest.approx(2 * math.log(6))
+    assert selection_kl_bound(2, 6) == pytest.approx(2 * math.log(6))
 
 
 def test_eft_kl_is_the_exact_per_token_kl_along_the_path(base, pair):

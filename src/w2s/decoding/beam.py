@@ -61,19 +61,18 @@ def cbs(backend: Backend, guide: Guide | None, prompts: Sequence[str],
                                       c, params)
                for p, beam, c in zip(prep.prompts, beams, cost)]
     for r, beam in zip(results, beams):
-        r.stats = {"kl_bound": beam[0].kl_bound, "rounds": beam[0].rounds}
+        rounds = beam[0].rounds
+        r.stats = {"kl_bound": selection_kl_bound(rounds, search.w * search.k), "rounds": rounds}
     return results
 
 
-def _track_selection(rows: list[tuple[int, Entry, int]], children: list[Entry], n: int) -> None:
+def selection_kl_bound(rounds: int, n: int) -> float:
     """Selection-count KL bound. A round draws at most ``n = W*K`` base chunks from any one
     prefix, so the search returns a given chunk at most ``n`` times as often as the base samples
     it (union bound, conditionally on the rounds before). Over the ``R`` rounds that grew a
     response, log q(y) - log p_base(y) <= R log(W*K): the KL is at most the mean of that. (Best-
     of-N's analytic log N - (N-1)/N is tighter and replaces it there.)"""
-    for (_, parent, _), child in zip(rows, children):
-        child.rounds = parent.rounds + 1
-        child.kl_bound = child.rounds * math.log(n)
+    return rounds * math.log(n)
 
 
 def _search(backend: Backend, guide: Guide, prep: Prepared, search: SearchParams,
@@ -97,7 +96,8 @@ def _search(backend: Backend, guide: Guide, prep: Prepared, search: SearchParams
         # unfinished entries all hold r*L tokens, so one chunk length serves every row
         chunk = min(search.l, max_new - len(rows[0][1].ids))
         children = grower.grow(rows, chunk)
-        _track_selection(rows, children, w * k)
+        for (_, parent, _), child in zip(rows, children):
+            child.rounds = parent.rounds + 1
         score_entries(guide, prep, [i for i, _, _ in rows], children, cost, session,
                       [p for _, p, _ in rows])
         # candidates: new children (slot order), then finished entries carried over

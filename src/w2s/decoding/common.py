@@ -55,8 +55,7 @@ class Entry:
     text: str = ""
     ended: bool = False  # EOS or stop string
     score: float | None = None
-    kl_bound: float = 0.0  # CBS: rounds * log(W*K), the selection-count KL bound
-    rounds: int = 0  # chunks this response was grown by
+    rounds: int = 0  # chunks this response was grown by (CBS's KL bound counts them)
 
     def done(self, max_new_tokens: int) -> bool:
         return self.ended or len(self.ids) >= max_new_tokens

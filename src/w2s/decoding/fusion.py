@@ -35,11 +35,15 @@ def eft_logprobs(base: torch.Tensor, tuned: torch.Tensor, untuned: torch.Tensor,
     return fused.log_softmax(-1)
 
 
+def same_vocabulary(a: HFModel, b: HFModel) -> bool:
+    return a.tokenizer.get_vocab() == b.tokenizer.get_vocab()
+
+
 def check_same_vocabulary(base: HFModel, others: Sequence[tuple[str, HFModel]]) -> None:
     """Token-level methods need one vocabulary; say which models differ and how."""
     vocab = base.tokenizer.get_vocab()
     for role, m in others:
-        if m.tokenizer.get_vocab() != vocab:
+        if not same_vocabulary(base, m):
             raise W2SError(
                 f"eft needs one vocabulary, but the base {base.name!r} has {len(vocab)} tokens and "
                 f"the {role} model {m.name!r} has a different vocabulary of "

@@ -317,26 +317,31 @@ def _expand(entry: Any, where: str, path: Path, guide: dict[str, str] | None,
         if not v:
             raise W2SError(f"{where}: {k} is an empty list")
     swept = [k for k, v in axes.items() if len(v) > 1]
+    prints = {k: fingerprint(v, path.parent) if k != "reward_label" else v
+              for k, v in (g or {}).items()}
+    sampled = (prints.get(model) if model in ("tuned", "untuned")
+               else fingerprint(model, path.parent) if model else None)
+    models = {"guide": prints if name in NEEDS_GUIDE else None, "model": sampled}
     specs = []
     for values in itertools.product(*axes.values()):
         point = dict(zip(axes, values))
         knobs = {k: v for k, v in point.items() if k in knob_names}
         try:
             params = cls(**knobs) if cls else None
-        except W2SError as e:
-            raise W2SError(f"{where}: {e}") from None
-        except TypeError as e:
+        except (W2SError, TypeError) as e:
             raise W2SError(f"{where}: {e}") from None
         samp = _sampling({k: v for k, v in point.items() if k in SAMPLING_FIELDS}, sampling, where)
-        specs.append(_spec(name, label, params, samp, g, model, point, swept, guide, context,
-                           path.parent))
+        specs.append(_spec(name, label, params, samp, g, model, point, swept, guide,
+                           {**models, **context}))
     return specs
 
 
 def _spec(name: str, label: str | None, params: Any, sampling: SamplingParams,
           guide: dict[str, str] | None, model: str | None, point: dict[str, Any],
           swept: list[str], default_guide: dict[str, str] | None,
-          context: dict[str, Any], base_dir: Path) -> MethodSpec:
+          context: dict[str, Any]) -> MethodSpec:
+    """One sweep point; ``context`` holds what else decides its rows (model fingerprints,
+    task, dtype, chat) and goes into its hash."""
     shown = {k: v for k, v in point.items() if label is None or k in swept}
     args = ",".join(f"{k}={v}" for k, v in shown.items())
     if label is None:
@@ -347,13 +352,8 @@ def _spec(name: str, label: str | None, params: Any, sampling: SamplingParams,
             text += f"[guide {Path(guide.get('tuned') or guide['reward_model']).name}]"
     else:
         text = f"{label} ({args})" if swept else label
-    prints = {k: fingerprint(v, base_dir) if k != "reward_label" else v
-              for k, v in (guide or {}).items()}
-    sampled = (prints.get(model) if model in ("tuned", "untuned")
-               else fingerprint(model, base_dir) if model else None)
     key = {"method": name, "params": params.to_dict() if params else {},
-           "sampling": sampling.to_dict(), "guide": prints if name in NEEDS_GUIDE else None,
-           "model": sampled, **context}
+           "sampling": sampling.to_dict(), **context}
     digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
     return MethodSpec(label=text, method=name, params=params, sampling=sampling,
                       guide=guide, model=model, hash=digest[:12])

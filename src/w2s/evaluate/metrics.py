@@ -10,7 +10,7 @@ measured differs by method, and each row says which kind it holds (``kl_kind``):
 - ``untruncated``: the same, when top-k/top-p truncation is on (the sampled distributions are
   truncated; the KL is of the distributions before truncation).
 - ``bound``: Best-of-N reports the analytic log N - (N-1)/N; CBS the selection-count bound
-  R log(W*K) (see :func:`w2s.decoding.beam._track_selection`). Look at the base log-likelihood
+  R log(W*K) (see :func:`w2s.decoding.beam.selection_kl_bound`). Look at the base log-likelihood
   alongside.
 """
 
@@ -20,6 +20,7 @@ from collections.abc import Sequence
 
 import torch
 
+from w2s.decoding.fusion import token_kl
 from w2s.models.hf import HFModel
 
 
@@ -30,23 +31,17 @@ def base_loglik(base: HFModel, prompts: Sequence[str], ids: Sequence[Sequence[in
     return [float(x.double().sum()) for x in lps]
 
 
-def same_vocabulary(a: HFModel, b: HFModel) -> bool:
-    return a.tokenizer.get_vocab() == b.tokenizer.get_vocab()
-
-
 @torch.inference_mode()
 def path_kl(q_model: HFModel, p_model: HFModel, prompts: Sequence[str],
             ids: Sequence[Sequence[int]], temperature: float) -> list[float]:
     """Exact per-token KL(q ‖ p) summed along each path of ``q_model``'s tokens (teacher
-    forcing; each model formats the prompt its own way). Needs one shared vocabulary."""
+    forcing; each model formats the prompt its own way). Needs one shared vocabulary and a
+    temperature > 0."""
     targets = [list(x) for x in ids]
     q_logits = q_model.target_logits([q_model.encode_prompt(p) for p in prompts], targets)
     p_logits = p_model.target_logits([p_model.encode_prompt(p) for p in prompts], targets)
     out = []
-    t = max(temperature, 1e-6)
     for ql, pl in zip(q_logits, p_logits):
         v = min(ql.shape[-1], pl.shape[-1])
-        q = (ql[:, :v].double() / t).log_softmax(-1)
-        p = (pl[:, :v].double() / t).log_softmax(-1)
-        out.append(float((q.exp() * (q - p)).sum()))
+        out.append(float(token_kl(ql[:, :v], pl[:, :v], temperature).sum()))
     return out

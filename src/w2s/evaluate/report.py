@@ -1,8 +1,9 @@
 """``w2s report``: the summary table and plots of a results JSONL.
 
-Every number is a mean over the rows (prompts × seeds) of one method, with its standard error
-(sample standard deviation / sqrt(rows)). The report is computed from the JSONL alone, so it can
-be rerun at any time, also on a run still in progress.
+Rewards, guide scores and KL are means over prompts, with standard errors over prompts (each
+prompt's seeds are averaged first: a prompt's outputs are correlated); costs and fluency are
+plain means over rows. The report is computed from the JSONL alone, so it can be rerun at any
+time, also on a run still in progress.
 """
 
 from __future__ import annotations

@@ -27,8 +27,12 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
     """Every complete row of a results file (a torn last line, from a kill, is ignored)."""
     if not path.is_file():
         raise W2SError(f"results file {str(path)!r} does not exist")
+    return _parse(path.read_bytes(), path)
+
+
+def _parse(data: bytes, path: Path) -> list[dict[str, Any]]:
     rows = []
-    lines = path.read_bytes().split(b"\n")
+    lines = data.split(b"\n")
     for n, line in enumerate(lines, 1):
         if not line.strip():
             continue
@@ -47,18 +51,17 @@ class ResultStore:
     def __init__(self, path: Path) -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._repair()
-        self.rows = read_rows(path) if path.exists() else []
+        data = self._repair(path.read_bytes() if path.exists() else b"")
+        self.rows = _parse(data, path)
         self.done: set[Key] = {row_key(r) for r in self.rows if "hash" in r}
 
-    def _repair(self) -> None:
+    def _repair(self, data: bytes) -> bytes:
         """Cut a torn last line (a kill mid-write) so the next append starts on a fresh line."""
-        if not self.path.exists():
-            return
-        data = self.path.read_bytes()
         if data and not data.endswith(b"\n"):
+            data = data[: data.rfind(b"\n") + 1]
             with self.path.open("r+b") as f:
-                f.truncate(data.rfind(b"\n") + 1)
+                f.truncate(len(data))
+        return data
 
     def check_compatible(self, label: str, digest: str) -> None:
         """Refuse to mix: rows under the same label but made with other settings."""
