@@ -38,3 +38,25 @@ def xpair(tiny_paths):
     from w2s import PairGuide
 
     return PairGuide.load(tiny_paths["xtuned"], tiny_paths["xuntuned"])
+
+
+@pytest.fixture(scope="session")
+def ending_paths(tmp_path_factory):
+    """base/tuned/untuned (one vocabulary) whose responses mostly end by EOS within 20 tokens."""
+    from w2s.zoo.tiny import build_ending_set
+
+    return {k: str(v) for k, v in build_ending_set(tmp_path_factory.mktemp("ending")).items()}
+
+
+@pytest.fixture(scope="session")
+def ebase(ending_paths):
+    from w2s import HFModel
+
+    return HFModel.load(ending_paths["base"], batch_size=512)
+
+
+@pytest.fixture(scope="session")
+def epair(ending_paths):
+    from w2s import PairGuide
+
+    return PairGuide.load(ending_paths["tuned"], ending_paths["untuned"])

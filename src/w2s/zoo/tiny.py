@@ -6,9 +6,15 @@ without a model hub.
   base/        Llama-shaped, tokenizer A (byte-level BPE, ~400 tokens)
   tuned/       Llama-shaped, smaller, tokenizer A
   untuned/     Llama-shaped, smaller, tokenizer A (another seed)
-  xtuned/      GPT-2-shaped, tokenizer B (a different vocabulary, ~300 tokens)
+  xtuned/      GPT-2-shaped, tokenizer B (a different vocabulary, ~300 tokens, whose special
+               tokens sit at other ids: pad/bos/eos are 0/1/2 in A and 4/5/3 in B, so a guide
+               that borrowed the base's special ids would score the wrong token)
   xuntuned/    GPT-2-shaped, tokenizer B
   reward/      Llama sequence classifier (2 labels), tokenizer A
+
+``build_ending_set(root)`` writes a base/tuned/untuned family (GPT-2-shaped, tokenizer A) whose
+EOS logit is raised by a constant, so that most responses end by EOS within a few tokens: the
+exact equivalences then also cover how finished candidates are scored and how decoding stops.
 """
 
 from __future__ import annotations
@@ -36,17 +42,20 @@ CHAT_TEMPLATE = (
 )
 
 SPECIAL = ["<|pad|>", "<|bos|>", "<|eos|>", "<|user|>", "<|assistant|>", "<|system|>"]
+# the same special tokens in another order: pad 4, bos 5, eos 3
+SPECIAL_B = ["<|user|>", "<|assistant|>", "<|system|>", "<|eos|>", "<|pad|>", "<|bos|>"]
 
 
-def build_tokenizer(vocab_size: int, corpus: str = CORPUS):  # noqa: ANN201
-    """A byte-level BPE tokenizer trained on ``corpus``, wrapped as a transformers tokenizer."""
+def build_tokenizer(vocab_size: int, corpus: str = CORPUS, special: list[str] = SPECIAL):  # noqa: ANN201
+    """A byte-level BPE tokenizer trained on ``corpus``, wrapped as a transformers tokenizer;
+    ``special`` tokens take the first ids, in that order."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIAL,
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=list(special),
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
                                   show_progress=False)
     tok.train_from_iterator(corpus.splitlines(), trainer)
@@ -55,7 +64,8 @@ def build_tokenizer(vocab_size: int, corpus: str = CORPUS):  # noqa: ANN201
         single="<|bos|> $A", pair="<|bos|> $A $B", special_tokens=[("<|bos|>", bos)])
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<|bos|>", eos_token="<|eos|>",
                                    pad_token="<|pad|>",
-                                   additional_special_tokens=SPECIAL[3:])
+                                   additional_special_tokens=[t for t in special if t not in
+                                                              ("<|pad|>", "<|bos|>", "<|eos|>")])
     fast.chat_template = CHAT_TEMPLATE
     return fast
 
@@ -92,7 +102,7 @@ def build_tiny_set(root: str | Path, *, seed: int = 0) -> dict[str, Path]:
 
     root = Path(root)
     tok_a = build_tokenizer(400)
-    tok_b = build_tokenizer(300, CORPUS.lower())
+    tok_b = build_tokenizer(300, CORPUS.lower(), SPECIAL_B)
     specs = {
         "base": (_llama_config(tok_a, 64, 2), tok_a, seed),
         "tuned": (_llama_config(tok_a, 32, 2), tok_a, seed + 1),
@@ -108,4 +118,36 @@ def build_tiny_set(root: str | Path, *, seed: int = 0) -> dict[str, Path]:
     cfg = _llama_config(tok_a, 32, 1)
     cfg.num_labels = 2
     out["reward"] = save_model(LlamaForSequenceClassification(cfg), tok_a, root / "reward")
+    return out
+
+
+def boost_eos(model, boost: float) -> None:  # noqa: ANN001
+    """Give a GPT-2 model's EOS logit a constant ``+boost`` at every position.
+
+    GPT-2's final LayerNorm has a bias and its LM head is the (tied) token embedding: hidden
+    unit 0 is made the constant 1 (LayerNorm weight 0, bias 1) and only EOS's embedding reads
+    it (weight ``boost``; every other token's weight on it is 0)."""
+    with torch.no_grad():
+        wte, ln_f = model.transformer.wte.weight, model.transformer.ln_f
+        eos = model.config.eos_token_id
+        wte[:, 0] = 0.0
+        wte[eos, 0] = boost
+        ln_f.weight[0], ln_f.bias[0] = 0.0, 1.0
+
+
+def build_ending_set(root: str | Path, *, seed: int = 10,
+                     boosts: tuple[float, float, float] = (6.0, 10.0, 5.0)) -> dict[str, Path]:
+    """Write base/tuned/untuned (GPT-2-shaped, one vocabulary) with boosted EOS logits under
+    ``root`` (see :func:`boost_eos`); returns role -> folder."""
+    from transformers import AutoModelForCausalLM
+
+    root = Path(root)
+    tok = build_tokenizer(400)
+    out: dict[str, Path] = {}
+    for n, (role, hidden, boost) in enumerate(zip(("base", "tuned", "untuned"), (64, 32, 32),
+                                                  boosts)):
+        torch.manual_seed(seed + n)
+        model = AutoModelForCausalLM.from_config(_gpt2_config(tok, hidden, 2))
+        boost_eos(model, boost)
+        out[role] = save_model(model, tok, root / role)
     return out
