@@ -2,7 +2,8 @@
 
 Tokens 0..4 are the letters a..e and token 5 is EOS; the token at position t of a row is a
 pure function of that row's random stream and t, exactly like the real backend's sampling.
-Every call is recorded so tests can check what was expanded.
+Every call is recorded (parents, random streams, children) so tests can check what was expanded
+and with which random slot.
 """
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ class ScriptedBackend:
         return Stopper(self.decode, [EOS], stop).text(ids)
 
     def sample(self, prompt_ids, response_ids, streams, max_tokens, sampling):  # noqa: ANN001
-        self.calls.append({"parents": [list(r) for r in response_ids], "max_tokens": max_tokens})
+        self.calls.append({"parents": [list(r) for r in response_ids], "max_tokens": max_tokens,
+                           "streams": streams.tolist()})
         stopper = Stopper(self.decode, [] if sampling.ignore_eos else [EOS], sampling.stop)
         probs = torch.tensor([1.0] * 5 + [self.eos_weight])
         cdf = (probs / probs.sum()).cumsum(0)

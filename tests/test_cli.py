@@ -9,6 +9,8 @@ import sys
 
 import pytest
 
+import w2s
+
 pytestmark = pytest.mark.slow
 
 
@@ -45,7 +47,7 @@ def test_help_reads_well():
 
 
 @pytest.mark.parametrize("method", ["sample", "bon", "cbs", "eft"])
-def test_generate_json_contract(models, tmp_path, method):
+def test_generate_json_contract(models, tmp_path, method, base, pair):
     pf = tmp_path / "prompts.jsonl"
     pf.write_text(json.dumps({"prompt": "The movie was"}) + "\n\n"
                   + json.dumps({"prompt": "I thought", "id": 7}) + "\n")
@@ -54,16 +56,21 @@ def test_generate_json_contract(models, tmp_path, method):
                    "--max-new-tokens", "8", "--seed", "1", "--json")
     assert proc.returncode == 0, proc.stderr
     rows = [json.loads(x) for x in proc.stdout.strip().splitlines()]
-    assert [r["prompt"] for r in rows] == ["A", "The movie was", "I thought"]
-    for r in rows:
-        assert r["method"] == method and isinstance(r["response"], str)
-        assert isinstance(r["score"], float)
-        assert 1 <= len(r["token_ids"]) <= 8
+    prompts = ["A", "The movie was", "I thought"]
+    assert [r["prompt"] for r in rows] == prompts
+    # the same numbers as the Python API with the same knobs
+    sp = w2s.SamplingParams(max_new_tokens=8, seed=1)
+    knobs = {"sample": (), "bon": (w2s.BestOfNParams(3),), "cbs": (w2s.SearchParams(2, 2, 3),),
+             "eft": (w2s.EFTParams(),)}[method]
+    want = getattr(w2s, {"bon": "best_of_n"}.get(method, method))(base, pair, prompts, *knobs,
+                                                                   sampling=sp)
+    for r, x in zip(rows, want):
+        assert r["method"] == method
+        assert (r["response"], r["token_ids"]) == (x.text, x.token_ids)
+        assert r["score"] == pytest.approx(x.score, abs=1e-4)
 
 
 def test_generate_matches_python_api(models, tiny_paths):
-    import w2s
-
     proc = run_w2s("generate", *models, "--method", "cbs", "--prompt", "The movie was",
                    "--w", "2", "--k", "3", "--l", "4", "--max-new-tokens", "10", "--seed", "3",
                    "--json", "--return-all")
@@ -82,13 +89,20 @@ def test_generate_cross_vocabulary_and_chat(tiny_paths):
                    "--untuned", tiny_paths["xuntuned"], "--method", "cbs", "--chat",
                    "--prompt", "Review this film.", "--max-new-tokens", "6", "--json")
     assert proc.returncode == 0, proc.stderr
-    assert json.loads(proc.stdout)["score"] is not None
+    row = json.loads(proc.stdout)
+    base = w2s.HFModel.load(tiny_paths["base"], chat=True)
+    guide = w2s.PairGuide.load(tiny_paths["xtuned"], tiny_paths["xuntuned"], chat=True)
+    [want] = w2s.cbs(base, guide, ["Review this film."], w2s.SearchParams(),
+                     w2s.SamplingParams(max_new_tokens=6))
+    assert (row["response"], row["token_ids"]) == (want.text, want.token_ids)
+    assert row["score"] == pytest.approx(want.score, abs=1e-4)
 
 
-def test_plain_text_output(models):
+def test_plain_text_output(models, base):
     proc = run_w2s("generate", *models, "--method", "sample", "--prompt", "The movie was",
                    "--max-new-tokens", "5")
-    assert proc.returncode == 0 and proc.stdout.startswith("The movie was")
+    [want] = w2s.sample(base, None, ["The movie was"], w2s.SamplingParams(max_new_tokens=5))
+    assert proc.returncode == 0 and proc.stdout.startswith("The movie was\u2192" + want.text)
 
 
 @pytest.mark.parametrize("flag,value,needle", [

@@ -76,7 +76,8 @@ def test_seed_changes_and_reproduces(base, pair):
 def test_cross_vocabulary_cbs_scores_with_the_pairs_own_tokenizer(base, xpair):
     sp = SamplingParams(max_new_tokens=12, seed=0)
     [r] = w2s.cbs(base, xpair, ["The movie was"], SearchParams(2, 2, 4), sp)
-    assert r.score == pytest.approx(xpair.score(["The movie was"], [r.text]).item(), abs=1e-5)
+    assert r.score == pytest.approx(xpair.score(["The movie was"], [r.text], [r.finished]).item(),
+                                    abs=1e-5)
 
 
 def test_search_beats_sampling_on_the_guide_score(base, pair):
@@ -160,9 +161,13 @@ def test_cbs_round_structure_and_top_w_selection(seed, wkl):
     [res] = w2s.cbs(backend, guide, ["p"], SearchParams(w, k, l_), sp, return_all=True)
     assert len(backend.calls) == len(guide.calls)
     carried: list[tuple[list[int], bool, float]] = []  # finished entries kept from earlier rounds
+    key = torch.tensor([prompt_key(seed, "p")])
+    slots = list(range(w * k))  # round 1: child j of the empty response uses slot j
     for r, call in enumerate(backend.calls):
         if r == 0:
             assert call["parents"] == [[]] * (w * k)  # round 1: W*K chunks from the empty response
+        # every child samples its own random stream: slot rank*K + j of its prompt
+        assert call["streams"] == stream_keys(key.expand(len(slots)), torch.tensor(slots)).tolist()
         assert call["max_tokens"] == min(l_, max_new - len(call["parents"][0]))
         scores = [s for _, s in guide.calls[r]]
         # the guide scores each child's whole response text
@@ -174,6 +179,8 @@ def test_cbs_round_structure_and_top_w_selection(seed, wkl):
         if r + 1 < len(backend.calls):
             # exactly the unfinished top-W entries are expanded, K times each, in rank order
             assert backend.calls[r + 1]["parents"] == [x[0] for x in live for _ in range(k)]
+            # child j of the entry at rank q (finished entries keep their rank) uses slot q*K+j
+            slots = [q * k + j for q, x in enumerate(ranked) if x in live for j in range(k)]
         else:
             assert not live
             assert [c.token_ids for c in res.candidates] == [x[0] for x in ranked]

@@ -188,6 +188,55 @@ def test_a_small_sweep_runs_end_to_end(small_run):
     assert [r["response"] for r in s if r["seed"] == 0] != [r["response"] for r in s if r["seed"] == 1]
 
 
+def test_row_metrics_equal_an_independent_recomputation(small_run):
+    """Each row's base log-likelihood and KL, recomputed from plain transformers forward passes
+    on that row's own prompt and response: a value written to the wrong row, a KL of the wrong
+    direction or at the wrong temperature, or another model's text on a different footing
+    (its EOS), all fail here."""
+    import reference
+
+    import w2s
+    from w2s.zoo.build import ZOO_DIR
+
+    _, _, rows = small_run
+    paths = {role: str(ZOO_DIR / role) for role in ("base", "tuned", "untuned")}
+    base = w2s.HFModel.load(paths["base"])
+    tuned = w2s.HFModel.load(paths["tuned"])
+    pair = w2s.PairGuide(tuned, w2s.HFModel.load(paths["untuned"]))
+    eos = reference.load(paths["base"])[0].eos_token_id
+    checked = 0
+    for r in rows:
+        sp = SamplingParams.from_dict(r["sampling"])
+        p = r["prompt"]
+        if r["method"] == "sample":
+            [res] = w2s.sample(base, None, [p], sp)
+            ids = res.token_ids
+        elif r["method"] == "eft(beta=1.0)":
+            [res] = eft(base, pair, [p], EFTParams(1.0), sp)
+            ids = res.token_ids
+        elif r["method"] == "sample[tuned]":
+            [res] = w2s.sample(tuned, None, [p], sp)
+            tok = reference.load(paths["base"])[0]
+            ids = list(tok(res.text, add_special_tokens=False)["input_ids"])
+            ids += [eos] if res.finished else []  # the tuned model's EOS, as the base's
+            # KL(tuned || base) along the tuned model's own tokens, at the sampling temperature
+            lt, lb = (reference.next_token_logits(paths[m], p, res.token_ids)
+                      for m in ("tuned", "base"))
+            n, v = len(res.token_ids), min(lt.shape[-1], lb.shape[-1])
+            q = (lt[:n, :v] / sp.temperature).log_softmax(-1)
+            pb = (lb[:n, :v] / sp.temperature).log_softmax(-1)
+            assert r["kl"] == pytest.approx(float((q.exp() * (q - pb)).sum()), rel=1e-4)
+        else:
+            continue
+        assert res.text == r["response"] and res.finished == r["finished"]
+        assert r["response_tokens"] == len(ids)
+        want = reference.logprob_sum(paths["base"], p, ids)
+        assert r["base_logp"] == pytest.approx(want, abs=1e-3)
+        assert r["base_logp_per_token"] == pytest.approx(want / len(ids), abs=1e-4)
+        checked += 1
+    assert checked == 3 * 3 * 2
+
+
 def test_rerun_skips_what_is_done_and_grows_with_limit(small_run, tmp_path):
     cfg, out, rows = small_run
     before = (out / "results.jsonl").read_bytes()

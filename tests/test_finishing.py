@@ -114,6 +114,17 @@ def test_cached_search_equals_reference_path_when_responses_finish(ebase, epair,
         assert f.cost.base_tokens == s.cost.base_tokens
 
 
+def test_cross_vocabulary_search_scores_finished_responses_with_the_pairs_own_eos(
+        ebase, xpair, tiny_paths):
+    sp = SamplingParams(max_new_tokens=14, temperature=1.0, seed=3)
+    # all N candidates come back, so finished ones are there whatever the pair prefers
+    results = w2s.best_of_n(ebase, xpair, PROMPTS, BestOfNParams(5), sp, return_all=True)
+    assert 0 < finished_share(results) < 1
+    paths = {"tuned": tiny_paths["xtuned"], "untuned": tiny_paths["xuntuned"]}
+    for p, r in zip(PROMPTS, results):
+        assert_reference_scores(paths, p, r.candidates)
+
+
 def test_a_finished_entry_survives_against_later_rounds(ebase, epair):
     # an entry that finished rounds ago stays a candidate while others grow past it
     sp = SamplingParams(max_new_tokens=14, temperature=1.0, seed=3)

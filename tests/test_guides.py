@@ -1,6 +1,7 @@
 """Guides against independent forward passes (no w2s code on the reference side)."""
 
 import pytest
+import reference
 import torch
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 
@@ -33,16 +34,26 @@ def test_pair_score_is_sum_of_token_logprob_differences(which, request, tiny_pat
         assert got[i].item() == pytest.approx(want, abs=1e-4)
 
 
-def test_complete_responses_also_score_the_end_of_sequence(pair, tiny_paths):
-    got = pair.score(PROMPTS, RESPONSES, ended=[True, False, True])
+@pytest.mark.parametrize("which", ["pair", "xpair"])
+def test_complete_responses_also_score_the_end_of_sequence(which, request, tiny_paths):
+    # each model scores its *own* EOS: the cross-vocabulary pair's special tokens sit at other
+    # ids than the base's (eos 3, not 2), so borrowing another tokenizer's id scores a wrong token
+    guide = request.getfixturevalue(which)
+    prefix = "x" if which == "xpair" else ""
+    ended = [True, False, True]
+    got = guide.score(PROMPTS, RESPONSES, ended=ended)
     for i, (p, r) in enumerate(zip(PROMPTS, RESPONSES)):
-        want = 0.0
-        for role, sign in (("tuned", 1), ("untuned", -1)):
-            tok = AutoTokenizer.from_pretrained(tiny_paths[role])
-            eos = [tok.eos_token_id] if i != 1 else []
-            want += sign * reference_logprob_sum(tiny_paths[role], p, r, extra=eos)
+        want = reference.pair_score(tiny_paths[prefix + "tuned"], tiny_paths[prefix + "untuned"],
+                                    p, r, ended[i])
         assert got[i].item() == pytest.approx(want, abs=1e-4)
-    assert got[1].item() == pytest.approx(pair.score(PROMPTS[1:2], RESPONSES[1:2]).item())
+    assert got[1].item() == pytest.approx(guide.score(PROMPTS[1:2], RESPONSES[1:2]).item())
+    assert got[0].item() != pytest.approx(guide.score(PROMPTS[:1], RESPONSES[:1]).item(), abs=1e-3)
+
+
+def test_special_tokens_of_the_two_vocabularies_differ(base, xpair):
+    a, b = base.tokenizer, xpair.tuned.tokenizer
+    for name in ("eos_token_id", "bos_token_id", "pad_token_id"):
+        assert getattr(a, name) != getattr(b, name)
 
 
 def test_cross_vocabulary_pair_really_differs(base, xpair):

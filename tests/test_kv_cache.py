@@ -4,18 +4,23 @@ candidate copies/drops (reorder_cache) and multi-token appends."""
 import torch
 from transformers.cache_utils import DynamicCache
 
-from w2s.models.kv_cache import growing_cache
+from w2s.models.kv_cache import growing_cache, set_spare
+
+STEPS, REORDER_AT = 80, 61
 
 
 def _run(model, cache):  # noqa: ANN001, ANN202
+    """Decode 80 steps with a reorder at step 61; returns the logits, the cache, and the
+    capacity of layer 0's key buffer after every step (growing cache only)."""
     g = torch.Generator().manual_seed(0)
     ids = torch.randint(5, 300, (3, 6), generator=g)
     mask = torch.ones_like(ids)
     out = model(input_ids=ids, attention_mask=mask, past_key_values=cache, use_cache=True)
-    cache, logits = out.past_key_values, [out.logits[:, -1]]
-    for t in range(70):  # past the first capacity (64) to exercise growth
-        if t == 30:  # copy row 0 twice, drop row 2 (as a search expands and prunes)
+    cache, logits, capacity = out.past_key_values, [out.logits[:, -1]], []
+    for t in range(STEPS):
+        if t == REORDER_AT:  # copy row 0 twice, drop row 2 (as a search expands and prunes)
             idx = torch.tensor([0, 0, 1])
+            set_spare(cache, 1)  # so the appends after the reorder must grow the buffer again
             cache.reorder_cache(idx)
             mask = mask[idx]
         n = 3 if t % 10 == 0 else 1  # multi-token appends too
@@ -26,30 +31,42 @@ def _run(model, cache):  # noqa: ANN001, ANN202
                     use_cache=True)
         cache = out.past_key_values
         logits.append(out.logits[:, -1])
-    return torch.stack(logits), cache
+        buf = getattr(cache.layers[0], "_kbuf", None)
+        capacity.append(None if buf is None else buf.shape[-2])
+    return torch.stack(logits), cache, capacity
+
+
+def _growths(capacity: list[int]) -> list[int]:
+    """Steps at which the buffer got bigger than it was."""
+    return [t for t in range(1, len(capacity)) if capacity[t] > capacity[t - 1]]
 
 
 def test_growing_cache_matches_dynamic_cache(base, pair):
     for model in (base.model, pair.tuned.model):
         with torch.inference_mode():
-            want, c1 = _run(model, DynamicCache())
-            got, c2 = _run(model, growing_cache())
+            want, c1, _ = _run(model, DynamicCache())
+            fresh = growing_cache()
+            assert fresh is not None  # else this would compare DynamicCache with itself
+            got, c2, capacity = _run(model, fresh)
+        assert type(c2.layers[0]).__name__ == "GrowingLayer"
         assert torch.equal(want, got)
-        assert c1.get_seq_length() == c2.get_seq_length() == 6 + 7 * 3 + 63
+        assert c1.get_seq_length() == c2.get_seq_length() == 6 + STEPS + 2 * (STEPS // 10)
+        # the buffer grew past its first 64 columns before the reorder, and again after it
+        grew = _growths(capacity)
+        assert any(t < REORDER_AT for t in grew) and any(t > REORDER_AT for t in grew)
 
 
 def test_growing_cache_works_for_gpt2(xpair):
     with torch.inference_mode():
-        want, _ = _run(xpair.tuned.model, DynamicCache())
-        got, _ = _run(xpair.tuned.model, growing_cache())
+        want, _, _ = _run(xpair.tuned.model, DynamicCache())
+        got, c2, capacity = _run(xpair.tuned.model, growing_cache())
+    assert type(c2.layers[0]).__name__ == "GrowingLayer" and _growths(capacity)
     assert torch.equal(want, got)
 
 
 def test_reorders_keep_spare_room_so_appends_do_not_reallocate():
     """Regression: a reorder used to take its spare room out of the old buffer, so capacity
     shrank round after round and every chunk's first append reallocated (a second copy)."""
-    from w2s.models.kv_cache import set_spare
-
     cache = growing_cache()
     k = torch.randn(4, 2, 10, 8)
     cache.update(k, k.clone(), 0)

@@ -107,11 +107,16 @@ def test_demo_without_zoo_is_a_one_line_error(tmp_path):
     assert "w2s zoo build" in proc.stderr
 
 
-def test_base_loglik_matches_token_logprobs():
+def test_base_loglik_matches_a_direct_forward_pass():
+    import reference
+
     from w2s.evaluate.metrics import base_loglik
 
-    base = w2s.HFModel.load(str(ZOO_DIR / "base"))
-    ids = base.encode_response(" a great film.")
-    [v] = base_loglik(base, ["the movie was"], [ids])
-    lp = base.token_logprobs([base.encode_prompt("the movie was")], [ids])[0]
-    assert v == pytest.approx(float(lp.sum())) and v < 0
+    path = str(ZOO_DIR / "base")
+    base = w2s.HFModel.load(path)
+    prompts = ["the movie was", "i hated"]
+    ids = [base.encode_response(" a great film."),
+           base.encode_response(" it") + [base.tokenizer.eos_token_id]]
+    got = base_loglik(base, prompts, ids)  # one batch, rows of different lengths
+    for g, p, x in zip(got, prompts, ids):
+        assert g == pytest.approx(reference.logprob_sum(path, p, x), abs=1e-4) and g < 0
