@@ -237,6 +237,28 @@ def test_row_metrics_equal_an_independent_recomputation(small_run):
     assert checked == 3 * 3 * 2
 
 
+def test_another_models_responses_end_with_the_bases_eos_only_where_they_ended_on_eos(
+        base, xpair):
+    """A small model's text goes to the base's tokens; where the small model ended on its own
+    EOS (id 3 in the cross-vocabulary tokenizer), the base's EOS (id 2) closes it, so its
+    log-likelihood is on the same footing as the base's own samples. A stop string's end or a
+    length cut adds nothing."""
+    from types import SimpleNamespace
+
+    from w2s.evaluate.run import _in_base_tokens
+
+    other = xpair.tuned
+    eos, other_eos = base.tokenizer.eos_token_id, other.tokenizer.eos_token_id
+    assert eos != other_eos
+    text = " a delight"
+    ids = other.encode_response(text)
+    results = [SimpleNamespace(text=text, finished=True, token_ids=ids + [other_eos]),
+               SimpleNamespace(text=text, finished=True, token_ids=ids),  # a stop string
+               SimpleNamespace(text=text, finished=False, token_ids=ids)]
+    mine = base.encode_response(text)
+    assert _in_base_tokens(base, other, results) == [mine + [eos], mine, mine]
+
+
 def test_rerun_skips_what_is_done_and_grows_with_limit(small_run, tmp_path):
     cfg, out, rows = small_run
     before = (out / "results.jsonl").read_bytes()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -90,6 +91,15 @@ def test_demo_quick_end_to_end(tmp_path):
             assert r["base_tokens"] == 0 and r["small_tokens"] >= 1
         else:
             assert r["base_tokens"] >= 1
+    # the KL column holds the known values: 0 for base sampling, the bounds for the searches
+    for r in rows:
+        want = {"base sampling": 0.0, "best-of-16": math.log(16) - 15 / 16,
+                "cbs (4,4,5)": r["stats"].get("rounds", 0) * math.log(16),
+                "cbs (4,4,5) cross-vocab": r["stats"].get("rounds", 0) * math.log(16)}
+        if r["method"] in want:
+            assert r["kl"] == pytest.approx(want[r["method"]], abs=1e-9)
+        if r["method"].startswith("cbs"):  # each round adds 5 tokens; the last, up to 5
+            assert r["stats"]["rounds"] == math.ceil(r["response_tokens"] / 5)
     for name in ("gold_bars.png", "gold_vs_kl.png", "gold_vs_compute.png"):
         assert Path(out / name).stat().st_size > 10_000
     assert "gold: vader" in (out / "summary.txt").read_text()
