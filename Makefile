@@ -1,5 +1,5 @@
 # The two commands of the README. Each sets everything up first (idempotent).
-.PHONY: setup demo test lint
+.PHONY: setup demo test lint mutants
 
 setup:
 	@bash scripts/setup.sh
@@ -13,3 +13,20 @@ test: setup
 
 lint: setup
 	.venv/bin/ruff check src tests bench
+
+# Mutation testing of the core modules ([tool.mutmut] in pyproject.toml; not part of `test` or
+# CI: a full run takes two to three hours on one core). Results are kept in mutants/ and a rerun
+# resumes: only mutants without a verdict run (new ones, those of changed functions, the rest of
+# an interrupted run). mutmut never re-tests a verdict, so after adding tests re-check the
+# survivors with `.venv/bin/mutmut run $(.venv/bin/python scripts/mutation_score.py --names)`,
+# or delete mutants/ to start over. MUTANTS_JOBS sets the worker processes (default: all cores).
+# The target ends with the per-module score table; `scripts/mutation_score.py --survivors` lists
+# the survivors and `.venv/bin/mutmut show NAME` prints one mutant's diff.
+MUTMUT_VERSION = 3.8.1
+MUTANTS_JOBS ?= $(shell nproc 2>/dev/null || echo 1)
+
+mutants: setup
+	.venv/bin/pip install -q 'mutmut==$(MUTMUT_VERSION)'
+	.venv/bin/mutmut run --max-children $(MUTANTS_JOBS)
+	@echo
+	.venv/bin/python scripts/mutation_score.py
