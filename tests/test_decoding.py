@@ -77,7 +77,7 @@ def test_cross_vocabulary_cbs_scores_with_the_pairs_own_tokenizer(base, xpair):
     sp = SamplingParams(max_new_tokens=12, seed=0)
     [r] = w2s.cbs(base, xpair, ["The movie was"], SearchParams(2, 2, 4), sp)
     assert r.score == pytest.approx(xpair.score(["The movie was"], [r.text], [r.finished]).item(),
-                                    abs=1e-5)
+                                    abs=1e-4)  # float32 sums of ~70: 1e-5 is thread-count noise
 
 
 def test_search_beats_sampling_on_the_guide_score(base, pair):
