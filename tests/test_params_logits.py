@@ -63,3 +63,14 @@ def test_greedy_at_temperature_zero():
     logits = torch.tensor([[0.1, 3.0, 0.2], [5.0, 0.0, 0.0]])
     u = torch.tensor([0.99, 0.99], dtype=torch.float64)
     assert choose(logits, SamplingParams(temperature=0), u).tolist() == [1, 0]
+
+
+def test_top_k_one_and_top_p_at_an_exact_boundary():
+    logits = torch.log(torch.tensor([[0.5, 0.25, 0.125, 0.125]]))  # dyadic: sums are exact
+    torch.testing.assert_close(filtered_probs(logits, 1.0, 1, 1.0),
+                               torch.tensor([[1.0, 0, 0, 0]]))
+    # the mass before the second token is exactly top_p = 0.5: it is already reached, so drop
+    torch.testing.assert_close(filtered_probs(logits, 1.0, 0, 0.5),
+                               torch.tensor([[1.0, 0, 0, 0]]))
+    torch.testing.assert_close(filtered_probs(logits, 1.0, 0, 0.75),
+                               torch.tensor([[0.5, 0.25, 0, 0]]) / 0.75)
