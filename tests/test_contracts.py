@@ -230,3 +230,11 @@ def test_rng_and_stopper_edges():
     assert sample_from_probs(zero, torch.tensor([0.5], dtype=torch.float64)).tolist() == [3]
     stopper = Stopper(lambda ids: "".join("ab"[i] for i in ids if i < 2), [EOS], ["ba"])
     assert not stopper.ended([]) and stopper.ended([1, 0]) and not stopper.ended([0, 0])
+
+
+def test_stop_text_cuts_at_the_first_appearance_of_any_stop_string():
+    decode = "".join  # ids are characters here
+    assert Stopper(decode, [], ["ba"]).text(list("abba ba")) == "ab"  # first, not last
+    assert Stopper(decode, [], ["x", "b"]).text(list("bab")) == ""  # a stop at position 0
+    assert Stopper(decode, [], ["zz", "a"]).text(list("bab")) == "b"
+    assert Stopper(decode, [], ["zz"]).text(list("bab")) == "bab"
