@@ -3,23 +3,12 @@
 import pytest
 import reference
 import torch
-from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from w2s import RewardModelGuide, W2SError
 
 PROMPTS = ["The movie was", "I thought the film was boring and", "A"]
 RESPONSES = [" a delight from start to finish.", " far too long", " wonderful cast!"]
-
-
-def reference_logprob_sum(path: str, prompt: str, response: str, extra=()) -> float:  # noqa: ANN001
-    tok = AutoTokenizer.from_pretrained(path)
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
-    p = tok(prompt)["input_ids"]
-    r = tok(response, add_special_tokens=False)["input_ids"] + list(extra)
-    ids = torch.tensor([p + r])
-    with torch.no_grad():
-        logp = model(ids).logits.log_softmax(-1)[0]
-    return sum(logp[len(p) + i - 1, t].item() for i, t in enumerate(r))
 
 
 @pytest.mark.parametrize("which", ["pair", "xpair"])
@@ -29,8 +18,8 @@ def test_pair_score_is_sum_of_token_logprob_differences(which, request, tiny_pat
     got = guide.score(PROMPTS, RESPONSES)
     assert got.shape == (3,)
     for i, (p, r) in enumerate(zip(PROMPTS, RESPONSES)):
-        want = (reference_logprob_sum(tiny_paths[prefix + "tuned"], p, r)
-                - reference_logprob_sum(tiny_paths[prefix + "untuned"], p, r))
+        want = reference.pair_score(tiny_paths[prefix + "tuned"], tiny_paths[prefix + "untuned"],
+                                    p, r, ended=False)
         assert got[i].item() == pytest.approx(want, abs=1e-4)
 
 
