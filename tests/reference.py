@@ -46,3 +46,11 @@ def pair_score(tuned: str, untuned: str, prompt: str, text: str, ended: bool) ->
         ids = list(tok(text, add_special_tokens=False)["input_ids"])
         total += sign * logprob_sum(path, prompt, ids + ([tok.eos_token_id] if ended else []))
     return total
+
+
+def kl_sum(q_logits: torch.Tensor, p_logits: torch.Tensor, temperature: float) -> float:
+    """sum over rows of KL(q || p) between the temperature-scaled softmaxes of ``(T, V)`` (or
+    ``(V,)``) logits, in float64."""
+    q = (q_logits.double() / temperature).log_softmax(-1)
+    p = (p_logits.double() / temperature).log_softmax(-1)
+    return float((q.exp() * (q - p)).sum())
