@@ -26,7 +26,7 @@ import w2s
 from w2s.guides import Guide
 from w2s.quiet import quiet_libraries
 from w2s.tasks.sentiment import load_prompts
-from w2s.zoo.build import ZOO_DIR
+from w2s.zoo import ZOO_DIR
 
 
 class TimedGuide(Guide):

@@ -64,7 +64,7 @@ def build_models(root: Path, ctx: int, shapes: dict[str, tuple[int, int, int]] =
     """Random-initialised Llama models with the zoo's tokenizer: role -> (hidden, layers, seed)."""
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-    from w2s.zoo.build import ZOO_DIR
+    from w2s.zoo import ZOO_DIR
 
     tok = AutoTokenizer.from_pretrained(ZOO_DIR / "base")
     out = {}

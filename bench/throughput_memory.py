@@ -23,7 +23,7 @@ import torch
 import w2s
 from w2s.quiet import quiet_libraries
 from w2s.tasks.sentiment import load_prompts
-from w2s.zoo.build import ZOO_DIR
+from w2s.zoo import ZOO_DIR
 
 
 def load(device: str, batch_size: int):  # noqa: ANN201

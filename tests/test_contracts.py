@@ -20,8 +20,8 @@ from w2s import (
     SearchParams,
     W2SError,
 )
-from w2s.decoding.fusion import token_kl
 from w2s.guides import WeightedGuide
+from w2s.logits import token_kl
 from w2s.rng import _signed, prompt_key, sample_from_probs
 from w2s.stopping import Stopper
 

@@ -91,7 +91,7 @@ def test_bad_configs_say_what_is_wrong(tmp_path, bad, message):
 def test_model_paths_are_relative_to_the_config_and_fingerprinted(tmp_path):
     import shutil
 
-    from w2s.zoo.build import ZOO_DIR
+    from w2s.zoo import ZOO_DIR
 
     for role in ("tuned", "untuned"):
         shutil.copytree(ZOO_DIR / role, tmp_path / "m" / role)
@@ -196,7 +196,7 @@ def test_row_metrics_equal_an_independent_recomputation(small_run):
     import reference
 
     import w2s
-    from w2s.zoo.build import ZOO_DIR
+    from w2s.zoo import ZOO_DIR
 
     _, _, rows = small_run
     paths = {role: str(ZOO_DIR / role) for role in ("base", "tuned", "untuned")}

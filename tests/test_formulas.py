@@ -18,7 +18,7 @@ import w2s
 from w2s import BestOfNParams, EFTParams, SamplingParams, SearchParams
 from w2s.decoding.beam import selection_kl_bound
 from w2s.decoding.best_of_n import bon_kl_bound
-from w2s.decoding.fusion import token_kl
+from w2s.logits import token_kl
 
 
 # ------------------------------------------------------------------ Best-of-N's KL bound

@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from transformers import AutoTokenizer
 
-from w2s.models.hf_scoring import ResponseTokenizer, same_tokenization, tail_safe
+from w2s.guides.tail_tokenizer import ResponseTokenizer, same_tokenization, tail_safe
 
 ZOO = Path(__file__).resolve().parents[1] / "src" / "w2s" / "zoo" / "models"
 WORDS = ["the", "movie", "was", "a", "delight", "from", "start", "to", "finish", "plot", "I",

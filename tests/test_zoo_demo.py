@@ -13,7 +13,7 @@ import pytest
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 import w2s
-from w2s.zoo.build import ZOO_DIR
+from w2s.zoo import ZOO_DIR
 
 ROLES = ["base", "tuned", "untuned", "xtuned", "xuntuned"]
 

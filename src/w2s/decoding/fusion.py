@@ -19,7 +19,7 @@ import torch
 from w2s.decoding.common import Entry, finish_costs, prepare, score_entries
 from w2s.errors import W2SError
 from w2s.guides import Guide, PairGuide
-from w2s.logits import choose
+from w2s.logits import choose, same_vocabulary, token_kl
 from w2s.models.base import Backend
 from w2s.models.hf import HFModel
 from w2s.params import EFTParams, SamplingParams
@@ -35,19 +35,15 @@ def eft_logprobs(base: torch.Tensor, tuned: torch.Tensor, untuned: torch.Tensor,
     return fused.log_softmax(-1)
 
 
-def same_vocabulary(a: HFModel, b: HFModel) -> bool:
-    return a.tokenizer.get_vocab() == b.tokenizer.get_vocab()
-
-
 def check_same_vocabulary(base: HFModel, others: Sequence[tuple[str, HFModel]]) -> None:
     """Token-level methods need one vocabulary; say which models differ and how."""
-    vocab = base.tokenizer.get_vocab()
+    vocab = base.vocabulary
     for role, m in others:
         if not same_vocabulary(base, m):
             raise W2SError(
                 f"eft needs one vocabulary, but the base {base.name!r} has {len(vocab)} tokens and "
                 f"the {role} model {m.name!r} has a different vocabulary of "
-                f"{len(m.tokenizer.get_vocab())} tokens; use cbs or bon, which work across "
+                f"{len(m.vocabulary)} tokens; use cbs or bon, which work across "
                 "vocabularies")
 
 
@@ -102,17 +98,3 @@ def eft(backend: Backend, guide: Guide | None, prompts: Sequence[str],
             r.stats = {"kl": x}
     return results
 
-
-def token_kl(fused_logp: torch.Tensor, base_logits: torch.Tensor,
-             temperature: float) -> torch.Tensor:
-    """``(B,)`` KL(fused ‖ base) of the next-token distributions at ``temperature``.
-
-    Both sides are the temperature-scaled distributions before top-k/top-p truncation, so the
-    KL is finite and base sampling has KL exactly 0; summed along a sampled path it is an
-    unbiased estimate of the sequence-level KL of EFT from base sampling.
-    """
-    if temperature <= 0:
-        return torch.zeros(fused_logp.shape[0], dtype=torch.float64)
-    q = (fused_logp.double() / temperature).log_softmax(-1)
-    p = (base_logits.double() / temperature).log_softmax(-1)
-    return (q.exp() * (q - p)).sum(-1)

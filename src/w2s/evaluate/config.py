@@ -29,13 +29,13 @@ import dataclasses
 import hashlib
 import itertools
 import json
-import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from w2s.errors import W2SError
+from w2s.models.refs import resolve_model
 from w2s.params import BestOfNParams, EFTParams, SamplingParams, SearchParams
 
 SHIPPED = Path(__file__).resolve().parent.parent / "configs"
@@ -47,7 +47,6 @@ TOP_KEYS = {"name", "task", "base", "guide", "prompts", "seeds", "sampling", "me
 GUIDE_KEYS = {"tuned", "untuned", "reward_model", "reward_label"}
 SAMPLING_FIELDS = [f.name for f in dataclasses.fields(SamplingParams) if f.name != "seed"]
 DTYPES = ("auto", "float32", "bfloat16", "float16")
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 
 
 @dataclass(frozen=True)
@@ -220,28 +219,6 @@ def _model_ref(value: Any, what: str, path: Path) -> str:
     except W2SError as e:
         raise W2SError(f"{path.name}: {what}: {e}") from None
     return value
-
-
-def resolve_model(ref: str, base_dir: Path) -> str:
-    """``zoo:ROLE`` -> the shipped zoo; a folder (relative to the config, then to the working
-    directory); otherwise a hub id. A path-looking reference that does not exist is an error."""
-    if ref.startswith("zoo:"):
-        from w2s.zoo.build import ZOO_DIR
-
-        folder = ZOO_DIR / ref[4:]
-        if not (folder / "config.json").is_file():
-            roles = sorted(p.name for p in ZOO_DIR.iterdir() if (p / "config.json").is_file())
-            raise W2SError(f"no zoo model {ref!r}; the zoo has {', '.join('zoo:' + r for r in roles)}")
-        return str(folder)
-    local = Path(ref).expanduser()
-    for cand in ([local] if local.is_absolute() else [base_dir / local, local]):
-        if cand.is_dir():
-            return str(cand)
-    looks_like_path = ref.startswith((".", "/", "~")) or ref.count("/") > 1 or "\\" in ref
-    if looks_like_path or not _HUB_ID.match(ref):
-        raise W2SError(f"model {ref!r} does not exist (no such folder; looked relative to "
-                       f"{base_dir} and to the working directory)")
-    return ref  # a hub id: from_pretrained will fetch it (or say in one line why it cannot)
 
 
 def _guide(value: Any, path: Path, where: str = "guide") -> dict[str, str] | None:

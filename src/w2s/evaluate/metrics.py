@@ -20,7 +20,7 @@ from collections.abc import Sequence
 
 import torch
 
-from w2s.decoding.fusion import token_kl
+from w2s.logits import token_kl
 from w2s.models.hf import HFModel
 
 

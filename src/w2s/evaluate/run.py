@@ -16,11 +16,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from w2s.decoding.fusion import same_vocabulary
 from w2s.errors import W2SError
 from w2s.evaluate.config import EvalConfig, MethodSpec
 from w2s.evaluate.metrics import base_loglik, path_kl
 from w2s.evaluate.store import ResultStore
+from w2s.logits import same_vocabulary
 
 RESULTS = "results.jsonl"
 

@@ -11,8 +11,9 @@ would see alone.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import torch
@@ -21,47 +22,10 @@ from w2s.errors import W2SError
 from w2s.logits import choose
 from w2s.models.base import Continuation
 from w2s.models.kv_cache import growing_cache, set_spare
+from w2s.models.loading import load_error, load_tokenizer, resolve_device, resolve_dtype
 from w2s.params import SamplingParams
 from w2s.rng import uniforms
 from w2s.stopping import Stopper
-
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
-
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        return torch.device(device)
-    except RuntimeError as e:
-        raise W2SError(f"unknown device {device!r}: {e}") from None
-
-
-def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
-    if dtype == "auto":
-        if device.type == "cuda":
-            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.float32
-    if dtype not in DTYPES:
-        raise W2SError(f"dtype must be one of auto, {', '.join(DTYPES)}; got {dtype!r}")
-    return DTYPES[dtype]
-
-
-def _load_error(path: str, e: Exception) -> W2SError:
-    first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-    if not os.path.exists(path):
-        return W2SError(f"cannot load model {path!r}: no such folder, and it could not be "
-                        f"fetched as a hub id ({first})")
-    return W2SError(f"cannot load model {path!r}: {first}")
-
-
-def load_tokenizer(path: str) -> Any:
-    from transformers import AutoTokenizer
-
-    try:
-        return AutoTokenizer.from_pretrained(path)
-    except Exception as e:  # noqa: BLE001 - any loader failure is the user's path
-        raise _load_error(path, e) from None
 
 
 @dataclass
@@ -132,13 +96,18 @@ class HFModel:
         try:
             model = AutoModelForCausalLM.from_pretrained(path, dtype=dt)
         except Exception as e:  # noqa: BLE001
-            raise _load_error(path, e) from None
+            raise load_error(path, e) from None
         return cls(model.to(dev), tokenizer, chat=chat, name=path, batch_size=batch_size)
 
     # ------------------------------------------------------------- properties
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
+
+    @cached_property
+    def vocabulary(self) -> Mapping[str, int]:
+        """Token -> id (computed once: token-level methods compare vocabularies per call)."""
+        return self.tokenizer.get_vocab()
 
     @property
     def max_context(self) -> int | None:

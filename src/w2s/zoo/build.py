@@ -25,9 +25,9 @@ from pathlib import Path
 
 import torch
 
+from w2s.zoo import ZOO_DIR
 from w2s.zoo.data import Corpus, load_corpus
 
-ZOO_DIR = Path(__file__).resolve().parent / "models"
 SPECIAL = ["<|pad|>", "<|bos|>", "<|eos|>", "<|user|>", "<|assistant|>"]
 CHAT_TEMPLATE = (
     "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}{% endfor %}"

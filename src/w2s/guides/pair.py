@@ -1,0 +1,131 @@
+"""The tuned/untuned pair as a guide (Weak-to-Strong Search, Zhou et al. 2024):
+
+    r(x, y) = sum_t [ log pi_tuned(y_t | x, y_<t) - log pi_untuned(y_t | x, y_<t) ]
+
+Each model of the pair formats the prompt with its *own* template and tokenizes the response
+text with its *own* tokenizer, so the pair may use a different vocabulary from the base model
+(the guide sees text, never the base's token ids). During search, :class:`PairSession` scores
+only each child's new tokens (:mod:`w2s.guides.incremental`, :mod:`w2s.guides.tail_tokenizer`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from w2s.guides.base import Guide, ScoringSession
+from w2s.guides.incremental import IncrementalScorer
+from w2s.guides.tail_tokenizer import ResponseTokenizer, same_tokenization
+from w2s.models.hf import HFModel
+
+
+class PairGuide(Guide):
+    """Tuned/untuned pair: the log-likelihood ratio of the response, summed over its tokens."""
+
+    def __init__(self, tuned: HFModel, untuned: HFModel) -> None:
+        self.tuned = tuned
+        self.untuned = untuned
+
+    @classmethod
+    def load(cls, tuned: str, untuned: str, *, dtype: str = "auto", device: str = "cpu",
+             chat: bool = False) -> PairGuide:
+        return cls(HFModel.load(tuned, dtype=dtype, device=device, chat=chat),
+                   HFModel.load(untuned, dtype=dtype, device=device, chat=chat))
+
+    @staticmethod
+    def targets(model: HFModel, responses: Sequence[str],
+                ended: Sequence[bool] | None) -> list[list[int]]:
+        """Response tokens in ``model``'s tokenization; a complete response also gets EOS, so
+        the score is the log-ratio of the whole sequence, its end included."""
+        return PairGuide.with_eos(model, model.encode_responses(responses), ended)
+
+    @staticmethod
+    def with_eos(model: HFModel, ids: Sequence[list[int]],
+                 ended: Sequence[bool] | None) -> list[list[int]]:
+        """``ids`` (response tokens), with EOS appended to the complete ones (new lists)."""
+        eos = model.tokenizer.eos_token_id
+        ended = ended if ended is not None else [False] * len(ids)
+        return [list(x) + ([eos] if e and eos is not None else []) for x, e in zip(ids, ended)]
+
+    @classmethod
+    def _logprob_sums(cls, model: HFModel, prompts: Sequence[str], responses: Sequence[str],
+                      ended: Sequence[bool] | None) -> tuple[torch.Tensor, int]:
+        prefixes = [model.encode_prompt(p) for p in prompts]
+        targets = cls.targets(model, responses, ended)
+        per_token = model.token_logprobs(prefixes, targets)
+        sums = torch.tensor([float(t.double().sum()) for t in per_token], dtype=torch.float64)
+        return sums, sum(len(t) for t in targets)
+
+    def score_with_cost(self, prompts: Sequence[str], responses: Sequence[str],
+                        ended: Sequence[bool] | None = None) -> tuple[torch.Tensor, int]:
+        tuned, n1 = self._logprob_sums(self.tuned, prompts, responses, ended)
+        untuned, n2 = self._logprob_sums(self.untuned, prompts, responses, ended)
+        return (tuned - untuned).float(), n1 + n2
+
+    def session(self, prompts: Sequence[str], roots: Sequence[Any]) -> ScoringSession:
+        return PairSession(self, prompts, roots)
+
+
+class PairSession(ScoringSession):
+    """Incremental pair scoring: each model scores only each child's new tokens, from the KV
+    cache of its parent, and tokenizes only a tail of each child's text after its parent's
+    (see :mod:`w2s.guides.incremental`). Models with the same tokenization share one
+    tokenizer state; a model whose ``encode_responses`` is overridden tokenizes whole texts
+    with it, as :meth:`PairGuide.targets` does."""
+
+    def __init__(self, guide: PairGuide, prompts: Sequence[str], roots: Sequence[Any]) -> None:
+        super().__init__(guide, prompts, roots)
+        self.models = (guide.tuned, guide.untuned)
+        self.scorers = [IncrementalScorer(m) for m in self.models]
+        self.states: list[Any] = [sc.open([m.encode_prompt(p) for p in prompts])
+                                  for sc, m in zip(self.scorers, self.models)]
+        self.encoders = self._encoders(len(roots))
+        self.row_of = {k: i for i, k in enumerate(roots)}
+
+    def _encoders(self, roots: int) -> list[Any]:
+        """Per model, its :class:`ResponseTokenizer` (one per distinct tokenization), or None
+        where the model's own ``encode_responses`` must be used."""
+        out: list[Any] = []
+        for m in self.models:
+            if type(m).encode_responses is not HFModel.encode_responses:
+                out.append(None)
+                continue
+            twin = next((e for e in out if e is not None
+                         and same_tokenization(e.tok, m.tokenizer)), None)
+            out.append(twin or ResponseTokenizer(m.tokenizer, roots))
+        return out
+
+    def _response_ids(self, rows: list[int], texts: Sequence[str]
+                      ) -> list[tuple[list[list[int]], list[int] | None]]:
+        """Per model: each child's response tokens and how many lead its parent's unchanged."""
+        done: dict[int, tuple[list[list[int]], list[int] | None]] = {}
+        out = []
+        for m, enc in zip(self.models, self.encoders):
+            if enc is None:
+                out.append((m.encode_responses(texts), None))
+                continue
+            if id(enc) not in done:  # a shared encoder advances once per round
+                done[id(enc)] = enc.encode(rows, texts)
+            out.append(done[id(enc)])
+        return out
+
+    def score(self, owners: Sequence[int], parents: Sequence[Any], keys: Sequence[Any],
+              texts: Sequence[str], ended: Sequence[bool] | None = None
+              ) -> tuple[torch.Tensor, int]:
+        rows = [self.row_of[k] for k in parents]
+        sums, tokens = [], 0
+        encoded = self._response_ids(rows, texts)
+        for n, (sc, m) in enumerate(zip(self.scorers, self.models)):
+            ids, shared = encoded[n]
+            self.states[n], s, fed = sc.extend(self.states[n], rows,
+                                               PairGuide.with_eos(m, ids, ended), shared)
+            sums.append(torch.tensor(s, dtype=torch.float64))
+            tokens += fed
+        self.row_of = {k: i for i, k in enumerate(keys)}
+        return (sums[0] - sums[1]).float(), tokens
+
+    def keep(self, keys: Sequence[Any]) -> None:
+        # rows are gathered by the next extend (one cache copy per round, not two)
+        self.row_of = {k: self.row_of[k] for k in keys}

@@ -1,0 +1,85 @@
+"""A ``transformers`` sequence-classification model as the guide (or a gold scorer)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from w2s.errors import W2SError
+from w2s.guides.base import Guide
+from w2s.models.loading import load_error, load_tokenizer, resolve_device, resolve_dtype
+
+
+class RewardModelGuide(Guide):
+    """A ``transformers`` sequence-classification model as the guide.
+
+    With one output the score is that logit; with several it is the log-probability of
+    ``label`` (default: the last label, e.g. "positive" in a negative/positive classifier).
+    ``chat=True`` formats (prompt, response) as a user and an assistant turn.
+    """
+
+    def __init__(self, model: Any, tokenizer: Any, *, chat: bool = False, label: int | None = None,
+                 name: str = "", batch_size: int = 32) -> None:
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.chat = chat
+        self.name = name or type(model).__name__
+        self.batch_size = batch_size
+        n = model.config.num_labels
+        self.label = (n - 1) if label is None else label
+        if not 0 <= self.label < n:
+            raise W2SError(f"label must be in [0, {n}) for {self.name!r}, got {label}")
+        if chat and not getattr(tokenizer, "chat_template", None):
+            raise W2SError(f"reward model {self.name!r} has no chat template; drop chat")
+        pad = tokenizer.pad_token_id
+        if pad is None:
+            pad = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else 0
+        self.pad_id = pad
+        if model.config.pad_token_id is None:
+            model.config.pad_token_id = pad
+
+    @classmethod
+    def load(cls, path: str, *, dtype: str = "auto", device: str = "cpu", chat: bool = False,
+             label: int | None = None) -> RewardModelGuide:
+        from transformers import AutoModelForSequenceClassification
+
+        dev = resolve_device(device)
+        tok = load_tokenizer(path)
+        try:
+            model = AutoModelForSequenceClassification.from_pretrained(
+                path, dtype=resolve_dtype(dtype, dev))
+        except Exception as e:  # noqa: BLE001
+            raise load_error(path, e) from None
+        return cls(model.to(dev), tok, chat=chat, label=label, name=path)
+
+    def _encode(self, prompt: str, response: str) -> list[int]:
+        tok = self.tokenizer
+        if self.chat:
+            text = tok.apply_chat_template([{"role": "user", "content": prompt},
+                                            {"role": "assistant", "content": response}],
+                                           tokenize=False)
+            return list(tok(text, add_special_tokens=False)["input_ids"])
+        return list(tok(prompt + response, add_special_tokens=True)["input_ids"])
+
+    @torch.inference_mode()
+    def score_with_cost(self, prompts: Sequence[str], responses: Sequence[str],
+                        ended: Sequence[bool] | None = None) -> tuple[torch.Tensor, int]:
+        seqs = [self._encode(p, r) for p, r in zip(prompts, responses)]
+        dev = next(self.model.parameters()).device
+        scores: list[torch.Tensor] = []
+        for lo in range(0, len(seqs), self.batch_size):
+            chunk = seqs[lo: lo + self.batch_size]
+            width = max(len(s) for s in chunk)
+            ids = torch.full((len(chunk), width), self.pad_id, dtype=torch.long)
+            mask = torch.zeros_like(ids)
+            for i, s in enumerate(chunk):  # right padding: the head reads the last real token
+                ids[i, : len(s)] = torch.tensor(s)
+                mask[i, : len(s)] = 1
+            logits = self.model(input_ids=ids.to(dev), attention_mask=mask.to(dev)).logits.float()
+            if logits.shape[-1] == 1:
+                scores.append(logits[:, 0].cpu())
+            else:
+                scores.append(logits.log_softmax(-1)[:, self.label].cpu())
+        return torch.cat(scores), sum(len(s) for s in seqs)

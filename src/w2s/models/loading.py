@@ -1,0 +1,53 @@
+"""Loading ``transformers`` weights and tokenizers: device and dtype choice, one-line errors.
+
+Shared by every white-box model w2s loads (the base, the guide's pair, reward models), so a bad
+path or an unknown dtype reads the same whichever role the model plays.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import torch
+
+from w2s.errors import W2SError
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        return torch.device(device)
+    except RuntimeError as e:
+        raise W2SError(f"unknown device {device!r}: {e}") from None
+
+
+def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
+    if dtype == "auto":
+        if device.type == "cuda":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.float32
+    if dtype not in DTYPES:
+        raise W2SError(f"dtype must be one of auto, {', '.join(DTYPES)}; got {dtype!r}")
+    return DTYPES[dtype]
+
+
+def load_error(path: str, e: Exception) -> W2SError:
+    """The one-line error for a model that failed to load from ``path``."""
+    first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    if not os.path.exists(path):
+        return W2SError(f"cannot load model {path!r}: no such folder, and it could not be "
+                        f"fetched as a hub id ({first})")
+    return W2SError(f"cannot load model {path!r}: {first}")
+
+
+def load_tokenizer(path: str) -> Any:
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(path)
+    except Exception as e:  # noqa: BLE001 - any loader failure is the user's path
+        raise load_error(path, e) from None
