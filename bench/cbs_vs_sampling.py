@@ -35,20 +35,20 @@ class TimedGuide(Guide):
     def __init__(self, inner: Guide) -> None:
         self.inner, self.seconds = inner, 0.0
 
-    def session(self, prompts, roots):  # noqa: ANN001, ANN201
-        inner, timer = self.inner.session(prompts, roots), self
+    def session(self, prompts):  # noqa: ANN001, ANN201
+        inner, timer = self.inner.session(prompts), self
 
         class Timed:
+            def reindex(self, rows):  # noqa: ANN001, ANN202
+                t0 = time.perf_counter()
+                inner.reindex(rows)
+                timer.seconds += time.perf_counter() - t0
+
             def score(self, *args):  # noqa: ANN002, ANN202
                 t0 = time.perf_counter()
                 out = inner.score(*args)
                 timer.seconds += time.perf_counter() - t0
                 return out
-
-            def keep(self, keys):  # noqa: ANN001, ANN202
-                t0 = time.perf_counter()
-                inner.keep(keys)
-                timer.seconds += time.perf_counter() - t0
 
         return Timed()
 

@@ -20,40 +20,52 @@ EOS = 5
 
 
 class ScriptedBackend:
-    name = "scripted"
+    """A text-level :class:`w2s.models.Backend` only (no search state, no logits).
 
-    def __init__(self, eos_weight: float = 1.0) -> None:
+    ``ids=False`` makes it report text only (``token_ids=None``), as a remote engine may: it
+    then reads each response's tokens back from the text (one letter per token).
+    """
+
+    name = "scripted"
+    batch_size = 64
+
+    def __init__(self, eos_weight: float = 1.0, *, ids: bool = True) -> None:
         self.calls: list[dict] = []
         self.eos_weight = eos_weight
+        self.ids = ids
 
-    def encode_prompt(self, prompt: str) -> list[int]:
-        return [0]
-
-    def check_fits(self, prompt_ids, max_new_tokens):  # noqa: ANN001
+    def check_prompts(self, prompts, max_new_tokens):  # noqa: ANN001
         return None
 
     def decode(self, ids):  # noqa: ANN001
         return "".join(LETTERS[i] for i in ids if i != EOS)
 
-    def response_text(self, ids, stop):  # noqa: ANN001
-        return Stopper(self.decode, [EOS], stop).text(ids)
-
-    def sample(self, prompt_ids, response_ids, streams, max_tokens, sampling):  # noqa: ANN001
-        self.calls.append({"parents": [list(r) for r in response_ids], "max_tokens": max_tokens,
-                           "streams": streams.tolist()})
+    def complete(self, requests, max_tokens, sampling):  # noqa: ANN001
+        self.calls.append({"parents": [], "max_tokens": max_tokens, "streams": [],
+                           "children": []})
+        call = self.calls[-1]
         stopper = Stopper(self.decode, [] if sampling.ignore_eos else [EOS], sampling.stop)
         probs = torch.tensor([1.0] * 5 + [self.eos_weight])
         cdf = (probs / probs.sum()).cumsum(0)
         out = []
-        for row, resp in enumerate(response_ids):
-            new: list[int] = []
-            for t in range(max_tokens):
-                u = float(uniforms(streams[row: row + 1], torch.tensor([len(resp) + t]))[0])
-                new.append(int((cdf <= u).sum().clamp(max=5)))
-                if stopper.ended(resp + new):
-                    break
-            out.append(Continuation(new, stopper.ended(resp + new)))
-        self.calls[-1]["children"] = [(r + c.token_ids, c.ended) for r, c in zip(response_ids, out)]
+        for req in requests:
+            resp = (list(req.response_ids) if req.response_ids is not None
+                    else [LETTERS.index(c) for c in req.response])
+            conts = []
+            for stream in req.streams:
+                new: list[int] = []
+                for t in range(max_tokens):
+                    u = float(uniforms(torch.tensor([stream]), torch.tensor([len(resp) + t]))[0])
+                    new.append(int((cdf <= u).sum().clamp(max=5)))
+                    if stopper.ended(resp + new):
+                        break
+                ended = stopper.ended(resp + new)
+                call["parents"].append(list(resp))
+                call["streams"].append(stream)
+                call["children"].append((resp + new, ended))
+                conts.append(Continuation(stopper.text(resp + new), new if self.ids else None,
+                                          len(new), "stop" if ended else "length"))
+            out.append(conts)
         return out
 
 

@@ -51,9 +51,10 @@ def test_generate_json_contract(models, tmp_path, method, base, pair):
     pf = tmp_path / "prompts.jsonl"
     pf.write_text(json.dumps({"prompt": "The movie was"}) + "\n\n"
                   + json.dumps({"prompt": "I thought", "id": 7}) + "\n")
+    knob_flags = {"sample": [], "bon": ["--n", "3"], "cbs": ["--w", "2", "--k", "2", "--l", "3"],
+                  "eft": []}[method]
     proc = run_w2s("generate", *models, "--method", method, "--prompts-file", str(pf),
-                   "--prompt", "A", "--w", "2", "--k", "2", "--l", "3", "--n", "3",
-                   "--max-new-tokens", "8", "--seed", "1", "--json")
+                   "--prompt", "A", *knob_flags, "--max-new-tokens", "8", "--seed", "1", "--json")
     assert proc.returncode == 0, proc.stderr
     rows = [json.loads(x) for x in proc.stdout.strip().splitlines()]
     prompts = ["A", "The movie was", "I thought"]
@@ -115,6 +116,17 @@ def test_bad_knobs_are_one_line_errors(models, flag, value, needle):
     method = "bon" if flag == "--n" else "cbs"
     assert_one_line_error(run_w2s("generate", *models, "--method", method, "--prompt", "x",
                                   flag, value), needle)
+
+
+def test_knobs_of_another_method_are_refused_not_ignored(models):
+    assert_one_line_error(run_w2s("generate", *models, "--method", "cbs", "--prompt", "x",
+                                  "--beta", "2"),
+                          "--beta is not a knob of --method cbs (its knobs: --w, --k, --l)")
+    assert_one_line_error(run_w2s("generate", *models, "--method", "sample", "--prompt", "x",
+                                  "--n", "2", "--w", "3"),
+                          "--n, --w are not knobs of --method sample (it has none)")
+    assert_one_line_error(run_w2s("generate", *models, "--method", "eft", "--prompt", "x",
+                                  "--return-all"), "--return-all is for ranked methods, not eft")
 
 
 def test_missing_model_path(tmp_path):

@@ -153,8 +153,8 @@ def test_decoder_errors_name_the_method_and_the_fix(base, pair, xpair):
             w2s.sample(ScriptedBackend(), None, ["p"], n=n)  # type: ignore[arg-type]
     with pytest.raises(W2SError, match=r"^eft needs a tuned/untuned pair as its guide"):
         w2s.eft(base, CountGuide(), ["p"])
-    with pytest.raises(W2SError, match=r"^eft needs next-token log-probabilities: use a "
-                                       r"white-box \(transformers\) base$"):
+    with pytest.raises(W2SError, match=r"^eft needs next-token log-probabilities; this "
+                                       r"backend \(scripted\) returns text only$"):
         w2s.eft(ScriptedBackend(), pair, ["p"])
     with pytest.raises(W2SError, match=r"the untuned model .* which work across vocabularies$"):
         w2s.eft(base, PairGuide(pair.tuned, xpair.untuned), ["p"])

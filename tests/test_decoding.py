@@ -6,7 +6,7 @@ from scripted import EOS, CountGuide, ScriptedBackend
 
 import w2s
 from w2s import BestOfNParams, EFTParams, SamplingParams, SearchParams, W2SError
-from w2s.decoding.fusion import eft_logprobs
+from w2s.decoding.eft import eft_logprobs
 from w2s.logits import filtered_probs
 from w2s.rng import prompt_key, sample_from_probs, stream_keys, uniforms
 
@@ -214,24 +214,17 @@ def test_finished_entries_are_not_expanded_and_stay_candidates():
 
 # ------------------------------------------- KV-cached search vs the simple reference path
 class StatelessView:
-    """The base model without search state: every chunk re-encodes prompt + response.
-
-    This is the simple reference path (what any backend without a KV cache does)."""
+    """The base model through the text-level ``Backend`` protocol only: no search state, every
+    chunk re-encodes prompt + response (what any engine without per-row state does)."""
 
     def __init__(self, model):  # noqa: ANN001
         self.model, self.name, self.batch_size = model, model.name, model.batch_size
 
-    def encode_prompt(self, prompt):  # noqa: ANN001
-        return self.model.encode_prompt(prompt)
+    def check_prompts(self, prompts, n):  # noqa: ANN001
+        return self.model.check_prompts(prompts, n)
 
-    def check_fits(self, ids, n):  # noqa: ANN001
-        return self.model.check_fits(ids, n)
-
-    def response_text(self, ids, stop):  # noqa: ANN001
-        return self.model.response_text(ids, stop)
-
-    def sample(self, *args):  # noqa: ANN002
-        return self.model.sample(*args)
+    def complete(self, *args):  # noqa: ANN002
+        return self.model.complete(*args)
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from w2s.cli import cli
 from w2s.decoding.beam import selection_kl_bound
-from w2s.decoding.fusion import eft, eft_logprobs
+from w2s.decoding.eft import eft, eft_logprobs
 from w2s.errors import W2SError
 from w2s.evaluate.config import parse_config
 from w2s.evaluate.report import summarize, write_report

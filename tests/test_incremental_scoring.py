@@ -19,39 +19,36 @@ LINEAGES = [
 @pytest.mark.parametrize("which", ["pair", "xpair"])
 def test_session_scores_equal_full_rescoring(which, request):
     guide = request.getfixturevalue(which)
-    roots = ["r0", "r1"]
-    sess = guide.session(PROMPTS, roots)
-    parents = list(roots)
+    sess = guide.session(PROMPTS)
+    parents = [0, 1]  # rows: the prompts' empty responses
     for step in range(1, max(map(len, LINEAGES))):
-        owners, keys, texts, pars = [], [], [], []
+        owners, texts, pars = [], [], []
         for i, lineage in enumerate(LINEAGES):
             t = lineage[min(step, len(lineage) - 1)]
             # two siblings per parent: the lineage text and a variant, as CBS expands K ways
-            for v, text in enumerate([t, t + " ok"]):
+            for text in [t, t + " ok"]:
                 owners.append(i)
-                keys.append(f"{i}-{step}-{v}")
                 texts.append(text)
                 pars.append(parents[i])
-        ended = [v == 1 and step % 2 == 0 for v in range(2) for _ in LINEAGES]
-        got, fed = sess.score(owners, pars, keys, texts, ended)
+        ended = [v == 1 and step % 2 == 0 for _ in LINEAGES for v in range(2)]
+        sess.reindex(pars)
+        got, fed = sess.score(texts, ended)
         want = guide.score([PROMPTS[i] for i in owners], texts, ended)
         torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-4)
         assert fed > 0
-        # keep the lineage children (variant 0) only, as selection would
-        parents = [f"{i}-{step}-0" for i in range(len(LINEAGES))]
-        sess.keep(parents)
+        # the lineage children (variant 0) are the next parents, as selection would keep
+        parents = [2 * i for i in range(len(LINEAGES))]
 
 
 def test_incremental_feeds_far_fewer_tokens_than_full(pair):
-    sess = pair.session(["The movie was"], ["root"])
-    text, parent, fed_total, full_total = "", "root", 0, 0
-    for step in range(12):
+    sess = pair.session(["The movie was"])
+    text, fed_total, full_total = "", 0, 0
+    for _ in range(12):
         text += " and then it was good"
-        _, fed = sess.score([0], [parent], [f"k{step}"], [text])
+        sess.reindex([0])
+        _, fed = sess.score([text])
         _, full = pair.score_with_cost(["The movie was"], [text])
         fed_total, full_total = fed_total + fed, full_total + full
-        sess.keep([f"k{step}"])
-        parent = f"k{step}"
     assert fed_total < full_total / 3
 
 
@@ -76,24 +73,23 @@ def test_compacted_caches_score_like_full_rescoring(which, compact_below, reques
     """Many rounds of K=3 siblings, one kept per prompt (rotating, so crops differ per row);
     compaction (forced at 1.0: whenever any column is dead) must not change any score."""
     guide = request.getfixturevalue(which)
-    sess = guide.session(PROMPTS, ["r0", "r1"])
+    sess = guide.session(PROMPTS)
     for sc in sess.scorers:
         sc.compact_below = compact_below
-    parents, texts = ["r0", "r1"], ["", ""]
+    parents, texts = [0, 1], ["", ""]
     for step in range(16):
-        owners, keys, kids, pars = [], [], [], []
+        owners, kids, pars = [], [], []
         for i in range(len(PROMPTS)):
             for v in range(3):
                 owners.append(i)
-                keys.append(f"{i}-{step}-{v}")
                 kids.append(texts[i] + CHUNKS[(step + v + i) % len(CHUNKS)][: 3 + 4 * v])
                 pars.append(parents[i])
-        got, _ = sess.score(owners, pars, keys, kids)
+        sess.reindex(pars)
+        got, _ = sess.score(kids)
         want = guide.score([PROMPTS[i] for i in owners], kids)
         torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-4)
         pick = [3 * i + step % 3 for i in range(len(PROMPTS))]
-        parents, texts = [keys[j] for j in pick], [kids[j] for j in pick]
-        sess.keep(parents)
+        parents, texts = pick, [kids[j] for j in pick]
     if compact_below == 1.0:
         assert all(sc.compactions > 0 for sc in sess.scorers)
         for st in sess.states:  # compacted: no more columns than the widest row needs
@@ -104,7 +100,7 @@ def test_compacted_caches_score_like_full_rescoring(which, compact_below, reques
 def test_pair_sessions_share_one_tokenization_and_respect_overrides(pair):
     """Tuned and untuned share a vocabulary, so one tail tokenizer serves both; a model whose
     ``encode_responses`` is overridden keeps tokenizing with it."""
-    sess = pair.session(PROMPTS, ["a", "b"])
+    sess = pair.session(PROMPTS)
     assert sess.encoders[0] is not None and sess.encoders[0] is sess.encoders[1]
 
     class Counting(w2s.HFModel):
@@ -116,11 +112,10 @@ def test_pair_sessions_share_one_tokenization_and_respect_overrides(pair):
 
     m = pair.untuned
     guide = w2s.PairGuide(pair.tuned, Counting(m.model, m.tokenizer))
-    sess = guide.session(PROMPTS[:1], ["r"])
+    sess = guide.session(PROMPTS[:1])
     assert sess.encoders[1] is None
-    parent = "r"
-    for step, text in enumerate(LINEAGES[0][1:]):
-        got, _ = sess.score([0], [parent], [step], [text])
+    for text in LINEAGES[0][1:]:
+        sess.reindex([0])
+        got, _ = sess.score([text])
         torch.testing.assert_close(got, pair.score(PROMPTS[:1], [text]), rtol=1e-5, atol=1e-4)
-        parent = step
     assert Counting.calls >= len(LINEAGES[0]) - 1

@@ -10,10 +10,10 @@ Steer a large frozen language model (the *base*) with a small *tuned* model and 
     print(result.text, result.score)
 """
 
-from w2s.decoding import DECODERS, best_of_n, cbs, eft, sample
+from w2s.decoding import DECODERS, DecoderSpec, best_of_n, cbs, eft, register, sample
 from w2s.errors import W2SError
 from w2s.guides import Guide, PairGuide, RewardModelGuide, WeightedGuide
-from w2s.models import Backend, HFModel
+from w2s.models import Backend, HFModel, LogitsBackend, SearchBackend
 from w2s.params import BestOfNParams, EFTParams, SamplingParams, SearchParams
 from w2s.result import Candidate, Cost, Result
 
@@ -25,13 +25,16 @@ __all__ = [
     "BestOfNParams",
     "Candidate",
     "Cost",
+    "DecoderSpec",
     "EFTParams",
     "Guide",
     "HFModel",
+    "LogitsBackend",
     "PairGuide",
     "Result",
     "RewardModelGuide",
     "SamplingParams",
+    "SearchBackend",
     "SearchParams",
     "W2SError",
     "WeightedGuide",
@@ -39,5 +42,6 @@ __all__ = [
     "best_of_n",
     "cbs",
     "eft",
+    "register",
     "sample",
 ]

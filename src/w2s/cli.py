@@ -16,11 +16,10 @@ from typing import Any
 import click
 
 from w2s.errors import W2SError
-from w2s.params import BestOfNParams, EFTParams, SamplingParams, SearchParams, field_docs
+from w2s.params import SamplingParams, field_docs
 from w2s.quiet import quiet_libraries
 
-_S, _W, _B, _E = (field_docs(c) for c in (SamplingParams, SearchParams, BestOfNParams, EFTParams))
-_DS, _DW, _DB, _DE = SamplingParams(), SearchParams(), BestOfNParams(), EFTParams()
+_S, _DS = field_docs(SamplingParams), SamplingParams()
 
 
 class _Group(click.Group):
@@ -96,23 +95,77 @@ def build_guide(tuned: str | None, untuned: str | None, reward_model: str | None
     return guide
 
 
-@cli.command()
+class _GenerateCommand(click.Command):
+    """``w2s generate``: its ``--method`` choices, per-method knob flags and ``--return-all``
+    come from the decoder registry when the command runs, so a decoder registered in one
+    place (``w2s.decoding.register``) shows up here with no other change."""
+
+    def get_params(self, ctx: click.Context) -> list[click.Parameter]:
+        params = super().get_params(ctx)
+        at = next(i for i, p in enumerate(params) if p.name == "prompts_file") + 1
+        return params[:at] + registry_options(params) + params[at:]
+
+
+def _knob_table() -> dict[str, dict[str, Any]]:
+    """Every knob of every registered decoder: its type, and per decoder its default and doc."""
+    import dataclasses
+    import typing
+
+    from w2s.decoding import DECODERS
+
+    table: dict[str, dict[str, Any]] = {}
+    for spec in DECODERS.values():
+        if spec.params is None:
+            continue
+        hints, docs = typing.get_type_hints(spec.params), field_docs(spec.params)
+        for f in dataclasses.fields(spec.params):
+            typ = hints.get(f.name, str)
+            row = table.setdefault(f.name, {"type": typ, "methods": {}, "doc": docs.get(f.name, "")})
+            if row["type"] is not typ:
+                raise W2SError(f"knob {f.name!r} has type {typ} in {spec.name} but "
+                               f"{row['type']} elsewhere; rename one")
+            default = f.default if f.default is not dataclasses.MISSING else None
+            row["methods"][spec.name] = default
+    return table
+
+
+def registry_options(static: list[click.Parameter]) -> list[click.Parameter]:
+    """``--method`` (choices and summaries), one flag per knob, ``--return-all``."""
+    from w2s.decoding import DECODERS
+
+    taken = {p.name for p in static}
+    summaries = "; ".join(f"{name}: {spec.summary}" for name, spec in DECODERS.items())
+    opts: list[click.Parameter] = [click.Option(
+        ["--method"], type=click.Choice(list(DECODERS)), default="cbs", show_default=True,
+        help=f"Decoder. {summaries}.")]
+    for name, row in _knob_table().items():
+        if name in taken:
+            raise W2SError(f"decoder knob {name!r} ({', '.join(row['methods'])}) clashes with a "
+                           "flag of w2s generate; rename the knob")
+        typ = row["type"]
+        ctype = {int: click.INT, float: click.FLOAT, bool: click.BOOL}.get(typ, click.STRING)
+        defaults = {d for d in row["methods"].values()}
+        shown = (f"{next(iter(defaults))}" if len(defaults) == 1 else
+                 "; ".join(f"{m}: {d}" for m, d in row["methods"].items()))
+        opts.append(click.Option([f"--{name.replace('_', '-')}", name], type=ctype, default=None,
+                                 help=f"[{', '.join(row['methods'])}] {row['doc']} "
+                                 f"[default: {shown}]"))
+    ranked = [n for n, spec in DECODERS.items() if spec.ranked]
+    opts.append(click.Option(["--return-all"], is_flag=True,
+                             help=f"[{', '.join(ranked)}] Also output every final candidate, "
+                             "ranked."))
+    return opts
+
+
+@cli.command(cls=_GenerateCommand)
 @click.option("--base", required=True, metavar="PATH",
               help="The large frozen model: a local folder or a hub id.")
 @click.option("--tuned", metavar="PATH", help="Small tuned model (the guide's numerator).")
 @click.option("--untuned", metavar="PATH", help="Small untuned model it was tuned from.")
 @click.option("--reward-model", metavar="PATH",
               help="A sequence-classification reward model as (an extra term of) the guide.")
-@click.option("--method", type=click.Choice(["sample", "bon", "cbs", "eft"]), default="cbs",
-              show_default=True, help="Decoder: sample, bon (Best-of-N), cbs (weak-to-strong "
-              "search), eft (proxy tuning).")
 @click.option("--prompt", multiple=True, help="A prompt (repeatable).")
 @click.option("--prompts-file", metavar="FILE.jsonl", help="JSONL with a 'prompt' field per line.")
-@click.option("--w", type=int, default=_DW.w, show_default=True, help=f"[cbs] {_W['w']}")
-@click.option("--k", type=int, default=_DW.k, show_default=True, help=f"[cbs] {_W['k']}")
-@click.option("--l", "l_", type=int, default=_DW.l, show_default=True, help=f"[cbs] {_W['l']}")
-@click.option("--n", type=int, default=_DB.n, show_default=True, help=f"[bon] {_B['n']}")
-@click.option("--beta", type=float, default=_DE.beta, show_default=True, help=f"[eft] {_E['beta']}")
 @click.option("--max-new-tokens", type=int, default=_DS.max_new_tokens, show_default=True,
               help=_S["max_new_tokens"])
 @click.option("--temperature", type=float, default=_DS.temperature, show_default=True,
@@ -123,8 +176,6 @@ def build_guide(tuned: str | None, untuned: str | None, reward_model: str | None
 @click.option("--seed", type=int, default=_DS.seed, show_default=True, help=_S["seed"])
 @click.option("--ignore-eos", is_flag=True, help=_S["ignore_eos"])
 @click.option("--chat", is_flag=True, help="Format prompts with each model's chat template.")
-@click.option("--return-all", is_flag=True,
-              help="[bon, cbs] Also output every final candidate, ranked.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per prompt on stdout.")
 @click.option("--dtype", type=click.Choice(["auto", "float32", "bfloat16", "float16"]),
               default="auto", show_default=True, help="Weights' dtype (auto: fp32 on CPU).")
@@ -132,10 +183,10 @@ def build_guide(tuned: str | None, untuned: str | None, reward_model: str | None
 @click.option("--batch-size", type=int, default=64, show_default=True,
               help="Rows per forward pass (bounds memory).")
 def generate(base: str, tuned: str | None, untuned: str | None, reward_model: str | None,
-             method: str, prompt: tuple[str, ...], prompts_file: str | None, w: int, k: int,
-             l_: int, n: int, beta: float, max_new_tokens: int, temperature: float, top_p: float,
-             top_k: int, stop: tuple[str, ...], seed: int, ignore_eos: bool, chat: bool, return_all: bool,
-             as_json: bool, dtype: str, device: str, batch_size: int) -> None:
+             prompt: tuple[str, ...], prompts_file: str | None, max_new_tokens: int,
+             temperature: float, top_p: float, top_k: int, stop: tuple[str, ...], seed: int,
+             ignore_eos: bool, chat: bool, as_json: bool, dtype: str, device: str,
+             batch_size: int, method: str, return_all: bool, **knobs: Any) -> None:
     """Generate responses from the BASE model, steered by a small tuned/untuned pair.
 
     \b
@@ -144,31 +195,38 @@ def generate(base: str, tuned: str | None, untuned: str | None, reward_model: st
           --w 4 --k 4 --l 5 --prompt "The movie was"
       w2s generate --base big --method sample --prompts-file prompts.jsonl --json
     """
-    from w2s.decoding import DECODERS
+    from w2s.decoding import get_decoder
     from w2s.models.hf import HFModel
 
-    # validate every knob before loading anything heavy
+    spec = get_decoder(method)
+    # validate every value before loading anything heavy
     sampling = SamplingParams(max_new_tokens=max_new_tokens, temperature=temperature,
                               top_p=top_p, top_k=top_k, stop=stop, seed=seed,
                               ignore_eos=ignore_eos)
-    method_params = {"cbs": lambda: SearchParams(w=w, k=k, l=l_), "bon": lambda: BestOfNParams(n=n),
-                     "eft": lambda: EFTParams(beta=beta), "sample": lambda: None}[method]()
+    given = {k: v for k, v in knobs.items() if v is not None}
+    own = [f.name for f in spec.knob_fields()]
+    foreign = [k for k in given if k not in own]
+    if foreign:  # a knob of another method would be silently ignored: refuse it
+        flags = ", ".join("--" + k.replace("_", "-") for k in foreign)
+        its = ", ".join("--" + k.replace("_", "-") for k in own)
+        raise W2SError(f"{flags} {'is not a knob' if len(foreign) == 1 else 'are not knobs'} "
+                       f"of --method {method} ({f'its knobs: {its}' if own else 'it has none'})")
+    params = spec.make_params(given)
+    if return_all and not spec.ranked:
+        raise W2SError(f"--return-all is for ranked methods, not {method}")
     if batch_size < 1:
         raise W2SError(f"batch-size must be >= 1, got {batch_size}")
     prompts = read_prompts(prompt, prompts_file)
-    spec = DECODERS[method]
-    if spec.needs_guide and not (tuned or untuned or reward_model):
-        raise W2SError(f"--method {method} needs a guide: --tuned and --untuned "
-                       "(or --reward-model)")
-    if method == "eft" and not (tuned and untuned):
-        raise W2SError("--method eft needs --tuned and --untuned")
+    if (tuned is None) != (untuned is None):
+        raise W2SError("--tuned and --untuned go together: give both or neither")
+    problem = spec.guide_problem(bool(tuned and untuned), bool(reward_model),
+                                 pair_name="--tuned and --untuned", rm_name="--reward-model")
+    if problem:
+        raise W2SError(f"--method {problem}")
     backend = HFModel.load(base, dtype=dtype, device=device, chat=chat, batch_size=batch_size)
+    spec.check_backend(backend)
     guide = build_guide(tuned, untuned, reward_model, dtype=dtype, device=device, chat=chat)
-    kwargs: dict[str, Any] = {}
-    if method in ("bon", "cbs"):
-        kwargs["return_all"] = return_all
-    args = (backend, guide, prompts) + ((method_params,) if method_params is not None else ())
-    results = spec.fn(*args, sampling=sampling, **kwargs)
+    results = spec.run(backend, guide, prompts, params, sampling, return_all=return_all)
     for r in results:
         if as_json:
             row = {"prompt": r.prompt, "response": r.text, "method": method, "score": r.score,

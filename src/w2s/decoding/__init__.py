@@ -1,36 +1,26 @@
-"""Decoders, looked up by name. Each is a plain function
-``decoder(backend, guide, prompts, <method params>, sampling) -> list[Result]``."""
+"""Decoders, looked up by name in one registry (:mod:`w2s.decoding.registry`). Each is a plain
+function ``decoder(backend, guide, prompts, <method params>, sampling) -> list[Result]``."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-
 from w2s.decoding.beam import cbs
 from w2s.decoding.best_of_n import best_of_n
-from w2s.decoding.fusion import eft, eft_logprobs
+from w2s.decoding.eft import eft, eft_logprobs
+from w2s.decoding.registry import DECODERS, DecoderSpec, get_decoder, register, unregister
 from w2s.decoding.sampling import sample
+from w2s.models.base import LogitsBackend
 from w2s.params import BestOfNParams, EFTParams, SearchParams
 
+register(DecoderSpec("sample", sample, "plain sampling from the base (temperature, top-p, "
+                     "top-k, stop strings)", guide="optional", kl="exact"))
+register(DecoderSpec("bon", best_of_n, "Best-of-N: N base samples, the guide picks the best",
+                     BestOfNParams, rows_per_prompt=lambda p: p.n, kl="bound", ranked=True))
+register(DecoderSpec("cbs", cbs, "weak-to-strong search: chunk-level beam search (W, K, L) "
+                     "scored by the guide", SearchParams, rows_per_prompt=lambda p: p.w * p.k,
+                     kl="bound", ranked=True))
+register(DecoderSpec("eft", eft, "EFT / proxy tuning: base + beta (tuned - untuned) logits, "
+                     "same vocabulary", EFTParams, needs=(LogitsBackend,), guide="pair",
+                     kl="exact"))
 
-@dataclass(frozen=True)
-class DecoderSpec:
-    name: str
-    fn: Callable[..., list]
-    params: type | None
-    needs_guide: bool
-    summary: str
-
-
-DECODERS: dict[str, DecoderSpec] = {
-    "sample": DecoderSpec("sample", sample, None, False,
-                          "plain sampling from the base (temperature, top-p, top-k, stop strings)"),
-    "bon": DecoderSpec("bon", best_of_n, BestOfNParams, True,
-                       "Best-of-N: N base samples, the guide picks the best"),
-    "cbs": DecoderSpec("cbs", cbs, SearchParams, True,
-                       "weak-to-strong search: chunk-level beam search (W, K, L) scored by the guide"),
-    "eft": DecoderSpec("eft", eft, EFTParams, True,
-                       "EFT / proxy tuning: base + beta (tuned - untuned) logits, same vocabulary"),
-}
-
-__all__ = ["DECODERS", "DecoderSpec", "best_of_n", "cbs", "eft", "eft_logprobs", "sample"]
+__all__ = ["DECODERS", "DecoderSpec", "best_of_n", "cbs", "eft", "eft_logprobs", "get_decoder",
+           "register", "sample", "unregister"]

@@ -23,13 +23,13 @@ from collections.abc import Sequence
 
 from w2s.decoding.common import (
     Entry,
-    Grower,
+    Frontier,
     Prepared,
     finish_costs,
     prepare,
     prompt_groups,
+    require_backend,
     require_guide,
-    score_entries,
 )
 from w2s.guides import Guide
 from w2s.models.base import Backend
@@ -48,6 +48,7 @@ def cbs(backend: Backend, guide: Guide | None, prompts: Sequence[str],
     search = search or SearchParams()
     sampling = sampling or SamplingParams()
     guide = require_guide(guide, method)
+    backend = require_backend(backend, method)
     prep = prepare(backend, prompts, sampling)
     cost = [Cost() for _ in prep.prompts]
     beams: list[list[Entry]] = []
@@ -79,10 +80,9 @@ def _search(backend: Backend, guide: Guide, prep: Prepared, search: SearchParams
             sampling: SamplingParams, cost: list[Cost]) -> list[list[Entry]]:
     """CBS for one group of prompts; returns each prompt's final beam, ranked."""
     w, k, max_new = search.w, search.k, sampling.max_new_tokens
-    beams: list[list[Entry]] = [[Entry([])] for _ in prep.prompts]  # per prompt, ranked
-    roots = [b[0] for b in beams]
-    grower = Grower(backend, prep, sampling, cost, roots)
-    session = guide.session(prep.prompts, [id(e) for e in roots])
+    # one owner for every per-row state: the base's cache rows and the guide session's rows
+    frontier = Frontier(backend, prep, sampling, cost, w * k, guide.session(prep.prompts))
+    beams: list[list[Entry]] = [[e] for e in frontier.entries]  # per prompt, ranked
     first = True
     while any(not e.done(max_new) for beam in beams for e in beam):
         # (prompt index, parent, slot) for every chunk sampled this round: W*K per prompt
@@ -94,12 +94,9 @@ def _search(backend: Backend, guide: Guide, prep: Prepared, search: SearchParams
                 rows += [(i, e, r * k + j) for r, e in enumerate(beam) if not e.done(max_new)
                          for j in range(k)]
         # unfinished entries all hold r*L tokens, so one chunk length serves every row
-        chunk = min(search.l, max_new - len(rows[0][1].ids))
-        children = grower.grow(rows, chunk)
-        for (_, parent, _), child in zip(rows, children):
-            child.rounds = parent.rounds + 1
-        score_entries(guide, prep, [i for i, _, _ in rows], children, cost, session,
-                      [p for _, p, _ in rows])
+        chunk = min(search.l, max_new - rows[0][1].tokens)
+        children = frontier.grow(rows, chunk)  # reindexes base and guide rows together
+        frontier.score(guide)
         # candidates: new children (slot order), then finished entries carried over
         pools: list[list[Entry]] = [[] for _ in prep.prompts]
         for (i, _, _), c in zip(rows, children):
@@ -109,8 +106,5 @@ def _search(backend: Backend, guide: Guide, prep: Prepared, search: SearchParams
         # keep the top W by score; sort is stable, so ties keep candidate order
         beams = [sorted(pool, key=lambda e: -e.score)[:w] if pool else beam  # type: ignore[operator]
                  for pool, beam in zip(pools, beams)]
-        live = [e for beam in beams for e in beam if not e.done(max_new)]
-        grower.keep(live)
-        session.keep([id(e) for e in live])
         first = False
     return beams

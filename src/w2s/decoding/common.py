@@ -1,16 +1,16 @@
-"""Pieces every decoder shares: preparing prompts, growing candidates, scoring them."""
+"""Pieces every decoder shares: preparing prompts, the search state, scoring candidates."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
 from w2s.errors import W2SError
 from w2s.guides import Guide, ScoringSession
-from w2s.models.base import Backend
+from w2s.models.base import Backend, Continuation, Request, SearchBackend
 from w2s.params import SamplingParams
 from w2s.result import Candidate, Cost
 from w2s.rng import prompt_key, stream_keys
@@ -18,21 +18,19 @@ from w2s.rng import prompt_key, stream_keys
 
 @dataclass
 class Prepared:
-    """Prompts encoded for the base, with their random-stream keys."""
+    """Validated prompts with their random-stream keys."""
 
     prompts: list[str]
-    ids: list[list[int]]
     keys: list[int]
     start: float
 
     def subset(self, idx: Sequence[int]) -> Prepared:
         """The same prompts, restricted to ``idx`` (a batch of the whole call)."""
-        return Prepared([self.prompts[i] for i in idx], [self.ids[i] for i in idx],
-                        [self.keys[i] for i in idx], self.start)
+        return Prepared([self.prompts[i] for i in idx], [self.keys[i] for i in idx], self.start)
 
 
 def prepare(backend: Backend, prompts: Sequence[str], sampling: SamplingParams) -> Prepared:
-    """Validate and encode prompts; raise one-line errors for empty or too-long input."""
+    """Validate prompts; the backend refuses, in one line, any it cannot take, before any work."""
     if isinstance(prompts, str):
         prompts = [prompts]
     prompts = list(prompts)
@@ -41,99 +39,136 @@ def prepare(backend: Backend, prompts: Sequence[str], sampling: SamplingParams) 
     for p in prompts:
         if not isinstance(p, str):
             raise W2SError(f"prompts must be strings, got {type(p).__name__}")
-    ids = [backend.encode_prompt(p) for p in prompts]
-    for p_ids in ids:
-        backend.check_fits(p_ids, sampling.max_new_tokens)
-    return Prepared(prompts, ids, [prompt_key(sampling.seed, p) for p in prompts], time.perf_counter())
+    backend.check_prompts(prompts, sampling.max_new_tokens)
+    return Prepared(prompts, [prompt_key(sampling.seed, p) for p in prompts], time.perf_counter())
+
+
+def require_backend(backend: object, method: str) -> Backend:
+    if not isinstance(backend, Backend):
+        raise W2SError(f"{method}: the base must be a w2s backend (e.g. HFModel), got "
+                       f"{type(backend).__name__}")
+    return backend
 
 
 @dataclass
 class Entry:
-    """A partial or complete response under construction."""
+    """A partial or complete response under construction; ``row`` is its row in the search
+    state that grew it (see :class:`Frontier`)."""
 
-    ids: list[int]
+    ids: list[int] | None  # base tokens; None when the backend reports text only
     text: str = ""
     ended: bool = False  # EOS or stop string
     score: float | None = None
     rounds: int = 0  # chunks this response was grown by (CBS's KL bound counts them)
+    tokens: int = 0  # base tokens sampled into it
+    row: int = field(default=-1, repr=False)
 
     def done(self, max_new_tokens: int) -> bool:
-        return self.ended or len(self.ids) >= max_new_tokens
+        return self.ended or self.tokens >= max_new_tokens
 
     def candidate(self) -> Candidate:
-        return Candidate(self.text, list(self.ids), self.score, self.ended)
+        return Candidate(self.text, list(self.ids or []), self.score, self.ended)
 
 
-class Grower:
-    """Grows candidates by sampling chunks from the base model.
+class Frontier:
+    """The live candidates of one search, one row each: the single owner of per-row state.
 
-    With a backend that keeps search state (``open_search``/``reindex``/``sample_chunk``, the
-    white-box one), each prompt is encoded once, every live candidate keeps its KV-cache row,
-    children copy their parent's row and losers are dropped: no prefix is ever re-encoded.
-    Any other backend gets the stateless path: ``sample(prompt + response so far)``.
+    Row ``j`` of the base's search state (a :class:`SearchBackend`'s KV cache) and of the
+    guide's :class:`ScoringSession` is candidate ``entries[j]``; :meth:`grow` reindexes both
+    with one list of parent rows, so they cannot drift apart. Rows start as the prompts' empty
+    responses. With a search backend no prefix is ever re-encoded (children copy their parent's
+    cache row, losers are dropped at the next reindex); any other backend gets
+    ``complete(prompt, response so far)``, one request per parent with ``n`` = its children.
+    Both paths give the same tokens (tests pin it).
     """
 
     def __init__(self, backend: Backend, prep: Prepared, sampling: SamplingParams,
-                 cost: list[Cost], roots: list[Entry]) -> None:
+                 cost: list[Cost], rows_per_prompt: int, session: ScoringSession | None = None
+                 ) -> None:
         self.backend, self.prep, self.sampling, self.cost = backend, prep, sampling, cost
-        self.cached = all(hasattr(backend, a) for a in ("open_search", "reindex", "sample_chunk"))
-        self.state = backend.open_search(prep.ids) if self.cached else None  # type: ignore[attr-defined]
-        self.checked = False
-        self.row_of = {id(e): i for i, e in enumerate(roots)}  # entry -> state row
+        self.session = session
+        self.entries = [Entry([], row=i) for i in range(len(prep.prompts))]
+        self.owners = list(range(len(prep.prompts)))  # row -> prompt index
+        self.state = (backend.open_search(prep.prompts, sampling.max_new_tokens, rows_per_prompt)
+                      if isinstance(backend, SearchBackend) else None)
+
+    def _row(self, e: Entry) -> int:
+        if not (0 <= e.row < len(self.entries) and self.entries[e.row] is e):
+            raise RuntimeError("internal: a parent that is not a live row of this search")
+        return e.row
 
     def grow(self, rows: list[tuple[int, Entry, int]], max_tokens: int) -> list[Entry]:
-        """Sample up to ``max_tokens`` new tokens for each (prompt index, parent, slot) row."""
+        """Sample up to ``max_tokens`` new tokens for each (prompt index, parent, slot) row;
+        the children become the rows (child ``j`` is row ``j``)."""
         if not rows:
             return []
+        parents = [self._row(e) for _, e, _ in rows]
         keys = torch.tensor([self.prep.keys[i] for i, _, _ in rows], dtype=torch.long)
         slots = torch.tensor([s for _, _, s in rows], dtype=torch.long)
         streams = stream_keys(keys, slots)
-        parents = [e.ids for _, e, _ in rows]
-        if self.cached:
+        if self.state is not None:
             b = self.backend
-            if not self.checked and hasattr(b, "check_memory"):
-                b.check_memory(len(rows), max(map(len, self.prep.ids)) + self.sampling.max_new_tokens)
-                self.checked = True
-            self.state = b.reindex(self.state, [self.row_of[id(e)] for _, e, _ in rows],  # type: ignore[attr-defined]
-                                   spare=max_tokens + 1)  # the chunk (and a pending token)
-            conts, self.state = b.sample_chunk(self.state, parents, streams, max_tokens,  # type: ignore[attr-defined]
-                                               self.sampling)
+            assert isinstance(b, SearchBackend)
+            self.state = b.reindex(self.state, parents, max_tokens + 1)  # (+ a pending token)
+            conts, self.state = b.sample_chunk(self.state, [e.ids or [] for _, e, _ in rows],
+                                               streams, max_tokens, self.sampling)
         else:
-            conts = self.backend.sample([self.prep.ids[i] for i, _, _ in rows], parents, streams,
-                                        max_tokens, self.sampling)
+            conts = self._complete(rows, streams.tolist(), max_tokens)
+        if self.session is not None:
+            self.session.reindex(parents)
         children = []
-        for (i, parent, _), c in zip(rows, conts):
-            ids = parent.ids + c.token_ids
-            self.cost[i].base_tokens += len(c.token_ids)
-            children.append(Entry(ids, self.backend.response_text(ids, self.sampling.stop), c.ended))
-        self.row_of = {id(c): n for n, c in enumerate(children)}
+        for j, ((i, parent, _), c) in enumerate(zip(rows, conts)):
+            ids = None if parent.ids is None or c.token_ids is None else parent.ids + c.token_ids
+            self.cost[i].base_tokens += c.n_tokens
+            children.append(Entry(ids, c.response, c.ended, rounds=parent.rounds + 1,
+                                  tokens=parent.tokens + c.n_tokens, row=j))
+        self.entries = children
+        self.owners = [i for i, _, _ in rows]
         return children
 
-    def keep(self, live: list[Entry]) -> None:
-        """Only ``live`` entries will have children. Their cache rows are gathered lazily, by
-        the next round's expansion, so selection and expansion cost one cache copy, not two."""
-        self.row_of = {id(e): self.row_of[id(e)] for e in live}
+    def _complete(self, rows: list[tuple[int, Entry, int]], streams: list[int],
+                  max_tokens: int) -> list[Continuation]:
+        """The stateless path: consecutive rows of one parent are one request with ``n``."""
+        reqs: list[Request] = []
+        j = 0
+        while j < len(rows):
+            i, parent, _ = rows[j]
+            n = 1
+            while j + n < len(rows) and rows[j + n][1] is parent:
+                n += 1
+            reqs.append(Request(self.prep.prompts[i], parent.text,
+                                None if parent.ids is None else tuple(parent.ids),
+                                tuple(streams[j: j + n])))
+            j += n
+        out = self.backend.complete(reqs, max_tokens, self.sampling)
+        if [len(o) for o in out] != [len(r.streams) for r in reqs]:
+            raise W2SError(f"backend {self.backend.name!r} returned the wrong number of "
+                           "continuations")
+        return [c for o in out for c in o]
+
+    def score(self, guide: Guide) -> None:
+        """Score every row (its whole response so far) through the session."""
+        assert self.session is not None
+        score_entries(guide, self.prep, self.owners, self.entries, self.cost, self.session)
 
 
 def prompt_groups(backend: Backend, n_prompts: int, rows_per_prompt: int) -> list[range]:
     """Split prompts so one group holds at most ``backend.batch_size`` rows (at least 1 prompt)."""
-    cap = max(1, getattr(backend, "batch_size", 64) // max(1, rows_per_prompt))
+    cap = max(1, backend.batch_size // max(1, rows_per_prompt))
     return [range(lo, min(lo + cap, n_prompts)) for lo in range(0, n_prompts, cap)]
 
 
 def score_entries(guide: Guide, prep: Prepared, owners: list[int], entries: list[Entry],
-                  cost: list[Cost], session: ScoringSession | None = None,
-                  parents: list[Entry] | None = None) -> None:
+                  cost: list[Cost], session: ScoringSession | None = None) -> None:
     """Score each entry (whole response so far) with the guide, in one batch.
 
-    With a ``session`` (search), children of ``parents`` are scored incrementally.
+    With a ``session`` (search), ``entries`` are its rows, scored incrementally.
     """
     if not entries:
         return
     texts, ended = [e.text for e in entries], [e.ended for e in entries]
-    if session is not None and parents is not None:
-        values, tokens = session.score(owners, [id(p) for p in parents],
-                                       [id(e) for e in entries], texts, ended)
+    if session is not None:
+        values, tokens = session.score(texts, ended)
     else:
         values, tokens = guide.score_with_cost([prep.prompts[i] for i in owners], texts, ended)
     for e, v in zip(entries, values.tolist()):

@@ -10,10 +10,11 @@ from collections.abc import Sequence
 
 from w2s.decoding.common import (
     Entry,
-    Grower,
+    Frontier,
     finish_costs,
     prepare,
     prompt_groups,
+    require_backend,
     score_entries,
 )
 from w2s.errors import W2SError
@@ -29,20 +30,25 @@ def sample(backend: Backend, guide: Guide | None, prompts: Sequence[str],
     sampling = sampling or SamplingParams()
     if not isinstance(n, int) or n < 1:
         raise W2SError(f"n must be >= 1, got {n}")
+    backend = require_backend(backend, "sample")
     prep = prepare(backend, prompts, sampling)
     cost = [Cost() for _ in prep.prompts]
     entries: list[Entry] = []
     for group in prompt_groups(backend, len(prep.prompts), n):
         sub = prep.subset(group)
         sub_cost = [cost[i] for i in group]
-        roots = [Entry([]) for _ in group]
-        rows = [(i, roots[i], j) for i in range(len(group)) for j in range(n)]
-        grown = Grower(backend, sub, sampling, sub_cost, roots).grow(rows, sampling.max_new_tokens)
+        frontier = Frontier(backend, sub, sampling, sub_cost, n)
+        rows = [(i, root, j) for i, root in enumerate(frontier.entries) for j in range(n)]
+        grown = frontier.grow(rows, sampling.max_new_tokens)
         if guide is not None:
             score_entries(guide, sub, [i for i, _, _ in rows], grown, sub_cost)
         entries += grown
     cost = finish_costs(prep, cost)
     params = {"method": "sample", "n": n, **sampling.to_dict()}
-    return [Result.from_candidates(p, "sample", [e.candidate() for e in entries[i * n:(i + 1) * n]],
-                                   cost[i], params)
-            for i, p in enumerate(prep.prompts)]
+    results = [Result.from_candidates(p, "sample",
+                                      [e.candidate() for e in entries[i * n:(i + 1) * n]],
+                                      cost[i], params)
+               for i, p in enumerate(prep.prompts)]
+    for r in results:
+        r.stats = {"kl": 0.0}  # it samples the base itself
+    return results

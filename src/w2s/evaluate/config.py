@@ -36,12 +36,9 @@ from typing import Any
 
 from w2s.errors import W2SError
 from w2s.models.refs import resolve_model
-from w2s.params import BestOfNParams, EFTParams, SamplingParams, SearchParams
+from w2s.params import SamplingParams
 
 SHIPPED = Path(__file__).resolve().parent.parent / "configs"
-METHOD_PARAMS: dict[str, type | None] = {"sample": None, "bon": BestOfNParams,
-                                         "cbs": SearchParams, "eft": EFTParams}
-NEEDS_GUIDE = {"bon", "cbs", "eft"}
 TOP_KEYS = {"name", "task", "base", "guide", "prompts", "seeds", "sampling", "methods", "dtype",
             "device", "batch_size", "chat"}
 GUIDE_KEYS = {"tuned", "untuned", "reward_model", "reward_label"}
@@ -55,7 +52,7 @@ class MethodSpec:
 
     label: str
     method: str
-    params: Any  # SearchParams | BestOfNParams | EFTParams | None
+    params: Any  # the decoder's knob dataclass (see w2s.decoding.registry), or None
     sampling: SamplingParams  # seed 0: each row sets its own seed
     guide: dict[str, str] | None  # model refs as written (zoo:ROLE, folder, hub id)
     model: str | None = None  # for sample: sample another model than the base
@@ -261,30 +258,34 @@ def _expand(entry: Any, where: str, path: Path, guide: dict[str, str] | None,
         entry = {"method": entry}
     if not isinstance(entry, dict) or not isinstance(entry.get("method"), str):
         raise W2SError(f"{where}: give a method name or a mapping with 'method'")
+    from w2s.decoding import DECODERS
+
     entry = dict(entry)
     name = entry.pop("method")
-    if name not in METHOD_PARAMS:
+    if name not in DECODERS:
         raise W2SError(f"{where}: unknown method {name!r}; choose one of "
-                       f"{', '.join(METHOD_PARAMS)}")
+                       f"{', '.join(DECODERS)}")
+    spec = DECODERS[name]
+    needs_guide = spec.guide != "optional"
     label = entry.pop("label", None)
     if label is not None and (not isinstance(label, str) or not label.strip()):
         raise W2SError(f"{where}: label must be a non-empty string, got {label!r}")
     model = entry.pop("model", None)
-    if model is not None and name != "sample":
-        raise W2SError(f"{where}: 'model' is only for method sample")
+    if model is not None and needs_guide:
+        unguided = [n for n, d in DECODERS.items() if d.guide == "optional"]
+        raise W2SError(f"{where}: 'model' is only for methods without a guide "
+                       f"({', '.join(unguided)})")
     short = where.split(": ", 1)[-1]
     g = _guide(entry.pop("guide"), path, f"{short} guide") if "guide" in entry else guide
     if model is not None and model not in ("tuned", "untuned"):
         model = _model_ref(model, "model", path)
     if model in ("tuned", "untuned") and not (g and model in g):
         raise W2SError(f"{where}: model: {model} needs a guide with a {model} model")
-    if name in NEEDS_GUIDE and g is None:
-        raise W2SError(f"{where}: {name} needs a guide (guide: {{tuned, untuned}} or reward_model)")
-    if name == "eft" and not (g and "tuned" in g and "reward_model" not in g):
-        raise W2SError(f"{where}: eft needs a tuned/untuned guide (and no reward_model: its "
-                       "arithmetic is per token)")
-    cls = METHOD_PARAMS[name]
-    knob_names = [f.name for f in dataclasses.fields(cls)] if cls else []
+    problem = spec.guide_problem(bool(g and "tuned" in g), bool(g and "reward_model" in g),
+                                 pair_name="guide: {tuned, untuned}", rm_name="reward_model")
+    if problem:
+        raise W2SError(f"{where}: {problem}")
+    knob_names = [f.name for f in spec.knob_fields()]
     unknown = sorted(set(entry) - set(knob_names) - set(SAMPLING_FIELDS))
     if unknown:
         raise W2SError(f"{where}: unknown option(s) for {name}: {', '.join(unknown)}"
@@ -298,14 +299,14 @@ def _expand(entry: Any, where: str, path: Path, guide: dict[str, str] | None,
               for k, v in (g or {}).items()}
     sampled = (prints.get(model) if model in ("tuned", "untuned")
                else fingerprint(model, path.parent) if model else None)
-    models = {"guide": prints if name in NEEDS_GUIDE else None, "model": sampled}
+    models = {"guide": prints if needs_guide else None, "model": sampled}
     specs = []
     for values in itertools.product(*axes.values()):
         point = dict(zip(axes, values))
         knobs = {k: v for k, v in point.items() if k in knob_names}
         try:
-            params = cls(**knobs) if cls else None
-        except (W2SError, TypeError) as e:
+            params = spec.make_params(knobs)
+        except W2SError as e:
             raise W2SError(f"{where}: {e}") from None
         samp = _sampling({k: v for k, v in point.items() if k in SAMPLING_FIELDS}, sampling, where)
         specs.append(_spec(name, label, params, samp, g, model, point, swept, guide,

@@ -70,11 +70,9 @@ class Models:
 
 
 def candidates_per_prompt(m: MethodSpec) -> int:
-    if m.method == "cbs":
-        return m.params.w * m.params.k
-    if m.method == "bon":
-        return m.params.n
-    return 1
+    from w2s.decoding import get_decoder
+
+    return get_decoder(m.method).rows_per_prompt(m.params)
 
 
 def run_eval(cfg: EvalConfig, out: Path, *, limit: int | None = None, restart: bool = False,
@@ -129,16 +127,16 @@ def _check_same_prompts(store: ResultStore, prompts: list[str]) -> None:
 def run_batch(cfg: EvalConfig, task: Any, models: Models, m: MethodSpec, seed: int,
               idx: list[int], prompts: list[str]) -> list[dict[str, Any]]:
     """Decode one batch of prompts with one method and seed; one metrics row per prompt."""
-    from w2s.decoding import DECODERS
+    from w2s.decoding import get_decoder
 
+    spec = get_decoder(m.method)
     base = models.lm(cfg.base)
     backend = models.sampled_model(m)
     guide = models.guide(m.guide)
     sampling = dataclasses.replace(m.sampling, seed=seed)
-    args = (m.params,) if m.params is not None else ()
     _reset_peak(base)
     t0 = time.perf_counter()
-    results = DECODERS[m.method].fn(backend, guide, prompts, *args, sampling=sampling)
+    results = spec.run(backend, guide, prompts, m.params, sampling)
     wall = time.perf_counter() - t0
     texts = [r.text for r in results]
     golds = {name: fn(prompts, texts) for name, fn in task.golds.items()}
@@ -146,7 +144,7 @@ def run_batch(cfg: EvalConfig, task: Any, models: Models, m: MethodSpec, seed: i
     base_ids = [r.token_ids for r in results] if by_base else _in_base_tokens(base, backend,
                                                                               results)
     ll = base_loglik(base, prompts, base_ids)
-    kl, kind = _kl(m, results, backend, base, prompts, by_base, sampling.temperature)
+    kl, kind = _kl(spec.kl, results, backend, base, prompts, by_base, sampling.temperature)
     if kind == "exact" and (sampling.top_p < 1 or sampling.top_k > 0):
         kind = "untruncated"  # the KL of the distributions before top-k/top-p truncation
     peak = _peak_mib(base)
@@ -183,18 +181,20 @@ def _in_base_tokens(base: Any, other: Any, results: list[Any]) -> list[list[int]
     return ids
 
 
-def _kl(m: MethodSpec, results: list[Any], backend: Any, base: Any, prompts: list[str],
+def _kl(kind: str, results: list[Any], backend: Any, base: Any, prompts: list[str],
         by_base: bool, temperature: float) -> tuple[list[float | None], str]:
-    if m.method == "sample":
-        if by_base:
-            return [0.0] * len(results), "exact"
+    """The KL each row reports: what the decoder's registry entry says it measures, or, for
+    another model sampled in the base's place, the exact KL along its path from the base."""
+    if not by_base:
         if temperature > 0 and same_vocabulary(backend, base):
             return path_kl(backend, base, prompts, [r.token_ids for r in results],
                            temperature), "exact"
         return [None] * len(results), "none"
-    if m.method == "eft":
+    if kind == "exact":
         return [r.stats.get("kl") for r in results], "exact"
-    return [r.stats.get("kl_bound") for r in results], "bound"
+    if kind == "bound":
+        return [r.stats.get("kl_bound") for r in results], "bound"
+    return [None] * len(results), "none"
 
 
 def _reset_peak(base: Any) -> None:

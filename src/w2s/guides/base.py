@@ -8,7 +8,6 @@ search lives in its :class:`ScoringSession`.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import torch
 
@@ -16,34 +15,37 @@ from w2s.errors import W2SError
 
 
 class ScoringSession:
-    """Scores a search's candidates round after round (one session per decode call).
+    """Scores one search's candidates round after round (one session per decode call).
 
-    Each candidate has a key (any hashable) and a parent key; the roots are the prompts' empty
-    responses. This default re-scores every candidate's whole text; a guide that can do better
-    (the pair: only the new tokens, from a KV cache) overrides :meth:`Guide.session`. Sessions
-    hold the per-request state, so guides themselves stay stateless values.
+    Candidates are rows with explicit indices: row ``i`` starts as prompt ``i``'s empty
+    response. :meth:`reindex` makes new row ``j`` a copy of old row ``rows[j]`` (expansion and
+    selection in one call, made by the search state that owns the rows); :meth:`score` then
+    extends every row to its new response text. This default re-scores whole texts; a guide
+    that can do better (the pair: only the new tokens, from a KV cache) overrides
+    :meth:`Guide.session`. Sessions hold the per-request state, so guides stay stateless values.
     """
 
-    def __init__(self, guide: Guide, prompts: Sequence[str], roots: Sequence[Any]) -> None:
+    def __init__(self, guide: Guide, prompts: Sequence[str]) -> None:
         self.guide, self.prompts = guide, list(prompts)
+        self.owners = list(range(len(self.prompts)))  # row -> prompt index
 
-    def score(self, owners: Sequence[int], parents: Sequence[Any], keys: Sequence[Any],
-              texts: Sequence[str], ended: Sequence[bool] | None = None
+    def reindex(self, rows: Sequence[int]) -> None:
+        """New row ``j`` = old row ``rows[j]``."""
+        self.owners = [self.owners[r] for r in rows]
+
+    def score(self, texts: Sequence[str], ended: Sequence[bool] | None = None
               ) -> tuple[torch.Tensor, int]:
-        """Scores ``(B,)`` of candidates ``keys`` (children of ``parents``, for prompts
-        ``owners``) with response ``texts``, and the number of tokens the guide processed."""
-        return self.guide.score_with_cost([self.prompts[i] for i in owners], texts, ended)
-
-    def keep(self, keys: Sequence[Any]) -> None:
-        """Only these candidates will have children; forget the others."""
+        """Row ``j``'s response is now ``texts[j]`` (it extends the row's earlier text, except
+        where a stop string cut it): scores ``(rows,)`` and the tokens the guide processed."""
+        return self.guide.score_with_cost([self.prompts[i] for i in self.owners], texts, ended)
 
 
 class Guide:
     """Base class: ``score(prompts, responses) -> (B,)`` float tensor, higher is better."""
 
-    def session(self, prompts: Sequence[str], roots: Sequence[Any]) -> ScoringSession:
-        """A scoring session for one search over ``prompts`` (root keys: empty responses)."""
-        return ScoringSession(self, prompts, roots)
+    def session(self, prompts: Sequence[str]) -> ScoringSession:
+        """A scoring session for one search over ``prompts`` (row ``i``: prompt ``i``)."""
+        return ScoringSession(self, prompts)
 
     def score(self, prompts: Sequence[str], responses: Sequence[str],
               ended: Sequence[bool] | None = None) -> torch.Tensor:
@@ -91,27 +93,26 @@ class WeightedGuide(Guide):
             tokens += n
         return total, tokens
 
-    def session(self, prompts: Sequence[str], roots: Sequence[Any]) -> ScoringSession:
-        return WeightedSession(self, prompts, roots)
+    def session(self, prompts: Sequence[str]) -> ScoringSession:
+        return WeightedSession(self, prompts)
 
 
 class WeightedSession(ScoringSession):
     """One session per term; the score is the weighted sum of theirs."""
 
-    def __init__(self, guide: WeightedGuide, prompts: Sequence[str], roots: Sequence[Any]) -> None:
-        super().__init__(guide, prompts, roots)
-        self.parts = [(w, g.session(prompts, roots)) for w, g in guide.terms]
+    def __init__(self, guide: WeightedGuide, prompts: Sequence[str]) -> None:
+        super().__init__(guide, prompts)
+        self.parts = [(w, g.session(prompts)) for w, g in guide.terms]
 
-    def score(self, owners: Sequence[int], parents: Sequence[Any], keys: Sequence[Any],
-              texts: Sequence[str], ended: Sequence[bool] | None = None
+    def reindex(self, rows: Sequence[int]) -> None:
+        for _, sess in self.parts:
+            sess.reindex(rows)
+
+    def score(self, texts: Sequence[str], ended: Sequence[bool] | None = None
               ) -> tuple[torch.Tensor, int]:
-        total, tokens = torch.zeros(len(keys), dtype=torch.float32), 0
+        total, tokens = torch.zeros(len(texts), dtype=torch.float32), 0
         for w, sess in self.parts:
-            s, n = sess.score(owners, parents, keys, texts, ended)
+            s, n = sess.score(texts, ended)
             total += w * s.float()
             tokens += n
         return total, tokens
-
-    def keep(self, keys: Sequence[Any]) -> None:
-        for _, sess in self.parts:
-            sess.keep(keys)

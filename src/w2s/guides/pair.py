@@ -64,8 +64,8 @@ class PairGuide(Guide):
         untuned, n2 = self._logprob_sums(self.untuned, prompts, responses, ended)
         return (tuned - untuned).float(), n1 + n2
 
-    def session(self, prompts: Sequence[str], roots: Sequence[Any]) -> ScoringSession:
-        return PairSession(self, prompts, roots)
+    def session(self, prompts: Sequence[str]) -> ScoringSession:
+        return PairSession(self, prompts)
 
 
 class PairSession(ScoringSession):
@@ -73,16 +73,19 @@ class PairSession(ScoringSession):
     cache of its parent, and tokenizes only a tail of each child's text after its parent's
     (see :mod:`w2s.guides.incremental`). Models with the same tokenization share one
     tokenizer state; a model whose ``encode_responses`` is overridden tokenizes whole texts
-    with it, as :meth:`PairGuide.targets` does."""
+    with it, as :meth:`PairGuide.targets` does.
 
-    def __init__(self, guide: PairGuide, prompts: Sequence[str], roots: Sequence[Any]) -> None:
-        super().__init__(guide, prompts, roots)
+    :meth:`reindex` only records which old row each new row copies; the next :meth:`score`
+    gathers and extends the cache rows in one step (one cache copy per round, not two)."""
+
+    def __init__(self, guide: PairGuide, prompts: Sequence[str]) -> None:
+        super().__init__(guide, prompts)
         self.models = (guide.tuned, guide.untuned)
         self.scorers = [IncrementalScorer(m) for m in self.models]
         self.states: list[Any] = [sc.open([m.encode_prompt(p) for p in prompts])
                                   for sc, m in zip(self.scorers, self.models)]
-        self.encoders = self._encoders(len(roots))
-        self.row_of = {k: i for i, k in enumerate(roots)}
+        self.encoders = self._encoders(len(self.prompts))
+        self.parents = list(range(len(self.prompts)))  # row -> row of the scorers' states
 
     def _encoders(self, roots: int) -> list[Any]:
         """Per model, its :class:`ResponseTokenizer` (one per distinct tokenization), or None
@@ -100,21 +103,23 @@ class PairSession(ScoringSession):
     def _response_ids(self, rows: list[int], texts: Sequence[str]
                       ) -> list[tuple[list[list[int]], list[int] | None]]:
         """Per model: each child's response tokens and how many lead its parent's unchanged."""
-        done: dict[int, tuple[list[list[int]], list[int] | None]] = {}
-        out = []
-        for m, enc in zip(self.models, self.encoders):
+        out: list[tuple[list[list[int]], list[int] | None]] = []
+        for n, (m, enc) in enumerate(zip(self.models, self.encoders)):
             if enc is None:
                 out.append((m.encode_responses(texts), None))
                 continue
-            if id(enc) not in done:  # a shared encoder advances once per round
-                done[id(enc)] = enc.encode(rows, texts)
-            out.append(done[id(enc)])
+            first = next(j for j in range(n + 1) if self.encoders[j] is enc)
+            # a shared encoder advances once per round: reuse the first model's result
+            out.append(out[first] if first < n else enc.encode(rows, texts))
         return out
 
-    def score(self, owners: Sequence[int], parents: Sequence[Any], keys: Sequence[Any],
-              texts: Sequence[str], ended: Sequence[bool] | None = None
+    def reindex(self, rows: Sequence[int]) -> None:
+        super().reindex(rows)
+        self.parents = [self.parents[r] for r in rows]
+
+    def score(self, texts: Sequence[str], ended: Sequence[bool] | None = None
               ) -> tuple[torch.Tensor, int]:
-        rows = [self.row_of[k] for k in parents]
+        rows = self.parents
         sums, tokens = [], 0
         encoded = self._response_ids(rows, texts)
         for n, (sc, m) in enumerate(zip(self.scorers, self.models)):
@@ -123,9 +128,5 @@ class PairSession(ScoringSession):
                                                PairGuide.with_eos(m, ids, ended), shared)
             sums.append(torch.tensor(s, dtype=torch.float64))
             tokens += fed
-        self.row_of = {k: i for i, k in enumerate(keys)}
+        self.parents = list(range(len(texts)))
         return (sums[0] - sums[1]).float(), tokens
-
-    def keep(self, keys: Sequence[Any]) -> None:
-        # rows are gathered by the next extend (one cache copy per round, not two)
-        self.row_of = {k: self.row_of[k] for k in keys}

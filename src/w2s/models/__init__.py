@@ -1,6 +1,6 @@
-"""Backends: the base model behind one small interface (``base.Backend``)."""
+"""Backends: the base model behind declared capability protocols (``base``)."""
 
-from w2s.models.base import Backend, Continuation
+from w2s.models.base import Backend, Continuation, LogitsBackend, Request, SearchBackend
 from w2s.models.hf import HFModel
 
-__all__ = ["Backend", "Continuation", "HFModel"]
+__all__ = ["Backend", "Continuation", "HFModel", "LogitsBackend", "Request", "SearchBackend"]

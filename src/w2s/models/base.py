@@ -1,57 +1,146 @@
-"""The small interface every base-model backend implements.
+"""The capability protocols: what a backend can do, declared, so decoders never guess.
 
-A backend is what the decoders sample from. White-box backends (``hf.py``) also expose
-next-token logits for token-level methods; black-box ones raise a clear error for those.
+- :class:`Backend` is the least any base model offers, a remote text-completion engine
+  included: prompt *text* in, continuations of prompt + response-so-far out (``n`` per request,
+  one random stream each), up to ``max_tokens`` tokens, stop strings, and a finish reason per
+  continuation. Sampling, Best-of-N and CBS need only this.
+- :class:`SearchBackend` also keeps per-row state across the rounds of a search (a KV cache per
+  candidate): open it for the prompts, ``reindex`` rows (expand = copy a parent's row, select =
+  drop the losers), sample a chunk for every row. Decoders use it when it is there, and give
+  exactly the same outputs without it (tests pin this), only slower.
+- :class:`LogitsBackend` gives next-token logits over a token vocabulary (token-level methods:
+  EFT and every other fusion rule).
+
+Decoders dispatch with ``isinstance`` on these protocols (they are ``runtime_checkable``); a
+method whose capability is missing fails in one line that names it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import torch
 
 from w2s.params import SamplingParams
+from w2s.stopping import Stopper
+
+FinishReason = Literal["stop", "length"]
 
 
 @dataclass
 class Continuation:
-    """New tokens sampled for one row, and whether the row ended by EOS or a stop string."""
+    """One sampled continuation of a (prompt, response so far) row."""
 
-    token_ids: list[int]
-    ended: bool
+    response: str
+    """The whole response after this continuation (not only the new part), cut before the first
+    stop string: decoding new tokens alone could split a character the prefix began."""
+    token_ids: list[int] | None
+    """The new tokens in the backend's vocabulary; None when the engine reports text only."""
+    n_tokens: int
+    """How many tokens were sampled (what the max_new_tokens budget and the cost count)."""
+    finish_reason: FinishReason
+    """``stop``: the model ended it (EOS or a stop string); ``length``: out of ``max_tokens``."""
+
+    @property
+    def ended(self) -> bool:
+        return self.finish_reason == "stop"
+
+
+@dataclass(frozen=True)
+class Request:
+    """Continue ``prompt`` + ``response`` ``len(streams)`` times (OpenAI's ``n``).
+
+    ``streams`` name the continuations' random streams (see :mod:`w2s.rng`): a backend that can
+    honour them draws token ``t`` of a response with the uniform of position ``t``, so a
+    continuation does not depend on which other rows share the batch. ``response_ids`` are the
+    response's tokens as this backend returned them (None: it re-encodes ``response``).
+    """
+
+    prompt: str
+    response: str = ""
+    response_ids: tuple[int, ...] | None = None
+    streams: tuple[int, ...] = (0,)
 
 
 @runtime_checkable
 class Backend(Protocol):
-    """What decoders need from the base model."""
+    """What every base model offers: text in, sampled continuations out."""
 
     name: str
+    batch_size: int
+    """How many rows one call should carry (bounds memory, or requests in flight)."""
+
+    def check_prompts(self, prompts: Sequence[str], max_new_tokens: int) -> None:
+        """Refuse, in one line and before any sampling, a prompt this backend cannot take
+        (e.g. prompt + ``max_new_tokens`` longer than the context)."""
+        ...
+
+    def complete(self, requests: Sequence[Request], max_tokens: int,
+                 sampling: SamplingParams) -> list[list[Continuation]]:
+        """For each request, ``len(request.streams)`` continuations of up to ``max_tokens``
+        tokens (ending early at EOS or a stop string, unless ``sampling.ignore_eos``)."""
+        ...
+
+
+@runtime_checkable
+class SearchBackend(Backend, Protocol):
+    """A backend that keeps per-row state (a KV cache per candidate) across search rounds."""
+
+    def open_search(self, prompts: Sequence[str], max_new_tokens: int,
+                    rows_per_prompt: int) -> Any:
+        """State whose row ``i`` is prompt ``i``'s empty response; refuses, in one line, a
+        search of ``rows_per_prompt`` rows per prompt that cannot fit in memory."""
+        ...
+
+    def reindex(self, state: Any, rows: Sequence[int], spare: int) -> Any:
+        """New row ``j`` = old row ``rows[j]`` (copies, drops and reorders rows at once);
+        ``spare``: tokens each row is about to grow by."""
+        ...
+
+    def sample_chunk(self, state: Any, responses: Sequence[Sequence[int]], streams: torch.Tensor,
+                     max_tokens: int, sampling: SamplingParams
+                     ) -> tuple[list[Continuation], Any]:
+        """Up to ``max_tokens`` new tokens for every row; ``responses[j]`` are row ``j``'s
+        response tokens so far, ``streams`` ``(rows,)`` its random stream."""
+        ...
+
+
+class StepState(Protocol):
+    """A batch mid-decoding inside a :class:`LogitsBackend`."""
+
+    logits: torch.Tensor
+    """``(B, V)`` next-token logits of every row."""
+
+
+@runtime_checkable
+class LogitsBackend(Backend, Protocol):
+    """A backend that exposes next-token logits over a token vocabulary."""
+
+    vocab_size: int
+    """Ids ``[0, vocab_size)`` are tokens it can produce (logits are sliced to this)."""
+
+    @property
+    def vocabulary(self) -> Mapping[str, int]:
+        """Token -> id: two backends can share per-token arithmetic only if these are equal."""
+        ...
+
+    @property
+    def device(self) -> torch.device: ...
 
     def encode_prompt(self, prompt: str) -> list[int]:
-        """Token ids of the prompt, formatted as the model expects (chat template or plain)."""
+        """Prompt token ids, formatted as this model expects (chat template or plain)."""
         ...
 
-    def check_fits(self, prompt_ids: list[int], max_new_tokens: int) -> None:
-        """Raise a one-line error if prompt + response cannot fit the model's context."""
+    def start(self, seqs: Sequence[Sequence[int]]) -> StepState:
+        """Encode a batch of token sequences; the state holds each row's next-token logits."""
         ...
 
-    def response_text(self, ids: list[int], stop: tuple[str, ...]) -> str:
-        """The text of a response, cut before the first stop string."""
+    def step(self, state: StepState, tokens: torch.Tensor) -> StepState:
+        """Feed one token per row ``(B,)``; return the advanced state."""
         ...
 
-    def sample(
-        self,
-        prompt_ids: list[list[int]],
-        response_ids: list[list[int]],
-        streams: torch.Tensor,
-        max_tokens: int,
-        sampling: SamplingParams,
-    ) -> list[Continuation]:
-        """Continue each ``prompt + response`` row by up to ``max_tokens`` tokens.
-
-        ``streams`` (rows,) int64 names each row's random stream (see :mod:`w2s.rng`); token
-        ``t`` of a response is drawn with the uniform of position ``t``, so a continuation does
-        not depend on which other rows share the batch.
-        """
+    def stopper(self, sampling: SamplingParams) -> Stopper:
+        """Decides when a response of this model's tokens ended, and its text."""
         ...

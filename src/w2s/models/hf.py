@@ -20,7 +20,7 @@ import torch
 
 from w2s.errors import W2SError
 from w2s.logits import choose
-from w2s.models.base import Continuation
+from w2s.models.base import Continuation, Request
 from w2s.models.kv_cache import growing_cache, set_spare
 from w2s.models.loading import load_error, load_tokenizer, resolve_device, resolve_dtype
 from w2s.params import SamplingParams
@@ -154,6 +154,11 @@ class HFModel:
     def response_text(self, ids: list[int], stop: tuple[str, ...]) -> str:
         return Stopper(self.decode, self.eos_ids, stop).text(ids)
 
+    def check_prompts(self, prompts: Sequence[str], max_new_tokens: int) -> None:
+        """Each prompt encodes (not empty) and fits the context with ``max_new_tokens`` more."""
+        for p in prompts:
+            self.check_fits(self.encode_prompt(p), max_new_tokens)
+
     def check_fits(self, prompt_ids: list[int], max_new_tokens: int) -> None:
         ctx = self.max_context
         if ctx is not None and len(prompt_ids) + max_new_tokens > ctx:
@@ -262,9 +267,13 @@ class HFModel:
             yield logits[:, -keep:-1].float(), ids[:, ids.shape[1] - keep + 1:], tgt
 
     # ------------------------------------------------- KV-cached search (stateful)
-    def open_search(self, prompt_ids: list[list[int]]) -> SearchState:
-        """Encode each prompt once; row ``i`` of the state is prompt ``i``'s empty response."""
-        return SearchState(self.start(prompt_ids))
+    def open_search(self, prompts: Sequence[str], max_new_tokens: int,
+                    rows_per_prompt: int) -> SearchState:
+        """Encode each prompt once; row ``i`` of the state is prompt ``i``'s empty response.
+        Refuses first a search whose KV cache cannot fit (``rows_per_prompt`` rows each)."""
+        ids = [self.encode_prompt(p) for p in prompts]
+        self.check_memory(rows_per_prompt * len(ids), max(map(len, ids)) + max_new_tokens)
+        return SearchState(self.start(ids))
 
     @torch.inference_mode()
     def _catch_up(self, st: SearchState) -> SearchState:
@@ -290,7 +299,8 @@ class HFModel:
         return SearchState(state, pending)
 
     @torch.inference_mode()
-    def sample_chunk(self, st: SearchState, response_ids: list[list[int]], streams: torch.Tensor,
+    def sample_chunk(self, st: SearchState, response_ids: Sequence[Sequence[int]],
+                     streams: torch.Tensor,
                      max_tokens: int, sampling: SamplingParams
                      ) -> tuple[list[Continuation], SearchState]:
         """Sample up to ``max_tokens`` tokens for every row of ``st``, continuing its cache.
@@ -311,18 +321,44 @@ class HFModel:
             for i, x in enumerate(tok.tolist()):
                 if alive[i]:
                     new[i].append(x)
-                    if stopper.ended_after(response_ids[i], new[i]):
+                    if stopper.ended_after(list(response_ids[i]), new[i]):
                         alive[i] = False
             if not any(alive) or t == max_tokens - 1:
                 break
             state = self.step(state, tok)
-        return [Continuation(n, not a) for n, a in zip(new, alive)], SearchState(state, tok)
+        conts = [Continuation(self.response_text(list(r) + n, sampling.stop), n, len(n),
+                              "length" if a else "stop")
+                 for r, n, a in zip(response_ids, new, alive)]
+        return conts, SearchState(state, tok)
 
     # --------------------------------------------------------------- sampling
+    def complete(self, requests: Sequence[Request], max_tokens: int,
+                 sampling: SamplingParams) -> list[list[Continuation]]:
+        """The text-level path every backend has: each request's prompt + response re-encoded
+        (its ``response_ids`` when given, so the tokens are the ones sampled), then sampled."""
+        prompts: dict[str, list[int]] = {}
+        p_ids, r_ids, streams = [], [], []
+        for req in requests:
+            if req.prompt not in prompts:
+                prompts[req.prompt] = self.encode_prompt(req.prompt)
+            resp = (list(req.response_ids) if req.response_ids is not None
+                    else self.encode_response(req.response))
+            for s in req.streams:
+                p_ids.append(prompts[req.prompt])
+                r_ids.append(resp)
+                streams.append(s)
+        flat = self.sample(p_ids, r_ids, torch.tensor(streams, dtype=torch.long), max_tokens,
+                           sampling)
+        out, lo = [], 0
+        for req in requests:
+            out.append(flat[lo: lo + len(req.streams)])
+            lo += len(req.streams)
+        return out
+
     @torch.inference_mode()
     def sample(self, prompt_ids: list[list[int]], response_ids: list[list[int]],
                streams: torch.Tensor, max_tokens: int, sampling: SamplingParams) -> list[Continuation]:
-        """Continue each ``prompt + response`` by up to ``max_tokens`` tokens, with a KV cache."""
+        """Continue each ``prompt + response`` (token ids) by up to ``max_tokens`` tokens."""
         out: list[Continuation] = []
         for lo in range(0, len(prompt_ids), self.batch_size):
             hi = lo + self.batch_size

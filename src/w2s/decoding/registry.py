@@ -1,0 +1,126 @@
+"""The decoder registry: the single source of truth for which methods exist.
+
+Each entry says what a method is (name, one-line summary, its knob dataclass) and what it
+needs (the base's capability protocols, the guide it needs, candidate rows per prompt) and what
+it reports (the KL kind). ``w2s generate``'s ``--method`` choices, per-method flags and checks,
+the eval config's validation and dispatch, and the server's request schema are all derived
+from it: adding a decoder is its file, its knob dataclass and one :func:`register` call.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from w2s.errors import W2SError
+from w2s.guides import Guide
+from w2s.models.base import Backend, LogitsBackend, SearchBackend
+from w2s.params import SamplingParams
+from w2s.result import Result
+
+GuideNeed = Literal["optional", "any", "pair"]
+"""``optional``: scores its outputs when given one; ``any``: a pair, a reward model or a sum;
+``pair``: a tuned/untuned pair alone (token-level arithmetic needs its two models)."""
+KLKind = Literal["exact", "bound", "none"]
+"""What ``Result.stats`` holds: ``kl`` (exact, summed along the path), ``kl_bound``, or none."""
+
+CAPABILITY = {Backend: "sampled continuations", SearchBackend: "per-row search state",
+              LogitsBackend: "next-token log-probabilities"}
+
+
+def _one(params: Any) -> int:
+    return 1
+
+
+@dataclass(frozen=True)
+class DecoderSpec:
+    """One decoder: what it is, what it needs, what it reports."""
+
+    name: str
+    fn: Callable[..., list[Result]]
+    """``fn(backend, guide, prompts, [params,] sampling=..., [return_all=...])``."""
+    summary: str
+    params: type | None = None
+    """Its knob dataclass (frozen, validated), or None when it has no knobs."""
+    needs: tuple[type, ...] = (Backend,)
+    """Capability protocols the base must implement."""
+    guide: GuideNeed = "any"
+    rows_per_prompt: Callable[[Any], int] = _one
+    """Candidate rows one prompt occupies, from the knobs (for batching and memory checks)."""
+    kl: KLKind = "none"
+    ranked: bool = False
+    """Returns ranked candidates and accepts ``return_all``."""
+
+    def knob_fields(self) -> list[dataclasses.Field]:
+        return list(dataclasses.fields(self.params)) if self.params is not None else []
+
+    def make_params(self, values: dict[str, Any]) -> Any:
+        """The knob dataclass from ``values`` (missing fields take their defaults)."""
+        if self.params is None:
+            if values:
+                raise W2SError(f"{self.name} has no knobs, got {', '.join(values)}")
+            return None
+        known = {f.name for f in self.knob_fields()}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise W2SError(f"unknown option(s) for {self.name}: {', '.join(unknown)} "
+                           f"(its knobs: {', '.join(sorted(known))})")
+        try:
+            return self.params(**values)
+        except TypeError as e:
+            raise W2SError(f"{self.name}: {e}") from None
+
+    def guide_problem(self, pair: bool, reward_model: bool, *,
+                      pair_name: str = "a tuned/untuned pair",
+                      rm_name: str = "a reward model") -> str | None:
+        """Why a guide made of a pair and/or a reward model does not suit, or None (callers
+        name the pair and the reward model as their users write them)."""
+        if self.guide == "any" and not (pair or reward_model):
+            return f"{self.name} needs a guide: {pair_name} or {rm_name}"
+        if self.guide == "pair" and not (pair and not reward_model):
+            return (f"{self.name} needs {pair_name} as its guide and no {rm_name} (its "
+                    "arithmetic is per token)")
+        return None
+
+    def check_backend(self, backend: object) -> None:
+        """Refuse, in one line, a base that lacks a capability this decoder needs."""
+        for cap in self.needs:
+            if not isinstance(backend, cap):
+                raise W2SError(f"{self.name} needs {CAPABILITY.get(cap, cap.__name__)}; the base "
+                               f"{getattr(backend, 'name', type(backend).__name__)!r} does not "
+                               f"offer them ({type(backend).__name__})")
+
+    def run(self, backend: Backend, guide: Guide | None, prompts: Sequence[str], params: Any,
+            sampling: SamplingParams, *, return_all: bool = False) -> list[Result]:
+        """Call the decoder with the uniform signature every caller uses."""
+        self.check_backend(backend)
+        args = (params,) if self.params is not None else ()
+        kwargs = {"return_all": return_all} if self.ranked else {}
+        return self.fn(backend, guide, list(prompts), *args, sampling=sampling, **kwargs)
+
+
+DECODERS: dict[str, DecoderSpec] = {}
+
+
+def register(spec: DecoderSpec) -> DecoderSpec:
+    """Add a decoder; its name must be new (or the very same spec again)."""
+    if not spec.name.isidentifier():
+        raise W2SError(f"decoder name must be an identifier, got {spec.name!r}")
+    old = DECODERS.get(spec.name)
+    if old is not None and old != spec:
+        raise W2SError(f"a decoder named {spec.name!r} is already registered")
+    DECODERS[spec.name] = spec
+    return spec
+
+
+def unregister(name: str) -> None:
+    """Remove a decoder (tests and plugins that register temporary ones)."""
+    DECODERS.pop(name, None)
+
+
+def get_decoder(name: str) -> DecoderSpec:
+    if name not in DECODERS:
+        raise W2SError(f"unknown method {name!r}; choose one of {', '.join(DECODERS)}")
+    return DECODERS[name]
