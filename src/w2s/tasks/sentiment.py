@@ -8,43 +8,14 @@ independent scorer so a reader can see gains are not an artefact of one lexicon.
 
 from __future__ import annotations
 
-import functools
 import json
-from collections.abc import Sequence
 from pathlib import Path
 
 from w2s.errors import W2SError
+from w2s.tasks.base import Task, build_golds, resolve_file
+from w2s.tasks.gold import GOLD_SCORERS, textblob, vader  # noqa: F401 - re-exported
 
 PROMPTS_FILE = Path(__file__).resolve().parent.parent / "zoo" / "models" / "prompts.jsonl"
-
-
-@functools.lru_cache(maxsize=1)
-def _vader():  # noqa: ANN202
-    try:
-        from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
-    except ImportError:
-        raise W2SError("the sentiment gold scorer needs vaderSentiment: "
-                       "pip install 'w2s[demo]'") from None
-    return SentimentIntensityAnalyzer()
-
-
-def vader(texts: Sequence[str]) -> list[float]:
-    """Gold reward: VADER compound score in [-1, 1] (higher = more positive)."""
-    a = _vader()
-    return [float(a.polarity_scores(t)["compound"]) for t in texts]
-
-
-def textblob(texts: Sequence[str]) -> list[float]:
-    """Second scorer: TextBlob (pattern lexicon) polarity in [-1, 1]."""
-    try:
-        from textblob import TextBlob
-    except ImportError:
-        raise W2SError("the second sentiment scorer needs textblob: "
-                       "pip install 'w2s[demo]'") from None
-    return [float(TextBlob(t).sentiment.polarity) for t in texts]
-
-
-GOLD_SCORERS = {"vader": vader, "textblob": textblob}
 
 
 def load_prompts(path: Path = PROMPTS_FILE, limit: int | None = None) -> list[str]:
@@ -60,8 +31,6 @@ OPTIONS = {"name", "path", "gold"}
 def build(spec: dict, base_dir: Path, *, dtype: str, device: str):  # noqa: ANN201
     """The held-out review prefixes shipped with the zoo (or ``path``: a JSONL of prompts);
     gold: VADER, then TextBlob, unless ``gold`` says otherwise."""
-    from w2s.tasks import Task, build_golds, resolve_file
-
     unknown = set(spec) - OPTIONS
     if unknown:
         raise W2SError(f"unknown option(s) for task sentiment: {', '.join(sorted(unknown))}")

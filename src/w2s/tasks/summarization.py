@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from w2s.errors import W2SError
-from w2s.tasks import Task, build_golds, pick_field, read_records, resolve_file
+from w2s.tasks.base import Task, build_golds, pick_field, read_records, resolve_file
 
 OPTIONS = {"name", "path", "field", "template", "gold", "chat"}
 FIELDS = ("document", "article", "text", "post")

@@ -1,0 +1,102 @@
+"""The layering rules of docs/architecture.md, checked on the source (imports inside functions
+count): decoders see backends only through the protocols and probe nothing with ``hasattr``;
+lower layers import nothing above them; only the CLI and the demo reach the zoo's training
+script; and no two modules import each other, directly or round a cycle."""
+
+import ast
+from pathlib import Path
+
+import w2s
+
+ROOT = Path(w2s.__file__).resolve().parent
+# group -> groups it must not import (a group is the first package under w2s, or a module)
+BELOW = {
+    "models": {"guides", "decoding", "evaluate", "tasks", "serve", "cli", "demo", "zoo"},
+    "guides": {"decoding", "evaluate", "tasks", "serve", "cli", "demo", "zoo"},
+    "decoding": {"evaluate", "tasks", "serve", "cli", "demo", "zoo"},
+    "tasks": {"evaluate", "serve", "cli", "demo"},
+    "evaluate": {"serve", "cli", "demo"},
+}
+for low in ("params", "rng", "errors", "result", "logits", "stopping", "quiet"):
+    BELOW[low] = {"models", "guides", "decoding", "evaluate", "tasks", "serve", "cli", "demo",
+                  "zoo"}
+CONCRETE = ("w2s.models.hf", "w2s.models.kv_cache", "w2s.models.loading", "transformers")
+
+
+def _modules() -> dict[str, Path]:
+    out = {}
+    for path in ROOT.rglob("*.py"):
+        parts = list(path.relative_to(ROOT.parent).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        out[".".join(parts)] = path
+    return out
+
+
+def _imports(mod: str, path: Path) -> list[str]:
+    pkg = mod if path.name == "__init__.py" else mod.rsplit(".", 1)[0]
+    names = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names += [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                up = pkg.split(".")[: len(pkg.split(".")) - (node.level - 1)]
+                base = ".".join(up + ([base] if base else []))
+            names.append(base)
+            names += [f"{base}.{a.name}" for a in node.names]
+    return names
+
+
+def _group(mod: str) -> str:
+    parts = mod.split(".")
+    return parts[1] if len(parts) > 1 else parts[0]
+
+
+def test_layers_import_only_downward():
+    broken = []
+    for mod, path in _modules().items():
+        g = _group(mod)
+        for name in _imports(mod, path):
+            if name.startswith("w2s.") and _group(name) in BELOW.get(g, set()):
+                broken.append(f"{mod} imports {name}")
+            if name.startswith("w2s.zoo.build") and g not in {"cli", "demo", "zoo"}:
+                broken.append(f"{mod} reaches the zoo's training script")
+            if g == "decoding" and any(name == c or name.startswith(c + ".") for c in CONCRETE):
+                broken.append(f"{mod} imports the concrete backend {name}")
+        if g == "decoding" and "hasattr(" in path.read_text(encoding="utf-8"):
+            broken.append(f"{mod} probes capabilities with hasattr")
+    assert not broken, "\n".join(broken)
+
+
+def test_no_import_cycles():
+    mods = _modules()
+    graph = {m: {n for n in (_resolve(x, mods) for x in _imports(m, p)) if n and n != m}
+             for m, p in mods.items()}
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(m: str) -> list[str] | None:
+        state[m] = 1
+        stack.append(m)
+        for n in sorted(graph[m]):
+            if state.get(n) == 1:
+                return stack[stack.index(n):] + [n]
+            if n not in state and (cycle := visit(n)):
+                return cycle
+        stack.pop()
+        state[m] = 2
+        return None
+
+    for m in sorted(graph):
+        if m not in state:
+            cycle = visit(m)
+            assert cycle is None, " -> ".join(cycle)
+
+
+def _resolve(name: str, mods: dict[str, Path]) -> str | None:
+    """The module an imported name lives in (``w2s.a.b.Name`` -> ``w2s.a.b``)."""
+    while name and name not in mods:
+        name = name.rpartition(".")[0]
+    return name or None
