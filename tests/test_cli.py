@@ -132,7 +132,11 @@ def test_knobs_of_another_method_are_refused_not_ignored(models):
 def test_missing_model_path(tmp_path):
     missing = str(tmp_path / "nope")
     assert_one_line_error(run_w2s("generate", "--base", missing, "--method", "sample",
-                                  "--prompt", "x"), "cannot load model", missing)
+                                  "--prompt", "x"), f"model {missing!r} does not exist")
+    # the guide's references are resolved before the base is loaded
+    assert_one_line_error(run_w2s("generate", "--base", "zoo:base", "--tuned", "zoo:tuned",
+                                  "--untuned", "zoo:nope", "--prompt", "x"),
+                          "no zoo model 'zoo:nope'; the zoo has zoo:base")
 
 
 def test_eft_with_mismatched_vocabularies(tiny_paths):

@@ -17,6 +17,7 @@ from click.testing import CliRunner
 from scripted import CountGuide, ScriptedBackend
 
 import w2s
+import w2s.zoo
 from w2s import BestOfNParams, SamplingParams, SearchParams, W2SError
 from w2s.cli import cli
 from w2s.decoding import DECODERS, DecoderSpec, get_decoder, register, unregister
@@ -97,6 +98,19 @@ def test_a_registered_decoder_is_accepted_and_run_by_eval(toy_registered, tmp_pa
     rows = run_eval(cfg, tmp_path / "out", show_progress=False)
     assert len(rows) == 4 and {r["method_name"] for r in rows} == {"toy"}
     assert all(r["kl"] == 0.0 and r["kl_kind"] == "exact" for r in rows)
+
+
+def test_the_cli_takes_the_same_model_references_as_eval_configs(base):
+    """One resolver: ``zoo:ROLE`` works on the command line as in a config."""
+    out = CliRunner().invoke(cli, ["generate", "--base", "zoo:base", "--tuned", "zoo:tuned",
+                                   "--untuned", "zoo:untuned", "--method", "bon", "--n", "2",
+                                   "--prompt", "the film", "--max-new-tokens", "4", "--json"])
+    assert out.exit_code == 0, out.output
+    zoo = w2s.zoo.ZOO_DIR
+    [want] = w2s.best_of_n(w2s.HFModel.load(str(zoo / "base")),
+                           w2s.PairGuide.load(str(zoo / "tuned"), str(zoo / "untuned")),
+                           ["the film"], BestOfNParams(2), SamplingParams(max_new_tokens=4))
+    assert json.loads(out.output)["token_ids"] == want.token_ids
 
 
 def test_registry_refuses_a_second_decoder_of_the_same_name():

@@ -83,14 +83,17 @@ def build_guide(tuned: str | None, untuned: str | None, reward_model: str | None
                 dtype: str, device: str, chat: bool):  # noqa: ANN201
     """A pair guide, a reward-model guide, their sum, or None."""
     from w2s.guides import PairGuide, RewardModelGuide
+    from w2s.models.refs import load_model, resolve_model
 
     if (tuned is None) != (untuned is None):
         raise W2SError("--tuned and --untuned go together: give both or neither")
     guide = None
     if tuned and untuned:
-        guide = PairGuide.load(tuned, untuned, dtype=dtype, device=device, chat=chat)
+        guide = PairGuide(load_model(tuned, dtype=dtype, device=device, chat=chat),
+                          load_model(untuned, dtype=dtype, device=device, chat=chat))
     if reward_model:
-        rm = RewardModelGuide.load(reward_model, dtype=dtype, device=device, chat=chat)
+        rm = RewardModelGuide.load(resolve_model(reward_model), dtype=dtype, device=device,
+                                   chat=chat)
         guide = rm if guide is None else guide + rm
     return guide
 
@@ -158,10 +161,10 @@ def registry_options(static: list[click.Parameter]) -> list[click.Parameter]:
 
 
 @cli.command(cls=_GenerateCommand)
-@click.option("--base", required=True, metavar="PATH",
-              help="The large frozen model: a local folder or a hub id.")
-@click.option("--tuned", metavar="PATH", help="Small tuned model (the guide's numerator).")
-@click.option("--untuned", metavar="PATH", help="Small untuned model it was tuned from.")
+@click.option("--base", required=True, metavar="MODEL",
+              help="The large frozen model: a local folder, a hub id or zoo:ROLE.")
+@click.option("--tuned", metavar="MODEL", help="Small tuned model (the guide's numerator).")
+@click.option("--untuned", metavar="MODEL", help="Small untuned model it was tuned from.")
 @click.option("--reward-model", metavar="PATH",
               help="A sequence-classification reward model as (an extra term of) the guide.")
 @click.option("--prompt", multiple=True, help="A prompt (repeatable).")
@@ -196,7 +199,7 @@ def generate(base: str, tuned: str | None, untuned: str | None, reward_model: st
       w2s generate --base big --method sample --prompts-file prompts.jsonl --json
     """
     from w2s.decoding import get_decoder
-    from w2s.models.hf import HFModel
+    from w2s.models.refs import load_model, resolve_model
 
     spec = get_decoder(method)
     # validate every value before loading anything heavy
@@ -223,7 +226,10 @@ def generate(base: str, tuned: str | None, untuned: str | None, reward_model: st
                                  pair_name="--tuned and --untuned", rm_name="--reward-model")
     if problem:
         raise W2SError(f"--method {problem}")
-    backend = HFModel.load(base, dtype=dtype, device=device, chat=chat, batch_size=batch_size)
+    for ref in (base, tuned, untuned, reward_model):  # every reference, before any loading
+        if ref:
+            resolve_model(ref)
+    backend = load_model(base, dtype=dtype, device=device, chat=chat, batch_size=batch_size)
     spec.check_backend(backend)
     guide = build_guide(tuned, untuned, reward_model, dtype=dtype, device=device, chat=chat)
     results = spec.run(backend, guide, prompts, params, sampling, return_all=return_all)

@@ -34,12 +34,12 @@ class Models:
         self._guides: dict[str, Any] = {}
 
     def lm(self, ref: str) -> Any:
-        from w2s.models.hf import HFModel
+        from w2s.models.refs import load_model
 
         if ref not in self._lm:
-            self._lm[ref] = HFModel.load(self.cfg.resolve(ref), dtype=self.cfg.dtype,
-                                         device=self.cfg.device, chat=self.chat,
-                                         batch_size=self.cfg.batch_size)
+            self._lm[ref] = load_model(ref, base_dir=self.cfg.base_dir, dtype=self.cfg.dtype,
+                                       device=self.cfg.device, chat=self.chat,
+                                       batch_size=self.cfg.batch_size)
         return self._lm[ref]
 
     def guide(self, spec: dict[str, str] | None) -> Any:

@@ -28,6 +28,7 @@ from typing import Any
 import torch
 
 from w2s.models import kv_cache
+from w2s.models.hf import HFModel
 
 
 @dataclass
@@ -92,7 +93,7 @@ class IncrementalScorer:
     fraction of its width (0 never compacts; 1 compacts whenever a column is dead).
     """
 
-    def __init__(self, model: Any, *, compact_below: float = 0.5) -> None:  # an HFModel
+    def __init__(self, model: HFModel, *, compact_below: float = 0.5) -> None:
         self.m = model
         self.compact_below = compact_below
         self.compactions = 0  # a counter, for tests and profiling
@@ -195,10 +196,9 @@ class IncrementalScorer:
             new_mask[j, : len(f)] = 1
             pos[j] = start + torch.arange(m)  # live tokens before: ``start``
         full_mask = torch.cat([mask, new_mask.to(dev)], dim=1)  # (R, T + m)
-        out = self.m.model(input_ids=ids.to(dev), attention_mask=full_mask,
-                           position_ids=pos.to(dev), past_key_values=cache, use_cache=True)
-        logits = out.logits.float()  # (R, m, V)
+        logits, cache = self.m.forward_cached(ids.to(dev), full_mask, pos.to(dev), cache)
+        logits = logits.float()  # (R, m, V)
         nxt = ids[:, 1:].to(dev)
         lp = (logits[:, :-1].gather(-1, nxt.unsqueeze(-1)).squeeze(-1)
               - logits[:, :-1].logsumexp(-1)).cpu()  # (R, m-1): log p(feed[i+1])
-        return out.past_key_values, lp, full_mask
+        return cache, lp, full_mask

@@ -231,6 +231,15 @@ class HFModel:
         return DecodeState(out.past_key_values, mask, out.logits[:, -1, : self.vocab_size].float())
 
     @torch.inference_mode()
+    def forward_cached(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                       position_ids: torch.Tensor, cache: Any) -> tuple[torch.Tensor, Any]:
+        """Logits ``(B, T, V)`` of ``input_ids`` appended to ``cache`` (the caller owns the
+        mask and positions: incremental scoring crops rows by masking), and the grown cache."""
+        out = self.model(input_ids=input_ids, attention_mask=attention_mask,
+                         position_ids=position_ids, past_key_values=cache, use_cache=True)
+        return out.logits, out.past_key_values
+
+    @torch.inference_mode()
     def token_logprobs(self, prefixes: Sequence[Sequence[int]],
                        targets: Sequence[Sequence[int]]) -> list[torch.Tensor]:
         """log p(target_t | prefix, target_<t) for every target token; one tensor per row."""
@@ -321,7 +330,7 @@ class HFModel:
             for i, x in enumerate(tok.tolist()):
                 if alive[i]:
                     new[i].append(x)
-                    if stopper.ended_after(list(response_ids[i]), new[i]):
+                    if stopper.ended_after(response_ids[i], new[i]):  # type: ignore[arg-type]
                         alive[i] = False
             if not any(alive) or t == max_tokens - 1:
                 break

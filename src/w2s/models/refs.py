@@ -2,13 +2,15 @@
 
 A reference is ``zoo:ROLE`` (a model of the shipped zoo), a local folder (relative to a base
 folder such as the config's, then to the working directory), or a hub id. Resolving early turns
-a typo into one line before any model is loaded.
+a typo into one line before any model is loaded. :func:`load_model` is the one place that turns
+a reference into a backend, so a new kind of backend (an engine URL) is added here once.
 """
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 from w2s.errors import W2SError
 
@@ -36,3 +38,12 @@ def resolve_model(ref: str, base_dir: Path | None = None) -> str:
         raise W2SError(f"model {ref!r} does not exist (no such folder; looked relative to "
                        f"{base_dir} and to the working directory)")
     return ref  # a hub id: from_pretrained will fetch it (or say in one line why it cannot)
+
+
+def load_model(ref: str, *, base_dir: Path | None = None, dtype: str = "auto",
+               device: str = "cpu", chat: bool = False, batch_size: int = 64) -> Any:
+    """The language model ``ref`` names, loaded (today: a white-box ``HFModel``)."""
+    from w2s.models.hf import HFModel
+
+    return HFModel.load(resolve_model(ref, base_dir), dtype=dtype, device=device, chat=chat,
+                        batch_size=batch_size)
