@@ -1,13 +1,17 @@
 # The two commands of the README. Each sets everything up first (idempotent).
-.PHONY: setup demo test lint mutants
+.PHONY: setup engine demo test lint mutants
 
 setup:
 	@bash scripts/setup.sh
 
+# the real OpenAI-compatible engine (vLLM, CPU build) that the black-box backend's tests start
+engine:
+	@bash scripts/engine.sh
+
 demo: setup
 	.venv/bin/w2s demo
 
-test: setup
+test: setup engine
 	.venv/bin/ruff check src tests bench
 	.venv/bin/python -m pytest -q
 

@@ -161,8 +161,19 @@ def registry_options(static: list[click.Parameter]) -> list[click.Parameter]:
 
 
 @cli.command(cls=_GenerateCommand)
-@click.option("--base", required=True, metavar="MODEL",
+@click.option("--base", metavar="MODEL",
               help="The large frozen model: a local folder, a hub id or zoo:ROLE.")
+@click.option("--base-url", metavar="URL",
+              help="Or: the base behind an OpenAI-compatible server (vLLM, SGLang, TGI, "
+              "llama.cpp, OpenAI), e.g. http://127.0.0.1:8000/v1.")
+@click.option("--base-model", metavar="NAME", help="With --base-url: the served model's name.")
+@click.option("--base-tokenizer", metavar="MODEL",
+              help="With --base-url and --chat: a tokenizer whose chat template formats prompts "
+              "(applied client-side, so partial assistant turns continue exactly).")
+@click.option("--api-key", metavar="KEY", envvar="OPENAI_API_KEY", show_envvar=True,
+              help="With --base-url: the server's API key.")
+@click.option("--max-concurrency", type=click.IntRange(min=1), default=16, show_default=True,
+              help="With --base-url: requests in flight at once.")
 @click.option("--tuned", metavar="MODEL", help="Small tuned model (the guide's numerator).")
 @click.option("--untuned", metavar="MODEL", help="Small untuned model it was tuned from.")
 @click.option("--reward-model", metavar="PATH",
@@ -185,7 +196,9 @@ def registry_options(static: list[click.Parameter]) -> list[click.Parameter]:
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:1 or auto.")
 @click.option("--batch-size", type=int, default=64, show_default=True,
               help="Rows per forward pass (bounds memory).")
-def generate(base: str, tuned: str | None, untuned: str | None, reward_model: str | None,
+def generate(base: str | None, base_url: str | None, base_model: str | None,
+             base_tokenizer: str | None, api_key: str | None, max_concurrency: int,
+             tuned: str | None, untuned: str | None, reward_model: str | None,
              prompt: tuple[str, ...], prompts_file: str | None, max_new_tokens: int,
              temperature: float, top_p: float, top_k: int, stop: tuple[str, ...], seed: int,
              ignore_eos: bool, chat: bool, as_json: bool, dtype: str, device: str,
@@ -199,10 +212,16 @@ def generate(base: str, tuned: str | None, untuned: str | None, reward_model: st
       w2s generate --base big --method sample --prompts-file prompts.jsonl --json
     """
     from w2s.decoding import get_decoder
-    from w2s.models.refs import load_model, resolve_model
+    from w2s.models.refs import load_engine, load_model, resolve_model
 
     spec = get_decoder(method)
     # validate every value before loading anything heavy
+    if (base is None) == (base_url is None):
+        raise W2SError("give the base as --base MODEL or as --base-url URL --base-model NAME")
+    if base_url is None and (base_model or base_tokenizer):
+        raise W2SError("--base-model and --base-tokenizer go with --base-url")
+    if base_url is not None and not base_model:
+        raise W2SError("--base-url needs --base-model (the served model's name)")
     sampling = SamplingParams(max_new_tokens=max_new_tokens, temperature=temperature,
                               top_p=top_p, top_k=top_k, stop=stop, seed=seed,
                               ignore_eos=ignore_eos)
@@ -226,10 +245,15 @@ def generate(base: str, tuned: str | None, untuned: str | None, reward_model: st
                                  pair_name="--tuned and --untuned", rm_name="--reward-model")
     if problem:
         raise W2SError(f"--method {problem}")
-    for ref in (base, tuned, untuned, reward_model):  # every reference, before any loading
+    for ref in (base, tuned, untuned, reward_model, base_tokenizer):  # all, before any loading
         if ref:
             resolve_model(ref)
-    backend = load_model(base, dtype=dtype, device=device, chat=chat, batch_size=batch_size)
+    if base_url is not None:
+        backend = load_engine(base_url, base_model or "", chat=chat, tokenizer=base_tokenizer,
+                              api_key=api_key, max_concurrency=max_concurrency)
+    else:
+        backend = load_model(base or "", dtype=dtype, device=device, chat=chat,
+                             batch_size=batch_size)
     spec.check_backend(backend)
     guide = build_guide(tuned, untuned, reward_model, dtype=dtype, device=device, chat=chat)
     results = spec.run(backend, guide, prompts, params, sampling, return_all=return_all)

@@ -65,6 +65,13 @@ def uniforms(streams: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
     return _shr(z, 11).to(torch.float64) * (2.0**-53)
 
 
+def engine_seed(stream: int, position: int) -> int:
+    """A 31-bit seed for an engine request that continues a response of ``position`` tokens on
+    random stream ``stream``: runs repeat, and each round of a search draws fresh numbers (an
+    engine restarts its generator from the seed at every request)."""
+    return mix_py(stream ^ mix_py(position + 0x5F3759DF)) & 0x7FFFFFFF
+
+
 def sample_from_probs(probs: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
     """Inverse-CDF sampling: the first token whose cumulative probability exceeds ``u``.
 

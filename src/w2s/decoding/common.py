@@ -138,7 +138,7 @@ class Frontier:
                 n += 1
             reqs.append(Request(self.prep.prompts[i], parent.text,
                                 None if parent.ids is None else tuple(parent.ids),
-                                tuple(streams[j: j + n])))
+                                tuple(streams[j: j + n]), parent.tokens))
             j += n
         out = self.backend.complete(reqs, max_tokens, self.sampling)
         if [len(o) for o in out] != [len(r.streams) for r in reqs]:

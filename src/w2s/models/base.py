@@ -54,7 +54,8 @@ class Request:
 
     ``streams`` name the continuations' random streams (see :mod:`w2s.rng`): a backend that can
     honour them draws token ``t`` of a response with the uniform of position ``t``, so a
-    continuation does not depend on which other rows share the batch. ``response_ids`` are the
+    continuation does not depend on which other rows share the batch; an engine that takes
+    only a seed per request derives it from the first stream and ``tokens``. ``response_ids`` are the
     response's tokens as this backend returned them (None: it re-encodes ``response``).
     """
 
@@ -62,6 +63,8 @@ class Request:
     response: str = ""
     response_ids: tuple[int, ...] | None = None
     streams: tuple[int, ...] = (0,)
+    tokens: int = 0
+    """How many tokens the response so far holds (a position, for engines that take seeds)."""
 
 
 @runtime_checkable

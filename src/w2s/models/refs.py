@@ -47,3 +47,16 @@ def load_model(ref: str, *, base_dir: Path | None = None, dtype: str = "auto",
 
     return HFModel.load(resolve_model(ref, base_dir), dtype=dtype, device=device, chat=chat,
                         batch_size=batch_size)
+
+
+def load_engine(url: str, model: str, *, chat: bool = False, tokenizer: str | None = None,
+                api_key: str | None = None, max_concurrency: int = 16, timeout: float = 120.0,
+                max_retries: int = 6, batch_size: int = 256) -> Any:
+    """A base served by an OpenAI-compatible engine at ``url`` (see
+    :class:`~w2s.models.openai_api.OpenAIBackend`); ``tokenizer`` is a reference too."""
+    from w2s.models.openai_api import OpenAIBackend
+
+    return OpenAIBackend(url, model, api_key=api_key, chat=chat,
+                         tokenizer=resolve_model(tokenizer) if tokenizer else None,
+                         max_concurrency=max_concurrency, timeout=timeout,
+                         max_retries=max_retries, batch_size=batch_size)

@@ -1,0 +1,300 @@
+"""A base model behind an OpenAI-compatible ``/v1/completions`` endpoint (black box, HTTP).
+
+Weak-to-strong search needs nothing from the base but sampled text (Zhou et al. 2024 steered
+gpt-3.5-turbo-instruct through its API), and the models worth steering live in serving engines
+(vLLM, SGLang, TGI, llama.cpp's server). :class:`OpenAIBackend` implements the text-level
+:class:`~w2s.models.base.Backend` protocol over HTTP, so sampling, Best-of-N and CBS run on it
+unchanged; token-level methods refuse it (it gives no next-token distribution).
+
+- Each :class:`~w2s.models.base.Request` is one ``POST /v1/completions`` with ``prompt`` =
+  the formatted prompt + the response so far, ``n`` = its random streams, ``max_tokens`` = the
+  chunk length, ``stop``, ``temperature``, ``top_p`` (and vLLM's ``top_k``/``ignore_eos`` when
+  set), and a ``seed`` derived from the row's random stream and its length, so runs repeat and
+  rounds draw fresh randomness. Every kept prefix is sent again as a prompt: an engine with
+  prefix caching (vLLM: ``--enable-prefix-caching``) serves it from cache.
+- ``logprobs=0`` asks for the sampled tokens, which count each choice's tokens exactly (some
+  servers' ``usage`` counts one choice only); without them ``usage`` is split evenly.
+- Chat models: the chat template is applied client-side from a tokenizer the user names, so a
+  continuation of a partial assistant turn is exact (the chat endpoint cannot continue one).
+- Requests run concurrently (asyncio + ``httpx``), at most ``max_concurrency`` in flight;
+  429/5xx, timeouts and dropped connections are retried with exponential backoff and jitter
+  (``tenacity``), honouring ``Retry-After``; when the budget is spent, one line says why.
+- A stop string split across two chunks is found on the whole response text, client-side.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import os
+from collections.abc import Sequence
+from typing import Any
+
+from w2s.errors import W2SError
+from w2s.models.base import Continuation, Request
+from w2s.params import SamplingParams
+from w2s.rng import engine_seed
+
+RETRY_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
+
+
+class _Retryable(Exception):
+    """A failure worth another try; ``after``: the server's Retry-After, in seconds."""
+
+    def __init__(self, message: str, after: float | None = None) -> None:
+        super().__init__(message)
+        self.after = after
+
+
+def _retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None  # an HTTP date: fall back to our own backoff
+
+
+def _first_line(text: str) -> str:
+    text = text.strip()
+    return text.splitlines()[0][:300] if text else ""
+
+
+class OpenAIBackend:
+    """A base model served by an OpenAI-compatible engine.
+
+    ``base_url``: the server's API root (``http://host:8000/v1``; ``/v1`` is added when
+    missing). ``model``: the served model's name. ``api_key``: else ``$OPENAI_API_KEY``, else
+    none. ``tokenizer``: a tokenizer (or its folder / hub id) whose chat template formats prompts
+    when ``chat``.
+    """
+
+    def __init__(self, base_url: str, model: str, *, api_key: str | None = None,
+                 chat: bool = False, tokenizer: Any = None, max_concurrency: int = 16,
+                 timeout: float = 120.0, max_retries: int = 6, batch_size: int = 256,
+                 logprobs: bool = True) -> None:
+        if not base_url.startswith(("http://", "https://")):
+            raise W2SError(f"base URL must start with http:// or https://, got {base_url!r}")
+        if not model:
+            raise W2SError("give the served model's name (--base-model)")
+        for name, v in (("max_concurrency", max_concurrency), ("batch_size", batch_size)):
+            if not isinstance(v, int) or v < 1:
+                raise W2SError(f"{name} must be >= 1, got {v!r}")
+        if not isinstance(max_retries, int) or max_retries < 0:
+            raise W2SError(f"max_retries must be >= 0, got {max_retries!r}")
+        if not timeout > 0:
+            raise W2SError(f"timeout must be > 0 seconds, got {timeout!r}")
+        root = base_url.rstrip("/")
+        self.base_url = root if root.endswith("/v1") else root + "/v1"
+        self.model = model
+        self.name = f"{model}@{self.base_url}"
+        self.api_key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY")
+        self.chat = chat
+        self.max_concurrency, self.timeout, self.max_retries = max_concurrency, timeout, max_retries
+        self.batch_size = batch_size
+        self.logprobs = logprobs
+        if isinstance(tokenizer, str):
+            from w2s.models.loading import load_tokenizer
+
+            tokenizer = load_tokenizer(tokenizer)
+        self.tokenizer = tokenizer
+        if chat and not getattr(tokenizer, "chat_template", None):
+            raise W2SError(f"{self.name}: --chat needs a tokenizer with a chat template "
+                           "(--base-tokenizer): the template is applied client-side so a "
+                           "partial assistant turn can be continued")
+        self._checked = False
+        self.stats = {"requests": 0, "retries": 0, "prompt_tokens": 0, "completion_tokens": 0}
+
+    # ---------------------------------------------------------------- prompts
+    def format_prompt(self, prompt: str) -> str:
+        """The text the engine continues: the chat template's user turn, or the prompt."""
+        if not self.chat:
+            return prompt
+        return self.tokenizer.apply_chat_template([{"role": "user", "content": prompt}],
+                                                  add_generation_prompt=True, tokenize=False)
+
+    def check_prompts(self, prompts: Sequence[str], max_new_tokens: int) -> None:
+        """Reach the server once and check it serves ``model`` (one line if not); the engine
+        itself refuses a prompt longer than its context, in one line too."""
+        for p in prompts:
+            if not self.format_prompt(p):
+                raise W2SError(f"the prompt {p!r} is empty; an engine needs text to continue")
+        if not self._checked:
+            _run(self._check_server())
+            self._checked = True
+
+    async def _check_server(self) -> None:
+        import httpx
+
+        async with self._client() as client:
+            try:
+                r = await client.get("/models", timeout=min(self.timeout, 10.0))
+            except httpx.HTTPError as e:
+                raise W2SError(f"cannot reach {self.base_url} ({type(e).__name__}: "
+                               f"{_first_line(str(e)) or 'no answer'})") from None
+        if r.status_code in (401, 403):
+            raise W2SError(f"{self.base_url} refused the API key (HTTP {r.status_code}); set "
+                           "OPENAI_API_KEY or --api-key")
+        if r.status_code != 200:
+            return  # a server without /models: the first completion will say what is wrong
+        try:
+            served = [m.get("id") for m in r.json().get("data", [])]
+        except (ValueError, AttributeError):
+            return
+        if served and self.model not in served:
+            raise W2SError(f"{self.base_url} serves {', '.join(map(str, served))}, not "
+                           f"{self.model!r} (--base-model)")
+
+    # ------------------------------------------------------------- sampling
+    def complete(self, requests: Sequence[Request], max_tokens: int,
+                 sampling: SamplingParams) -> list[list[Continuation]]:
+        if not requests:
+            return []
+        return _run(self._complete_all(list(requests), max_tokens, sampling))
+
+    def _client(self) -> Any:
+        import httpx
+
+        headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+        limits = httpx.Limits(max_connections=self.max_concurrency,
+                              max_keepalive_connections=self.max_concurrency)
+        return httpx.AsyncClient(base_url=self.base_url, headers=headers, limits=limits,
+                                 timeout=httpx.Timeout(self.timeout))
+
+    async def _complete_all(self, requests: list[Request], max_tokens: int,
+                            sampling: SamplingParams) -> list[list[Continuation]]:
+        gate = asyncio.Semaphore(self.max_concurrency)
+        async with self._client() as client:
+            async def one(req: Request) -> list[Continuation]:
+                async with gate:
+                    return await self._complete_one(client, req, max_tokens, sampling)
+
+            return list(await asyncio.gather(*(one(r) for r in requests)))
+
+    def body(self, req: Request, max_tokens: int, sampling: SamplingParams) -> dict[str, Any]:
+        """The JSON body of one request (public: tests and docs show exactly what is sent)."""
+        body: dict[str, Any] = {
+            "model": self.model, "prompt": self.format_prompt(req.prompt) + req.response,
+            "max_tokens": max_tokens, "n": len(req.streams),
+            "temperature": sampling.temperature, "top_p": sampling.top_p,
+            "seed": engine_seed(req.streams[0], req.tokens),
+        }
+        if sampling.stop:
+            body["stop"] = list(sampling.stop)
+        if self.logprobs:
+            body["logprobs"] = 0
+        if sampling.top_k > 0:
+            body["top_k"] = sampling.top_k  # vLLM / SGLang extension
+        if sampling.ignore_eos:
+            body["ignore_eos"] = True  # vLLM / SGLang extension
+        return body
+
+    async def _complete_one(self, client: Any, req: Request, max_tokens: int,
+                            sampling: SamplingParams) -> list[Continuation]:
+        data = await self._post(client, "/completions", self.body(req, max_tokens, sampling))
+        return self._parse(data, req, sampling)
+
+    async def _post(self, client: Any, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        """POST with retries on 429/5xx, timeouts and dropped connections (tenacity)."""
+        import httpx
+        from tenacity import (
+            AsyncRetrying,
+            RetryError,
+            retry_if_exception_type,
+            stop_after_attempt,
+            wait_random_exponential,
+        )
+
+        backoff = wait_random_exponential(multiplier=0.5, max=30.0)  # "full jitter"
+
+        def wait(state: Any) -> float:
+            exc = state.outcome.exception() if state.outcome else None
+            after = getattr(exc, "after", None)
+            return min(after, 60.0) if after is not None else backoff(state)
+
+        def count(state: Any) -> None:
+            self.stats["retries"] += 1
+
+        try:
+            async for attempt in AsyncRetrying(stop=stop_after_attempt(self.max_retries + 1),
+                                               wait=wait, before_sleep=count,
+                                               retry=retry_if_exception_type(_Retryable)):
+                with attempt:
+                    self.stats["requests"] += 1
+                    try:
+                        r = await client.post(path, json=body)
+                        payload = r.content
+                    except httpx.TimeoutException:
+                        raise _Retryable(f"no answer within {self.timeout:g} s") from None
+                    except httpx.TransportError as e:
+                        raise _Retryable(f"{type(e).__name__}: {_first_line(str(e))}") from None
+                    if r.status_code in RETRY_STATUS:
+                        raise _Retryable(f"HTTP {r.status_code}: {_first_line(r.text)}",
+                                         _retry_after(r.headers.get("retry-after")))
+                    if r.status_code >= 400:
+                        raise W2SError(f"{self.base_url}{path} refused the request (HTTP "
+                                       f"{r.status_code}): {_error_message(r)}")
+                    try:
+                        import json
+
+                        return json.loads(payload)
+                    except ValueError:
+                        raise _Retryable("the answer was not complete JSON") from None
+        except RetryError as e:
+            last = e.last_attempt.exception()
+            raise W2SError(f"{self.base_url}{path}: gave up after {self.max_retries + 1} tries "
+                           f"({last})") from None
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _parse(self, data: dict[str, Any], req: Request,
+               sampling: SamplingParams) -> list[Continuation]:
+        n = len(req.streams)
+        try:
+            choices = sorted(data["choices"], key=lambda c: c.get("index", 0))
+        except (KeyError, TypeError):
+            raise W2SError(f"{self.base_url}/completions answered without choices") from None
+        if len(choices) != n:
+            raise W2SError(f"{self.base_url}/completions returned {len(choices)} choices for "
+                           f"n={n}")
+        usage = data.get("usage") or {}
+        self.stats["prompt_tokens"] += int(usage.get("prompt_tokens") or 0)
+        self.stats["completion_tokens"] += int(usage.get("completion_tokens") or 0)
+        out = []
+        for c in choices:
+            text = c.get("text") or ""
+            tokens = ((c.get("logprobs") or {}).get("tokens"))
+            n_tokens = len(tokens) if tokens is not None else round(
+                int(usage.get("completion_tokens") or 0) / n)
+            response, ended = req.response + text, c.get("finish_reason") != "length"
+            cut = _first_stop(response, sampling.stop)
+            if cut >= 0:  # a stop string the engine could not see: it spans two chunks
+                response, ended = response[:cut], True
+            out.append(Continuation(response, None, n_tokens, "stop" if ended else "length"))
+        return out
+
+
+def _first_stop(text: str, stop: Sequence[str]) -> int:
+    found = [i for i in (text.find(s) for s in stop) if i >= 0]
+    return min(found) if found else -1
+
+
+def _error_message(r: Any) -> str:
+    try:
+        err = r.json()
+        msg = err.get("error", err) if isinstance(err, dict) else err
+        if isinstance(msg, dict):
+            msg = msg.get("message") or msg
+        return _first_line(str(msg))
+    except ValueError:
+        return _first_line(r.text) or "no message"
+
+
+def _run(coro: Any) -> Any:
+    """Run a coroutine to completion from sync code, also when an event loop is running in
+    this thread (a server): then in a worker thread with its own loop."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()

@@ -1,0 +1,93 @@
+"""A small OpenAI-compatible completions server on loopback that can misbehave on purpose.
+
+It answers ``/v1/models`` and ``/v1/completions`` deterministically: choice ``j`` of a request
+with seed ``s`` is ``max_tokens`` words ``" w<k>"``, ``k`` a function of ``(s, j, t)``, ending
+with ``finish_reason: length``. ``faults`` is a queue: each completion request first takes the
+next fault, if any: ``("status", code, retry_after)``, ``("slow", seconds)``, ``("drop",)``
+(headers promise a body that is cut off), ``("truncated",)`` (200 with half a JSON document).
+Every request body is recorded. It exists to test what a real engine cannot be made to do on
+demand (fail); the real engine's tests run against vLLM.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+class FakeEngine:
+    def __init__(self, model: str = "fake") -> None:
+        self.model = model
+        self.faults: list[tuple] = []
+        self.bodies: list[dict] = []
+        self.lock = threading.Lock()
+        engine = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):  # noqa: ANN002
+                pass
+
+            def _send(self, code: int, payload: bytes, headers: dict | None = None,
+                      length: int | None = None) -> None:
+                self.send_response(code)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(payload) if length is None else length))
+                for k, v in (headers or {}).items():
+                    self.send_header(k, v)
+                self.end_headers()
+                self.wfile.write(payload)
+                self.wfile.flush()
+
+            def do_GET(self) -> None:  # noqa: N802
+                if self.path.rstrip("/") == "/v1/models":
+                    self._send(200, json.dumps({"data": [{"id": engine.model}]}).encode())
+                else:
+                    self._send(404, b'{"error": {"message": "not found"}}')
+
+            def do_POST(self) -> None:  # noqa: N802
+                body = json.loads(self.rfile.read(int(self.headers["content-length"])))
+                with engine.lock:
+                    engine.bodies.append(body)
+                    fault = engine.faults.pop(0) if engine.faults else None
+                if body.get("model") != engine.model:
+                    msg = {"error": {"message": f"The model `{body.get('model')}` does not exist."}}
+                    return self._send(404, json.dumps(msg).encode())
+                if fault and fault[0] == "status":
+                    headers = {"retry-after": str(fault[2])} if fault[2] is not None else {}
+                    return self._send(fault[1], b'{"error": {"message": "busy"}}', headers)
+                if fault and fault[0] == "slow":
+                    time.sleep(fault[1])
+                payload = json.dumps(engine.answer(body)).encode()
+                if fault and fault[0] == "drop":
+                    self._send(200, payload[: len(payload) // 3], length=len(payload))
+                    self.close_connection = True
+                    return
+                if fault and fault[0] == "truncated":
+                    return self._send(200, payload[: len(payload) // 2])
+                self._send(200, payload)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def answer(self, body: dict) -> dict:
+        choices = []
+        for j in range(body.get("n", 1)):
+            words = [f" w{(body['seed'] * 31 + j * 7 + t) % 97}" for t in range(body["max_tokens"])]
+            text, reason = "".join(words), "length"
+            for s in body.get("stop") or []:
+                if s in text:
+                    text, reason = text[: text.index(s)], "stop"
+            choices.append({"index": j, "text": text, "finish_reason": reason,
+                            "logprobs": {"tokens": words[: max(1, len(text.split()))]}})
+        used = sum(len(c["logprobs"]["tokens"]) for c in choices)
+        return {"choices": choices, "usage": {"prompt_tokens": 3, "completion_tokens": used}}
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

@@ -1,0 +1,174 @@
+"""The black-box backend over HTTP, against a local server that fails on purpose: what is sent,
+how answers become continuations, retries (429 with Retry-After, 5xx, timeouts, dropped
+connections, truncated JSON), and one-line errors when retrying cannot help."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from fake_engine import FakeEngine
+from scripted import CountGuide
+
+import w2s
+from w2s import SamplingParams, SearchParams, W2SError
+from w2s.models.base import Request
+from w2s.models.openai_api import OpenAIBackend
+from w2s.rng import engine_seed
+
+SP = SamplingParams(max_new_tokens=6, seed=3)
+
+
+@pytest.fixture
+def engine():
+    e = FakeEngine()
+    yield e
+    e.close()
+
+
+def backend(engine: FakeEngine, **kw) -> OpenAIBackend:
+    return OpenAIBackend(engine.url, engine.model, **{"max_retries": 3, "timeout": 5.0, **kw})
+
+
+def test_it_declares_text_only_capabilities(engine):
+    b = backend(engine)
+    assert isinstance(b, w2s.Backend)
+    assert not isinstance(b, w2s.SearchBackend) and not isinstance(b, w2s.LogitsBackend)
+
+
+def test_the_request_body_carries_the_knobs(engine):
+    b = backend(engine)
+    req = Request("Hi", " there", None, (11, 12, 13), tokens=4)
+    body = b.body(req, 5, SamplingParams(temperature=0.5, top_p=0.9, stop=("!",)))
+    assert body == {"model": "fake", "prompt": "Hi there", "max_tokens": 5, "n": 3,
+                    "temperature": 0.5, "top_p": 0.9, "seed": engine_seed(11, 4),
+                    "stop": ["!"], "logprobs": 0}
+    body = b.body(req, 5, SamplingParams(top_k=7, ignore_eos=True))
+    assert body["top_k"] == 7 and body["ignore_eos"] is True and "stop" not in body
+    assert engine_seed(11, 4) != engine_seed(11, 9) != engine_seed(12, 4)
+    assert 0 <= engine_seed(-5, 0) < 2**31
+
+
+def test_cbs_runs_over_http_with_n_per_parent_and_fresh_seeds_per_round(engine):
+    b = backend(engine)
+    [r] = w2s.cbs(b, CountGuide(), ["p"], SearchParams(2, 3, 2), SP, return_all=True)
+    first, *rest = engine.bodies
+    assert first["n"] == 6 and first["prompt"] == "p" and first["max_tokens"] == 2
+    assert all(x["n"] == 3 for x in rest) and len(rest) == 2 * 2  # 2 more rounds, 2 parents
+    assert len({x["seed"] for x in engine.bodies}) == len(engine.bodies)
+    # each later prompt is a kept prefix: the prompt plus a response of the round before
+    assert all(x["prompt"].startswith("p w") for x in rest)
+    assert r.cost.base_tokens == 6 * 2 + 2 * (2 * 3 * 2)  # round 1, then 2 rounds of 2x3 chunks
+    assert r.token_ids == [] and len(r.text.split()) == 6
+    again = w2s.cbs(backend(engine), CountGuide(), ["p"], SearchParams(2, 3, 2), SP)
+    assert again[0].text == r.text  # seeds repeat
+
+
+def test_a_stop_string_split_across_chunks_is_found_client_side(engine):
+    b = backend(engine)
+    [r] = w2s.sample(b, None, ["p"], SamplingParams(max_new_tokens=4, seed=3))
+    words = r.text.split()
+    stop = words[1][-1] + " " + words[2][:2]  # spans the boundary between words 2 and 3
+    conts = b.complete([Request("p", " " + words[0] + " " + words[1], None, (0,))], 2,
+                       SamplingParams(stop=(stop,)))[0]
+    assert conts[0].response.endswith(words[1][:-1]) or stop not in conts[0].response
+    [cut] = w2s.sample(b, None, ["p"], SamplingParams(max_new_tokens=4, seed=3, stop=(stop,)))
+    assert cut.finished and stop not in cut.text and r.text.startswith(cut.text)
+
+
+@pytest.mark.parametrize("fault", [("status", 503, None), ("status", 500, None),
+                                   ("status", 429, 0.3), ("drop",), ("truncated",),
+                                   ("slow", 2.0)])
+def test_transient_failures_are_retried(engine, fault):
+    clean = w2s.sample(backend(engine), None, ["p", "q"], SP, n=2)
+    engine.faults = [fault]
+    b = backend(engine, timeout=1.0)
+    t0 = time.perf_counter()
+    got = w2s.sample(b, None, ["p", "q"], SP, n=2)
+    assert [c.text for r in got for c in r.candidates] == \
+        [c.text for r in clean for c in r.candidates]
+    assert b.stats["retries"] == 1
+    if fault[0] == "status" and fault[2] is not None:
+        assert time.perf_counter() - t0 >= fault[2]  # Retry-After honoured
+
+
+def test_a_spent_retry_budget_is_one_line(engine):
+    engine.faults = [("status", 503, 0)] * 10
+    with pytest.raises(W2SError, match=r"/completions: gave up after 3 tries \(HTTP 503: "):
+        w2s.sample(backend(engine, max_retries=2), None, ["p"], SP)
+
+
+def test_errors_that_retrying_cannot_fix_are_one_line(engine, pair):
+    with pytest.raises(W2SError, match=r"serves fake, not 'nope' \(--base-model\)$"):
+        w2s.sample(OpenAIBackend(engine.url, "nope"), None, ["p"], SP)
+    engine.model = "other"  # the server stops serving our model after the check
+    b = OpenAIBackend(engine.url, "fake")
+    b._checked = True
+    with pytest.raises(W2SError, match=r"refused the request \(HTTP 404\): The model `fake` "
+                                       r"does not exist\.$"):
+        w2s.sample(b, None, ["p"], SP)
+    with pytest.raises(W2SError, match=r"^cannot reach http://127\.0\.0\.1:9/v1 \("):
+        w2s.sample(OpenAIBackend("http://127.0.0.1:9", "m"), None, ["p"], SP)
+    with pytest.raises(W2SError, match=r"^eft needs next-token log-probabilities; this backend"):
+        w2s.eft(backend(engine), pair, ["p"])
+
+
+def test_bad_settings_are_refused(engine):
+    for kw, msg in [({"max_concurrency": 0}, "max_concurrency must be >= 1"),
+                    ({"timeout": 0}, "timeout must be > 0"),
+                    ({"chat": True}, "--chat needs a tokenizer with a chat template")]:
+        with pytest.raises(W2SError, match=msg):
+            OpenAIBackend(engine.url, "fake", **kw)
+    with pytest.raises(W2SError, match="must start with http"):
+        OpenAIBackend("localhost:8000", "m")
+
+
+# ------------------------------------------------------------------ the CLI over HTTP
+def test_generate_over_http_matches_the_python_api(engine, tiny_paths):
+    import json
+
+    from click.testing import CliRunner
+
+    from w2s.cli import cli
+
+    args = ["generate", "--base-url", engine.url, "--base-model", "fake", "--tuned",
+            tiny_paths["tuned"], "--untuned", tiny_paths["untuned"], "--method", "cbs",
+            "--w", "2", "--k", "2", "--l", "3", "--max-new-tokens", "6", "--seed", "5",
+            "--prompt", "The movie was", "--json"]
+    out = CliRunner().invoke(cli, args)
+    assert out.exit_code == 0, out.output
+    row = json.loads(out.output)
+    [want] = w2s.cbs(backend(engine), w2s.PairGuide.load(tiny_paths["tuned"],
+                                                         tiny_paths["untuned"]),
+                     ["The movie was"], SearchParams(2, 2, 3), SamplingParams(max_new_tokens=6,
+                                                                             seed=5))
+    assert row["response"] == want.text and row["score"] == pytest.approx(want.score, abs=1e-4)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--base-url", "URL"], "--base-url needs --base-model"),
+    (["--base", "zoo:base", "--base-url", "http://x"], "give the base as --base MODEL or as"),
+    (["--base", "zoo:base", "--base-model", "m"], "--base-model and --base-tokenizer go with"),
+    ([], "give the base as --base MODEL or as --base-url URL --base-model NAME"),
+    (["--base-url", "http://127.0.0.1:9/v1", "--base-model", "m", "--method", "sample"],
+     "cannot reach http://127.0.0.1:9/v1"),
+])
+def test_bad_engine_flags_are_one_line(args, message):
+    from click.testing import CliRunner
+
+    from w2s.cli import cli
+
+    out = CliRunner().invoke(cli, ["generate", *args, "--prompt", "x"])
+    assert out.exit_code == 2 and out.output.count("\n") == 1 and message in out.output, out.output
+
+
+def test_eft_over_http_is_the_capability_error(engine, tiny_paths):
+    from click.testing import CliRunner
+
+    from w2s.cli import cli
+
+    out = CliRunner().invoke(cli, ["generate", "--base-url", engine.url, "--base-model", "fake",
+                                   "--tuned", tiny_paths["tuned"], "--untuned",
+                                   tiny_paths["untuned"], "--method", "eft", "--prompt", "x"])
+    assert out.exit_code == 2
+    assert out.output.startswith("error: eft needs next-token log-probabilities; the base")

@@ -1,0 +1,96 @@
+"""The black-box backend against a real engine: vLLM's CPU build serving the zoo base over
+HTTP on loopback (started by the ``vllm_url`` fixture; skipped, with the reason, where the
+engine cannot be installed). Sampling, Best-of-N and CBS run unchanged; ``n``, stop strings,
+finish reasons, token counts, repeatable seeds and client-side chat templates are checked."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+import w2s
+from w2s import BestOfNParams, SamplingParams, SearchParams
+from w2s.cli import cli
+from w2s.models.base import Request
+from w2s.models.openai_api import OpenAIBackend
+from w2s.zoo import ZOO_DIR
+
+pytestmark = pytest.mark.slow
+PROMPTS = ["the movie was", "i thought this film"]
+
+
+@pytest.fixture(scope="module")
+def engine(vllm_url):
+    return OpenAIBackend(vllm_url, "zoo-base")
+
+
+@pytest.fixture(scope="module")
+def zoo_pair():
+    return w2s.PairGuide.load(str(ZOO_DIR / "tuned"), str(ZOO_DIR / "untuned"))
+
+
+def test_n_continuations_with_counted_tokens_and_finish_reasons(engine):
+    before = engine.stats["completion_tokens"]
+    [conts] = engine.complete([Request("the movie was", streams=(1, 2, 3))], 8,
+                              SamplingParams(temperature=1.0))
+    assert len(conts) == 3 and len({c.response for c in conts}) == 3
+    assert all(c.finish_reason == "length" and c.n_tokens == 8 for c in conts)
+    assert engine.stats["completion_tokens"] - before == 24  # usage agrees with the count
+    again = engine.complete([Request("the movie was", streams=(1, 2, 3))], 8,
+                            SamplingParams(temperature=1.0))[0]
+    assert [c.response for c in again] == [c.response for c in conts]  # seeds repeat
+
+
+def test_stop_strings_end_a_response_where_they_start(engine):
+    sp = SamplingParams(max_new_tokens=40, temperature=1.0, seed=2, stop=(".",))
+    results = w2s.sample(engine, None, PROMPTS, sp, n=4)
+    ended = [c for r in results for c in r.candidates if c.finished]
+    assert ended, "no sample hit the stop string"
+    free = w2s.sample(engine, None, PROMPTS, SamplingParams(max_new_tokens=40, temperature=1.0,
+                                                            seed=2), n=4)
+    for r, f in zip(results, free):
+        for c, g in zip(r.candidates, f.candidates):
+            assert "." not in c.text and g.text.startswith(c.text)
+            assert c.finished == ("." in g.text)
+
+
+def test_sampling_bon_and_cbs_run_through_the_engine(engine, zoo_pair):
+    sp = SamplingParams(max_new_tokens=12, seed=4)
+    s = w2s.sample(engine, None, PROMPTS, sp)
+    b = w2s.best_of_n(engine, zoo_pair, PROMPTS, BestOfNParams(4), sp, return_all=True)
+    c = w2s.cbs(engine, zoo_pair, PROMPTS, SearchParams(2, 2, 4), sp, return_all=True)
+    for r in s + b + c:
+        assert r.text and r.cost.base_tokens > 0
+    for r in b + c:  # ranked by the guide, and the guide's scores are of the returned texts
+        assert [x.score for x in r.candidates] == sorted([x.score for x in r.candidates],
+                                                         reverse=True)
+        want = zoo_pair.score([r.prompt] * len(r.candidates), [x.text for x in r.candidates],
+                              [x.finished for x in r.candidates])
+        assert [x.score for x in r.candidates] == pytest.approx(want.tolist(), abs=1e-3)
+    for r in b:  # N samples of at most max_new_tokens each, all counted
+        unfinished = sum(not x.finished for x in r.candidates)
+        assert 12 * unfinished <= r.cost.base_tokens <= 12 * 4
+    again = w2s.cbs(engine, zoo_pair, PROMPTS, SearchParams(2, 2, 4), sp)
+    assert [r.text for r in again] == [r.text for r in c]  # seeds repeat
+
+
+def test_chat_prompts_are_templated_client_side(vllm_url):
+    chat = OpenAIBackend(vllm_url, "zoo-base", chat=True,
+                         tokenizer=str(ZOO_DIR / "base"))
+    body = chat.body(Request("Review this film.", " it"), 5, SamplingParams())
+    assert body["prompt"] == "<|user|>Review this film.<|assistant|> it"
+    [r] = w2s.sample(chat, None, ["Review this film."], SamplingParams(max_new_tokens=6))
+    assert r.text and "<|" not in r.text
+
+
+def test_generate_cli_over_vllm(vllm_url):
+    out = CliRunner().invoke(cli, ["generate", "--base-url", vllm_url, "--base-model",
+                                   "zoo-base", "--tuned", "zoo:tuned", "--untuned",
+                                   "zoo:untuned", "--method", "cbs", "--w", "2", "--k", "2",
+                                   "--l", "4", "--max-new-tokens", "8", "--prompt",
+                                   "the movie was", "--json"])
+    assert out.exit_code == 0, out.output
+    row = json.loads(out.output)
+    assert row["response"] and row["cost"]["base_tokens"] >= 8
