@@ -65,56 +65,15 @@ def epair(ending_paths):
 @pytest.fixture(scope="session")
 def vllm_url():
     """A real vLLM server (CPU build, set up by `make engine`) serving the zoo base as
-    ``zoo-base`` on a free loopback port, in its own process group; skips with one line saying
-    why when the engine is not installed here."""
-    import signal
-    import socket
-    import subprocess
-    import time
-    from pathlib import Path
-
-    import httpx
-
+    ``zoo-base`` on a free loopback port; skips with one line saying why when the engine is
+    not installed here."""
+    from w2s.errors import W2SError
+    from w2s.vllm_server import engine_python, vllm_server
     from w2s.zoo import ZOO_DIR
 
-    root = Path(__file__).resolve().parent.parent
-    venv = Path(os.environ.get("W2S_ENGINE_VENV", root / ".venv-engine"))
-    python = venv / "bin" / "python"
-    if (venv / "UNAVAILABLE").is_file():
-        pytest.skip("vLLM engine unavailable: " + (venv / "UNAVAILABLE").read_text().strip())
-    if not python.is_file():
-        pytest.skip(f"vLLM engine not set up in {venv}: run `make engine` (make test does)")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    log = open(venv / "server.log", "w")  # noqa: SIM115 - kept open for the server's life
-    proc = subprocess.Popen(
-        [str(python), "-m", "vllm.entrypoints.openai.api_server", "--model",
-         str(ZOO_DIR / "base"), "--served-model-name", "zoo-base", "--host", "127.0.0.1",
-         "--port", str(port), "--dtype", "float32", "--max-model-len", "256",
-         "--enforce-eager", "--enable-prefix-caching", "--block-size", "32",
-         "--kv-cache-memory-bytes", str(256 * 2**20)],
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        env={**os.environ, "VLLM_LOGGING_LEVEL": "WARNING"})
-    url = f"http://127.0.0.1:{port}/v1"
     try:
-        deadline = time.monotonic() + 300
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"the vLLM server exited ({proc.returncode}); see {log.name}")
-            try:
-                if httpx.get(url + "/models", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"the vLLM server did not answer within 300 s; see {log.name}")
-            time.sleep(1)
+        engine_python()
+    except W2SError as e:
+        pytest.skip(str(e))
+    with vllm_server(ZOO_DIR / "base", "zoo-base") as url:
         yield url
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-        log.close()

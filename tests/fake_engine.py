@@ -1,6 +1,7 @@
 """A small OpenAI-compatible completions server on loopback that can misbehave on purpose.
 
-It answers ``/v1/models`` and ``/v1/completions`` deterministically: choice ``j`` of a request
+It answers ``/v1/models`` and ``/v1/completions`` deterministically (with ``echo``, every
+word of the prompt scores -1): choice ``j`` of a request
 with seed ``s`` is ``max_tokens`` words ``" w<k>"``, ``k`` a function of ``(s, j, t)``, ending
 with ``finish_reason: length``. ``faults`` is a queue: each completion request first takes the
 next fault, if any: ``("status", code, retry_after)``, ``("slow", seconds)``, ``("drop",)``
@@ -76,6 +77,14 @@ class FakeEngine:
         self.thread.start()
 
     def answer(self, body: dict) -> dict:
+        if body.get("echo"):  # scoring: every word of the prompt has log-probability -1
+            words = body["prompt"].split(" ")
+            tokens = [w if i == 0 else " " + w for i, w in enumerate(words)]
+            offsets = [sum(map(len, tokens[:i])) for i in range(len(tokens))]
+            lp = {"tokens": tokens, "token_logprobs": [None] + [-1.0] * (len(tokens) - 1),
+                  "text_offset": offsets}
+            return {"choices": [{"index": 0, "text": body["prompt"], "logprobs": lp,
+                                 "finish_reason": "length"}], "usage": {}}
         choices = []
         for j in range(body.get("n", 1)):
             words = [f" w{(body['seed'] * 31 + j * 7 + t) % 97}" for t in range(body["max_tokens"])]

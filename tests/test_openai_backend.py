@@ -172,3 +172,51 @@ def test_eft_over_http_is_the_capability_error(engine, tiny_paths):
                                    tiny_paths["untuned"], "--method", "eft", "--prompt", "x"])
     assert out.exit_code == 2
     assert out.output.startswith("error: eft needs next-token log-probabilities; the base")
+
+
+# ------------------------------------------------------------------ eval over HTTP
+def _engine_config(url: str, methods: list) -> dict:
+    return {"name": "http", "task": "sentiment", "base": {"url": url, "model": "fake"},
+            "guide": {"tuned": "zoo:tuned", "untuned": "zoo:untuned"}, "prompts": 4,
+            "seeds": [0, 1], "sampling": {"max_new_tokens": 4}, "batch_size": 8,
+            "methods": methods}
+
+
+def test_an_interrupted_eval_over_http_resumes_without_losing_or_repeating_rows(engine,
+                                                                               tmp_path):
+    from w2s.evaluate.config import parse_config
+    from w2s.evaluate.run import run_eval
+    from w2s.evaluate.store import read_rows
+
+    cfg = parse_config(_engine_config(engine.url, ["sample", {"method": "cbs", "w": 2, "k": 2,
+                                                                 "l": 2}]), tmp_path / "c.yaml")
+    assert cfg.engine == {"url": engine.url, "model": "fake"} and cfg.base == f"fake@{engine.url}"
+    # healthy for the first batch (4 completions, 4 scorings), then down for good
+    engine.faults = [None] * 8 + [("status", 503, 0)] * 50
+    with pytest.raises(W2SError, match="gave up after"):
+        run_eval(cfg, tmp_path / "out", show_progress=False)
+    kept = read_rows(tmp_path / "out" / "results.jsonl")
+    assert 0 < len(kept) < 16
+    engine.faults = []
+    rows = run_eval(cfg, tmp_path / "out", show_progress=False)
+    keys = [(r["method"], r["seed"], r["prompt_index"]) for r in rows]
+    assert len(rows) == 16 and len(set(keys)) == 16
+    on_disk = read_rows(tmp_path / "out" / "results.jsonl")
+    assert len(on_disk) == 16 and on_disk[: len(kept)] == kept  # the first rows were kept as is
+    for r in rows:  # the base log-likelihood comes from the engine's echoed logprobs
+        assert r["kl_kind"] in ("exact", "bound") and r["base_tokens"] > 0
+        assert r["base_logp"] == -r["response_tokens"] == -len(r["response"].split())
+
+
+@pytest.mark.parametrize("base, message", [
+    ({"url": "http://x", "model": "m", "port": 1}, "unknown base key(s) port"),
+    ({"url": "x", "model": "m"}, "base.url must start with http"),
+    ({"url": "http://x"}, "base.model must be a non-empty string"),
+    ({"url": "http://x", "model": "m", "max_concurrency": "8"}, "base.max_concurrency has the"),
+])
+def test_bad_engine_bases_in_configs(tmp_path, base, message):
+    from w2s.evaluate.config import parse_config
+
+    with pytest.raises(W2SError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        parse_config({**_engine_config("http://x", ["sample"]), "base": base},
+                     tmp_path / "c.yaml")

@@ -94,3 +94,27 @@ def test_generate_cli_over_vllm(vllm_url):
     assert out.exit_code == 0, out.output
     row = json.loads(out.output)
     assert row["response"] and row["cost"]["base_tokens"] >= 8
+
+
+def test_eval_with_an_engine_base_scores_text_like_the_same_model_in_process(vllm_url,
+                                                                            tmp_path):
+    from w2s.evaluate.config import parse_config
+    from w2s.evaluate.metrics import base_loglik
+    from w2s.evaluate.run import run_eval
+
+    cfg = parse_config({"name": "vllm", "task": "sentiment",
+                        "base": {"url": vllm_url, "model": "zoo-base"},
+                        "guide": {"tuned": "zoo:tuned", "untuned": "zoo:untuned"},
+                        "prompts": 3, "seeds": 1, "sampling": {"max_new_tokens": 10},
+                        "methods": ["sample", {"method": "cbs", "w": 2, "k": 2, "l": 5}]},
+                       tmp_path / "c.yaml")
+    rows = run_eval(cfg, tmp_path / "out", show_progress=False)
+    assert len(rows) == 6
+    local = w2s.HFModel.load(str(ZOO_DIR / "base"))
+    ids = local.encode_responses([r["response"] for r in rows])
+    want = base_loglik(local, [r["prompt"] for r in rows], ids)
+    for r, w, x in zip(rows, want, ids):
+        if r["response"]:
+            assert r["base_logp"] == pytest.approx(w, abs=1e-3)
+            assert r["response_tokens"] == len(x)
+        assert set(r["gold"]) == {"vader", "textblob"}

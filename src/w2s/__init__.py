@@ -13,7 +13,7 @@ Steer a large frozen language model (the *base*) with a small *tuned* model and 
 from w2s.decoding import DECODERS, DecoderSpec, best_of_n, cbs, eft, register, sample
 from w2s.errors import W2SError
 from w2s.guides import Guide, PairGuide, RewardModelGuide, WeightedGuide
-from w2s.models import Backend, HFModel, LogitsBackend, SearchBackend
+from w2s.models import Backend, HFModel, LogitsBackend, OpenAIBackend, SearchBackend
 from w2s.params import BestOfNParams, EFTParams, SamplingParams, SearchParams
 from w2s.result import Candidate, Cost, Result
 
@@ -30,6 +30,7 @@ __all__ = [
     "Guide",
     "HFModel",
     "LogitsBackend",
+    "OpenAIBackend",
     "PairGuide",
     "Result",
     "RewardModelGuide",

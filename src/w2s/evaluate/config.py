@@ -4,7 +4,8 @@
 
     name: sentiment
     task: sentiment                      # or {name: instructions, path: prompts.jsonl, ...}
-    base: zoo:base                       # zoo:ROLE (the shipped zoo), a folder or a hub id
+    base: zoo:base                       # zoo:ROLE (the shipped zoo), a folder or a hub id,
+                                         # or {url: http://127.0.0.1:8000/v1, model: NAME}
     guide: {tuned: zoo:tuned, untuned: zoo:untuned}   # and/or reward_model: PATH
     prompts: 64                          # how many of the task's prompts (--limit overrides)
     seeds: 3                             # or a list of seeds
@@ -42,6 +43,8 @@ SHIPPED = Path(__file__).resolve().parent.parent / "configs"
 TOP_KEYS = {"name", "task", "base", "guide", "prompts", "seeds", "sampling", "methods", "dtype",
             "device", "batch_size", "chat"}
 GUIDE_KEYS = {"tuned", "untuned", "reward_model", "reward_label"}
+ENGINE_KEYS = {"url": str, "model": str, "tokenizer": str, "max_concurrency": int,
+               "timeout": (int, float), "max_retries": int}
 SAMPLING_FIELDS = [f.name for f in dataclasses.fields(SamplingParams) if f.name != "seed"]
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 
@@ -75,6 +78,9 @@ class EvalConfig:
     device: str
     batch_size: int
     chat: bool | None
+    engine: dict[str, Any] | None = None
+    """When the base is served by an OpenAI-compatible engine: url, model and its options
+    (``base`` is then ``model@url``)."""
 
     @property
     def base_dir(self) -> Path:
@@ -142,7 +148,9 @@ def parse_config(data: dict[str, Any], path: Path) -> EvalConfig:
     task = {"name": task} if isinstance(task, str) else task
     if not isinstance(task, dict) or not isinstance(task.get("name"), str):
         raise W2SError(f"{path.name}: task must be a name or a mapping with a 'name'")
-    base = _model_ref(data["base"], "base", path)
+    engine = _engine(data["base"], path) if isinstance(data["base"], dict) else None
+    base = (f"{engine['model']}@{engine['url']}" if engine
+            else _model_ref(data["base"], "base", path))
     guide = _guide(data.get("guide"), path)
     sampling = _sampling(data.get("sampling") or {}, SamplingParams(), path.name)
     seeds = data.get("seeds", 1)
@@ -173,7 +181,8 @@ def parse_config(data: dict[str, Any], path: Path) -> EvalConfig:
     for key in ("name", "device"):
         if key in data and not isinstance(data[key], str):
             raise W2SError(f"{path.name}: {key} must be a string, got {data[key]!r}")
-    context = {"base": fingerprint(base, path.parent), "task": task, "dtype": dtype, "chat": chat}
+    context = {"base": base if engine else fingerprint(base, path.parent), "task": task,
+               "dtype": dtype, "chat": chat}
     methods: list[MethodSpec] = []
     for n, entry in enumerate(methods_in, 1):
         methods += _expand(entry, f"{path.name}: methods[{n}]", path, guide, sampling, context)
@@ -189,7 +198,7 @@ def parse_config(data: dict[str, Any], path: Path) -> EvalConfig:
     return EvalConfig(name=str(data.get("name") or path.stem), path=path.resolve(), task=task,
                       base=base, methods=list(by_label.values()), prompts=prompts, seeds=seeds,
                       dtype=dtype, device=data.get("device", "cpu"), batch_size=batch_size,
-                      chat=chat)
+                      chat=chat, engine=engine)
 
 
 def fingerprint(ref: str, base_dir: Path) -> str:
@@ -216,6 +225,28 @@ def _model_ref(value: Any, what: str, path: Path) -> str:
     except W2SError as e:
         raise W2SError(f"{path.name}: {what}: {e}") from None
     return value
+
+
+def _engine(value: dict[str, Any], path: Path) -> dict[str, Any]:
+    """``base: {url, model, ...}``: a base served by an OpenAI-compatible engine."""
+    unknown = sorted(set(value) - set(ENGINE_KEYS))
+    if unknown:
+        raise W2SError(f"{path.name}: unknown base key(s) {', '.join(unknown)}; an engine base "
+                       f"takes {', '.join(ENGINE_KEYS)}")
+    for key in ("url", "model"):
+        if not isinstance(value.get(key), str) or not value[key].strip():
+            raise W2SError(f"{path.name}: base.{key} must be a non-empty string (an engine base "
+                           "is {url: http://HOST:PORT/v1, model: NAME})")
+    if not value["url"].startswith(("http://", "https://")):
+        raise W2SError(f"{path.name}: base.url must start with http:// or https://, got "
+                       f"{value['url']!r}")
+    for key, typ in ENGINE_KEYS.items():
+        v = value.get(key)
+        if v is not None and (not isinstance(v, typ) or isinstance(v, bool)):
+            raise W2SError(f"{path.name}: base.{key} has the wrong type: {v!r}")
+    if "tokenizer" in value:
+        _model_ref(value["tokenizer"], "base.tokenizer", path)
+    return dict(value)
 
 
 def _guide(value: Any, path: Path, where: str = "guide") -> dict[str, str] | None:

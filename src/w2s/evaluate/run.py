@@ -21,6 +21,7 @@ from w2s.evaluate.config import EvalConfig, MethodSpec
 from w2s.evaluate.metrics import base_loglik, path_kl
 from w2s.evaluate.store import ResultStore
 from w2s.logits import same_vocabulary
+from w2s.models.base import LogitsBackend
 
 RESULTS = "results.jsonl"
 
@@ -34,12 +35,21 @@ class Models:
         self._guides: dict[str, Any] = {}
 
     def lm(self, ref: str) -> Any:
-        from w2s.models.refs import load_model
+        from w2s.models.refs import load_engine, load_model
 
         if ref not in self._lm:
-            self._lm[ref] = load_model(ref, base_dir=self.cfg.base_dir, dtype=self.cfg.dtype,
-                                       device=self.cfg.device, chat=self.chat,
-                                       batch_size=self.cfg.batch_size)
+            eng = self.cfg.engine
+            if eng is not None and ref == self.cfg.base:
+                tok = eng.get("tokenizer")
+                self._lm[ref] = load_engine(
+                    eng["url"], eng["model"], chat=self.chat,
+                    tokenizer=self.cfg.resolve(tok) if tok else None,
+                    **{k: eng[k] for k in ("max_concurrency", "timeout", "max_retries")
+                       if k in eng})
+            else:
+                self._lm[ref] = load_model(ref, base_dir=self.cfg.base_dir,
+                                           dtype=self.cfg.dtype, device=self.cfg.device,
+                                           chat=self.chat, batch_size=self.cfg.batch_size)
         return self._lm[ref]
 
     def guide(self, spec: dict[str, str] | None) -> Any:
@@ -141,9 +151,7 @@ def run_batch(cfg: EvalConfig, task: Any, models: Models, m: MethodSpec, seed: i
     texts = [r.text for r in results]
     golds = {name: fn(prompts, texts) for name, fn in task.golds.items()}
     by_base = backend is base
-    base_ids = [r.token_ids for r in results] if by_base else _in_base_tokens(base, backend,
-                                                                              results)
-    ll = base_loglik(base, prompts, base_ids)
+    ll, n_tokens = _base_loglik(base, backend, prompts, results, by_base)
     kl, kind = _kl(spec.kl, results, backend, base, prompts, by_base, sampling.temperature)
     if kind == "exact" and (sampling.top_p < 1 or sampling.top_k > 0):
         kind = "untruncated"  # the KL of the distributions before top-k/top-p truncation
@@ -156,8 +164,8 @@ def run_batch(cfg: EvalConfig, task: Any, models: Models, m: MethodSpec, seed: i
             "finished": r.finished,
             "gold": {name: vals[j] for name, vals in golds.items()},
             "guide_score": r.score,
-            "base_logp": ll[j], "response_tokens": len(base_ids[j]),
-            "base_logp_per_token": ll[j] / len(base_ids[j]) if base_ids[j] else None,
+            "base_logp": ll[j], "response_tokens": n_tokens[j],
+            "base_logp_per_token": ll[j] / n_tokens[j] if n_tokens[j] else None,
             "kl": kl[j], "kl_kind": kind,
             "base_tokens": r.cost.base_tokens if by_base else 0,
             "small_tokens": 0 if by_base else r.cost.base_tokens,
@@ -168,6 +176,19 @@ def run_batch(cfg: EvalConfig, task: Any, models: Models, m: MethodSpec, seed: i
             "stats": r.stats,
         })
     return rows
+
+
+def _base_loglik(base: Any, backend: Any, prompts: list[str], results: list[Any],
+                 by_base: bool) -> tuple[list[float], list[int]]:
+    """Each response's log-likelihood under the base and its number of base tokens: of the
+    sampled token ids (EOS included) for a white-box base, of the text for an engine's."""
+    from w2s.models.openai_api import OpenAIBackend
+
+    if isinstance(base, OpenAIBackend):
+        pairs = base.loglik(prompts, [r.text for r in results])
+        return [s for s, _ in pairs], [n for _, n in pairs]
+    ids = [r.token_ids for r in results] if by_base else _in_base_tokens(base, backend, results)
+    return base_loglik(base, prompts, ids), [len(x) for x in ids]
 
 
 def _in_base_tokens(base: Any, other: Any, results: list[Any]) -> list[list[int]]:
@@ -186,7 +207,8 @@ def _kl(kind: str, results: list[Any], backend: Any, base: Any, prompts: list[st
     """The KL each row reports: what the decoder's registry entry says it measures, or, for
     another model sampled in the base's place, the exact KL along its path from the base."""
     if not by_base:
-        if temperature > 0 and same_vocabulary(backend, base):
+        if (temperature > 0 and isinstance(base, LogitsBackend)
+                and isinstance(backend, LogitsBackend) and same_vocabulary(backend, base)):
             return path_kl(backend, base, prompts, [r.token_ids for r in results],
                            temperature), "exact"
         return [None] * len(results), "none"
@@ -200,7 +222,7 @@ def _kl(kind: str, results: list[Any], backend: Any, base: Any, prompts: list[st
 def _reset_peak(base: Any) -> None:
     import torch
 
-    if base.device.type == "cuda":
+    if isinstance(base, LogitsBackend) and base.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(base.device)
 
 
@@ -208,7 +230,7 @@ def _peak_mib(base: Any) -> float:
     """Peak accelerator memory of the batch; on CPU the process's peak resident memory."""
     import torch
 
-    if base.device.type == "cuda":
+    if isinstance(base, LogitsBackend) and base.device.type == "cuda":
         return torch.cuda.max_memory_allocated(base.device) / 2**20
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return rss / 2**20 if sys.platform == "darwin" else rss / 2**10

@@ -2,5 +2,7 @@
 
 from w2s.models.base import Backend, Continuation, LogitsBackend, Request, SearchBackend
 from w2s.models.hf import HFModel
+from w2s.models.openai_api import OpenAIBackend
 
-__all__ = ["Backend", "Continuation", "HFModel", "LogitsBackend", "Request", "SearchBackend"]
+__all__ = ["Backend", "Continuation", "HFModel", "LogitsBackend", "OpenAIBackend", "Request",
+           "SearchBackend"]

@@ -171,6 +171,39 @@ class OpenAIBackend:
 
             return list(await asyncio.gather(*(one(r) for r in requests)))
 
+    def loglik(self, prompts: Sequence[str], responses: Sequence[str]
+               ) -> list[tuple[float, int]]:
+        """``(sum of log p_base(token), number of tokens)`` of each response after its prompt,
+        from the engine's echoed prompt log-probabilities (``echo``, ``max_tokens: 0``). The
+        engine re-tokenizes prompt + response; a token that straddles the boundary counts as
+        the response's, and the end of the sequence is not scored (the text does not show
+        whether it ended)."""
+        return _run(self._loglik_all(list(prompts), list(responses)))
+
+    async def _loglik_all(self, prompts: list[str], responses: list[str]
+                          ) -> list[tuple[float, int]]:
+        gate = asyncio.Semaphore(self.max_concurrency)
+        async with self._client() as client:
+            async def one(prompt: str, response: str) -> tuple[float, int]:
+                if not response:
+                    return 0.0, 0
+                body = {"model": self.model, "prompt": self.format_prompt(prompt) + response,
+                        "max_tokens": 0, "echo": True, "logprobs": 0, "temperature": 0.0}
+                async with gate:
+                    data = await self._post(client, "/completions", body)
+                try:
+                    lp = data["choices"][0]["logprobs"]
+                    tokens, lps, offsets = lp["tokens"], lp["token_logprobs"], lp["text_offset"]
+                except (KeyError, IndexError, TypeError):
+                    raise W2SError(f"{self.base_url}/completions gave no echoed log-probabilities "
+                                   "(it needs echo with logprobs)") from None
+                end = offsets[-1] + len(tokens[-1])
+                start = end - len(response)  # offsets index the tokens' joined text
+                picked = [x for t, o, x in zip(tokens, offsets, lps) if o + len(t) > start]
+                return float(sum(x for x in picked if x is not None)), len(picked)
+
+            return list(await asyncio.gather(*(one(p, r) for p, r in zip(prompts, responses))))
+
     def body(self, req: Request, max_tokens: int, sampling: SamplingParams) -> dict[str, Any]:
         """The JSON body of one request (public: tests and docs show exactly what is sent)."""
         body: dict[str, Any] = {

@@ -1,0 +1,83 @@
+"""Start a local vLLM server (CPU build, from ``make engine``) for tests and benchmarks.
+
+The flags are the ones that work on a small CPU machine: float32, eager mode, a fixed KV-cache
+budget (the default memory fraction is refused), prefix caching with 32-token blocks (the CPU
+default of 128 gives no hits on short prompts). The server runs in its own process group and is
+stopped with it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from w2s.errors import W2SError
+
+ENGINE_VENV = Path(__file__).resolve().parents[2] / ".venv-engine"
+
+
+def engine_python(venv: Path | None = None) -> Path:
+    """The engine venv's Python, or a one-line error saying why there is none."""
+    venv = Path(os.environ.get("W2S_ENGINE_VENV", venv or ENGINE_VENV))
+    if (venv / "UNAVAILABLE").is_file():
+        raise W2SError("vLLM engine unavailable: " + (venv / "UNAVAILABLE").read_text().strip())
+    python = venv / "bin" / "python"
+    if not python.is_file():
+        raise W2SError(f"vLLM engine not set up in {venv}: run `make engine` (make test does)")
+    return python
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def vllm_server(model: str | Path, name: str, *, max_model_len: int = 256,
+                block_size: int = 32, kv_cache_bytes: int = 256 * 2**20,
+                prefix_caching: bool = True, log: Path | None = None,
+                timeout: float = 300.0) -> Iterator[str]:
+    """Serve ``model`` as ``name`` on a free loopback port; yields the API root URL."""
+    import httpx
+
+    python = engine_python()
+    port = free_port()
+    log = log or python.parent.parent / "server.log"
+    args = [str(python), "-m", "vllm.entrypoints.openai.api_server", "--model", str(model),
+            "--served-model-name", name, "--host", "127.0.0.1", "--port", str(port),
+            "--dtype", "float32", "--max-model-len", str(max_model_len), "--enforce-eager",
+            "--block-size", str(block_size), "--kv-cache-memory-bytes", str(kv_cache_bytes)]
+    args.append("--enable-prefix-caching" if prefix_caching else "--no-enable-prefix-caching")
+    with open(log, "w") as out:
+        proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+        url = f"http://127.0.0.1:{port}/v1"
+        try:
+            deadline = time.monotonic() + timeout
+            while True:
+                if proc.poll() is not None:
+                    raise W2SError(f"the vLLM server exited ({proc.returncode}); see {log}")
+                try:
+                    if httpx.get(url + "/models", timeout=2).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise W2SError(f"the vLLM server did not answer within {timeout:g} s; "
+                                   f"see {log}")
+                time.sleep(1)
+            yield url
+        finally:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
