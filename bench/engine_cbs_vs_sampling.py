@@ -4,7 +4,8 @@ same number of tokens through the same engine.
 Starts vLLM (the CPU build from ``make engine``) serving the zoo's base, and prints, measured
 side by side in one run:
   t(CBS(W,K,L) over HTTP)  /  t(sampling W*K sequences per prompt over HTTP)
-for each KV-cache block size (prefix caching on), with the engine's prefix-cache hit rate
+for each KV-cache block size (prefix caching on; up to prompts x W requests in flight, a
+round's worth), with the engine's prefix-cache hit rate
 during each method (from its /metrics counters), and CBS's wall time at several
 ``max_concurrency`` values. EOS is ignored so every run samples exactly max_new_tokens. The
 guide (the zoo's pair) runs in this process; its share of CBS's time is printed too.
@@ -64,7 +65,7 @@ def main() -> None:
     for block in args.blocks:
         with vllm_server(ZOO_DIR / "base", "zoo-base", block_size=block,
                          kv_cache_bytes=1024 * 2**20) as url:
-            base = w2s.OpenAIBackend(url, "zoo-base", max_concurrency=len(prompts))
+            base = w2s.OpenAIBackend(url, "zoo-base", max_concurrency=len(prompts) * args.w)
             w2s.sample(base, None, prompts[:2], sp, n=2)  # warm-up
 
             def run(fn):  # noqa: ANN001, ANN202

@@ -6,7 +6,8 @@ with seed ``s`` is ``max_tokens`` words ``" w<k>"``, ``k`` a function of ``(s, j
 with ``finish_reason: length``. ``faults`` is a queue: each completion request first takes the
 next fault, if any: ``("status", code, retry_after)``, ``("slow", seconds)``, ``("drop",)``
 (headers promise a body that is cut off), ``("truncated",)`` (200 with half a JSON document).
-Every request body is recorded. It exists to test what a real engine cannot be made to do on
+With ``logprobs: 1`` each word's top-1 log-probability is -0.1, or -2.3 (probability 0.1)
+when its number is a multiple of 5. Every request body is recorded. It exists to test what a real engine cannot be made to do on
 demand (fail); the real engine's tests run against vLLM.
 """
 
@@ -19,8 +20,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
 class FakeEngine:
-    def __init__(self, model: str = "fake") -> None:
+    def __init__(self, model: str = "fake", *, logprobs: bool = True) -> None:
         self.model = model
+        self.logprobs = logprobs  # False: a server that reports no log-probabilities
         self.faults: list[tuple] = []
         self.bodies: list[dict] = []
         self.lock = threading.Lock()
@@ -92,9 +94,14 @@ class FakeEngine:
             for s in body.get("stop") or []:
                 if s in text:
                     text, reason = text[: text.index(s)], "stop"
+            kept = words[: len(text.split())]
+            # the model is sure of a word unless its number is a multiple of 5 (top-1 0.1)
+            tops = [{w: (-2.3 if int(w[2:]) % 5 == 0 else -0.1)} for w in kept]
+            lp = {"tokens": kept, "top_logprobs": tops} if body.get("logprobs") == 1 else \
+                {"tokens": kept}
             choices.append({"index": j, "text": text, "finish_reason": reason,
-                            "logprobs": {"tokens": words[: max(1, len(text.split()))]}})
-        used = sum(len(c["logprobs"]["tokens"]) for c in choices)
+                            **({"logprobs": lp} if self.logprobs else {})})
+        used = sum(len(c["text"].split()) for c in choices)
         return {"choices": choices, "usage": {"prompt_tokens": 3, "completion_tokens": used}}
 
     def close(self) -> None:

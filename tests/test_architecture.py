@@ -14,13 +14,14 @@ BELOW = {
     "models": {"guides", "decoding", "evaluate", "tasks", "serve", "cli", "demo", "zoo"},
     "guides": {"decoding", "evaluate", "tasks", "serve", "cli", "demo", "zoo"},
     "decoding": {"evaluate", "tasks", "serve", "cli", "demo", "zoo"},
-    "tasks": {"evaluate", "serve", "cli", "demo"},
+    "tasks": {"decoding", "evaluate", "serve", "cli", "demo"},
     "evaluate": {"serve", "cli", "demo"},
 }
 for low in ("params", "rng", "errors", "result", "logits", "stopping", "quiet"):
     BELOW[low] = {"models", "guides", "decoding", "evaluate", "tasks", "serve", "cli", "demo",
                   "zoo"}
-CONCRETE = ("w2s.models.hf", "w2s.models.kv_cache", "w2s.models.loading", "transformers")
+CONCRETE = ("w2s.models.hf", "w2s.models.kv_cache", "w2s.models.loading", "w2s.models.refs",
+            "w2s.models.openai_api", "w2s.vllm_server", "transformers", "httpx")
 
 
 def _modules() -> dict[str, Path]:

@@ -178,10 +178,10 @@ def test_eval_shipped_sentiment_config_quick_look(tmp_path):
                    "--no-progress", timeout=300)
     assert proc.returncode == 0, proc.stderr
     for label in ("base sampling", "small tuned alone", "bon(n=16)", "eft(beta=1.0)",
-                  "cbs(w=4,k=4,l=5)", "cbs cross-vocab"):
+                  "nudging(gamma=0.3)", "cbs(w=4,k=4,l=5)", "cbs cross-vocab"):
         assert label in proc.stdout
     rows = [json.loads(x) for x in (tmp_path / "results.jsonl").read_text().splitlines()]
-    assert len(rows) == 12 and all(r["prompt_index"] == 0 and r["seed"] == 0 for r in rows)
+    assert len(rows) == 14 and all(r["prompt_index"] == 0 and r["seed"] == 0 for r in rows)
     for name in ("summary.md", "gold_vs_kl.png", "gold_vs_compute.png", "gold_bars.png"):
         assert (tmp_path / name).stat().st_size > 0
     again = run_w2s("eval", "sentiment", "--limit", "1", "--seeds", "1", "--out", str(tmp_path),

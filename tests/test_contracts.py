@@ -217,8 +217,11 @@ def test_reward_model_without_pad_token_pads_with_eos_and_batches_exactly(tiny_p
 
 
 def test_reward_model_load_failure_is_one_line(tmp_path):
-    with pytest.raises(W2SError, match=r"^cannot load model .*nope"):
+    with pytest.raises(W2SError, match=r"^model '.*nope' does not exist \(no such folder"):
         RewardModelGuide.load(str(tmp_path / "nope"))
+    (tmp_path / "empty").mkdir()  # a folder that holds no model: the loader's own error
+    with pytest.raises(W2SError, match=r"^cannot load model .*empty"):
+        RewardModelGuide.load(str(tmp_path / "empty"))
 
 
 # ------------------------------------------------------------------ edges of the small helpers

@@ -171,7 +171,8 @@ def test_eft_over_http_is_the_capability_error(engine, tiny_paths):
                                    "--tuned", tiny_paths["tuned"], "--untuned",
                                    tiny_paths["untuned"], "--method", "eft", "--prompt", "x"])
     assert out.exit_code == 2
-    assert out.output.startswith("error: eft needs next-token log-probabilities; the base")
+    assert out.output.startswith("error: eft needs next-token log-probabilities; this backend "
+                                 f"(fake@{engine.url}) does not offer them")
 
 
 # ------------------------------------------------------------------ eval over HTTP

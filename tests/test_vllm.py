@@ -118,3 +118,15 @@ def test_eval_with_an_engine_base_scores_text_like_the_same_model_in_process(vll
             assert r["base_logp"] == pytest.approx(w, abs=1e-3)
             assert r["response_tokens"] == len(x)
         assert set(r["gold"]) == {"vader", "textblob"}
+
+
+def test_nudging_through_the_engine_reports_the_small_models_share(engine, zoo_pair):
+    got = w2s.nudging(engine, zoo_pair, PROMPTS, w2s.NudgingParams(gamma=0.3),
+                      SamplingParams(max_new_tokens=12, seed=1))
+    for r in got:
+        assert r.text and 0 <= r.stats["small_fraction"] <= 1 and r.cost.base_tokens > 0
+    assert any(r.stats["nudges"] > 0 for r in got)
+    top = engine.complete_top([Request("the movie was", streams=(5,))], 4, SamplingParams())[0][0]
+    assert len(top.top_logprobs) == 4 == len(top.prefixes) - 1
+    assert all(lp <= 0 for lp in top.top_logprobs) and top.prefixes[-1] == top.response
+    assert all(a == b[: len(a)] for a, b in zip(top.prefixes, top.prefixes[1:]))

@@ -10,11 +10,11 @@ Steer a large frozen language model (the *base*) with a small *tuned* model and 
     print(result.text, result.score)
 """
 
-from w2s.decoding import DECODERS, DecoderSpec, best_of_n, cbs, eft, register, sample
+from w2s.decoding import DECODERS, DecoderSpec, best_of_n, cbs, eft, nudging, register, sample
 from w2s.errors import W2SError
 from w2s.guides import Guide, PairGuide, RewardModelGuide, WeightedGuide
 from w2s.models import Backend, HFModel, LogitsBackend, OpenAIBackend, SearchBackend
-from w2s.params import BestOfNParams, EFTParams, SamplingParams, SearchParams
+from w2s.params import BestOfNParams, EFTParams, NudgingParams, SamplingParams, SearchParams
 from w2s.result import Candidate, Cost, Result
 
 __version__ = "0.1.0"
@@ -30,6 +30,7 @@ __all__ = [
     "Guide",
     "HFModel",
     "LogitsBackend",
+    "NudgingParams",
     "OpenAIBackend",
     "PairGuide",
     "Result",
@@ -43,6 +44,7 @@ __all__ = [
     "best_of_n",
     "cbs",
     "eft",
+    "nudging",
     "register",
     "sample",
 ]

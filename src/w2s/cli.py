@@ -172,7 +172,7 @@ def registry_options(static: list[click.Parameter]) -> list[click.Parameter]:
               "(applied client-side, so partial assistant turns continue exactly).")
 @click.option("--api-key", metavar="KEY", envvar="OPENAI_API_KEY", show_envvar=True,
               help="With --base-url: the server's API key.")
-@click.option("--max-concurrency", type=click.IntRange(min=1), default=16, show_default=True,
+@click.option("--max-concurrency", type=click.IntRange(min=1), default=64, show_default=True,
               help="With --base-url: requests in flight at once.")
 @click.option("--tuned", metavar="MODEL", help="Small tuned model (the guide's numerator).")
 @click.option("--untuned", metavar="MODEL", help="Small untuned model it was tuned from.")

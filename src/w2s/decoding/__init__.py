@@ -6,10 +6,11 @@ from __future__ import annotations
 from w2s.decoding.beam import cbs
 from w2s.decoding.best_of_n import best_of_n
 from w2s.decoding.eft import eft, eft_logprobs
+from w2s.decoding.nudging import nudging
 from w2s.decoding.registry import DECODERS, DecoderSpec, get_decoder, register, unregister
 from w2s.decoding.sampling import sample
-from w2s.models.base import LogitsBackend
-from w2s.params import BestOfNParams, EFTParams, SearchParams
+from w2s.models.base import LogitsBackend, TopLogprobsBackend
+from w2s.params import BestOfNParams, EFTParams, NudgingParams, SearchParams
 
 register(DecoderSpec("sample", sample, "plain sampling from the base (temperature, top-p, "
                      "top-k, stop strings)", guide="optional", kl="exact"))
@@ -21,6 +22,9 @@ register(DecoderSpec("cbs", cbs, "weak-to-strong search: chunk-level beam search
 register(DecoderSpec("eft", eft, "EFT / proxy tuning: base + beta (tuned - untuned) logits, "
                      "same vocabulary", EFTParams, needs=(LogitsBackend,), guide="pair",
                      kl="exact"))
+register(DecoderSpec("nudging", nudging, "Nudging: the base writes; where its top-1 token "
+                     "probability is below gamma the small tuned model writes the next word",
+                     NudgingParams, needs=(TopLogprobsBackend,), guide="pair"))
 
 __all__ = ["DECODERS", "DecoderSpec", "best_of_n", "cbs", "eft", "eft_logprobs", "get_decoder",
-           "register", "sample", "unregister"]
+           "nudging", "register", "sample", "unregister"]

@@ -93,10 +93,11 @@ def _search(backend: Backend, guide: Guide, prep: Prepared, search: SearchParams
             else:
                 rows += [(i, e, r * k + j) for r, e in enumerate(beam) if not e.done(max_new)
                          for j in range(k)]
-        # unfinished entries all hold r*L tokens, so one chunk length serves every row
-        chunk = min(search.l, max_new - rows[0][1].tokens)
+        # unfinished entries all hold r*L tokens, so one chunk length serves every row (the
+        # longest decides, should an engine's counts differ: no row passes max_new_tokens)
+        chunk = min(search.l, max_new - max(e.tokens for _, e, _ in rows))
         children = frontier.grow(rows, chunk)  # reindexes base and guide rows together
-        frontier.score(guide)
+        frontier.score()
         # candidates: new children (slot order), then finished entries carried over
         pools: list[list[Entry]] = [[] for _ in prep.prompts]
         for (i, _, _), c in zip(rows, children):

@@ -5,12 +5,20 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
 from w2s.errors import W2SError
 from w2s.guides import Guide, ScoringSession
-from w2s.models.base import Backend, Continuation, Request, SearchBackend
+from w2s.models.base import (
+    Backend,
+    Continuation,
+    LogitsBackend,
+    Request,
+    SearchBackend,
+    TopLogprobsBackend,
+)
 from w2s.params import SamplingParams
 from w2s.result import Candidate, Cost
 from w2s.rng import prompt_key, stream_keys
@@ -43,11 +51,31 @@ def prepare(backend: Backend, prompts: Sequence[str], sampling: SamplingParams) 
     return Prepared(prompts, [prompt_key(sampling.seed, p) for p in prompts], time.perf_counter())
 
 
-def require_backend(backend: object, method: str) -> Backend:
+CAPABILITY = {Backend: "sampled continuations", SearchBackend: "per-row search state",
+              LogitsBackend: "next-token log-probabilities",
+              TopLogprobsBackend: "top-1 token log-probabilities (logprobs=1)"}
+
+
+def require(backend: object, capability: type, method: str, role: str = "base") -> Any:
+    """``backend`` if it implements the ``capability`` protocol, else the one-line error that
+    names what ``method`` needs and what this backend is."""
+    if isinstance(backend, capability):
+        return backend
+    what = CAPABILITY.get(capability, capability.__name__)
     if not isinstance(backend, Backend):
-        raise W2SError(f"{method}: the base must be a w2s backend (e.g. HFModel), got "
-                       f"{type(backend).__name__}")
-    return backend
+        raise W2SError(f"{method}: the {role} must be a w2s backend (e.g. HFModel) with "
+                       f"{what}, got {type(backend).__name__}")
+    name = backend.name
+    if role != "base":
+        raise W2SError(f"{method} needs {what} from the {role} model; {name} does not offer "
+                       "them")
+    text_only = not isinstance(backend, (LogitsBackend, TopLogprobsBackend))
+    raise W2SError(f"{method} needs {what}; this backend ({name}) "
+                   + ("returns text only" if text_only else "does not offer them"))
+
+
+def require_backend(backend: object, method: str) -> Backend:
+    return require(backend, Backend, method)
 
 
 @dataclass
@@ -112,6 +140,9 @@ class Frontier:
             self.state = b.reindex(self.state, parents, max_tokens + 1)  # (+ a pending token)
             conts, self.state = b.sample_chunk(self.state, [e.ids or [] for _, e, _ in rows],
                                                streams, max_tokens, self.sampling)
+            if len(conts) != len(rows):
+                raise W2SError(f"backend {b.name!r} returned {len(conts)} continuations for "
+                               f"{len(rows)} rows")
         else:
             conts = self._complete(rows, streams.tolist(), max_tokens)
         if self.session is not None:
@@ -146,10 +177,11 @@ class Frontier:
                            "continuations")
         return [c for o in out for c in o]
 
-    def score(self, guide: Guide) -> None:
+    def score(self) -> None:
         """Score every row (its whole response so far) through the session."""
         assert self.session is not None
-        score_entries(guide, self.prep, self.owners, self.entries, self.cost, self.session)
+        score_entries(self.session.guide, self.prep, self.owners, self.entries, self.cost,
+                      self.session)
 
 
 def prompt_groups(backend: Backend, n_prompts: int, rows_per_prompt: int) -> list[range]:

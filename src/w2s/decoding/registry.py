@@ -3,8 +3,9 @@
 Each entry says what a method is (name, one-line summary, its knob dataclass) and what it
 needs (the base's capability protocols, the guide it needs, candidate rows per prompt) and what
 it reports (the KL kind). ``w2s generate``'s ``--method`` choices, per-method flags and checks,
-the eval config's validation and dispatch, and the server's request schema are all derived
-from it: adding a decoder is its file, its knob dataclass and one :func:`register` call.
+and the eval config's validation and dispatch are derived from it (and, next, the server's
+request schema): adding a decoder is its file, its knob dataclass and one :func:`register`
+call.
 """
 
 from __future__ import annotations
@@ -14,20 +15,20 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from w2s.decoding.common import require
 from w2s.errors import W2SError
 from w2s.guides import Guide
-from w2s.models.base import Backend, LogitsBackend, SearchBackend
+from w2s.models.base import Backend
 from w2s.params import SamplingParams
 from w2s.result import Result
 
 GuideNeed = Literal["optional", "any", "pair"]
 """``optional``: scores its outputs when given one; ``any``: a pair, a reward model or a sum;
-``pair``: a tuned/untuned pair alone (token-level arithmetic needs its two models)."""
+``pair``: a tuned/untuned pair alone (token-level arithmetic needs its two models, Nudging its
+tuned model)."""
 KLKind = Literal["exact", "bound", "none"]
 """What ``Result.stats`` holds: ``kl`` (exact, summed along the path), ``kl_bound``, or none."""
 
-CAPABILITY = {Backend: "sampled continuations", SearchBackend: "per-row search state",
-              LogitsBackend: "next-token log-probabilities"}
 
 
 def _one(params: Any) -> int:
@@ -80,17 +81,13 @@ class DecoderSpec:
         if self.guide == "any" and not (pair or reward_model):
             return f"{self.name} needs a guide: {pair_name} or {rm_name}"
         if self.guide == "pair" and not (pair and not reward_model):
-            return (f"{self.name} needs {pair_name} as its guide and no {rm_name} (its "
-                    "arithmetic is per token)")
+            return f"{self.name} needs {pair_name} as its guide and no {rm_name}"
         return None
 
     def check_backend(self, backend: object) -> None:
         """Refuse, in one line, a base that lacks a capability this decoder needs."""
         for cap in self.needs:
-            if not isinstance(backend, cap):
-                raise W2SError(f"{self.name} needs {CAPABILITY.get(cap, cap.__name__)}; the base "
-                               f"{getattr(backend, 'name', type(backend).__name__)!r} does not "
-                               f"offer them ({type(backend).__name__})")
+            require(backend, cap, self.name)
 
     def run(self, backend: Backend, guide: Guide | None, prompts: Sequence[str], params: Any,
             sampling: SamplingParams, *, return_all: bool = False) -> list[Result]:
@@ -98,7 +95,7 @@ class DecoderSpec:
         self.check_backend(backend)
         args = (params,) if self.params is not None else ()
         kwargs = {"return_all": return_all} if self.ranked else {}
-        return self.fn(backend, guide, list(prompts), *args, sampling=sampling, **kwargs)
+        return self.fn(backend, guide, prompts, *args, sampling=sampling, **kwargs)
 
 
 DECODERS: dict[str, DecoderSpec] = {}

@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 import torch
 
-from w2s.decoding.common import Entry, finish_costs, prepare, score_entries
+from w2s.decoding.common import Entry, finish_costs, prepare, require, score_entries
 from w2s.errors import W2SError
 from w2s.guides import Guide
 from w2s.logits import choose, same_vocabulary, token_kl
@@ -42,17 +42,6 @@ class FusionRule(Protocol):
         """Fused (unnormalised) log-probabilities ``(B, V)`` from the base's and each guide
         model's normalised log-probabilities ``(B, V)``."""
         ...
-
-
-def require_logits(backend: object, method: str, role: str = "base") -> LogitsBackend:
-    """The backend as a :class:`LogitsBackend`, or the one-line error naming what is missing."""
-    if not isinstance(backend, LogitsBackend):
-        if role == "base" and isinstance(backend, Backend):
-            raise W2SError(f"{method} needs next-token log-probabilities; this backend "
-                           f"({getattr(backend, 'name', type(backend).__name__)}) returns text only")
-        raise W2SError(f"{method} needs next-token log-probabilities from the {role} model; "
-                       f"got {type(backend).__name__}")
-    return backend
 
 
 def check_same_vocabulary(method: str, base: LogitsBackend,
@@ -76,8 +65,8 @@ def fused_logprobs(rule: FusionRule, logits: list[torch.Tensor]) -> torch.Tensor
 def decode_fused(backend: Backend, guide: Guide | None, prompts: Sequence[str], rule: FusionRule,
                  sampling: SamplingParams, *, method: str, params: dict[str, Any]) -> list[Result]:
     """Sample from ``rule``'s fused distribution; the guide (if any) scores the results."""
-    base = require_logits(backend, method)
-    others = [(role, require_logits(m, method, role)) for role, m in rule.models()]
+    base = require(backend, LogitsBackend, method)
+    others = [(role, require(m, LogitsBackend, method, role)) for role, m in rule.models()]
     check_same_vocabulary(method, base, others)
     prep = prepare(base, prompts, sampling)
     models = [base] + [m for _, m in others]

@@ -181,8 +181,10 @@ def parse_config(data: dict[str, Any], path: Path) -> EvalConfig:
     for key in ("name", "device"):
         if key in data and not isinstance(data[key], str):
             raise W2SError(f"{path.name}: {key} must be a string, got {data[key]!r}")
-    context = {"base": base if engine else fingerprint(base, path.parent), "task": task,
-               "dtype": dtype, "chat": chat}
+    base_print = fingerprint(base, path.parent) if engine is None else (
+        base + (f"|{fingerprint(engine['tokenizer'], path.parent)}"
+                if engine.get("tokenizer") else ""))  # the tokenizer picks the chat template
+    context = {"base": base_print, "task": task, "dtype": dtype, "chat": chat}
     methods: list[MethodSpec] = []
     for n, entry in enumerate(methods_in, 1):
         methods += _expand(entry, f"{path.name}: methods[{n}]", path, guide, sampling, context)

@@ -75,8 +75,16 @@ def summarize(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
             "base_tokens": statistics.fmean(r["base_tokens"] for r in sel),
             "guide_tokens": statistics.fmean(r["guide_tokens"] for r in sel),
             "wall_time_s": statistics.fmean(r["wall_time_s"] for r in sel),
+            "small_fraction": _mean_stat(sel, "small_fraction"),
         })
     return out
+
+
+def _mean_stat(sel: Sequence[dict[str, Any]], key: str) -> float | None:
+    """Mean of a decoder statistic over the rows that report it (e.g. Nudging's share of
+    tokens the small model wrote), or None."""
+    vals = [r["stats"][key] for r in sel if isinstance(r.get("stats"), dict) and key in r["stats"]]
+    return statistics.fmean(vals) if vals else None
 
 
 def _fmt(ms: tuple[float, float] | None, sign: bool = True) -> str:
@@ -94,7 +102,10 @@ def table_rows(summary: Sequence[dict[str, Any]]) -> tuple[list[str], list[list[
         kl = _fmt(s["kl"], sign=False)
         if s["kl"] is not None and s["kl_kind"] == "bound":
             kl = f"≤ {s['kl'][0]:.2f}"
-        body.append([s["method"]] + [_fmt(s["gold"].get(g)) for g in gold_names]
+        name = s["method"]
+        if s.get("small_fraction") is not None:
+            name += f" (small wrote {s['small_fraction']:.0%})"
+        body.append([name] + [_fmt(s["gold"].get(g)) for g in gold_names]
                     + [kl, f"{s['base_logp_per_token']:.2f}", f"{s['base_tokens']:.0f}",
                        f"{s['guide_tokens']:.0f}", f"{s['wall_time_s']:.3f}", str(s["rows"])])
     return head, body

@@ -21,7 +21,7 @@ from w2s.evaluate.config import EvalConfig, MethodSpec
 from w2s.evaluate.metrics import base_loglik, path_kl
 from w2s.evaluate.store import ResultStore
 from w2s.logits import same_vocabulary
-from w2s.models.base import LogitsBackend
+from w2s.models.base import LogitsBackend, TextScoringBackend
 
 RESULTS = "results.jsonl"
 
@@ -182,13 +182,15 @@ def _base_loglik(base: Any, backend: Any, prompts: list[str], results: list[Any]
                  by_base: bool) -> tuple[list[float], list[int]]:
     """Each response's log-likelihood under the base and its number of base tokens: of the
     sampled token ids (EOS included) for a white-box base, of the text for an engine's."""
-    from w2s.models.openai_api import OpenAIBackend
-
-    if isinstance(base, OpenAIBackend):
+    if isinstance(base, LogitsBackend):
+        ids = ([r.token_ids for r in results] if by_base
+               else _in_base_tokens(base, backend, results))
+        return base_loglik(base, prompts, ids), [len(x) for x in ids]
+    if isinstance(base, TextScoringBackend):
         pairs = base.loglik(prompts, [r.text for r in results])
         return [s for s, _ in pairs], [n for _, n in pairs]
-    ids = [r.token_ids for r in results] if by_base else _in_base_tokens(base, backend, results)
-    return base_loglik(base, prompts, ids), [len(x) for x in ids]
+    raise W2SError(f"the base {base.name!r} can score no text, so its log-likelihood of the "
+                   "outputs cannot be reported")
 
 
 def _in_base_tokens(base: Any, other: Any, results: list[Any]) -> list[list[int]]:

@@ -105,6 +105,7 @@ class WeightedSession(ScoringSession):
         self.parts = [(w, g.session(prompts)) for w, g in guide.terms]
 
     def reindex(self, rows: Sequence[int]) -> None:
+        super().reindex(rows)
         for _, sess in self.parts:
             sess.reindex(rows)
 

@@ -19,6 +19,7 @@ from w2s.guides.base import Guide, ScoringSession
 from w2s.guides.incremental import IncrementalScorer
 from w2s.guides.tail_tokenizer import ResponseTokenizer, same_tokenization
 from w2s.models.hf import HFModel
+from w2s.models.refs import resolve_model
 
 
 class PairGuide(Guide):
@@ -31,8 +32,8 @@ class PairGuide(Guide):
     @classmethod
     def load(cls, tuned: str, untuned: str, *, dtype: str = "auto", device: str = "cpu",
              chat: bool = False) -> PairGuide:
-        return cls(HFModel.load(tuned, dtype=dtype, device=device, chat=chat),
-                   HFModel.load(untuned, dtype=dtype, device=device, chat=chat))
+        return cls(HFModel.load(resolve_model(tuned), dtype=dtype, device=device, chat=chat),
+                   HFModel.load(resolve_model(untuned), dtype=dtype, device=device, chat=chat))
 
     @staticmethod
     def targets(model: HFModel, responses: Sequence[str],

@@ -10,6 +10,7 @@ import torch
 from w2s.errors import W2SError
 from w2s.guides.base import Guide
 from w2s.models.loading import load_error, load_tokenizer, resolve_device, resolve_dtype
+from w2s.models.refs import resolve_model
 
 
 class RewardModelGuide(Guide):
@@ -46,6 +47,7 @@ class RewardModelGuide(Guide):
         from transformers import AutoModelForSequenceClassification
 
         dev = resolve_device(device)
+        path = resolve_model(path)
         tok = load_tokenizer(path)
         try:
             model = AutoModelForSequenceClassification.from_pretrained(

@@ -10,6 +10,10 @@
   exactly the same outputs without it (tests pin this), only slower.
 - :class:`LogitsBackend` gives next-token logits over a token vocabulary (token-level methods:
   EFT and every other fusion rule).
+- :class:`TopLogprobsBackend` reports the top-1 log-probability at each sampled token and where
+  each token ends in the text (an API's ``logprobs=1``): Nudging needs it.
+- :class:`TextScoringBackend` scores given text (an API's echoed log-probabilities): evaluation
+  reports the base's log-likelihood of an output with it when the base is a black box.
 
 Decoders dispatch with ``isinstance`` on these protocols (they are ``runtime_checkable``); a
 method whose capability is missing fails in one line that names it.
@@ -42,6 +46,12 @@ class Continuation:
     """How many tokens were sampled (what the max_new_tokens budget and the cost count)."""
     finish_reason: FinishReason
     """``stop``: the model ended it (EOS or a stop string); ``length``: out of ``max_tokens``."""
+    top_logprobs: list[float] | None = None
+    """Per new token, the log-probability of the most likely token at that position (the
+    model's own distribution, before temperature); only from :class:`TopLogprobsBackend`."""
+    prefixes: list[str] | None = None
+    """``prefixes[i]``: the whole response after the first ``i`` new tokens (``i = 0..n``);
+    only from :class:`TopLogprobsBackend`, so a decoder can cut a continuation at a token."""
 
     @property
     def ended(self) -> bool:
@@ -107,6 +117,32 @@ class SearchBackend(Backend, Protocol):
                      ) -> tuple[list[Continuation], Any]:
         """Up to ``max_tokens`` new tokens for every row; ``responses[j]`` are row ``j``'s
         response tokens so far, ``streams`` ``(rows,)`` its random stream."""
+        ...
+
+
+@runtime_checkable
+class TopLogprobsBackend(Backend, Protocol):
+    """A backend that reports how sure the model was at each sampled token: the top-1
+    log-probability per position (an API's ``logprobs=1``), and where each token ends."""
+
+    def complete_top(self, requests: Sequence[Request], max_tokens: int,
+                     sampling: SamplingParams, *, until_below: float | None = None
+                     ) -> list[list[Continuation]]:
+        """:meth:`Backend.complete`, with ``top_logprobs`` and ``prefixes`` set. With
+        ``until_below``, a continuation may end (``length``) right after the first token whose
+        top-1 log-probability is below it: the caller cuts there anyway, and an in-process
+        model saves the tokens after it (an engine cannot stop there and ignores it)."""
+        ...
+
+
+@runtime_checkable
+class TextScoringBackend(Backend, Protocol):
+    """A backend that scores given text: the log-likelihood of a response after its prompt
+    (an API's echoed prompt log-probabilities). Evaluation measures fluency with it."""
+
+    def loglik(self, prompts: Sequence[str], responses: Sequence[str]
+               ) -> list[tuple[float, int]]:
+        """``(sum of log-probabilities, number of tokens)`` of each response."""
         ...
 
 

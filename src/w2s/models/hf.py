@@ -310,11 +310,15 @@ class HFModel:
     @torch.inference_mode()
     def sample_chunk(self, st: SearchState, response_ids: Sequence[Sequence[int]],
                      streams: torch.Tensor,
-                     max_tokens: int, sampling: SamplingParams
+                     max_tokens: int, sampling: SamplingParams, *, top: bool = False,
+                     until_below: float | None = None
                      ) -> tuple[list[Continuation], SearchState]:
         """Sample up to ``max_tokens`` tokens for every row of ``st``, continuing its cache.
 
         ``response_ids[i]`` is row ``i``'s response so far (for stop checks and random positions).
+        ``top``: also report each position's top-1 log-probability and the text prefixes;
+        ``until_below``: a row stops (unfinished) after a token whose top-1 log-probability is
+        below it.
         """
         st = self._catch_up(st)
         state = st.state
@@ -323,26 +327,46 @@ class HFModel:
         streams = streams.to(self.device)
         positions = torch.tensor([len(r) for r in response_ids], device=self.device)  # (B,)
         new: list[list[int]] = [[] for _ in range(rows)]
+        tops: list[list[float]] = [[] for _ in range(rows)]
         alive = [True] * rows
+        paused = [False] * rows  # stopped by until_below: not finished, just done for now
         tok = None
         for t in range(max_tokens):
             tok = choose(state.logits, sampling, uniforms(streams, positions + t))  # (B,)
+            best = state.logits.log_softmax(-1).amax(-1).tolist() if top else None  # (B,)
             for i, x in enumerate(tok.tolist()):
-                if alive[i]:
+                if alive[i] and not paused[i]:
                     new[i].append(x)
+                    if best is not None:
+                        tops[i].append(best[i])
+                        if until_below is not None and best[i] < until_below:
+                            paused[i] = True
                     if stopper.ended_after(response_ids[i], new[i]):  # type: ignore[arg-type]
                         alive[i] = False
-            if not any(alive) or t == max_tokens - 1:
+            if not any(a and not p for a, p in zip(alive, paused)) or t == max_tokens - 1:
                 break
             state = self.step(state, tok)
         conts = [Continuation(self.response_text(list(r) + n, sampling.stop), n, len(n),
                               "length" if a else "stop")
                  for r, n, a in zip(response_ids, new, alive)]
+        if top:
+            for c, r, n, lp in zip(conts, response_ids, new, tops):
+                c.top_logprobs = lp
+                c.prefixes = [self.response_text(list(r) + n[:i], sampling.stop)
+                              for i in range(len(n) + 1)]
         return conts, SearchState(state, tok)
 
     # --------------------------------------------------------------- sampling
+    def complete_top(self, requests: Sequence[Request], max_tokens: int,
+                     sampling: SamplingParams, *, until_below: float | None = None
+                     ) -> list[list[Continuation]]:
+        """:meth:`complete` with each token's top-1 log-probability and text prefixes; a row
+        stops right after a token whose top-1 log-probability is below ``until_below``."""
+        return self.complete(requests, max_tokens, sampling, top=True, until_below=until_below)
+
     def complete(self, requests: Sequence[Request], max_tokens: int,
-                 sampling: SamplingParams) -> list[list[Continuation]]:
+                 sampling: SamplingParams, *, top: bool = False,
+                 until_below: float | None = None) -> list[list[Continuation]]:
         """The text-level path every backend has: each request's prompt + response re-encoded
         (its ``response_ids`` when given, so the tokens are the ones sampled), then sampled."""
         prompts: dict[str, list[int]] = {}
@@ -357,7 +381,7 @@ class HFModel:
                 r_ids.append(resp)
                 streams.append(s)
         flat = self.sample(p_ids, r_ids, torch.tensor(streams, dtype=torch.long), max_tokens,
-                           sampling)
+                           sampling, top=top, until_below=until_below)
         out, lo = [], 0
         for req in requests:
             out.append(flat[lo: lo + len(req.streams)])
@@ -366,17 +390,16 @@ class HFModel:
 
     @torch.inference_mode()
     def sample(self, prompt_ids: list[list[int]], response_ids: list[list[int]],
-               streams: torch.Tensor, max_tokens: int, sampling: SamplingParams) -> list[Continuation]:
+               streams: torch.Tensor, max_tokens: int, sampling: SamplingParams, *,
+               top: bool = False, until_below: float | None = None) -> list[Continuation]:
         """Continue each ``prompt + response`` (token ids) by up to ``max_tokens`` tokens."""
         out: list[Continuation] = []
         for lo in range(0, len(prompt_ids), self.batch_size):
             hi = lo + self.batch_size
-            out += self._sample_batch(prompt_ids[lo:hi], response_ids[lo:hi], streams[lo:hi],
-                                      max_tokens, sampling)
+            st = SearchState(self.start([p + r for p, r in zip(prompt_ids[lo:hi],
+                                                               response_ids[lo:hi])]))
+            out += self.sample_chunk(st, response_ids[lo:hi], streams[lo:hi], max_tokens,
+                                     sampling, top=top, until_below=until_below)[0]
         return out
 
-    def _sample_batch(self, prompt_ids: list[list[int]], response_ids: list[list[int]],
-                      streams: torch.Tensor, max_tokens: int,
-                      sampling: SamplingParams) -> list[Continuation]:
-        st = SearchState(self.start([p + r for p, r in zip(prompt_ids, response_ids)]))
-        return self.sample_chunk(st, response_ids, streams, max_tokens, sampling)[0]
+

@@ -70,7 +70,7 @@ class OpenAIBackend:
     """
 
     def __init__(self, base_url: str, model: str, *, api_key: str | None = None,
-                 chat: bool = False, tokenizer: Any = None, max_concurrency: int = 16,
+                 chat: bool = False, tokenizer: Any = None, max_concurrency: int = 64,
                  timeout: float = 120.0, max_retries: int = 6, batch_size: int = 256,
                  logprobs: bool = True) -> None:
         if not base_url.startswith(("http://", "https://")):
@@ -150,7 +150,17 @@ class OpenAIBackend:
                  sampling: SamplingParams) -> list[list[Continuation]]:
         if not requests:
             return []
-        return _run(self._complete_all(list(requests), max_tokens, sampling))
+        return _run(self._complete_all(list(requests), max_tokens, sampling, top=False))
+
+    def complete_top(self, requests: Sequence[Request], max_tokens: int,
+                     sampling: SamplingParams, *, until_below: float | None = None
+                     ) -> list[list[Continuation]]:
+        """:meth:`complete` with ``logprobs: 1``: each token's top-1 log-probability, and the
+        text prefixes after each token (from the tokens' text). An engine cannot stop at an
+        unsure token, so ``until_below`` is ignored (the caller cuts there)."""
+        if not requests:
+            return []
+        return _run(self._complete_all(list(requests), max_tokens, sampling, top=True))
 
     def _client(self) -> Any:
         import httpx
@@ -162,12 +172,16 @@ class OpenAIBackend:
                                  timeout=httpx.Timeout(self.timeout))
 
     async def _complete_all(self, requests: list[Request], max_tokens: int,
-                            sampling: SamplingParams) -> list[list[Continuation]]:
+                            sampling: SamplingParams, top: bool) -> list[list[Continuation]]:
         gate = asyncio.Semaphore(self.max_concurrency)
         async with self._client() as client:
             async def one(req: Request) -> list[Continuation]:
                 async with gate:
-                    return await self._complete_one(client, req, max_tokens, sampling)
+                    body = self.body(req, max_tokens, sampling)
+                    if top:
+                        body["logprobs"] = 1
+                    data = await self._post(client, "/completions", body)
+                    return self._parse(data, req, sampling, top)
 
             return list(await asyncio.gather(*(one(r) for r in requests)))
 
@@ -222,11 +236,6 @@ class OpenAIBackend:
             body["ignore_eos"] = True  # vLLM / SGLang extension
         return body
 
-    async def _complete_one(self, client: Any, req: Request, max_tokens: int,
-                            sampling: SamplingParams) -> list[Continuation]:
-        data = await self._post(client, "/completions", self.body(req, max_tokens, sampling))
-        return self._parse(data, req, sampling)
-
     async def _post(self, client: Any, path: str, body: dict[str, Any]) -> dict[str, Any]:
         """POST with retries on 429/5xx, timeouts and dropped connections (tenacity)."""
         import httpx
@@ -279,8 +288,8 @@ class OpenAIBackend:
                            f"({last})") from None
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _parse(self, data: dict[str, Any], req: Request,
-               sampling: SamplingParams) -> list[Continuation]:
+    def _parse(self, data: dict[str, Any], req: Request, sampling: SamplingParams,
+               top: bool = False) -> list[Continuation]:
         n = len(req.streams)
         try:
             choices = sorted(data["choices"], key=lambda c: c.get("index", 0))
@@ -295,15 +304,36 @@ class OpenAIBackend:
         out = []
         for c in choices:
             text = c.get("text") or ""
-            tokens = ((c.get("logprobs") or {}).get("tokens"))
+            logprobs = c.get("logprobs") or {}
+            tokens = logprobs.get("tokens")
             n_tokens = len(tokens) if tokens is not None else round(
                 int(usage.get("completion_tokens") or 0) / n)
             response, ended = req.response + text, c.get("finish_reason") != "length"
             cut = _first_stop(response, sampling.stop)
             if cut >= 0:  # a stop string the engine could not see: it spans two chunks
                 response, ended = response[:cut], True
-            out.append(Continuation(response, None, n_tokens, "stop" if ended else "length"))
+            cont = Continuation(response, None, n_tokens, "stop" if ended else "length")
+            if top:
+                cont.top_logprobs, cont.prefixes = self._top(logprobs, req.response, text,
+                                                             response)
+            out.append(cont)
         return out
+
+    def _top(self, logprobs: dict[str, Any], before: str, text: str, response: str
+             ) -> tuple[list[float], list[str]]:
+        """Top-1 log-probability per token and the response after each token, from the
+        standard completions ``logprobs`` (tokens' text and ``top_logprobs``)."""
+        tokens, tops = logprobs.get("tokens"), logprobs.get("top_logprobs")
+        if tokens is None or tops is None or len(tokens) != len(tops):
+            raise W2SError(f"{self.base_url}/completions gave no top log-probabilities "
+                           "(this method needs logprobs=1)")
+        best = [max(t.values()) if t else 0.0 for t in tops]
+        ends, at = [], 0
+        for tok in tokens:  # a token's text; partial UTF-8 bytes count as nothing
+            at = min(len(text), at + (0 if tok.startswith("bytes:") else len(tok)))
+            ends.append(at)
+        prefixes = [before] + [(before + text[:e])[: len(response)] for e in ends]
+        return best, prefixes
 
 
 def _first_stop(text: str, stop: Sequence[str]) -> int:

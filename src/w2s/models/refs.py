@@ -50,7 +50,7 @@ def load_model(ref: str, *, base_dir: Path | None = None, dtype: str = "auto",
 
 
 def load_engine(url: str, model: str, *, chat: bool = False, tokenizer: str | None = None,
-                api_key: str | None = None, max_concurrency: int = 16, timeout: float = 120.0,
+                api_key: str | None = None, max_concurrency: int = 64, timeout: float = 120.0,
                 max_retries: int = 6, batch_size: int = 256) -> Any:
     """A base served by an OpenAI-compatible engine at ``url`` (see
     :class:`~w2s.models.openai_api.OpenAIBackend`); ``tokenizer`` is a reference too."""
