@@ -44,12 +44,14 @@ def free_port() -> int:
 def vllm_server(model: str | Path, name: str, *, max_model_len: int = 256,
                 block_size: int = 32, kv_cache_bytes: int = 256 * 2**20,
                 prefix_caching: bool = True, log: Path | None = None,
-                timeout: float = 300.0) -> Iterator[str]:
-    """Serve ``model`` as ``name`` on a free loopback port; yields the API root URL."""
+                timeout: float = 300.0, port: int | None = None) -> Iterator[str]:
+    """Serve ``model`` as ``name`` on loopback (``port``, else a free one); yields the API
+    root URL. A fixed port keeps the URL, and so an eval's method hashes, the same across
+    runs: a rerun resumes."""
     import httpx
 
     python = engine_python()
-    port = free_port()
+    port = port or free_port()
     log = log or python.parent.parent / "server.log"
     args = [str(python), "-m", "vllm.entrypoints.openai.api_server", "--model", str(model),
             "--served-model-name", name, "--host", "127.0.0.1", "--port", str(port),
