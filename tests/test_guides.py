@@ -5,6 +5,7 @@ import reference
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+import w2s
 from w2s import RewardModelGuide, W2SError
 
 PROMPTS = ["The movie was", "I thought the film was boring and", "A"]
@@ -79,3 +80,21 @@ def test_reward_model_guide_matches_direct_classifier(tiny_paths):
 def test_reward_model_label_out_of_range(tiny_paths):
     with pytest.raises(W2SError, match="label must be in"):
         RewardModelGuide.load(tiny_paths["reward"], label=5)
+
+
+def test_guides_are_built_from_one_spec_with_the_callers_loader(tiny_paths, pair):
+    from w2s.guides.build import guide_from_spec
+
+    loaded = []
+
+    def load(ref):  # noqa: ANN001, ANN202
+        loaded.append(ref)
+        return {tiny_paths["tuned"]: pair.tuned, tiny_paths["untuned"]: pair.untuned}[ref]
+
+    g = guide_from_spec({"tuned": tiny_paths["tuned"], "untuned": tiny_paths["untuned"]},
+                        load_lm=load)
+    assert isinstance(g, w2s.PairGuide) and g.tuned is pair.tuned and loaded == [
+        tiny_paths["tuned"], tiny_paths["untuned"]]
+    assert guide_from_spec(None, load_lm=load) is None
+    with pytest.raises(W2SError, match="^tuned and untuned go together"):
+        guide_from_spec({"tuned": tiny_paths["tuned"]}, load_lm=load)

@@ -82,20 +82,16 @@ def read_prompts(prompt: tuple[str, ...], prompts_file: str | None) -> list[str]
 def build_guide(tuned: str | None, untuned: str | None, reward_model: str | None, *,
                 dtype: str, device: str, chat: bool):  # noqa: ANN201
     """A pair guide, a reward-model guide, their sum, or None."""
-    from w2s.guides import PairGuide, RewardModelGuide
-    from w2s.models.refs import load_model, resolve_model
+    from w2s.guides.build import guide_from_spec
+    from w2s.models.refs import load_model
 
     if (tuned is None) != (untuned is None):
         raise W2SError("--tuned and --untuned go together: give both or neither")
-    guide = None
-    if tuned and untuned:
-        guide = PairGuide(load_model(tuned, dtype=dtype, device=device, chat=chat),
-                          load_model(untuned, dtype=dtype, device=device, chat=chat))
-    if reward_model:
-        rm = RewardModelGuide.load(resolve_model(reward_model), dtype=dtype, device=device,
-                                   chat=chat)
-        guide = rm if guide is None else guide + rm
-    return guide
+    spec = {k: v for k, v in (("tuned", tuned), ("untuned", untuned),
+                              ("reward_model", reward_model)) if v}
+    return guide_from_spec(spec, dtype=dtype, device=device, chat=chat,
+                           load_lm=lambda ref: load_model(ref, dtype=dtype, device=device,
+                                                          chat=chat))
 
 
 class _GenerateCommand(click.Command):

@@ -53,21 +53,15 @@ class Models:
         return self._lm[ref]
 
     def guide(self, spec: dict[str, str] | None) -> Any:
-        from w2s.guides import PairGuide, RewardModelGuide
+        from w2s.guides.build import guide_from_spec
 
         if spec is None:
             return None
         key = json.dumps(spec, sort_keys=True)
-        if key not in self._guides:
-            guide = None
-            if "tuned" in spec:
-                guide = PairGuide(self.lm(spec["tuned"]), self.lm(spec["untuned"]))
-            if "reward_model" in spec:
-                rm = RewardModelGuide.load(self.cfg.resolve(spec["reward_model"]),
-                                           dtype=self.cfg.dtype, device=self.cfg.device,
-                                           chat=self.chat, label=spec.get("reward_label"))
-                guide = rm if guide is None else guide + rm
-            self._guides[key] = guide
+        if key not in self._guides:  # the pair's models are shared with other methods
+            self._guides[key] = guide_from_spec(spec, load_lm=self.lm, dtype=self.cfg.dtype,
+                                                device=self.cfg.device, chat=self.chat,
+                                                base_dir=self.cfg.base_dir)
         return self._guides[key]
 
     def sampled_model(self, m: MethodSpec) -> Any:
