@@ -11,6 +11,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 
 
+def first_stop(text: str, stop: Iterable[str]) -> int:
+    """Where the first stop string starts in ``text``, or -1."""
+    return min((i for i in (text.find(s) for s in stop) if i >= 0), default=-1)
+
+
 class Stopper:
     """Decides, from a response's token ids, whether it ended and what text it shows."""
 
@@ -22,7 +27,7 @@ class Stopper:
     def text(self, ids: list[int]) -> str:
         """The response text, cut before the first stop string."""
         text = self.decode(ids)
-        cut = min((i for i in (text.find(s) for s in self.stop) if i >= 0), default=-1)
+        cut = first_stop(text, self.stop)
         return text if cut < 0 else text[:cut]
 
     def ended(self, ids: list[int]) -> bool:

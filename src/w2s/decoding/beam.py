@@ -28,7 +28,7 @@ from w2s.decoding.common import (
     finish_costs,
     prepare,
     prompt_groups,
-    require_backend,
+    require,
     require_guide,
 )
 from w2s.guides import Guide
@@ -48,7 +48,7 @@ def cbs(backend: Backend, guide: Guide | None, prompts: Sequence[str],
     search = search or SearchParams()
     sampling = sampling or SamplingParams()
     guide = require_guide(guide, method)
-    backend = require_backend(backend, method)
+    backend = require(backend, Backend, method)
     prep = prepare(backend, prompts, sampling)
     cost = [Cost() for _ in prep.prompts]
     beams: list[list[Entry]] = []

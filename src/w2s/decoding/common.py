@@ -74,10 +74,6 @@ def require(backend: object, capability: type, method: str, role: str = "base") 
                    + ("returns text only" if text_only else "does not offer them"))
 
 
-def require_backend(backend: object, method: str) -> Backend:
-    return require(backend, Backend, method)
-
-
 @dataclass
 class Entry:
     """A partial or complete response under construction; ``row`` is its row in the search

@@ -14,7 +14,7 @@ from w2s.decoding.common import (
     finish_costs,
     prepare,
     prompt_groups,
-    require_backend,
+    require,
     score_entries,
 )
 from w2s.errors import W2SError
@@ -30,7 +30,7 @@ def sample(backend: Backend, guide: Guide | None, prompts: Sequence[str],
     sampling = sampling or SamplingParams()
     if not isinstance(n, int) or n < 1:
         raise W2SError(f"n must be >= 1, got {n}")
-    backend = require_backend(backend, "sample")
+    backend = require(backend, Backend, "sample")
     prep = prepare(backend, prompts, sampling)
     cost = [Cost() for _ in prep.prompts]
     entries: list[Entry] = []

@@ -343,7 +343,9 @@ class HFModel:
                             paused[i] = True
                     if stopper.ended_after(response_ids[i], new[i]):  # type: ignore[arg-type]
                         alive[i] = False
-            if not any(a and not p for a, p in zip(alive, paused)) or t == max_tokens - 1:
+            going = any(alive) if until_below is None else any(
+                a and not p for a, p in zip(alive, paused))
+            if not going or t == max_tokens - 1:
                 break
             state = self.step(state, tok)
         conts = [Continuation(self.response_text(list(r) + n, sampling.stop), n, len(n),

@@ -34,6 +34,7 @@ from w2s.errors import W2SError
 from w2s.models.base import Continuation, Request
 from w2s.params import SamplingParams
 from w2s.rng import engine_seed
+from w2s.stopping import first_stop
 
 RETRY_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
 
@@ -148,9 +149,7 @@ class OpenAIBackend:
     # ------------------------------------------------------------- sampling
     def complete(self, requests: Sequence[Request], max_tokens: int,
                  sampling: SamplingParams) -> list[list[Continuation]]:
-        if not requests:
-            return []
-        return _run(self._complete_all(list(requests), max_tokens, sampling, top=False))
+        return self._complete(requests, max_tokens, sampling, top=False)
 
     def complete_top(self, requests: Sequence[Request], max_tokens: int,
                      sampling: SamplingParams, *, until_below: float | None = None
@@ -158,9 +157,42 @@ class OpenAIBackend:
         """:meth:`complete` with ``logprobs: 1``: each token's top-1 log-probability, and the
         text prefixes after each token (from the tokens' text). An engine cannot stop at an
         unsure token, so ``until_below`` is ignored (the caller cuts there)."""
-        if not requests:
-            return []
-        return _run(self._complete_all(list(requests), max_tokens, sampling, top=True))
+        return self._complete(requests, max_tokens, sampling, top=True)
+
+    def _complete(self, requests: Sequence[Request], max_tokens: int, sampling: SamplingParams,
+                  top: bool) -> list[list[Continuation]]:
+        bodies = [self.body(r, max_tokens, sampling) for r in requests]
+        if top:
+            for body in bodies:
+                body["logprobs"] = 1
+        return [self._parse(data, req, sampling, top)
+                for data, req in zip(self._post_all(bodies), requests)]
+
+    def loglik(self, prompts: Sequence[str], responses: Sequence[str]
+               ) -> list[tuple[float, int]]:
+        """``(sum of log p_base(token), number of tokens)`` of each response after its prompt,
+        from the engine's echoed prompt log-probabilities (``echo``, ``max_tokens: 0``). The
+        engine re-tokenizes prompt + response; a token that straddles the boundary counts as
+        the response's, and the end of the sequence is not scored (the text does not show
+        whether it ended)."""
+        bodies = [{"model": self.model, "prompt": self.format_prompt(p) + r, "max_tokens": 0,
+                   "echo": True, "logprobs": 0, "temperature": 0.0} if r else None
+                  for p, r in zip(prompts, responses)]
+        return [self._echoed(data, r) if data is not None else (0.0, 0)
+                for data, r in zip(self._post_all(bodies), responses)]
+
+    def _echoed(self, data: dict[str, Any], response: str) -> tuple[float, int]:
+        """The log-probability sum and count of the echoed tokens that make ``response``."""
+        try:
+            lp = data["choices"][0]["logprobs"]
+            tokens, lps, offsets = lp["tokens"], lp["token_logprobs"], lp["text_offset"]
+        except (KeyError, IndexError, TypeError):
+            raise W2SError(f"{self.base_url}/completions gave no echoed log-probabilities "
+                           "(it needs echo with logprobs)") from None
+        end = offsets[-1] + len(tokens[-1])
+        start = end - len(response)  # offsets index the tokens' joined text
+        picked = [x for t, o, x in zip(tokens, offsets, lps) if o + len(t) > start]
+        return float(sum(x for x in picked if x is not None)), len(picked)
 
     def _client(self) -> Any:
         import httpx
@@ -171,52 +203,24 @@ class OpenAIBackend:
         return httpx.AsyncClient(base_url=self.base_url, headers=headers, limits=limits,
                                  timeout=httpx.Timeout(self.timeout))
 
-    async def _complete_all(self, requests: list[Request], max_tokens: int,
-                            sampling: SamplingParams, top: bool) -> list[list[Continuation]]:
-        gate = asyncio.Semaphore(self.max_concurrency)
-        async with self._client() as client:
-            async def one(req: Request) -> list[Continuation]:
-                async with gate:
-                    body = self.body(req, max_tokens, sampling)
-                    if top:
-                        body["logprobs"] = 1
-                    data = await self._post(client, "/completions", body)
-                    return self._parse(data, req, sampling, top)
+    def _post_all(self, bodies: list[dict[str, Any] | None]) -> list[dict[str, Any] | None]:
+        """POST every body to ``/completions`` concurrently (at most ``max_concurrency`` in
+        flight); answers in order, None where the body is None."""
+        if not any(b is not None for b in bodies):
+            return [None] * len(bodies)
 
-            return list(await asyncio.gather(*(one(r) for r in requests)))
+        async def all_() -> list[dict[str, Any] | None]:
+            gate = asyncio.Semaphore(self.max_concurrency)
+            async with self._client() as client:
+                async def one(body: dict[str, Any] | None) -> dict[str, Any] | None:
+                    if body is None:
+                        return None
+                    async with gate:
+                        return await self._post(client, "/completions", body)
 
-    def loglik(self, prompts: Sequence[str], responses: Sequence[str]
-               ) -> list[tuple[float, int]]:
-        """``(sum of log p_base(token), number of tokens)`` of each response after its prompt,
-        from the engine's echoed prompt log-probabilities (``echo``, ``max_tokens: 0``). The
-        engine re-tokenizes prompt + response; a token that straddles the boundary counts as
-        the response's, and the end of the sequence is not scored (the text does not show
-        whether it ended)."""
-        return _run(self._loglik_all(list(prompts), list(responses)))
+                return list(await asyncio.gather(*(one(b) for b in bodies)))
 
-    async def _loglik_all(self, prompts: list[str], responses: list[str]
-                          ) -> list[tuple[float, int]]:
-        gate = asyncio.Semaphore(self.max_concurrency)
-        async with self._client() as client:
-            async def one(prompt: str, response: str) -> tuple[float, int]:
-                if not response:
-                    return 0.0, 0
-                body = {"model": self.model, "prompt": self.format_prompt(prompt) + response,
-                        "max_tokens": 0, "echo": True, "logprobs": 0, "temperature": 0.0}
-                async with gate:
-                    data = await self._post(client, "/completions", body)
-                try:
-                    lp = data["choices"][0]["logprobs"]
-                    tokens, lps, offsets = lp["tokens"], lp["token_logprobs"], lp["text_offset"]
-                except (KeyError, IndexError, TypeError):
-                    raise W2SError(f"{self.base_url}/completions gave no echoed log-probabilities "
-                                   "(it needs echo with logprobs)") from None
-                end = offsets[-1] + len(tokens[-1])
-                start = end - len(response)  # offsets index the tokens' joined text
-                picked = [x for t, o, x in zip(tokens, offsets, lps) if o + len(t) > start]
-                return float(sum(x for x in picked if x is not None)), len(picked)
-
-            return list(await asyncio.gather(*(one(p, r) for p, r in zip(prompts, responses))))
+        return _run(all_())
 
     def body(self, req: Request, max_tokens: int, sampling: SamplingParams) -> dict[str, Any]:
         """The JSON body of one request (public: tests and docs show exactly what is sent)."""
@@ -309,7 +313,7 @@ class OpenAIBackend:
             n_tokens = len(tokens) if tokens is not None else round(
                 int(usage.get("completion_tokens") or 0) / n)
             response, ended = req.response + text, c.get("finish_reason") != "length"
-            cut = _first_stop(response, sampling.stop)
+            cut = first_stop(response, sampling.stop)
             if cut >= 0:  # a stop string the engine could not see: it spans two chunks
                 response, ended = response[:cut], True
             cont = Continuation(response, None, n_tokens, "stop" if ended else "length")
@@ -334,11 +338,6 @@ class OpenAIBackend:
             ends.append(at)
         prefixes = [before] + [(before + text[:e])[: len(response)] for e in ends]
         return best, prefixes
-
-
-def _first_stop(text: str, stop: Sequence[str]) -> int:
-    found = [i for i in (text.find(s) for s in stop) if i >= 0]
-    return min(found) if found else -1
 
 
 def _error_message(r: Any) -> str:
