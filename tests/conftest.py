@@ -77,3 +77,60 @@ def vllm_url():
         pytest.skip(str(e))
     with vllm_server(ZOO_DIR / "base", "zoo-base") as url:
         yield url
+
+
+class ServedW2S:
+    """A running ``w2s serve`` process: its URL, API key and log file."""
+
+    def __init__(self, url: str, api_key: str, log: str) -> None:
+        self.url, self.api_key, self.log = url, api_key, log
+
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.api_key}"}
+
+
+def start_w2s_serve(tmp_dir, *args: str, api_key: str = "test-key", timeout: float = 90.0):
+    """Start ``w2s serve ARGS`` as a real process on a free loopback port; returns
+    ``(process, ServedW2S)`` once /health answers."""
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = tmp_dir / f"serve-{port}.log"
+    cmd = [sys.executable, "-m", "w2s.cli", "serve", "--port", str(port), "--api-key", api_key,
+           *args]
+    proc = subprocess.Popen(cmd, stdout=open(log, "w"), stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"w2s serve exited ({proc.returncode}): {log.read_text()}")
+        try:
+            if httpx.get(url + "/health", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise RuntimeError(f"w2s serve did not start: {log.read_text()}")
+        time.sleep(0.2)
+    return proc, ServedW2S(url, api_key, str(log))
+
+
+@pytest.fixture(scope="session")
+def w2s_server(tmp_path_factory):
+    """``w2s serve`` on the shipped zoo (its defaults), with an API key, for the whole session."""
+    tmp = tmp_path_factory.mktemp("serve")
+    proc, served = start_w2s_serve(tmp, "--runs", str(tmp / "runs"))
+    yield served
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except Exception:  # noqa: BLE001
+        proc.kill()

@@ -16,8 +16,9 @@ BELOW = {
     "decoding": {"evaluate", "tasks", "serve", "cli", "demo", "zoo"},
     "tasks": {"decoding", "evaluate", "serve", "cli", "demo"},
     "evaluate": {"serve", "cli", "demo"},
+    "serve": {"cli", "demo"},
 }
-for low in ("params", "rng", "errors", "result", "logits", "stopping", "quiet"):
+for low in ("params", "rng", "errors", "result", "logits", "stopping", "quiet", "chat"):
     BELOW[low] = {"models", "guides", "decoding", "evaluate", "tasks", "serve", "cli", "demo",
                   "zoo"}
 CONCRETE = ("w2s.models.hf", "w2s.models.kv_cache", "w2s.models.loading", "w2s.models.refs",

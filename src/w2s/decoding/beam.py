@@ -31,6 +31,7 @@ from w2s.decoding.common import (
     require,
     require_guide,
 )
+from w2s.decoding.observe import active, common_prefix, emit
 from w2s.guides import Guide
 from w2s.models.base import Backend
 from w2s.params import SamplingParams, SearchParams
@@ -54,7 +55,8 @@ def cbs(backend: Backend, guide: Guide | None, prompts: Sequence[str],
     beams: list[list[Entry]] = []
     for group in prompt_groups(backend, len(prep.prompts), search.w * search.k):
         sub = prep.subset(group)
-        beams += _search(backend, guide, sub, search, sampling, [cost[i] for i in group])
+        beams += _search(backend, guide, sub, search, sampling, [cost[i] for i in group],
+                         list(group))
     cost = finish_costs(prep, cost)
     params = {"method": method, **search.to_dict(), **sampling.to_dict()}
     results = [Result.from_candidates(p, method,
@@ -77,8 +79,10 @@ def selection_kl_bound(rounds: int, n: int) -> float:
 
 
 def _search(backend: Backend, guide: Guide, prep: Prepared, search: SearchParams,
-            sampling: SamplingParams, cost: list[Cost]) -> list[list[Entry]]:
-    """CBS for one group of prompts; returns each prompt's final beam, ranked."""
+            sampling: SamplingParams, cost: list[Cost], index: list[int]) -> list[list[Entry]]:
+    """CBS for one group of prompts (``index``: their places in the call); returns each
+    prompt's final beam, ranked. After each round it reports (:mod:`~w2s.decoding.observe`)
+    the committed prefix: the text every kept entry shares, which no later round can change."""
     w, k, max_new = search.w, search.k, sampling.max_new_tokens
     # one owner for every per-row state: the base's cache rows and the guide session's rows
     frontier = Frontier(backend, prep, sampling, cost, w * k, guide.session(prep.prompts))
@@ -108,4 +112,7 @@ def _search(backend: Backend, guide: Guide, prep: Prepared, search: SearchParams
         beams = [sorted(pool, key=lambda e: -e.score)[:w] if pool else beam  # type: ignore[operator]
                  for pool, beam in zip(pools, beams)]
         first = False
+        if active():
+            for i, beam in zip(index, beams):
+                emit(i, common_prefix([e.text for e in beam]))
     return beams

@@ -9,6 +9,7 @@ from typing import Any
 
 import torch
 
+from w2s.decoding.observe import checkpoint
 from w2s.errors import W2SError
 from w2s.guides import Guide, ScoringSession
 from w2s.models.base import (
@@ -126,6 +127,7 @@ class Frontier:
         the children become the rows (child ``j`` is row ``j``)."""
         if not rows:
             return []
+        checkpoint()  # a server stops here the work of clients that went away
         parents = [self._row(e) for _, e, _ in rows]
         keys = torch.tensor([self.prep.keys[i] for i, _, _ in rows], dtype=torch.long)
         slots = torch.tensor([s for _, _, s in rows], dtype=torch.long)

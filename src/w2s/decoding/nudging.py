@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import torch
 
 from w2s.decoding.common import Entry, finish_costs, prepare, require, score_entries
+from w2s.decoding.observe import checkpoint, emit
 from w2s.errors import W2SError
 from w2s.guides import Guide, PairGuide
 from w2s.models.base import Backend, Continuation, Request, TopLogprobsBackend
@@ -83,6 +84,9 @@ def nudging(backend: Backend, guide: Guide | None, prompts: Sequence[str],
         live = [i for i, r in enumerate(rows) if not r.ended and r.tokens < max_new]
         if not live:
             break
+        checkpoint()
+        for i in live:  # a token-level method: what is written stays
+            emit(i, rows[i].text)
         # the base continues every live response by up to `chunk` tokens
         reqs = [Request(prep.prompts[i], rows[i].text, None, (base_streams[i],), rows[i].tokens)
                 for i in live]

@@ -22,6 +22,7 @@ from typing import Any, Protocol
 import torch
 
 from w2s.decoding.common import Entry, finish_costs, prepare, require, score_entries
+from w2s.decoding.observe import active, checkpoint, emit
 from w2s.errors import W2SError
 from w2s.guides import Guide
 from w2s.logits import choose, same_vocabulary, token_kl
@@ -80,7 +81,9 @@ def decode_fused(backend: Backend, guide: Guide | None, prompts: Sequence[str], 
     new: list[list[int]] = [[] for _ in range(rows)]
     alive = [True] * rows
     kl = torch.zeros(rows, dtype=torch.float64)
+    watched = active()
     for t in range(max_new):
+        checkpoint()
         logits = [s.logits[:, :v].to(base.device) for s in states]  # each (B, V)
         logp = fused_logprobs(rule, logits)  # (B, V)
         pos = torch.full((rows,), t, dtype=torch.long)
@@ -91,6 +94,8 @@ def decode_fused(backend: Backend, guide: Guide | None, prompts: Sequence[str], 
                 new[i].append(x)
                 kl[i] += step_kl[i]
                 alive[i] = not stopper.ended(new[i])
+                if watched:
+                    emit(i, stopper.text(new[i]))
         if not any(alive) or t == max_new - 1:
             break
         states = [m.step(s, tok.to(m.device)) for m, s in zip(models, states)]

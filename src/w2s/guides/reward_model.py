@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 
+from w2s.chat import messages_of
 from w2s.errors import W2SError
 from w2s.guides.base import Guide
 from w2s.models.loading import load_error, load_tokenizer, resolve_device, resolve_dtype
@@ -58,9 +59,12 @@ class RewardModelGuide(Guide):
 
     def _encode(self, prompt: str, response: str) -> list[int]:
         tok = self.tokenizer
-        if self.chat:
-            text = tok.apply_chat_template([{"role": "user", "content": prompt},
-                                            {"role": "assistant", "content": response}],
+        msgs = messages_of(prompt, self.chat)
+        if msgs is not None:
+            if not getattr(tok, "chat_template", None):
+                raise W2SError(f"reward model {self.name!r} has no chat template, so it cannot "
+                               "format chat messages")
+            text = tok.apply_chat_template(msgs + [{"role": "assistant", "content": response}],
                                            tokenize=False)
             return list(tok(text, add_special_tokens=False)["input_ids"])
         return list(tok(prompt + response, add_special_tokens=True)["input_ids"])

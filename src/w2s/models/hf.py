@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from w2s.chat import render
 from w2s.errors import W2SError
 from w2s.logits import choose
 from w2s.models.base import Continuation, Request
@@ -120,11 +121,11 @@ class HFModel:
 
     # ------------------------------------------------------------ tokenization
     def encode_prompt(self, prompt: str) -> list[int]:
-        """Prompt token ids: the chat template (one user turn) when ``chat``, else plain text."""
+        """Prompt token ids: the chat template for a :class:`~w2s.chat.ChatPrompt` (or one user
+        turn when ``chat``), else plain text."""
         tok = self.tokenizer
-        if self.chat:
-            text = tok.apply_chat_template([{"role": "user", "content": prompt}],
-                                           add_generation_prompt=True, tokenize=False)
+        text = render(tok, prompt, self.chat, self.name)
+        if text is not None:
             ids = tok(text, add_special_tokens=False)["input_ids"]
         else:
             ids = tok(prompt, add_special_tokens=True)["input_ids"]

@@ -30,6 +30,7 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
+from w2s.chat import messages_of, render
 from w2s.errors import W2SError
 from w2s.models.base import Continuation, Request
 from w2s.params import SamplingParams
@@ -108,11 +109,14 @@ class OpenAIBackend:
 
     # ---------------------------------------------------------------- prompts
     def format_prompt(self, prompt: str) -> str:
-        """The text the engine continues: the chat template's user turn, or the prompt."""
-        if not self.chat:
+        """The text the engine continues: the chat template's rendering of a
+        :class:`~w2s.chat.ChatPrompt` (or of one user turn when ``chat``), or the prompt."""
+        if messages_of(prompt, self.chat) is None:
             return prompt
-        return self.tokenizer.apply_chat_template([{"role": "user", "content": prompt}],
-                                                  add_generation_prompt=True, tokenize=False)
+        if self.tokenizer is None:
+            raise W2SError(f"{self.name}: chat messages need a tokenizer with a chat template "
+                           "(--base-tokenizer)")
+        return render(self.tokenizer, prompt, self.chat, self.name) or prompt
 
     def check_prompts(self, prompts: Sequence[str], max_new_tokens: int) -> None:
         """Reach the server once and check it serves ``model`` (one line if not); the engine

@@ -1,0 +1,61 @@
+"""Chat prompts: a conversation that travels where a prompt string does.
+
+A :class:`ChatPrompt` *is* its canonical JSON string, so everything that keys, batches or logs
+prompts by their text (random streams, result rows, prompt de-duplication) works unchanged,
+while every model that formats prompts (the base, a guide's models, a reward model) sees the
+messages and applies its *own* chat template to them. A plain ``str`` stays plain text unless the
+model was loaded with ``chat=True``, which makes it one user turn (the CLI's ``--chat``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from w2s.errors import W2SError
+
+ROLES = ("system", "user", "assistant")
+
+
+class ChatPrompt(str):
+    """A conversation (``[{"role", "content"}, ...]``) as a prompt; its text is canonical JSON."""
+
+    messages: tuple[dict[str, str], ...]
+
+    def __new__(cls, messages: Sequence[dict[str, Any]]) -> ChatPrompt:
+        msgs = tuple(_message(i, m) for i, m in enumerate(messages))
+        if not msgs:
+            raise W2SError("messages must hold at least one message")
+        self = super().__new__(cls, json.dumps([dict(m) for m in msgs], ensure_ascii=False,
+                                               separators=(",", ":")))
+        self.messages = msgs
+        return self
+
+
+def _message(i: int, m: Any) -> dict[str, str]:
+    if not isinstance(m, dict) or m.get("role") not in ROLES or not isinstance(m.get("content"),
+                                                                              str):
+        raise W2SError(f"messages[{i}] must be {{'role': one of {', '.join(ROLES)}, "
+                       "'content': a string}")
+    return {"role": m["role"], "content": m["content"]}
+
+
+def messages_of(prompt: str, chat: bool) -> list[dict[str, str]] | None:
+    """The conversation a model formats with its chat template, or None for plain text."""
+    if isinstance(prompt, ChatPrompt):
+        return [dict(m) for m in prompt.messages]
+    if chat:
+        return [{"role": "user", "content": prompt}]
+    return None
+
+
+def render(tokenizer: Any, prompt: str, chat: bool, name: str) -> str | None:
+    """The prompt through ``tokenizer``'s chat template (generation prompt added), or None when
+    the prompt is plain text; a model without a template is refused in one line."""
+    msgs = messages_of(prompt, chat)
+    if msgs is None:
+        return None
+    if not getattr(tokenizer, "chat_template", None):
+        raise W2SError(f"model {name!r} has no chat template, so it cannot format chat messages")
+    return tokenizer.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False)

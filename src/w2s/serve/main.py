@@ -1,0 +1,108 @@
+"""``w2s serve``: settings (flags over the config file), models, then uvicorn.
+
+Everything a user gives is checked before a model loads, and the methods this server cannot run
+are found by running each once (:meth:`~w2s.serve.app.Server.probe`), so a bad setting is one
+line at start-up, never an error on the hundredth request.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+from w2s.errors import W2SError
+from w2s.params import SamplingParams
+
+ZOO_DEFAULT = {"base": "zoo:base", "tuned": "zoo:tuned", "untuned": "zoo:untuned"}
+
+
+def merge(opts: dict[str, Any], explicit: set[str]) -> dict[str, Any]:
+    """The flags, with the config file's values where a flag was not given, and the shipped
+    zoo where no base is named anywhere."""
+    from w2s.serve.config import read_serve_config
+
+    out = dict(opts)
+    cfg = read_serve_config(Path(opts["config_file"])) if opts.get("config_file") else None
+    out["defaults"], out["methods"] = None, {}
+    if cfg is not None:
+        for key, value in cfg.model_dump(exclude={"defaults", "methods"}).items():
+            if value is not None and key not in explicit:
+                out[key] = value
+        out["defaults"], out["methods"] = cfg.defaults, cfg.methods
+    if not out.get("base") and not out.get("base_url"):
+        if out.get("tuned") or out.get("untuned") or out.get("reward_model"):
+            raise W2SError("give the base (--base MODEL or --base-url URL) with --tuned, "
+                           "--untuned or --reward-model")
+        out.update(ZOO_DEFAULT)
+    return out
+
+
+def build_server(o: dict[str, Any]) -> Any:
+    """The :class:`~w2s.serve.app.Server` the merged settings describe (models loaded)."""
+    from w2s.decoding import get_decoder
+    from w2s.guides.build import guide_from_spec
+    from w2s.models.refs import load_engine, load_model, resolve_model
+    from w2s.serve.app import Defaults, Limits, Server
+
+    if o.get("base") and o.get("base_url"):
+        raise W2SError("give the base as --base MODEL or as --base-url URL, not both")
+    if o.get("base_url") and not o.get("base_model"):
+        raise W2SError("--base-url needs --base-model (the served model's name)")
+    if (o.get("tuned") is None) != (o.get("untuned") is None):
+        raise W2SError("--tuned and --untuned go together: give both or neither")
+    d = o.get("defaults")
+    method = o.get("default_method") or (d.method if d is not None else "cbs")
+    get_decoder(method)
+    for ref in (o.get("base"), o.get("tuned"), o.get("untuned"), o.get("reward_model"),
+                o.get("base_tokenizer")):
+        if ref:
+            resolve_model(ref)
+    if o.get("base_url"):
+        backend = load_engine(o["base_url"], o["base_model"], tokenizer=o.get("base_tokenizer"),
+                              api_key=o.get("base_api_key"),
+                              max_concurrency=o.get("max_concurrency") or 64)
+    else:
+        backend = load_model(o["base"], dtype=o["dtype"], device=o["device"],
+                             batch_size=o["batch_size"])
+    spec = {k: o[k] for k in ("tuned", "untuned", "reward_model") if o.get(k)}
+    guide = guide_from_spec(spec, dtype=o["dtype"], device=o["device"],
+                            load_lm=lambda ref: load_model(ref, dtype=o["dtype"],
+                                                           device=o["device"]))
+    sampling = SamplingParams()
+    if d is not None:
+        sampling = SamplingParams(max_new_tokens=d.max_tokens, temperature=d.temperature,
+                                  top_p=d.top_p, top_k=d.top_k, seed=d.seed, stop=tuple(d.stop))
+    limits = Limits(max_tokens=o["max_tokens_limit"], max_n=o["max_n"],
+                    max_rows=o.get("max_rows") or backend.batch_size, max_queue=o["max_queue"],
+                    max_body_bytes=o["max_body_bytes"], gather_ms=o["gather_ms"])
+    defaults = Defaults(method=method, max_tokens=d.max_tokens if d is not None else 32,
+                        sampling=sampling, knobs=o.get("methods") or {})
+    if defaults.max_tokens > limits.max_tokens:
+        raise W2SError(f"the default max_tokens ({defaults.max_tokens}) is over "
+                       f"--max-tokens-limit ({limits.max_tokens})")
+    runs = Path(o["runs"]) if o.get("runs") else None
+    server = Server(backend, guide, model_id=o["served_name"], api_key=o.get("api_key") or None,
+                    limits=limits, defaults=defaults, runs_dir=runs)
+    server.probe()
+    return server
+
+
+def run_server(opts: dict[str, Any], explicit: set[str]) -> None:
+    import uvicorn
+
+    from w2s.serve.app import create_app
+
+    o = merge(opts, explicit)
+    server = build_server(o)
+    app = create_app(server)
+    host, port = o["host"], o["port"]
+    shown = f"[{host}]" if ":" in host else host
+    avail = [m.name for m in server.method_list().methods if m.available]
+    print(f"w2s serve: http://{shown}:{port}  (playground /, API /v1, docs /docs); methods: "
+          f"{', '.join(avail)}; default {server.defaults.method}"
+          + ("; API key required" if server.api_key else ""), file=sys.stderr, flush=True)
+    if host not in ("127.0.0.1", "localhost", "::1") and not server.api_key:
+        print("w2s serve: warning: listening beyond this machine without --api-key",
+              file=sys.stderr, flush=True)
+    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)

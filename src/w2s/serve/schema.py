@@ -1,0 +1,286 @@
+"""The request and response schema of ``w2s serve``, one pydantic model per body.
+
+The ``w2s`` field is derived from the decoder registry when the app is built: one model per
+registered method (its knobs, typed and documented from the knob dataclass, all optional so the
+server's defaults fill the rest), joined on ``method``. So the OpenAPI schema, the validation and
+the playground's controls list exactly the methods the server runs, and a decoder registered
+in one place appears here with no other change.
+
+OpenAI fields that w2s does not implement are declared, so that their neutral values (what
+client libraries send by default) are accepted, and anything else is refused by name rather
+than ignored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
+
+from w2s.decoding.registry import DecoderSpec
+from w2s.params import field_docs
+
+SEED = Field(None, ge=-(2**63), le=2**63 - 1, description="Random seed: the answer is a "
+             "deterministic function of (prompt, seed, settings); default 0.")
+_NEUTRAL: dict[str, tuple[Any, ...]] = {
+    "frequency_penalty": (None, 0, 0.0), "presence_penalty": (None, 0, 0.0),
+    "logprobs": (None, False), "top_logprobs": (None, 0), "echo": (None, False),
+    "best_of": (None, 1), "logit_bias": (None, {}), "suffix": (None, ""),
+    "tools": (None, []), "tool_choice": (None, "none"), "response_format": (None,),
+    "parallel_tool_calls": (None,), "functions": (None, []), "function_call": (None, "none"),
+}
+"""OpenAI fields w2s does not implement, and the values that ask for nothing."""
+
+
+def _is_neutral(v: Any, ok: tuple[Any, ...]) -> bool:
+    return v is None or any(v == x and isinstance(v, bool) == isinstance(x, bool) for x in ok)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class StreamOptions(_Strict):
+    include_usage: bool = False
+    """Send one more chunk before ``[DONE]`` with ``usage`` and no choices."""
+
+
+class _Common(_Strict):
+    """Fields shared by completions and chat completions."""
+
+    model: str | None = Field(None, max_length=256, description="The served model's id "
+                              "(optional; any other name is refused).")
+    max_tokens: int | None = Field(None, ge=1, description="Maximum response tokens "
+                                   "(default: the server's; at most its --max-tokens-limit).")
+    temperature: float | None = Field(None, ge=0, le=100, allow_inf_nan=False)
+    top_p: float | None = Field(None, gt=0, le=1, allow_inf_nan=False)
+    top_k: int | None = Field(None, ge=0, le=1_000_000, description="w2s extension: keep "
+                              "the k most likely tokens (0: no limit).")
+    stop: str | list[str] | None = Field(None, description="Up to 8 non-empty stop strings.")
+    seed: int | None = SEED
+    n: int = Field(1, ge=1, description="Choices; choice i uses seed + i.")
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    user: str | None = Field(None, max_length=256)
+    ignore_eos: bool | None = Field(None, description="w2s extension: sample past EOS.")
+    frequency_penalty: float | None = Field(None, description="Only 0 (not implemented).")
+    presence_penalty: float | None = Field(None, description="Only 0 (not implemented).")
+    logit_bias: dict[str, float] | None = Field(None, description="Only {} (not implemented).")
+
+    @field_validator("stop")
+    @classmethod
+    def _stops(cls, v: str | list[str] | None) -> str | list[str] | None:
+        stops = [v] if isinstance(v, str) else (v or [])
+        if len(stops) > 8 or any(not s or len(s) > 64 for s in stops):
+            raise ValueError("stop takes up to 8 strings of 1 to 64 characters")
+        return v
+
+    @model_validator(mode="after")
+    def _neutral(self) -> _Common:
+        for name, ok in _NEUTRAL.items():
+            if name in type(self).model_fields and not _is_neutral(getattr(self, name), ok):
+                raise ValueError(f"{name} is not supported by w2s serve (only its default is "
+                                 "accepted)")
+        return self
+
+    def stops(self) -> tuple[str, ...]:
+        return (self.stop,) if isinstance(self.stop, str) else tuple(self.stop or ())
+
+
+class ChatMessage(_Strict):
+    role: Literal["system", "user", "assistant"]
+    content: str = Field(max_length=1_000_000)
+
+
+def _method_models(decoders: dict[str, DecoderSpec]) -> list[type[BaseModel]]:
+    out = []
+    for name, spec in decoders.items():
+        fields: dict[str, Any] = {"method": (Literal[name], Field(description=spec.summary))}
+        if spec.params is not None:
+            hints, docs = typing.get_type_hints(spec.params), field_docs(spec.params)
+            for f in dataclasses.fields(spec.params):
+                default = f.default if f.default is not dataclasses.MISSING else None
+                typ = hints.get(f.name, str)
+                fields[f.name] = (typ | None, Field(None, description=f"{docs.get(f.name, '')} "
+                                                    f"(knob default: {default})"))
+        out.append(create_model(f"Method_{name}", __config__=ConfigDict(extra="forbid"),
+                                __doc__=f"{name}: {spec.summary}", **fields))
+    return out
+
+
+def request_models(decoders: dict[str, DecoderSpec]) -> tuple[type[BaseModel], type[BaseModel]]:
+    """``(CompletionRequest, ChatCompletionRequest)`` with ``w2s`` typed from the registry."""
+    models = _method_models(decoders)
+    if not models:
+        raise ValueError("no decoder is registered")
+    method_type: Any = (models[0] if len(models) == 1 else
+                        Annotated[Union[tuple(models)], Field(discriminator="method")])  # noqa: UP007
+    w2s_field = (method_type | None, Field(None, description="The method and its knobs "
+                                           "(default: the server's method and knobs)."))
+    completion = create_model(
+        "CompletionRequest", __base__=_Common, __doc__="POST /v1/completions",
+        prompt=(str | list[str], Field(description="A prompt, or a list of up to 64 prompts.")),
+        echo=(bool | None, Field(None, description="Only false (not implemented).")),
+        logprobs=(int | None, Field(None, description="Only null (not implemented).")),
+        best_of=(int | None, Field(None, description="Only 1; use w2s.method='bon'.")),
+        suffix=(str | None, Field(None, description="Only null (not implemented).")),
+        w2s=w2s_field)
+    chat = create_model(
+        "ChatCompletionRequest", __base__=_Common, __doc__="POST /v1/chat/completions",
+        messages=(list[ChatMessage], Field(min_length=1, max_length=256)),
+        max_completion_tokens=(int | None, Field(None, ge=1, description="Alias of max_tokens.")),
+        logprobs=(bool | None, Field(None, description="Only false (not implemented).")),
+        top_logprobs=(int | None, Field(None, description="Only null (not implemented).")),
+        tools=(list[dict[str, Any]] | None, Field(None, description="Only null.")),
+        tool_choice=(str | dict[str, Any] | None, Field(None, description="Only null.")),
+        response_format=(dict[str, Any] | None, Field(None, description="Only null.")),
+        parallel_tool_calls=(bool | None, Field(None, description="Only null.")),
+        w2s=w2s_field)
+    return completion, chat
+
+
+# ------------------------------------------------------------------------ responses
+class Usage(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class CostInfo(BaseModel):
+    base_tokens: int
+    guide_tokens: int
+    wall_time_s: float
+
+
+class ChoiceInfo(BaseModel):
+    index: int
+    score: float | None
+    finished: bool
+    stats: dict[str, float]
+    cost: CostInfo
+
+
+class W2SInfo(BaseModel):
+    """What w2s adds to a response: the method, the guide's score and the cost."""
+
+    method: str
+    params: dict[str, Any]
+    score: float | None
+    cost: CostInfo
+    choices: list[ChoiceInfo]
+
+
+class CompletionChoice(BaseModel):
+    index: int
+    text: str
+    finish_reason: Literal["stop", "length"]
+    logprobs: None = None
+
+
+class CompletionResponse(BaseModel):
+    id: str
+    object: Literal["text_completion"] = "text_completion"
+    created: int
+    model: str
+    choices: list[CompletionChoice]
+    usage: Usage
+    w2s: W2SInfo
+
+
+class AssistantMessage(BaseModel):
+    role: Literal["assistant"] = "assistant"
+    content: str
+
+
+class ChatChoice(BaseModel):
+    index: int
+    message: AssistantMessage
+    finish_reason: Literal["stop", "length"]
+    logprobs: None = None
+
+
+class ChatCompletionResponse(BaseModel):
+    id: str
+    object: Literal["chat.completion"] = "chat.completion"
+    created: int
+    model: str
+    choices: list[ChatChoice]
+    usage: Usage
+    w2s: W2SInfo
+
+
+class ModelCard(BaseModel):
+    id: str
+    object: Literal["model"] = "model"
+    created: int
+    owned_by: str
+
+
+class ModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ModelCard]
+
+
+class ErrorDetail(BaseModel):
+    message: str
+    type: str
+    param: str | None = None
+    code: str | None = None
+
+
+class ErrorBody(BaseModel):
+    """OpenAI's error body."""
+
+    error: ErrorDetail
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+
+
+class Knob(BaseModel):
+    name: str
+    type: Literal["integer", "number", "boolean", "string"]
+    default: Any
+    doc: str
+
+
+class MethodInfo(BaseModel):
+    name: str
+    summary: str
+    guide: str
+    ranked: bool
+    kl: str
+    available: bool
+    why: str | None
+    knobs: list[Knob]
+
+
+class MethodList(BaseModel):
+    model: str
+    methods: list[MethodInfo]
+    defaults: dict[str, Any]
+    limits: dict[str, int]
+
+
+class RunInfo(BaseModel):
+    name: str
+    summary_md: str
+    plots: list[str]
+
+
+class RunList(BaseModel):
+    runs: list[RunInfo]
+
+
+class Status(BaseModel):
+    """The queue right now (operators, and the tests of cancellation)."""
+
+    running_rows: int
+    running_requests: int
+    queued_requests: int
+    served: int
+    cancelled: int
+    batches: int
