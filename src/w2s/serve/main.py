@@ -73,10 +73,14 @@ def build_server(o: dict[str, Any]) -> Any:
     if d is not None:
         sampling = SamplingParams(max_new_tokens=d.max_tokens, temperature=d.temperature,
                                   top_p=d.top_p, top_k=d.top_k, seed=d.seed, stop=tuple(d.stop))
+    if d is not None and "max_tokens" not in d.model_fields_set:
+        d = d.model_copy(update={"max_tokens": min(d.max_tokens, o["max_tokens_limit"])})
     limits = Limits(max_tokens=o["max_tokens_limit"], max_n=o["max_n"],
                     max_rows=o.get("max_rows") or backend.batch_size, max_queue=o["max_queue"],
                     max_body_bytes=o["max_body_bytes"], gather_ms=o["gather_ms"])
-    defaults = Defaults(method=method, max_tokens=d.max_tokens if d is not None else 32,
+    # the built-in default answer length fits any limit; a configured one must fit by itself
+    max_tokens = d.max_tokens if d is not None else min(32, limits.max_tokens)
+    defaults = Defaults(method=method, max_tokens=max_tokens,
                         sampling=sampling, knobs=o.get("methods") or {})
     if defaults.max_tokens > limits.max_tokens:
         raise W2SError(f"the default max_tokens ({defaults.max_tokens}) is over "
@@ -89,7 +93,11 @@ def build_server(o: dict[str, Any]) -> Any:
 
 
 def run_server(opts: dict[str, Any], explicit: set[str]) -> None:
-    import uvicorn
+    try:
+        import fastapi  # noqa: F401
+        import uvicorn
+    except ImportError:
+        raise W2SError("w2s serve needs fastapi and uvicorn: pip install 'w2s[serve]'") from None
 
     from w2s.serve.app import create_app
 

@@ -1,0 +1,156 @@
+"""The pieces of ``w2s serve`` that need no server process: watching a decode (it must change
+nothing, and what it reports must never be taken back), the stream's hold-back of text that may
+still change, chat prompts, the request schema derived from the registry, the config file."""
+
+from __future__ import annotations
+
+import pytest
+
+from w2s import SamplingParams, W2SError
+from w2s.chat import ChatPrompt
+from w2s.decoding import DECODERS, get_decoder
+from w2s.decoding.observe import Cancelled, common_prefix, watching
+from w2s.serve.stream import Committed
+
+
+class Recorder:
+    def __init__(self, stop_after: int | None = None) -> None:
+        self.reports: dict[int, list[str]] = {}
+        self.stop_after = stop_after
+        self.calls = 0
+
+    def committed(self, index: int, text: str) -> None:
+        self.reports.setdefault(index, []).append(text)
+
+    def cancelled(self) -> bool:
+        self.calls += 1
+        return self.stop_after is not None and self.calls > self.stop_after
+
+
+PROMPTS = ["The movie was", "I thought the plot", "The movie was"]
+KNOBS = {"sample": {}, "bon": {"n": 3}, "cbs": {"w": 2, "k": 2, "l": 3}, "eft": {"beta": 1.0},
+         "nudging": {"gamma": 0.4, "chunk": 4}}
+
+
+@pytest.mark.parametrize("method", list(KNOBS))
+def test_watching_changes_no_answer_and_reports_only_prefixes(method, base, pair):
+    spec = get_decoder(method)
+    params = spec.make_params(KNOBS[method])
+    sampling = SamplingParams(max_new_tokens=12, seed=5, stop=(".",))
+    plain = spec.run(base, pair, PROMPTS, params, sampling)
+    rec = Recorder()
+    with watching(rec):
+        watched = spec.run(base, pair, PROMPTS, params, sampling)
+    assert [r.text for r in watched] == [r.text for r in plain]
+    assert [r.score for r in watched] == [r.score for r in plain]
+    if method != "bon":  # Best-of-N commits nothing before the end
+        assert set(rec.reports) == {0, 1, 2}
+    for i, texts in rec.reports.items():
+        final = watched[i].text
+        held = Committed(sampling.stop)
+        for a, b in zip(texts, texts[1:]):  # what is safe to send only grows
+            assert held.safe(b).startswith(held.safe(a))
+        assert final.startswith(held.safe(texts[-1]))
+    if method in ("sample", "eft", "nudging"):  # token-level: reports as tokens arrive
+        assert max(len(t) for t in rec.reports.values()) >= 3
+
+
+def test_cbs_reports_the_prefix_every_kept_entry_shares(base, pair):
+    spec = get_decoder("cbs")
+    params = spec.make_params({"w": 3, "k": 2, "l": 2})
+    sampling = SamplingParams(max_new_tokens=10, seed=2)
+    rec = Recorder()
+    with watching(rec):
+        [res] = spec.run(base, pair, ["The acting"], params, sampling, return_all=True)
+    assert rec.reports[0][-1] == common_prefix([c.text for c in res.candidates])
+    assert len(rec.reports[0]) == 5  # one report per round: 10 tokens in chunks of 2
+
+
+def test_a_cancelled_decode_stops_at_its_next_checkpoint(base, pair):
+    rec = Recorder(stop_after=2)
+    spec = get_decoder("cbs")
+    with watching(rec), pytest.raises(Cancelled):
+        spec.run(base, pair, ["The movie was"], spec.make_params({"w": 2, "k": 2, "l": 2}),
+                 SamplingParams(max_new_tokens=20))
+    assert rec.calls == 3
+
+
+@pytest.mark.parametrize("text,stop,safe", [
+    ("a great film", (), "a great film"),
+    ("a great film ", (), "a great film"),  # a space may merge with what follows
+    ("caf\ufffd", (), "caf"),  # half a character
+    ("the end.\n", ("\n\n",), "the end."),  # may begin the stop string
+    ("the end. The", ("The End",), "the end."),
+    ("no stop here", ("XYZ",), "no stop here"),
+])
+def test_committed_holds_back_what_may_still_change(text, stop, safe):
+    assert Committed(stop).safe(text) == safe
+
+
+def test_committed_deltas_reassemble_to_the_answer():
+    c = Committed(("\n\n",))
+    parts = [c.delta(t) for t in ["Hel", "Hello wor", "Hello world.\n", "Hello world."]]
+    parts.append(c.final("Hello world."))
+    assert "".join(parts) == "Hello world." and c.ok
+    assert parts[:3] == ["Hel", "lo wor", "ld."]
+
+
+def test_a_chat_prompt_is_the_chat_flag_for_one_user_turn(tiny_paths):
+    from w2s import HFModel
+
+    plain = HFModel.load(tiny_paths["base"])
+    chat = HFModel.load(tiny_paths["base"], chat=True)
+    p = ChatPrompt([{"role": "user", "content": "Hi there"}])
+    assert plain.encode_prompt(p) == chat.encode_prompt("Hi there")
+    assert plain.encode_prompt("Hi there") != chat.encode_prompt("Hi there")
+    two = ChatPrompt([{"role": "system", "content": "Be kind."}, {"role": "user", "content": "Hi"}])
+    assert two != p and len(plain.encode_prompt(two)) > len(plain.encode_prompt(p))
+    with pytest.raises(W2SError, match="messages\\[0\\]"):
+        ChatPrompt([{"role": "robot", "content": "x"}])
+    with pytest.raises(W2SError, match="at least one"):
+        ChatPrompt([])
+
+
+def test_the_request_schema_lists_every_registered_method_and_its_knobs():
+    from w2s.serve.schema import request_models
+
+    completion, chat = request_models(DECODERS)
+    schema = completion.model_json_schema()
+    names = {d["properties"]["method"]["const"] for d in schema["$defs"].values()
+             if "method" in d.get("properties", {})}
+    assert names == set(DECODERS)
+    cbs = schema["$defs"]["Method_cbs"]
+    assert set(cbs["properties"]) == {"method", "w", "k", "l"}
+    assert cbs["additionalProperties"] is False
+    ok = completion.model_validate({"prompt": "x", "w2s": {"method": "cbs", "w": 2}})
+    assert ok.w2s.w == 2 and ok.w2s.k is None
+    for bad in ({"prompt": "x", "w2s": {"method": "cbs", "beta": 1}},
+                {"prompt": "x", "logprobs": 3}, {"prompt": "x", "frequency_penalty": 0.5},
+                {"prompt": "x", "stop": [""]}, {"prompt": "x", "temperature": -1},
+                {"prompt": "x", "mystery": 1}):
+        with pytest.raises(ValueError):
+            completion.model_validate(bad)
+    # what client libraries send by default is accepted
+    completion.model_validate({"prompt": "x", "frequency_penalty": 0, "logprobs": None,
+                               "echo": False, "best_of": 1, "logit_bias": {}})
+    chat.model_validate({"messages": [{"role": "user", "content": "x"}], "tools": None})
+
+
+def test_the_config_file_is_checked_key_by_key(tmp_path):
+    from w2s.serve.config import read_serve_config
+
+    good = tmp_path / "serve.yaml"
+    good.write_text("base: zoo:base\nmax_rows: 32\ndefaults: {method: bon, max_tokens: 16}\n"
+                    "methods: {cbs: {w: 2}}\n")
+    cfg = read_serve_config(good)
+    assert cfg.max_rows == 32 and cfg.defaults.method == "bon" and cfg.methods["cbs"] == {"w": 2}
+    for text, msg in [("prot: 1\n", "prot: unknown key"),
+                      ("methods: {cbs: {beta: 1}}\n", "unknown option"),
+                      ("methods: {cbs: {w: 0}}\n", "w must be >= 1"),
+                      ("methods: {zzz: {}}\n", "unknown method"),
+                      ("defaults: {method: zzz}\n", "unknown method"),
+                      ("max_rows: 0\n", "max_rows")]:
+        bad = tmp_path / "bad.yaml"
+        bad.write_text(text)
+        with pytest.raises(W2SError, match=msg):
+            read_serve_config(bad)
