@@ -42,8 +42,8 @@ def client(w2s_server):
     return openai.OpenAI(base_url=w2s_server.url + "/v1", api_key=w2s_server.api_key)
 
 
-def post(server, path, body, **kw):
-    return httpx.post(server.url + path, json=body, headers=server.headers(), timeout=120, **kw)
+def post(server, path, body, timeout=120.0):
+    return httpx.post(server.url + path, json=body, headers=server.headers(), timeout=timeout)
 
 
 @pytest.mark.parametrize("method,knobs", [("cbs", {"w": 2, "k": 3, "l": 4}), ("sample", {}),
@@ -217,3 +217,32 @@ def test_a_client_that_leaves_mid_stream_frees_its_rows(w2s_server):
         assert time.monotonic() < deadline, now
         time.sleep(0.1)
     assert now["served"] == before["served"]  # it was stopped, not finished
+
+
+def test_a_chunked_body_over_the_limit_is_refused(w2s_server):
+    def chunks():
+        yield b'{"prompt": "'
+        for _ in range(64):
+            yield b"x" * 65536
+        yield b'"}'
+
+    r = httpx.post(w2s_server.url + "/v1/completions", content=chunks(),
+                   headers={**w2s_server.headers(), "content-type": "application/json"})
+    assert r.status_code == 413
+
+
+def test_a_client_that_leaves_before_a_plain_answer_frees_its_rows(w2s_server):
+    body = {"prompt": "The acting was", "max_tokens": 240, "seed": 3, "ignore_eos": True,
+            "w2s": {"method": "cbs", "w": 4, "k": 4, "l": 1}}
+    status = w2s_server.url + "/w2s/status"
+    before = httpx.get(status, headers=w2s_server.headers()).json()
+    with pytest.raises(httpx.ReadTimeout):
+        post(w2s_server, "/v1/completions", body, timeout=1.0)  # gives up after a second
+    deadline = time.monotonic() + 20
+    while True:
+        now = httpx.get(status, headers=w2s_server.headers()).json()
+        if now["running_requests"] == 0 and now["cancelled"] > before["cancelled"]:
+            break
+        assert time.monotonic() < deadline, now
+        time.sleep(0.1)
+    assert now["served"] == before["served"]

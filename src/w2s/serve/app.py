@@ -305,15 +305,7 @@ def create_app(server: Server) -> FastAPI:
         return error_response(500, f"internal error: {type(e).__name__}: "
                               f"{str(e).splitlines()[0] if str(e) else ''}", "server_error")
 
-    @app.middleware("http")
-    async def _body_limit(request: Request, call_next: Callable) -> Any:
-        if request.method in ("POST", "PUT", "PATCH"):
-            size = request.headers.get("content-length")
-            if size is not None and (not size.isdigit()
-                                     or int(size) > server.limits.max_body_bytes):
-                return error_response(413, f"the body is over {server.limits.max_body_bytes} "
-                                      "bytes (--max-body-bytes)")
-        return await call_next(request)
+    app.add_middleware(BodyLimit, limit=server.limits.max_body_bytes)
 
     @app.get("/health", response_model=S.Health, tags=["server"])
     async def health() -> S.Health:
@@ -400,6 +392,41 @@ def create_app(server: Server) -> FastAPI:
 
 
 STARTED = int(time.time())
+
+
+class BodyLimit:
+    """Refuse a body over ``limit`` bytes with 413, whether or not it says its length (a
+    chunked upload is counted as it arrives), before any route parses it."""
+
+    def __init__(self, app: Any, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH"):
+            return await self.app(scope, receive, send)
+        too_big = error_response(413, f"the body is over {self.limit} bytes (--max-body-bytes)")
+        size = dict(scope["headers"]).get(b"content-length")
+        if size is not None and (not size.isdigit() or int(size) > self.limit):
+            return await too_big(scope, receive, send)
+        body, more = b"", True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return None
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+            if len(body) > self.limit:
+                return await too_big(scope, receive, send)
+        replayed = False
+
+        async def replay() -> dict:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()  # then the client's disconnect, when it comes
+
+        return await self.app(scope, replay, send)
 
 
 def _version() -> str:
