@@ -130,3 +130,38 @@ def test_nudging_through_the_engine_reports_the_small_models_share(engine, zoo_p
     assert len(top.top_logprobs) == 4 == len(top.prefixes) - 1
     assert all(lp <= 0 for lp in top.top_logprobs) and top.prefixes[-1] == top.response
     assert all(a == b[: len(a)] for a, b in zip(top.prefixes, top.prefixes[1:]))
+
+
+def test_w2s_serve_in_front_of_the_engine_answers_like_the_library(vllm_url, engine, zoo_pair,
+                                                                   tmp_path):
+    """``w2s serve --base-url``: the base behind vLLM, the guide in the server, a client on
+    the OpenAI API in front; its answers (streamed too) equal the library's through the same
+    engine."""
+    import httpx
+    import openai
+    from conftest import start_w2s_serve
+
+    from w2s.decoding import get_decoder
+
+    proc, srv = start_w2s_serve(tmp_path, "--base-url", vllm_url, "--base-model", "zoo-base",
+                                "--base-tokenizer", "zoo:base", "--tuned", "zoo:tuned",
+                                "--untuned", "zoo:untuned")
+    try:
+        methods = httpx.get(srv.url + "/w2s/methods", headers=srv.headers()).json()["methods"]
+        why = {m["name"]: m["why"] for m in methods if not m["available"]}
+        assert set(why) == {"eft"} and "log-probabilities" in why["eft"]  # text-level engine
+        client = openai.OpenAI(base_url=srv.url + "/v1", api_key=srv.api_key)
+        knobs = {"w": 2, "k": 2, "l": 4}
+        kw = dict(model="w2s", prompt="The movie was", max_tokens=12, seed=2,
+                  extra_body={"w2s": {"method": "cbs", **knobs}})
+        out = client.completions.create(**kw)
+        spec = get_decoder("cbs")
+        [ref] = spec.run(engine, zoo_pair, ["The movie was"], spec.make_params(knobs),
+                         w2s.SamplingParams(max_new_tokens=12, seed=2))
+        assert out.choices[0].text == ref.text
+        streamed = "".join(c.choices[0].text for c in client.completions.create(stream=True, **kw)
+                           if c.choices)
+        assert streamed == ref.text
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
