@@ -246,3 +246,40 @@ def test_a_client_that_leaves_before_a_plain_answer_frees_its_rows(w2s_server):
         assert time.monotonic() < deadline, now
         time.sleep(0.1)
     assert now["served"] == before["served"]
+
+
+def test_a_server_without_a_guide_serves_sampling_and_says_why_not_the_rest(tmp_path):
+    from conftest import start_w2s_serve
+
+    cfg = tmp_path / "serve.yaml"
+    cfg.write_text("defaults: {method: sample, max_tokens: 5, temperature: 0}\n"
+                   "served_name: tiny\n")
+    proc, srv = start_w2s_serve(tmp_path, "--base", "zoo:base", "--config", str(cfg))
+    try:
+        info = httpx.get(srv.url + "/w2s/methods", headers=srv.headers()).json()
+        why = {m["name"]: m["why"] for m in info["methods"] if not m["available"]}
+        assert set(why) == {"bon", "cbs", "eft", "nudging"}
+        assert "--tuned and --untuned" in why["cbs"]
+        assert info["defaults"]["method"] == "sample" and info["model"] == "tiny"
+        r = post(srv, "/v1/completions", {"prompt": "The movie was"})
+        assert r.status_code == 200 and r.json()["w2s"]["method"] == "sample"
+        assert r.json()["usage"]["completion_tokens"] <= 5 and r.json()["w2s"]["score"] is None
+        r = post(srv, "/v1/completions", {"prompt": "x", "w2s": {"method": "cbs"}})
+        assert r.status_code == 400 and "not available" in r.json()["error"]["message"]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def test_serve_refuses_bad_settings_in_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    for args, msg in [(["--tuned", "zoo:tuned"], "give the base"),
+                      (["--base", "zoo:nope"], "no zoo model"),
+                      (["--method", "zzz"], "unknown method"),
+                      (["--config", str(tmp_path / "none.yaml")], "does not exist")]:
+        out = subprocess.run([sys.executable, "-m", "w2s.cli", "serve", "--port", "1", *args],
+                             capture_output=True, text=True, timeout=120)
+        assert out.returncode == 2 and msg in out.stderr, out.stderr
+        assert len(out.stderr.strip().splitlines()) == 1

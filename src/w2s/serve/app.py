@@ -8,6 +8,7 @@ every refusal is OpenAI's error body with a 4xx code (a 5xx is a bug, and says s
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import secrets
@@ -105,18 +106,19 @@ class Server:
                            f"{self.why_not.get(self.defaults.method, 'not registered')}")
 
     def _check_guide(self, spec: DecoderSpec) -> None:
+        from w2s.guides.base import WeightedGuide
         from w2s.guides.pair import PairGuide
         from w2s.guides.reward_model import RewardModelGuide
 
         g = self.guide
-        parts = list(getattr(g, "guides", [g])) if g is not None else []
+        parts = ([t for _, t in g.terms] if isinstance(g, WeightedGuide)
+                 else [g] if g is not None else [])
         problem = spec.guide_problem(any(isinstance(p, PairGuide) for p in parts),
                                      any(isinstance(p, RewardModelGuide) for p in parts),
                                      pair_name="--tuned and --untuned",
                                      rm_name="--reward-model")
         if problem:
-            raise W2SError(f"this server was not started with what {problem.split(' ')[0]} "
-                           f"needs: {problem}")
+            raise W2SError(f"{problem} (this server was started without it)")
 
     def method_list(self) -> S.MethodList:
         import typing
@@ -236,7 +238,7 @@ def _info(p: Plan, results: list[Result]) -> S.W2SInfo:
     total = S.CostInfo(base_tokens=sum(c.cost.base_tokens for c in choices),
                        guide_tokens=sum(c.cost.guide_tokens for c in choices),
                        wall_time_s=max((c.cost.wall_time_s for c in choices), default=0.0))
-    params = p.params.to_dict() if p.params is not None else {}
+    params = dataclasses.asdict(p.params) if p.params is not None else {}
     return S.W2SInfo(method=p.spec.name, params=params,
                      score=results[0].score if results else None, cost=total, choices=choices)
 
