@@ -125,8 +125,12 @@ def start_w2s_serve(tmp_dir, *args: str, api_key: str = "test-key", timeout: flo
 
 @pytest.fixture(scope="session")
 def w2s_server(tmp_path_factory):
-    """``w2s serve`` on the shipped zoo (its defaults), with an API key, for the whole session."""
+    """``w2s serve`` on the shipped zoo (its defaults), with an API key and one finished eval
+    run (the quick demo's) under ``--runs``, for the whole session."""
+    from w2s.demo import run_demo
+
     tmp = tmp_path_factory.mktemp("serve")
+    run_demo(tmp / "runs" / "demo-quick", quick=True)  # a finished eval run to show (8 s)
     proc, served = start_w2s_serve(tmp, "--runs", str(tmp / "runs"))
     yield served
     proc.terminate()

@@ -283,3 +283,17 @@ def test_serve_refuses_bad_settings_in_one_line(tmp_path):
                              capture_output=True, text=True, timeout=120)
         assert out.returncode == 2 and msg in out.stderr, out.stderr
         assert len(out.stderr.strip().splitlines()) == 1
+
+
+def test_finished_eval_runs_are_listed_with_their_table_and_plots(w2s_server):
+    h = w2s_server.headers()
+    [run] = httpx.get(w2s_server.url + "/w2s/runs", headers=h).json()["runs"]
+    assert run["name"] == "demo-quick" and "| method" in run["summary_md"].lower()
+    assert {p.rsplit("/", 1)[1] for p in run["plots"]} >= {"gold_vs_kl.png", "gold_bars.png"}
+    png = httpx.get(w2s_server.url + run["plots"][0], headers=h)
+    assert png.status_code == 200 and png.content[:4] == b"\x89PNG"
+    assert httpx.get(w2s_server.url + run["plots"][0]).status_code == 401
+    for bad in ("/w2s/runs/demo-quick/results.jsonl", "/w2s/runs/demo-quick/../../etc/passwd",
+                "/w2s/runs/nope/gold_bars.png", "/w2s/runs/..%2F..%2Fetc/passwd"):
+        r = httpx.get(w2s_server.url + bad, headers=h)
+        assert r.status_code == 404, bad
