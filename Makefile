@@ -1,5 +1,5 @@
 # The two commands of the README. Each sets everything up first (idempotent).
-.PHONY: setup engine demo test lint mutants
+.PHONY: setup engine browser demo test lint mutants
 
 setup:
 	@bash scripts/setup.sh
@@ -8,10 +8,14 @@ setup:
 engine:
 	@bash scripts/engine.sh
 
+# Debian's headless chromium (and playwright) for the playground's browser test
+browser: setup
+	@bash scripts/browser.sh
+
 demo: setup
 	.venv/bin/w2s demo
 
-test: setup engine
+test: setup engine browser
 	.venv/bin/ruff check src tests bench
 	.venv/bin/python -m pytest -q
 
