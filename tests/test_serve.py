@@ -42,6 +42,18 @@ def client(w2s_server):
     return openai.OpenAI(base_url=w2s_server.url + "/v1", api_key=w2s_server.api_key)
 
 
+def wait_until_cancelled(server, before):
+    """Poll /w2s/status until nothing runs and one more request was cancelled, not served."""
+    deadline = time.monotonic() + 20
+    while True:
+        now = httpx.get(server.url + "/w2s/status", headers=server.headers()).json()
+        if now["running_requests"] == 0 and now["cancelled"] > before["cancelled"]:
+            break
+        assert time.monotonic() < deadline, now
+        time.sleep(0.1)
+    assert now["served"] == before["served"]  # it was stopped, not finished
+
+
 def post(server, path, body, timeout=120.0):
     return httpx.post(server.url + path, json=body, headers=server.headers(), timeout=timeout)
 
@@ -209,14 +221,7 @@ def test_a_client_that_leaves_mid_stream_frees_its_rows(w2s_server):
         for line in r.iter_lines():
             if line.startswith("data: ") and json.loads(line[6:])["choices"][0]["text"]:
                 break  # one chunk of text, then the client goes away
-    deadline = time.monotonic() + 20
-    while True:
-        now = httpx.get(status, headers=w2s_server.headers()).json()
-        if now["running_requests"] == 0 and now["cancelled"] > before["cancelled"]:
-            break
-        assert time.monotonic() < deadline, now
-        time.sleep(0.1)
-    assert now["served"] == before["served"]  # it was stopped, not finished
+    wait_until_cancelled(w2s_server, before)  # it was stopped, not finished
 
 
 def test_a_chunked_body_over_the_limit_is_refused(w2s_server):
@@ -238,14 +243,7 @@ def test_a_client_that_leaves_before_a_plain_answer_frees_its_rows(w2s_server):
     before = httpx.get(status, headers=w2s_server.headers()).json()
     with pytest.raises(httpx.ReadTimeout):
         post(w2s_server, "/v1/completions", body, timeout=1.0)  # gives up after a second
-    deadline = time.monotonic() + 20
-    while True:
-        now = httpx.get(status, headers=w2s_server.headers()).json()
-        if now["running_requests"] == 0 and now["cancelled"] > before["cancelled"]:
-            break
-        assert time.monotonic() < deadline, now
-        time.sleep(0.1)
-    assert now["served"] == before["served"]
+    wait_until_cancelled(w2s_server, before)
 
 
 def test_a_server_without_a_guide_serves_sampling_and_says_why_not_the_rest(tmp_path):

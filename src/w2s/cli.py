@@ -156,6 +156,19 @@ def registry_options(static: list[click.Parameter]) -> list[click.Parameter]:
     return opts
 
 
+def _guide_options(f: Any) -> Any:
+    """--tuned, --untuned, --reward-model: the guide, as generate and serve take it."""
+    for opt in reversed([
+            click.option("--tuned", metavar="MODEL",
+                         help="Small tuned model (the guide's numerator)."),
+            click.option("--untuned", metavar="MODEL",
+                         help="Small untuned model it was tuned from."),
+            click.option("--reward-model", metavar="PATH", help="A sequence-classification "
+                         "reward model as (an extra term of) the guide.")]):
+        f = opt(f)
+    return f
+
+
 @cli.command(cls=_GenerateCommand)
 @click.option("--base", metavar="MODEL",
               help="The large frozen model: a local folder, a hub id or zoo:ROLE.")
@@ -170,10 +183,7 @@ def registry_options(static: list[click.Parameter]) -> list[click.Parameter]:
               help="With --base-url: the server's API key.")
 @click.option("--max-concurrency", type=click.IntRange(min=1), default=64, show_default=True,
               help="With --base-url: requests in flight at once.")
-@click.option("--tuned", metavar="MODEL", help="Small tuned model (the guide's numerator).")
-@click.option("--untuned", metavar="MODEL", help="Small untuned model it was tuned from.")
-@click.option("--reward-model", metavar="PATH",
-              help="A sequence-classification reward model as (an extra term of) the guide.")
+@_guide_options
 @click.option("--prompt", multiple=True, help="A prompt (repeatable).")
 @click.option("--prompts-file", metavar="FILE.jsonl", help="JSONL with a 'prompt' field per line.")
 @click.option("--max-new-tokens", type=int, default=_DS.max_new_tokens, show_default=True,
@@ -396,10 +406,7 @@ def _plots_line(paths: dict[str, Any]) -> str:
               help="With --base-url: the engine's API key.")
 @click.option("--max-concurrency", type=click.IntRange(min=1), default=64, show_default=True,
               help="With --base-url: requests in flight to the engine at once.")
-@click.option("--tuned", metavar="MODEL", help="Small tuned model (the guide's numerator).")
-@click.option("--untuned", metavar="MODEL", help="Small untuned model it was tuned from.")
-@click.option("--reward-model", metavar="PATH", help="A reward model as (an extra term of) "
-              "the guide.")
+@_guide_options
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Interface to bind (0.0.0.0 exposes the server to your network).")
 @click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
