@@ -10,11 +10,28 @@ Steer a large frozen language model (the *base*) with a small *tuned* model and 
     print(result.text, result.score)
 """
 
-from w2s.decoding import DECODERS, DecoderSpec, best_of_n, cbs, eft, nudging, register, sample
+from w2s.decoding import (
+    DECODERS,
+    DecoderSpec,
+    best_of_n,
+    cbs,
+    dlf,
+    eft,
+    nudging,
+    register,
+    sample,
+)
 from w2s.errors import W2SError
 from w2s.guides import Guide, PairGuide, RewardModelGuide, WeightedGuide
 from w2s.models import Backend, HFModel, LogitsBackend, OpenAIBackend, SearchBackend
-from w2s.params import BestOfNParams, EFTParams, NudgingParams, SamplingParams, SearchParams
+from w2s.params import (
+    BestOfNParams,
+    DLFParams,
+    EFTParams,
+    NudgingParams,
+    SamplingParams,
+    SearchParams,
+)
 from w2s.result import Candidate, Cost, Result
 
 __version__ = "0.1.0"
@@ -26,6 +43,7 @@ __all__ = [
     "Candidate",
     "Cost",
     "DecoderSpec",
+    "DLFParams",
     "EFTParams",
     "Guide",
     "HFModel",
@@ -43,6 +61,7 @@ __all__ = [
     "__version__",
     "best_of_n",
     "cbs",
+    "dlf",
     "eft",
     "nudging",
     "register",

@@ -126,6 +126,19 @@ class EFTParams(_Params):
 
 
 @dataclass(frozen=True)
+class DLFParams(_Params):
+    """Dynamic Logit Fusion: the experts' strengths are chosen at every token so the fused
+    model moves from the base as far as the small experts move from their untuned model."""
+
+    alpha_max: float = 2.0
+    """Largest strength of any expert's shift (log pi_tuned - log pi_untuned) at a step."""
+
+    def __post_init__(self) -> None:
+        _number("alpha_max", self.alpha_max)
+        _check(0 < self.alpha_max <= 100, f"alpha_max must be in (0, 100], got {self.alpha_max}")
+
+
+@dataclass(frozen=True)
 class NudgingParams(_Params):
     """Nudging: the base writes; where its top-1 token probability is below gamma, the small
     tuned model writes the next word."""

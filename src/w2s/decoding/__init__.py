@@ -6,11 +6,12 @@ from __future__ import annotations
 from w2s.decoding.beam import cbs
 from w2s.decoding.best_of_n import best_of_n
 from w2s.decoding.eft import eft, eft_logprobs
+from w2s.decoding.multi_guide import dlf
 from w2s.decoding.nudging import nudging
 from w2s.decoding.registry import DECODERS, DecoderSpec, get_decoder, register, unregister
 from w2s.decoding.sampling import sample
 from w2s.models.base import LogitsBackend, TopLogprobsBackend
-from w2s.params import BestOfNParams, EFTParams, NudgingParams, SearchParams
+from w2s.params import BestOfNParams, DLFParams, EFTParams, NudgingParams, SearchParams
 
 register(DecoderSpec("sample", sample, "plain sampling from the base (temperature, top-p, "
                      "top-k, stop strings)", guide="optional", kl="exact"))
@@ -22,9 +23,12 @@ register(DecoderSpec("cbs", cbs, "weak-to-strong search: chunk-level beam search
 register(DecoderSpec("eft", eft, "EFT / proxy tuning: base + beta (tuned - untuned) logits, "
                      "same vocabulary", EFTParams, needs=(LogitsBackend,), guide="pair",
                      kl="exact"))
+register(DecoderSpec("dlf", dlf, "Dynamic Logit Fusion: EFT with the experts' strengths chosen "
+                     "at every token to match their own KL shift, same vocabulary", DLFParams,
+                     needs=(LogitsBackend,), guide="pair", kl="exact"))
 register(DecoderSpec("nudging", nudging, "Nudging: the base writes; where its top-1 token "
                      "probability is below gamma the small tuned model writes the next word",
                      NudgingParams, needs=(TopLogprobsBackend,), guide="pair"))
 
-__all__ = ["DECODERS", "DecoderSpec", "best_of_n", "cbs", "eft", "eft_logprobs", "get_decoder",
+__all__ = ["DECODERS", "DecoderSpec", "best_of_n", "cbs", "dlf", "eft", "eft_logprobs", "get_decoder",
            "nudging", "register", "sample", "unregister"]

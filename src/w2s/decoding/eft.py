@@ -19,8 +19,8 @@ from typing import Any
 
 import torch
 
+from w2s.decoding.multi_guide import eft_multi
 from w2s.decoding.token_level import decode_fused, fused_logprobs
-from w2s.errors import W2SError
 from w2s.guides import Guide, PairGuide
 from w2s.models.base import Backend
 from w2s.params import EFTParams, SamplingParams
@@ -51,11 +51,13 @@ def eft_logprobs(base: torch.Tensor, tuned: torch.Tensor, untuned: torch.Tensor,
 
 def eft(backend: Backend, guide: Guide | None, prompts: Sequence[str],
         eft_params: EFTParams | None = None, sampling: SamplingParams | None = None) -> list[Result]:
-    """Sample from the EFT/proxy-tuned distribution; ``guide`` must be a :class:`PairGuide`."""
+    """Sample from the EFT/proxy-tuned distribution; ``guide`` is a :class:`PairGuide`, or a
+    weighted sum of pairs for several experts (:mod:`w2s.decoding.multi_guide`)."""
     eft_params = eft_params or EFTParams()
     sampling = sampling or SamplingParams()
-    if not isinstance(guide, PairGuide):
-        raise W2SError("eft needs a tuned/untuned pair as its guide (--tuned and --untuned)")
+    if not isinstance(guide, PairGuide):  # several experts: a weighted sum of pairs
+        return eft_multi(backend, guide, prompts, eft_params.beta, sampling,
+                         eft_params.to_dict())
     rule = EFTRule(eft_params.beta, guide.tuned, guide.untuned)
     return decode_fused(backend, guide, prompts, rule, sampling, method="eft",
                         params=eft_params.to_dict())

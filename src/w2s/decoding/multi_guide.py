@@ -1,0 +1,177 @@
+"""Many experts, one base, at the token level: multi-guide EFT and Dynamic Logit Fusion.
+
+An *expert* is a tuned/untuned pair (:class:`~w2s.guides.PairGuide`); a guide of several is a
+weighted sum of pairs (``0.7 * pair_a + 0.3 * pair_b``; on the CLI ``--tuned A --tuned B
+--untuned U --weights 0.7,0.3``). Experts tuned from one small model share it: it is stepped
+once per token, not once per expert.
+
+Multi-guide EFT (GenARM-style trade-offs set per request; one expert with weight 1 is EFT)::
+
+    log p(y_t) = log pi_base + beta * sum_i w_i (log pi_tuned_i - log pi_untuned_i)
+
+Dynamic Logit Fusion (Fan et al. 2024, "On Giant's Shoulders") chooses the experts' strengths
+afresh at every step: alpha in [0, alpha_max]^n minimising
+
+    sum_i ( KL(p_alpha || pi_base) - KL(pi_tuned_i || pi_untuned) )^2,
+    p_alpha ∝ pi_base * prod_i (pi_tuned_i / pi_untuned)^alpha_i.
+
+KL(p_alpha || pi_base) only depends on alpha through one number once a direction is fixed, so
+the minimisers form a surface: every alpha whose KL equals the mean of the experts' KLs. We take
+the one along the direction of the weights (alpha = s * w, the weights say which trade-off, DLF
+says how far): KL(p_{s w} || pi_base) grows with s (its derivative is s Var_p(w . shift) >= 0),
+so a vectorised bisection on s finds it, clipped to [0, alpha_max / max w]. With one expert this
+is the paper's 1-D search exactly. Static alpha is the multi-guide EFT rule above.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from w2s.decoding.token_level import decode_fused
+from w2s.errors import W2SError
+from w2s.guides import Guide, PairGuide, WeightedGuide
+from w2s.models.base import Backend
+from w2s.params import DLFParams, SamplingParams
+from w2s.result import Result
+
+BISECTION_STEPS = 40
+"""Halvings of [0, s_max]: 2^-40 of alpha_max, below float32 resolution of the logits."""
+
+
+def experts_of(guide: Guide | None, method: str) -> list[tuple[float, Any, Any]]:
+    """``(weight, tuned, untuned)`` per expert of a pair or a weighted sum of pairs."""
+    if isinstance(guide, PairGuide):
+        return [(1.0, guide.tuned, guide.untuned)]
+    if isinstance(guide, WeightedGuide) and all(isinstance(g, PairGuide) for _, g in guide.terms):
+        out = [(w, g.tuned, g.untuned) for w, g in guide.terms]  # type: ignore[attr-defined]
+        if any(w < 0 for w, _, _ in out):
+            raise W2SError(f"{method}: expert weights must be >= 0, got "
+                           f"{[w for w, _, _ in out]}")
+        return out
+    raise W2SError(f"{method} needs tuned/untuned pairs as its guide (--tuned and --untuned, "
+                   "repeated for several experts), not a reward model")
+
+
+class _Experts:
+    """The experts' distinct models (a shared untuned model once) and where each one is."""
+
+    def __init__(self, experts: Sequence[tuple[float, Any, Any]]) -> None:
+        self.weights = torch.tensor([w for w, _, _ in experts], dtype=torch.float64)
+        self.distinct: list[tuple[str, Any]] = []
+        seen: dict[int, int] = {}
+
+        def place(model: Any, role: str) -> int:
+            if id(model) not in seen:
+                seen[id(model)] = len(self.distinct)
+                self.distinct.append((role, model))
+            return seen[id(model)]
+
+        self.index = [(place(t, f"tuned #{i + 1}"), place(u, f"untuned #{i + 1}"))
+                      for i, (_, t, u) in enumerate(experts)]
+
+    def shifts(self, guides: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Per expert, ``log pi_tuned_i - log pi_untuned_i`` ``(B, V)``."""
+        return [guides[t] - guides[u] for t, u in self.index]
+
+
+class MultiGuideRule:
+    """``base + beta * sum_i w_i (tuned_i - untuned_i)``."""
+
+    def __init__(self, experts: Sequence[tuple[float, Any, Any]], beta: float = 1.0) -> None:
+        self.experts, self.beta = _Experts(experts), beta
+
+    def models(self) -> list[tuple[str, Any]]:
+        return self.experts.distinct
+
+    def __call__(self, base: torch.Tensor, guides: list[torch.Tensor]) -> torch.Tensor:
+        out = base.clone()
+        for w, shift in zip(self.experts.weights.tolist(), self.experts.shifts(guides)):
+            out = out + self.beta * w * shift
+        return out
+
+
+def tilted_kl(base: torch.Tensor, shift: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+    """``(B,)`` KL(p_s || base) with p_s ∝ base * exp(s * shift), from normalised ``base``
+    log-probabilities ``(B, V)``, ``shift`` ``(B, V)`` and per-row ``s`` ``(B,)``."""
+    logq = (base + s[:, None] * shift).log_softmax(-1)
+    return (logq.exp() * (logq - base)).sum(-1)
+
+
+def expert_kl(tuned: torch.Tensor, untuned: torch.Tensor) -> torch.Tensor:
+    """``(B,)`` KL(pi_tuned || pi_untuned) from normalised log-probabilities."""
+    return (tuned.exp() * (tuned - untuned)).sum(-1)
+
+
+def dlf_scale(base: torch.Tensor, shift: torch.Tensor, target: torch.Tensor, s_max: float,
+              steps: int = BISECTION_STEPS) -> torch.Tensor:
+    """Per row, the ``s`` in [0, s_max] with KL(p_s || base) = ``target`` (bisection; KL grows
+    with s): 0 where the target is 0, ``s_max`` where even it falls short."""
+    base, shift, target = base.double(), shift.double(), target.double()
+    lo = torch.zeros(base.shape[0], dtype=torch.float64)
+    hi = torch.full_like(lo, float(s_max))
+    short = tilted_kl(base, shift, hi) <= target
+    for _ in range(steps):
+        mid = (lo + hi) / 2
+        below = tilted_kl(base, shift, mid) < target
+        lo = torch.where(below, mid, lo)
+        hi = torch.where(below, hi, mid)
+    s = torch.where(short, torch.full_like(lo, float(s_max)), (lo + hi) / 2)
+    return torch.where(target <= 0, torch.zeros_like(s), s)  # no shift wanted (or possible)
+
+
+class DLFRule:
+    """Dynamic Logit Fusion: ``base + sum_i alpha_i (tuned_i - untuned_i)`` with alpha chosen
+    per row and per step (see the module docstring); ``alphas`` keeps each step's ``(B, n)``."""
+
+    def __init__(self, experts: Sequence[tuple[float, Any, Any]], alpha_max: float) -> None:
+        self.experts, self.alpha_max = _Experts(experts), alpha_max
+        w = self.experts.weights
+        if float(w.max()) <= 0:
+            raise W2SError("dlf needs at least one expert with a weight > 0")
+        self.direction = w / w.max()  # the largest weight reaches alpha_max first
+        self.alphas: list[torch.Tensor] = []
+
+    def models(self) -> list[tuple[str, Any]]:
+        return self.experts.distinct
+
+    def __call__(self, base: torch.Tensor, guides: list[torch.Tensor]) -> torch.Tensor:
+        shifts = [x.double() for x in self.experts.shifts(guides)]
+        d = self.direction.to(base.device)
+        shift = sum(di * x for di, x in zip(d.tolist(), shifts))
+        targets = torch.stack([expert_kl(guides[t].double(), guides[u].double())
+                               for t, u in self.experts.index], -1)  # (B, n)
+        s = dlf_scale(base, shift, targets.mean(-1), self.alpha_max)
+        self.alphas.append((s[:, None] * d[None, :].double()).cpu())
+        return (base.double() + s[:, None] * shift).to(base.dtype)
+
+
+def eft_multi(backend: Backend, guide: Guide | None, prompts: Sequence[str], beta: float,
+              sampling: SamplingParams, params: dict[str, Any]) -> list[Result]:
+    """EFT with several experts (the guide's weights): one rule on the one token-level loop."""
+    rule = MultiGuideRule(experts_of(guide, "eft"), beta)
+    return decode_fused(backend, guide, prompts, rule, sampling, method="eft", params=params)
+
+
+def dlf(backend: Backend, guide: Guide | None, prompts: Sequence[str],
+        dlf_params: DLFParams | None = None, sampling: SamplingParams | None = None
+        ) -> list[Result]:
+    """Sample with Dynamic Logit Fusion. ``Result.stats`` holds the exact ``kl`` and the
+    strengths chosen, averaged over the response's tokens: ``alpha_1`` .. ``alpha_n`` per
+    expert and their sum ``alpha_mean`` (``DLFRule.alphas`` has every step's, for plots)."""
+    dlf_params = dlf_params or DLFParams()
+    sampling = sampling or SamplingParams()
+    rule = DLFRule(experts_of(guide, "dlf"), dlf_params.alpha_max)
+    results = decode_fused(backend, guide, prompts, rule, sampling, method="dlf",
+                           params=dlf_params.to_dict())
+    if rule.alphas:
+        alphas = torch.stack(rule.alphas)  # (steps, B, n)
+        for i, r in enumerate(results):
+            n = max(1, len(r.token_ids))
+            per_expert = alphas[:n, i, :].mean(0)
+            r.stats["alpha_mean"] = float(per_expert.sum())
+            for j, a in enumerate(per_expert.tolist()):
+                r.stats[f"alpha_{j + 1}"] = a
+    return results

@@ -1,0 +1,132 @@
+"""Multi-guide EFT and Dynamic Logit Fusion against their formulas (DESIGN.md, Methods 4):
+fused probability vectors equal the formula; one expert of weight 1 is EFT token for token; a
+shared untuned model is stepped once per token; DLF's strength matches the KL target where it is
+known, is 0 for an expert that equals its untuned model, and clips at alpha_max."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import w2s
+from w2s import DLFParams, EFTParams, HFModel, PairGuide, SamplingParams, W2SError
+from w2s.decoding.multi_guide import (
+    DLFRule,
+    MultiGuideRule,
+    dlf_scale,
+    expert_kl,
+    experts_of,
+    tilted_kl,
+)
+from w2s.decoding.token_level import fused_logprobs
+
+T1, T2, U = object(), object(), object()  # stand-ins: the rules only need identities here
+
+
+def logits(seed: int, b: int = 3, v: int = 7) -> torch.Tensor:
+    return torch.randn(b, v, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+
+
+def test_multi_guide_rule_is_the_formula_with_one_shared_untuned_model():
+    rule = MultiGuideRule([(0.7, T1, U), (0.3, T2, U)], beta=1.5)
+    assert [m for _, m in rule.models()] == [T1, U, T2]  # the shared untuned model once
+    base, t1, u, t2 = logits(0), logits(1), logits(2), logits(3)
+    got = fused_logprobs(rule, [base, t1, u, t2]).exp()
+    ls = [x.log_softmax(-1) for x in (base, t1, u, t2)]
+    want = (ls[0] + 1.5 * (0.7 * (ls[1] - ls[2]) + 0.3 * (ls[3] - ls[2]))).softmax(-1)
+    torch.testing.assert_close(got.double(), want, rtol=0, atol=1e-6)  # the loop runs float32
+
+
+def test_experts_come_from_a_pair_or_a_weighted_sum_of_pairs(pair):
+    assert experts_of(pair, "eft") == [(1.0, pair.tuned, pair.untuned)]
+    assert [w for w, _, _ in experts_of(0.25 * pair + 0.75 * pair, "eft")] == [0.25, 0.75]
+    with pytest.raises(W2SError, match="must be >= 0"):
+        experts_of(-1.0 * pair + pair, "eft")
+    with pytest.raises(W2SError, match="tuned/untuned pairs"):
+        experts_of(None, "dlf")
+
+
+def test_one_expert_of_weight_one_is_eft_token_for_token(base, pair):
+    s = SamplingParams(max_new_tokens=12, seed=3)
+    prompts = ["The movie was", "I thought"]
+    one = w2s.eft(base, pair, prompts, EFTParams(beta=1.3), s)
+    multi = w2s.eft(base, 1.0 * pair, prompts, EFTParams(beta=1.3), s)
+    assert [r.token_ids for r in multi] == [r.token_ids for r in one]
+    assert [r.stats["kl"] for r in multi] == pytest.approx([r.stats["kl"] for r in one])
+
+
+def test_a_shared_untuned_model_is_stepped_once_per_token(base, tiny_paths):
+    untuned = HFModel.load(tiny_paths["untuned"])
+    tuned_a, tuned_b = HFModel.load(tiny_paths["tuned"]), HFModel.load(tiny_paths["tuned"])
+    calls = {"untuned": 0, "a": 0}
+    for name, m in (("untuned", untuned), ("a", tuned_a)):
+        step = m.step
+
+        def counted(*a, _step=step, _name=name, **k):
+            calls[_name] += 1
+            return _step(*a, **k)
+        m.step = counted
+    guide = 0.5 * PairGuide(tuned_a, untuned) + 0.5 * PairGuide(tuned_b, untuned)
+    w2s.eft(base, guide, ["The movie was"], EFTParams(), SamplingParams(max_new_tokens=8,
+                                                                         ignore_eos=True))
+    assert calls["untuned"] == calls["a"] == 7  # one step per token after the first
+
+
+def test_dlf_bisection_finds_the_strength_that_matches_the_kl():
+    base, shift = logits(4).log_softmax(-1), logits(5)
+    s_true = torch.tensor([0.0, 0.7, 1.9], dtype=torch.float64)
+    target = tilted_kl(base, shift, s_true)
+    s = dlf_scale(base, shift, target, s_max=2.0)
+    torch.testing.assert_close(s, s_true, rtol=0, atol=1e-7)
+    # a target beyond reach clips at s_max; a zero target is no shift at all
+    far = dlf_scale(base, shift, target + 100.0, s_max=2.0)
+    assert far.tolist() == [2.0, 2.0, 2.0]
+    assert dlf_scale(base, shift, torch.zeros(3), s_max=2.0).tolist() == [0.0, 0.0, 0.0]
+
+
+def test_the_kl_of_the_tilted_distribution_grows_with_the_strength():
+    base, shift = logits(6).log_softmax(-1), logits(7)
+    kls = [tilted_kl(base, shift, torch.full((3,), s, dtype=torch.float64))
+           for s in (0.0, 0.5, 1.0, 2.0)]
+    assert torch.all(kls[0] == 0)
+    for a, b in zip(kls, kls[1:]):
+        assert torch.all(b > a)
+
+
+def test_dlf_rule_matches_the_mean_expert_kl_along_the_weights():
+    rule = DLFRule([(1.0, T1, U), (0.5, T2, U)], alpha_max=5.0)
+    u = logits(10).log_softmax(-1)  # experts near their untuned model, as tuned models are
+    t1, t2 = (u + 0.5 * logits(9)).log_softmax(-1), (u + 0.5 * logits(11)).log_softmax(-1)
+    base = logits(8).log_softmax(-1)
+    fused = rule(base, [t1, u, t2])
+    alpha = rule.alphas[-1]  # (B, 2), along the weights' direction
+    torch.testing.assert_close(alpha[:, 1], alpha[:, 0] * 0.5)
+    want = base + alpha[:, :1] * (t1 - u) + alpha[:, 1:] * (t2 - u)
+    torch.testing.assert_close(fused.log_softmax(-1), want.log_softmax(-1))
+    achieved = (fused.log_softmax(-1).exp() * (fused.log_softmax(-1) - base)).sum(-1)
+    target = (expert_kl(t1, u) + expert_kl(t2, u)) / 2
+    assert bool((alpha[:, 0] < 5.0).all())
+    torch.testing.assert_close(achieved, target, rtol=0, atol=1e-8)
+
+
+def test_dlf_with_an_expert_equal_to_its_untuned_model_is_base_sampling(base, tiny_paths):
+    untuned = HFModel.load(tiny_paths["untuned"])
+    same = PairGuide(untuned, untuned)
+    s = SamplingParams(max_new_tokens=10, seed=1)
+    got = w2s.dlf(base, same, ["The movie was", "It"], DLFParams(alpha_max=3.0), s)
+    want = w2s.sample(base, None, ["The movie was", "It"], s)
+    assert [r.token_ids for r in got] == [r.token_ids for r in want]
+    assert all(r.stats["alpha_mean"] == 0.0 and r.stats["kl"] == pytest.approx(0, abs=1e-9)
+               for r in got)
+
+
+def test_dlf_runs_with_the_zoo_pair_and_reports_its_strengths(base, pair):
+    [r] = w2s.dlf(base, pair, ["The movie was"], DLFParams(alpha_max=1.5),
+                  SamplingParams(max_new_tokens=10, seed=2))
+    assert 0 <= r.stats["alpha_1"] <= 1.5 and r.stats["alpha_mean"] == r.stats["alpha_1"]
+    assert r.stats["kl"] >= 0 and r.method == "dlf"
+
+
+def test_dlf_params_are_checked():
+    with pytest.raises(W2SError, match="alpha_max"):
+        DLFParams(alpha_max=0)
