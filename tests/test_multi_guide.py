@@ -130,3 +130,46 @@ def test_dlf_runs_with_the_zoo_pair_and_reports_its_strengths(base, pair):
 def test_dlf_params_are_checked():
     with pytest.raises(W2SError, match="alpha_max"):
         DLFParams(alpha_max=0)
+
+
+def test_the_cli_takes_several_experts_and_their_weights(tiny_paths, base):
+    import json
+
+    from click.testing import CliRunner
+
+    from w2s.cli import cli
+
+    args = ["generate", "--base", tiny_paths["base"], "--tuned", tiny_paths["tuned"],
+            "--tuned", tiny_paths["untuned"], "--untuned", tiny_paths["untuned"],
+            "--weights", "0.6,0.4", "--method", "eft", "--beta", "2", "--prompt", "The movie",
+            "--max-new-tokens", "8", "--seed", "4", "--json"]
+    out = CliRunner().invoke(cli, args)
+    assert out.exit_code == 0, out.output
+    got = json.loads(out.output)
+    untuned = HFModel.load(tiny_paths["untuned"])
+    guide = (0.6 * PairGuide(HFModel.load(tiny_paths["tuned"]), untuned)
+             + 0.4 * PairGuide(untuned, untuned))
+    [ref] = w2s.eft(base, guide, ["The movie"], EFTParams(beta=2.0),
+                    SamplingParams(max_new_tokens=8, seed=4))
+    assert got["token_ids"] == ref.token_ids
+    for extra, msg in ((["--weights", "1,x"], "--weights takes numbers"),
+                       (["--weights", "1"], "weights: give 2 finite numbers")):
+        bad = CliRunner().invoke(cli, args[:9] + extra + args[11:])
+        assert bad.exit_code == 2 and msg in bad.output, bad.output
+
+
+def test_one_untuned_model_per_tuned_one_or_one_for_all(tiny_paths):
+    from w2s.guides.build import guide_from_spec
+
+    loads = []
+
+    def load(ref):
+        loads.append(ref)
+        return HFModel.load(tiny_paths[ref])
+
+    g = guide_from_spec({"tuned": ["tuned", "base"], "untuned": "untuned",
+                         "weights": [1, 2]}, load_lm=load)
+    assert sorted(loads) == ["base", "tuned", "untuned"]  # the shared one loaded once
+    assert [w for w, _ in g.terms] == [1.0, 2.0] and g.terms[0][1].untuned is g.terms[1][1].untuned
+    with pytest.raises(W2SError, match="one per tuned model"):
+        guide_from_spec({"tuned": ["tuned", "base"], "untuned": ["untuned"] * 3}, load_lm=load)

@@ -13,6 +13,7 @@ import httpx
 import openai
 import pytest
 
+import w2s
 from w2s import SamplingParams
 from w2s.chat import ChatPrompt
 from w2s.decoding import get_decoder
@@ -118,6 +119,18 @@ def test_chat_streaming_and_usage_chunk(client):
     assert chunks[0].choices[0].delta.role == "assistant"
     assert chunks[-1].usage.completion_tokens == whole.usage.completion_tokens
     assert chunks[-1].model_extra["w2s"]["method"] == "sample"
+
+
+def test_request_weights_reweigh_the_servers_guide(client, zoo):
+    base, pair = zoo
+    out = client.completions.create(model="w2s", prompt="The movie was", max_tokens=12, seed=6,
+                                    extra_body={"w2s": {"method": "eft", "weights": [2.5]}})
+    [ref] = w2s.eft(base, 2.5 * pair, ["The movie was"], w2s.EFTParams(),
+                    SamplingParams(max_new_tokens=12, seed=6))
+    assert out.choices[0].text == ref.text
+    with pytest.raises(openai.BadRequestError, match="1 term"):
+        client.completions.create(model="w2s", prompt="x", max_tokens=2,
+                                  extra_body={"w2s": {"method": "cbs", "weights": [1, 2]}})
 
 
 def test_n_choices_are_the_answers_of_seed_plus_i(client):

@@ -79,16 +79,23 @@ def read_prompts(prompt: tuple[str, ...], prompts_file: str | None) -> list[str]
     return prompts
 
 
-def build_guide(tuned: str | None, untuned: str | None, reward_model: str | None, *,
-                dtype: str, device: str, chat: bool):  # noqa: ANN201
-    """A pair guide, a reward-model guide, their sum, or None."""
+def build_guide(tuned: tuple[str, ...], untuned: tuple[str, ...], reward_model: str | None,
+                weights: list[float] | None = None, *, dtype: str, device: str,
+                chat: bool):  # noqa: ANN201
+    """A pair guide, a reward-model guide, a weighted sum of several, or None."""
     from w2s.guides.build import guide_from_spec
     from w2s.models.refs import load_model
 
-    if (tuned is None) != (untuned is None):
+    if bool(tuned) != bool(untuned):
         raise W2SError("--tuned and --untuned go together: give both or neither")
-    spec = {k: v for k, v in (("tuned", tuned), ("untuned", untuned),
-                              ("reward_model", reward_model)) if v}
+    spec: dict[str, Any] = {"tuned": list(tuned), "untuned": list(untuned)} if tuned else {}
+    if reward_model:
+        spec["reward_model"] = reward_model
+    if weights is not None:
+        spec["weights"] = weights
+    if weights is not None and not spec.get("tuned") and not reward_model:
+        raise W2SError("--weights weighs the guide's terms; give --tuned/--untuned or "
+                       "--reward-model")
     return guide_from_spec(spec, dtype=dtype, device=device, chat=chat,
                            load_lm=lambda ref: load_model(ref, dtype=dtype, device=device,
                                                           chat=chat))
@@ -157,14 +164,19 @@ def registry_options(static: list[click.Parameter]) -> list[click.Parameter]:
 
 
 def _guide_options(f: Any) -> Any:
-    """--tuned, --untuned, --reward-model: the guide, as generate and serve take it."""
+    """--tuned, --untuned, --reward-model, --weights: the guide, as generate and serve take
+    it."""
     for opt in reversed([
-            click.option("--tuned", metavar="MODEL",
-                         help="Small tuned model (the guide's numerator)."),
-            click.option("--untuned", metavar="MODEL",
-                         help="Small untuned model it was tuned from."),
+            click.option("--tuned", metavar="MODEL", multiple=True,
+                         help="Small tuned model (the guide's numerator). Repeat it for "
+                         "several experts (multi-guide EFT, DLF, CBS with a sum of pairs)."),
+            click.option("--untuned", metavar="MODEL", multiple=True,
+                         help="Small untuned model it was tuned from: one for all --tuned, "
+                         "or one per --tuned."),
             click.option("--reward-model", metavar="PATH", help="A sequence-classification "
-                         "reward model as (an extra term of) the guide.")]):
+                         "reward model as (an extra term of) the guide."),
+            click.option("--weights", metavar="W1,W2,..", help="Weights of the guide's terms: "
+                         "one per --tuned, then one for --reward-model [default: 1 each].")]):
         f = opt(f)
     return f
 
@@ -204,8 +216,8 @@ def _guide_options(f: Any) -> Any:
               help="Rows per forward pass (bounds memory).")
 def generate(base: str | None, base_url: str | None, base_model: str | None,
              base_tokenizer: str | None, api_key: str | None, max_concurrency: int,
-             tuned: str | None, untuned: str | None, reward_model: str | None,
-             prompt: tuple[str, ...], prompts_file: str | None, max_new_tokens: int,
+             tuned: tuple[str, ...], untuned: tuple[str, ...], reward_model: str | None,
+             weights: str | None, prompt: tuple[str, ...], prompts_file: str | None, max_new_tokens: int,
              temperature: float, top_p: float, top_k: int, stop: tuple[str, ...], seed: int,
              ignore_eos: bool, chat: bool, as_json: bool, dtype: str, device: str,
              batch_size: int, method: str, return_all: bool, **knobs: Any) -> None:
@@ -245,13 +257,16 @@ def generate(base: str | None, base_url: str | None, base_model: str | None,
     if batch_size < 1:
         raise W2SError(f"batch-size must be >= 1, got {batch_size}")
     prompts = read_prompts(prompt, prompts_file)
-    if (tuned is None) != (untuned is None):
+    if bool(tuned) != bool(untuned):
         raise W2SError("--tuned and --untuned go together: give both or neither")
+    from w2s.guides.build import parse_weights
+
+    weight_list = parse_weights(weights)
     problem = spec.guide_problem(bool(tuned and untuned), bool(reward_model),
                                  pair_name="--tuned and --untuned", rm_name="--reward-model")
     if problem:
         raise W2SError(f"--method {problem}")
-    for ref in (base, tuned, untuned, reward_model, base_tokenizer):  # all, before any loading
+    for ref in (base, *tuned, *untuned, reward_model, base_tokenizer):  # all, before loading
         if ref:
             resolve_model(ref)
     if base_url is not None:
@@ -261,7 +276,8 @@ def generate(base: str | None, base_url: str | None, base_model: str | None,
         backend = load_model(base or "", dtype=dtype, device=device, chat=chat,
                              batch_size=batch_size)
     spec.check_backend(backend)
-    guide = build_guide(tuned, untuned, reward_model, dtype=dtype, device=device, chat=chat)
+    guide = build_guide(tuned, untuned, reward_model, weight_list, dtype=dtype, device=device,
+                        chat=chat)
     results = spec.run(backend, guide, prompts, params, sampling, return_all=return_all)
     for r in results:
         if as_json:

@@ -1,34 +1,81 @@
 """One way to build a guide from what a user names: a tuned/untuned pair, a reward model, or
-their sum. The CLI, eval configs and (next) the server all go through :func:`guide_from_spec`,
+a weighted sum of several. The CLI, eval configs and the server all go through :func:`guide_from_spec`,
 so the three cannot drift apart."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from w2s.errors import W2SError
-from w2s.guides.base import Guide
+from w2s.guides.base import Guide, WeightedGuide
 from w2s.guides.pair import PairGuide
 from w2s.guides.reward_model import RewardModelGuide
 from w2s.models.refs import resolve_model
+
+
+def parse_weights(text: str | None) -> list[float] | None:
+    """``--weights 0.7,0.3`` -> [0.7, 0.3] (one line naming the flag if it is not that)."""
+    if text is None:
+        return None
+    try:
+        return [float(x) for x in text.split(",")]
+    except ValueError:
+        raise W2SError(f"--weights takes numbers separated by commas, e.g. 0.7,0.3; got "
+                       f"{text!r}") from None
+
+
+def _refs(value: Any, name: str) -> list[str]:
+    refs = [value] if isinstance(value, str) else list(value or [])
+    if not refs or not all(isinstance(r, str) and r for r in refs):
+        raise W2SError(f"{name} must be a model reference or a list of them, got {value!r}")
+    return refs
 
 
 def guide_from_spec(spec: Mapping[str, Any] | None, *, load_lm: Callable[[str], Any],
                     dtype: str = "auto", device: str = "cpu", chat: bool = False,
                     base_dir: Path | None = None) -> Guide | None:
     """``spec``: ``tuned`` and ``untuned`` (model references, loaded with ``load_lm`` so a
-    caller can share loaded models), and/or ``reward_model`` (with ``reward_label``)."""
+    caller can share loaded models), and/or ``reward_model`` (with ``reward_label``).
+
+    Several experts: ``tuned`` is a list, ``untuned`` one reference they were all tuned from
+    (loaded once and shared, so token-level methods step it once per token) or one per tuned
+    model, and ``weights`` one per expert (then one more for the reward model, if any); the
+    guide is then ``sum_i w_i * pair_i (+ w * reward model)``."""
     if not spec:
         return None
     if ("tuned" in spec) != ("untuned" in spec):
         raise W2SError("tuned and untuned go together: give both or neither")
-    guide: Guide | None = None
+    terms: list[Guide] = []
     if "tuned" in spec:
-        guide = PairGuide(load_lm(spec["tuned"]), load_lm(spec["untuned"]))
+        tuned, untuned = _refs(spec["tuned"], "tuned"), _refs(spec["untuned"], "untuned")
+        if len(untuned) not in (1, len(tuned)):
+            raise W2SError(f"give one untuned model for all tuned ones, or one per tuned model "
+                           f"(got {len(tuned)} tuned, {len(untuned)} untuned)")
+        loaded: dict[str, Any] = {}
+
+        def lm(ref: str) -> Any:
+            if ref not in loaded:
+                loaded[ref] = load_lm(ref)
+            return loaded[ref]
+        shared = untuned * len(tuned) if len(untuned) == 1 else untuned
+        terms += [PairGuide(lm(t), lm(u)) for t, u in zip(tuned, shared)]
     if spec.get("reward_model"):
-        rm = RewardModelGuide.load(resolve_model(spec["reward_model"], base_dir), dtype=dtype,
-                                   device=device, chat=chat, label=spec.get("reward_label"))
-        guide = rm if guide is None else guide + rm
-    return guide
+        terms.append(RewardModelGuide.load(resolve_model(spec["reward_model"], base_dir),
+                                           dtype=dtype, device=device, chat=chat,
+                                           label=spec.get("reward_label")))
+    weights = spec.get("weights")
+    if weights is None:
+        if len(terms) == 1:
+            return terms[0]
+        weights = [1.0] * len(terms)
+    weights = list(weights)
+    if len(weights) != len(terms) or not all(
+            isinstance(w, (int, float)) and not isinstance(w, bool) and math.isfinite(w)
+            for w in weights):
+        raise W2SError(f"weights: give {len(terms)} finite numbers (one per tuned model"
+                       f"{', then one for the reward model' if spec.get('reward_model') else ''}"
+                       f"), got {weights!r}")
+    return WeightedGuide([(float(w), g) for w, g in zip(weights, terms)])

@@ -11,6 +11,7 @@ import contextlib
 import dataclasses
 import json
 import logging
+import math
 import secrets
 import time
 import uuid
@@ -158,6 +159,8 @@ class Plan:
     prompts: list[str]
     samplings: list[SamplingParams]  # one per choice (seed + i)
     rows: int
+    guide: Guide | None
+    weights: tuple[float, ...] | None  # this request's, or None for the server's
 
 
 def plan(server: Server, req: Any, prompts: list[str], max_tokens: int | None) -> Plan:
@@ -171,7 +174,9 @@ def plan(server: Server, req: Any, prompts: list[str], max_tokens: int | None) -
         raise ApiError(400, f"method {method!r} is not available on this server: "
                        f"{server.why_not[method]}", param="w2s.method")
     given = {k: v for k, v in (req.w2s.model_dump() if req.w2s is not None else {}).items()
-             if k != "method" and v is not None}
+             if k not in ("method", "weights") and v is not None}
+    weights = req.w2s.weights if req.w2s is not None else None
+    guide = server.guide if weights is None else reweighted(server.guide, weights)
     try:
         params = spec.make_params({**d.knobs.get(method, {}), **given})
     except W2SError as e:
@@ -204,7 +209,20 @@ def plan(server: Server, req: Any, prompts: list[str], max_tokens: int | None) -
     except W2SError as e:
         raise ApiError(400, str(e), param="prompt") from None
     samplings = [replace(base, seed=_wrap(base.seed + i)) for i in range(req.n)]
-    return Plan(spec, params, prompts, samplings, rows)
+    return Plan(spec, params, prompts, samplings, rows, guide,
+                tuple(weights) if weights is not None else None)
+
+
+def reweighted(guide: Guide | None, weights: list[float]) -> Guide:
+    """The server's guide with this request's weights on its terms (no model is loaded)."""
+    from w2s.guides.base import WeightedGuide
+
+    terms = ([g for _, g in guide.terms] if isinstance(guide, WeightedGuide)
+             else [guide] if guide is not None else [])
+    if len(weights) != len(terms) or not all(math.isfinite(w) for w in weights):
+        raise ApiError(400, f"w2s.weights: this server's guide has {len(terms)} term(s); give "
+                       f"as many finite weights, got {len(weights)}", param="w2s.weights")
+    return WeightedGuide(list(zip(weights, terms)))
 
 
 def _wrap(seed: int) -> int:
@@ -214,7 +232,7 @@ def _wrap(seed: int) -> int:
 
 def _runner(server: Server, p: Plan, sampling: SamplingParams) -> Callable[[list[str]], list]:
     def run(prompts: list[str]) -> list[Result]:
-        return p.spec.run(server.backend, server.guide, prompts, p.params, sampling)
+        return p.spec.run(server.backend, p.guide, prompts, p.params, sampling)
     return run
 
 
@@ -354,7 +372,7 @@ def create_app(server: Server) -> FastAPI:
         p = plan(server, req, prompts, max_tokens)
         loop = asyncio.get_running_loop()
         events: asyncio.Queue | None = asyncio.Queue() if req.stream else None
-        jobs = [Job(prompt, (p.spec.name, p.params, s), p.rows, _runner(server, p, s), loop,
+        jobs = [Job(prompt, (p.spec.name, p.params, s, p.weights), p.rows, _runner(server, p, s), loop,
                     events=events) for prompt in p.prompts for s in p.samplings]
         try:
             batcher.submit(jobs)

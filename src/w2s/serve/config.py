@@ -45,9 +45,10 @@ class ServeFile(BaseModel):
     base_model: str | None = None
     base_tokenizer: str | None = None
     max_concurrency: int | None = Field(None, ge=1)
-    tuned: str | None = None
-    untuned: str | None = None
+    tuned: str | list[str] | None = None
+    untuned: str | list[str] | None = None
     reward_model: str | None = None
+    weights: list[float] | None = None
     host: str | None = None
     port: int | None = Field(None, ge=0, le=65535)
     served_name: str | None = None

@@ -105,6 +105,9 @@ def _method_models(decoders: dict[str, DecoderSpec]) -> list[type[BaseModel]]:
                 typ = hints.get(f.name, str)
                 fields[f.name] = (typ | None, Field(None, description=f"{docs.get(f.name, '')} "
                                                     f"(knob default: {default})"))
+        fields.setdefault("weights", (list[float] | None, Field(
+            None, max_length=16, description="Weights of this server's guide terms for this "
+            "request (one per tuned model, then the reward model); default: the server's.")))
         out.append(create_model(f"Method_{name}", __config__=ConfigDict(extra="forbid"),
                                 __doc__=f"{name}: {spec.summary}", **fields))
     return out
