@@ -121,7 +121,7 @@ def test_bad_knobs_are_one_line_errors(models, flag, value, needle):
 def test_knobs_of_another_method_are_refused_not_ignored(models):
     assert_one_line_error(run_w2s("generate", *models, "--method", "cbs", "--prompt", "x",
                                   "--beta", "2"),
-                          "--beta is not a knob of --method cbs (its knobs: --w, --k, --l)")
+                          "--beta is not a knob of --method cbs (its knobs: --w, --k, --l, --schedule)")
     assert_one_line_error(run_w2s("generate", *models, "--method", "sample", "--prompt", "x",
                                   "--n", "2", "--w", "3"),
                           "--n, --w are not knobs of --method sample (it has none)")

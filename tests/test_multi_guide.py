@@ -173,3 +173,33 @@ def test_one_untuned_model_per_tuned_one_or_one_for_all(tiny_paths):
     assert [w for w, _ in g.terms] == [1.0, 2.0] and g.terms[0][1].untuned is g.terms[1][1].untuned
     with pytest.raises(W2SError, match="one per tuned model"):
         guide_from_spec({"tuned": ["tuned", "base"], "untuned": ["untuned"] * 3}, load_lm=load)
+
+
+# ------------------------------------------------------------------ adaptive CBS budgets
+def test_a_constant_schedule_is_plain_cbs_token_for_token(base, pair):
+    s = SamplingParams(max_new_tokens=12, seed=9)
+    plain = w2s.cbs(base, pair, ["The movie was", "It"], w2s.SearchParams(w=2, k=3, l=4), s)
+    sched = w2s.cbs(base, pair, ["The movie was", "It"],
+                    w2s.SearchParams(schedule="2:3", l=4), s)
+    assert [r.token_ids for r in sched] == [r.token_ids for r in plain]
+    assert [r.cost.base_tokens for r in sched] == [r.cost.base_tokens for r in plain]
+
+
+def test_a_decaying_schedule_spends_its_budget_round_by_round(base, pair):
+    s = SamplingParams(max_new_tokens=12, seed=2, ignore_eos=True)
+    [r] = w2s.cbs(base, pair, ["The movie was"], w2s.SearchParams(schedule="4:4,2:2,1:2", l=4),
+                  s)
+    # round 1: 16 chunks of 4; round 2: 4 kept x 2; round 3: 2 kept x 2 -> (16 + 8 + 4) x 4
+    assert r.cost.base_tokens == (16 + 8 + 4) * 4 and r.stats["rounds"] == 3
+    p = w2s.SearchParams(schedule="4:4,2:2,1:2")
+    assert p.rounds() == [(4, 4), (2, 2), (1, 2)] and p.max_rows() == 16
+    assert "schedule" not in w2s.SearchParams().to_dict()  # old result hashes stay valid
+
+
+@pytest.mark.parametrize("kw,msg", [({"schedule": "4-4"}, "W:K pairs"),
+                                    ({"schedule": "0:4"}, ">= 1"),
+                                    ({"schedule": "2:2", "w": 8}, "not both"),
+                                    ({"schedule": 3}, "must be a string")])
+def test_bad_schedules_are_refused(kw, msg):
+    with pytest.raises(W2SError, match=msg):
+        w2s.SearchParams(**kw)

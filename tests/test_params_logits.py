@@ -38,7 +38,7 @@ def test_params_round_trip_json_and_are_frozen():
 def test_field_docs_feed_help():
     docs = field_docs(SearchParams)
     assert docs["w"].startswith("Beam width")
-    assert set(docs) == {"w", "k", "l"}
+    assert set(docs) == {"w", "k", "l", "schedule"}
 
 
 def test_top_k_and_top_p_exact():

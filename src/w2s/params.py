@@ -93,12 +93,48 @@ class SearchParams(_Params):
     """Successors sampled per kept (unfinished) entry each round."""
     l: int = 5  # noqa: E741 - the paper's name for the chunk length
     """Chunk length: base tokens sampled per successor per round."""
+    schedule: str = ""
+    """Per-round beam width and successors instead of W and K, as W:K,W:K,... (the last pair
+    repeats), e.g. 8:4,4:4,2:4 spends more candidates on the first chunks (AdaSearch)."""
 
     def __post_init__(self) -> None:
         for name in ("w", "k", "l"):
             v = getattr(self, name)
             _integer(name, v)
             _check(v >= 1, f"{name} must be >= 1, got {v}")
+        _check(isinstance(self.schedule, str), f"schedule must be a string like 8:4,4:4, got "
+               f"{self.schedule!r}")
+        if self.schedule:
+            _check((self.w, self.k) == (4, 4), "give w and k, or a schedule, not both")
+            self.rounds()
+
+    def rounds(self) -> list[tuple[int, int]]:
+        """``[(W_1, K_1), (W_2, K_2), ...]``; the last one repeats (``[(w, k)]`` without a
+        schedule)."""
+        if not self.schedule:
+            return [(self.w, self.k)]
+        out = []
+        for part in self.schedule.split(","):
+            try:
+                w, k = (int(x) for x in part.split(":"))
+            except ValueError:
+                raise W2SError(f"schedule must be W:K pairs separated by commas, e.g. "
+                               f"8:4,4:4; got {self.schedule!r}") from None
+            _check(w >= 1 and k >= 1, f"schedule: W and K must be >= 1, got {part!r}")
+            out.append((w, k))
+        _check(len(out) <= 64, "schedule: at most 64 rounds")
+        return out
+
+    def max_rows(self) -> int:
+        """Most candidate rows one prompt holds in a round: W_1 K_1, then W_{r-1} K_r."""
+        r = self.rounds()
+        return max([r[0][0] * r[0][1]] + [a[0] * b[1] for a, b in zip(r, r[1:])])
+
+    def to_dict(self) -> dict[str, Any]:
+        d = super().to_dict()
+        if not self.schedule:  # the same dict (and eval hashes) as before schedules existed
+            d.pop("schedule")
+        return d
 
 
 @dataclass(frozen=True)

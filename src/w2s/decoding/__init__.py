@@ -18,7 +18,7 @@ register(DecoderSpec("sample", sample, "plain sampling from the base (temperatur
 register(DecoderSpec("bon", best_of_n, "Best-of-N: N base samples, the guide picks the best",
                      BestOfNParams, rows_per_prompt=lambda p: p.n, kl="bound", ranked=True))
 register(DecoderSpec("cbs", cbs, "weak-to-strong search: chunk-level beam search (W, K, L) "
-                     "scored by the guide", SearchParams, rows_per_prompt=lambda p: p.w * p.k,
+                     "scored by the guide", SearchParams, rows_per_prompt=lambda p: p.max_rows(),
                      kl="bound", ranked=True))
 register(DecoderSpec("eft", eft, "EFT / proxy tuning: base + beta (tuned - untuned) logits, "
                      "same vocabulary", EFTParams, needs=(LogitsBackend,), guide="pair",

@@ -11,7 +11,12 @@ Language Models" (2024, arXiv 2405.19262), Algorithm 1. Knobs (W, K, L):
     keep the top W; stop when every kept entry is finished; return the best (or all W, ranked)
 
 Slots: in round 1, child j of the empty response uses random slot j; later, child k of the beam
-entry at rank w uses slot w*K + k. Token t of a slot's chunk uses uniform (seed, prompt, slot, t)
+entry at rank w uses slot w*K + k.
+
+Adaptive budgets (AdaSearch, 2025): ``schedule`` gives each round its own (W_r, K_r), the last
+pair repeating: round 1 samples W_1 K_1 chunks, round r samples K_r per kept entry and keeps
+the top W_r. Every sampled token is counted in ``cost.base_tokens``, so a schedule is compared
+with Best-of-N at equal base tokens; a constant schedule is plain CBS token for token. Token t of a slot's chunk uses uniform (seed, prompt, slot, t)
 (see ``w2s.rng``). Hence W=K=1 is plain sampling and L >= max_new_tokens is Best-of-N with
 N = W*K, token for token.
 """
@@ -53,7 +58,7 @@ def cbs(backend: Backend, guide: Guide | None, prompts: Sequence[str],
     prep = prepare(backend, prompts, sampling)
     cost = [Cost() for _ in prep.prompts]
     beams: list[list[Entry]] = []
-    for group in prompt_groups(backend, len(prep.prompts), search.w * search.k):
+    for group in prompt_groups(backend, len(prep.prompts), search.max_rows()):
         sub = prep.subset(group)
         beams += _search(backend, guide, sub, search, sampling, [cost[i] for i in group],
                          list(group))
@@ -65,7 +70,7 @@ def cbs(backend: Backend, guide: Guide | None, prompts: Sequence[str],
                for p, beam, c in zip(prep.prompts, beams, cost)]
     for r, beam in zip(results, beams):
         rounds = beam[0].rounds
-        r.stats = {"kl_bound": selection_kl_bound(rounds, search.w * search.k), "rounds": rounds}
+        r.stats = {"kl_bound": selection_kl_bound(rounds, search.max_rows()), "rounds": rounds}
     return results
 
 
@@ -83,12 +88,15 @@ def _search(backend: Backend, guide: Guide, prep: Prepared, search: SearchParams
     """CBS for one group of prompts (``index``: their places in the call); returns each
     prompt's final beam, ranked. After each round it reports (:mod:`~w2s.decoding.observe`)
     the committed prefix: the text every kept entry shares, which no later round can change."""
-    w, k, max_new = search.w, search.k, sampling.max_new_tokens
+    max_new, plan = sampling.max_new_tokens, search.rounds()
     # one owner for every per-row state: the base's cache rows and the guide session's rows
-    frontier = Frontier(backend, prep, sampling, cost, w * k, guide.session(prep.prompts))
+    frontier = Frontier(backend, prep, sampling, cost, search.max_rows(),
+                        guide.session(prep.prompts))
     beams: list[list[Entry]] = [[e] for e in frontier.entries]  # per prompt, ranked
-    first = True
+    first, round_no = True, 0
     while any(not e.done(max_new) for beam in beams for e in beam):
+        w, k = plan[min(round_no, len(plan) - 1)]  # this round's width and successors
+        round_no += 1
         # (prompt index, parent, slot) for every chunk sampled this round: W*K per prompt
         rows: list[tuple[int, Entry, int]] = []
         for i, beam in enumerate(beams):

@@ -51,8 +51,9 @@ def experts_of(guide: Guide | None, method: str) -> list[tuple[float, Any, Any]]
             raise W2SError(f"{method}: expert weights must be >= 0, got "
                            f"{[w for w, _, _ in out]}")
         return out
+    got = "no guide" if guide is None else f"a {type(guide).__name__}"
     raise W2SError(f"{method} needs tuned/untuned pairs as its guide (--tuned and --untuned, "
-                   "repeated for several experts), not a reward model")
+                   f"repeated for several experts), got {got}")
 
 
 class _Experts:
