@@ -203,3 +203,45 @@ def test_a_decaying_schedule_spends_its_budget_round_by_round(base, pair):
 def test_bad_schedules_are_refused(kw, msg):
     with pytest.raises(W2SError, match=msg):
         w2s.SearchParams(**kw)
+
+
+# ------------------------------------------------------------------ normalised weighted guides
+RESP = ["a fine film", "bad.", "it was a truly great movie with a great cast", "ok"]
+PROMPTS4 = ["The movie was", "The movie was", "I thought", "I thought"]
+
+
+def test_per_token_normalisation_divides_a_pairs_sum_by_its_length(pair):
+    raw = pair.score(PROMPTS4, RESP).double()
+    n = torch.tensor([len(pair.tuned.encode_responses([r])[0]) for r in RESP], dtype=torch.float64)
+    got = w2s.WeightedGuide([(2.0, pair)], normalize="per_token").score(PROMPTS4, RESP)
+    torch.testing.assert_close(got.double(), 2.0 * raw / n, rtol=1e-6, atol=1e-6)
+
+
+def test_zscore_normalisation_standardises_each_term_within_a_prompt(pair):
+    from w2s.guides.base import zscore
+
+    s = torch.tensor([1.0, 3.0, 10.0, 10.0, 7.0], dtype=torch.float64)
+    got = zscore(s, ["a", "a", "b", "b", "c"])
+    assert got.tolist() == [-1.0, 1.0, 0.0, 0.0, 0.0]  # no spread, or alone: 0
+    g = (3.0 * pair + 1.0 * pair).normalized("zscore")
+    raw = pair.score(PROMPTS4, RESP).double()
+    want = 4.0 * zscore(raw, PROMPTS4)
+    torch.testing.assert_close(g.score(PROMPTS4, RESP).double(), want, rtol=1e-5, atol=1e-5)
+
+
+def test_a_normalised_guide_scores_the_same_in_a_search_session(pair):
+    g = (0.5 * pair + 0.5 * pair).normalized("per_token")
+    sess = g.session(["The movie was", "I thought"])
+    sess.reindex([0, 0, 1, 1])
+    got, _ = sess.score(RESP, [False, True, False, True])
+    want, _ = g.score_with_cost(PROMPTS4, RESP, [False, True, False, True])
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    with pytest.raises(W2SError, match="normalize must be one of"):
+        g.normalized("softmax")
+
+
+def test_cbs_runs_with_a_zscored_sum_of_guides(base, pair):
+    g = (0.7 * pair + 0.3 * pair).normalized("zscore")
+    [r] = w2s.cbs(base, g, ["The movie was"], w2s.SearchParams(w=2, k=2, l=4),
+                  SamplingParams(max_new_tokens=8, seed=1), return_all=True)
+    assert len(r.candidates) == 2 and r.candidates[0].score >= r.candidates[1].score

@@ -81,7 +81,7 @@ def read_prompts(prompt: tuple[str, ...], prompts_file: str | None) -> list[str]
 
 def build_guide(tuned: tuple[str, ...], untuned: tuple[str, ...], reward_model: str | None,
                 weights: list[float] | None = None, *, dtype: str, device: str,
-                chat: bool):  # noqa: ANN201
+                chat: bool, normalize: str = "raw"):  # noqa: ANN201
     """A pair guide, a reward-model guide, a weighted sum of several, or None."""
     from w2s.guides.build import guide_from_spec
     from w2s.models.refs import load_model
@@ -93,9 +93,10 @@ def build_guide(tuned: tuple[str, ...], untuned: tuple[str, ...], reward_model: 
         spec["reward_model"] = reward_model
     if weights is not None:
         spec["weights"] = weights
-    if weights is not None and not spec.get("tuned") and not reward_model:
-        raise W2SError("--weights weighs the guide's terms; give --tuned/--untuned or "
-                       "--reward-model")
+    spec["normalize"] = normalize
+    if (weights is not None or normalize != "raw") and not tuned and not reward_model:
+        raise W2SError("--weights and --normalize act on the guide's terms; give "
+                       "--tuned/--untuned or --reward-model")
     return guide_from_spec(spec, dtype=dtype, device=device, chat=chat,
                            load_lm=lambda ref: load_model(ref, dtype=dtype, device=device,
                                                           chat=chat))
@@ -176,7 +177,12 @@ def _guide_options(f: Any) -> Any:
             click.option("--reward-model", metavar="PATH", help="A sequence-classification "
                          "reward model as (an extra term of) the guide."),
             click.option("--weights", metavar="W1,W2,..", help="Weights of the guide's terms: "
-                         "one per --tuned, then one for --reward-model [default: 1 each].")]):
+                         "one per --tuned, then one for --reward-model [default: 1 each]."),
+            click.option("--normalize", type=click.Choice(["raw", "per_token", "zscore"]),
+                         default="raw", show_default=True,
+                         help="Put the guide's terms on one scale before weighing them: "
+                         "per_token divides a pair's sum by its length; zscore standardises "
+                         "each term over one prompt's candidates.")]):
         f = opt(f)
     return f
 
@@ -217,7 +223,7 @@ def _guide_options(f: Any) -> Any:
 def generate(base: str | None, base_url: str | None, base_model: str | None,
              base_tokenizer: str | None, api_key: str | None, max_concurrency: int,
              tuned: tuple[str, ...], untuned: tuple[str, ...], reward_model: str | None,
-             weights: str | None, prompt: tuple[str, ...], prompts_file: str | None, max_new_tokens: int,
+             weights: str | None, normalize: str, prompt: tuple[str, ...], prompts_file: str | None, max_new_tokens: int,
              temperature: float, top_p: float, top_k: int, stop: tuple[str, ...], seed: int,
              ignore_eos: bool, chat: bool, as_json: bool, dtype: str, device: str,
              batch_size: int, method: str, return_all: bool, **knobs: Any) -> None:
@@ -277,7 +283,7 @@ def generate(base: str | None, base_url: str | None, base_model: str | None,
                              batch_size=batch_size)
     spec.check_backend(backend)
     guide = build_guide(tuned, untuned, reward_model, weight_list, dtype=dtype, device=device,
-                        chat=chat)
+                        chat=chat, normalize=normalize)
     results = spec.run(backend, guide, prompts, params, sampling, return_all=return_all)
     for r in results:
         if as_json:

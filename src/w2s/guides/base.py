@@ -58,6 +58,12 @@ class Guide:
         """Scores ``(B,)`` and the number of response tokens the guide's models processed."""
         raise NotImplementedError
 
+    def lengths(self, responses: Sequence[str], ended: Sequence[bool] | None
+                ) -> torch.Tensor | None:
+        """``(B,)`` response lengths in this guide's own tokens when its score is a sum over
+        them (per-token normalisation), else None."""
+        return None
+
     def __add__(self, other: Guide) -> WeightedGuide:
         if not isinstance(other, Guide):
             return NotImplemented
@@ -75,26 +81,74 @@ def _terms(g: Guide) -> list[tuple[float, Guide]]:
     return list(g.terms) if isinstance(g, WeightedGuide) else [(1.0, g)]
 
 
-class WeightedGuide(Guide):
-    """A weighted sum of guides: ``sum_i w_i * guide_i``."""
+NORMALIZATIONS = ("raw", "per_token", "zscore")
+"""How a weighted guide puts its terms on one scale before weighing them."""
 
-    def __init__(self, terms: Sequence[tuple[float, Guide]]) -> None:
+
+class WeightedGuide(Guide):
+    """A weighted sum of guides: ``sum_i w_i * norm(guide_i)``.
+
+    ``normalize`` (one scale for terms that have none in common, e.g. a pair's log-ratio sum
+    next to a reward model's logit):
+
+    - ``raw``: the terms' scores as they are;
+    - ``per_token``: a term that sums over response tokens (a pair) is divided by the
+      response's length in that term's own tokens; others (a reward model) stay raw;
+    - ``zscore``: each term is standardised over the candidates of one prompt scored
+      together (one search round, or Best-of-N's N), so a term's weight is its share of the
+      ranking whatever its spread; a prompt with one candidate (or equal scores) gets 0.
+
+    Set it last (``(0.7 * a + 0.3 * b).normalized("zscore")``): ``+`` and ``*`` give ``raw``.
+    """
+
+    def __init__(self, terms: Sequence[tuple[float, Guide]], normalize: str = "raw") -> None:
         if not terms:
             raise W2SError("a weighted guide needs at least one term")
+        if normalize not in NORMALIZATIONS:
+            raise W2SError(f"normalize must be one of {', '.join(NORMALIZATIONS)}, got "
+                           f"{normalize!r}")
         self.terms = [(float(w), g) for w, g in terms]
+        self.normalize = normalize
+
+    def normalized(self, normalize: str) -> WeightedGuide:
+        return WeightedGuide(self.terms, normalize)
+
+    def combine(self, scores: Sequence[torch.Tensor], groups: Sequence[object],
+                texts: Sequence[str], ended: Sequence[bool] | None) -> torch.Tensor:
+        """``sum_i w_i * norm(scores_i)``; ``groups[j]`` names row ``j``'s prompt."""
+        total = torch.zeros(len(texts), dtype=torch.float64)
+        for (w, g), s in zip(self.terms, scores):
+            s = s.double()
+            if self.normalize == "per_token":
+                n = g.lengths(texts, ended)
+                if n is not None:
+                    s = s / n.double().clamp(min=1)
+            elif self.normalize == "zscore":
+                s = zscore(s, groups)
+            total += w * s
+        return total.float()
 
     def score_with_cost(self, prompts: Sequence[str], responses: Sequence[str],
                         ended: Sequence[bool] | None = None) -> tuple[torch.Tensor, int]:
-        total = torch.zeros(len(prompts), dtype=torch.float32)
-        tokens = 0
-        for w, g in self.terms:
-            s, n = g.score_with_cost(prompts, responses, ended)
-            total += w * s.float()
-            tokens += n
-        return total, tokens
+        parts = [g.score_with_cost(prompts, responses, ended) for _, g in self.terms]
+        return (self.combine([s for s, _ in parts], prompts, responses, ended),
+                sum(n for _, n in parts))
 
     def session(self, prompts: Sequence[str]) -> ScoringSession:
         return WeightedSession(self, prompts)
+
+
+def zscore(s: torch.Tensor, groups: Sequence[object]) -> torch.Tensor:
+    """``s`` standardised within each group (population std); 0 where a group has no spread."""
+    out = torch.zeros_like(s)
+    index: dict[object, list[int]] = {}
+    for j, g in enumerate(groups):
+        index.setdefault(g, []).append(j)
+    for rows in index.values():
+        x = s[rows]
+        sd = x.std(unbiased=False) if len(rows) > 1 else torch.zeros((), dtype=s.dtype)
+        out[rows] = (x - x.mean()) / sd if float(sd) > 0 else torch.zeros_like(x)
+    return out
 
 
 class WeightedSession(ScoringSession):
@@ -102,6 +156,7 @@ class WeightedSession(ScoringSession):
 
     def __init__(self, guide: WeightedGuide, prompts: Sequence[str]) -> None:
         super().__init__(guide, prompts)
+        self.weighted = guide
         self.parts = [(w, g.session(prompts)) for w, g in guide.terms]
 
     def reindex(self, rows: Sequence[int]) -> None:
@@ -111,9 +166,6 @@ class WeightedSession(ScoringSession):
 
     def score(self, texts: Sequence[str], ended: Sequence[bool] | None = None
               ) -> tuple[torch.Tensor, int]:
-        total, tokens = torch.zeros(len(texts), dtype=torch.float32), 0
-        for w, sess in self.parts:
-            s, n = sess.score(texts, ended)
-            total += w * s.float()
-            tokens += n
-        return total, tokens
+        parts = [sess.score(texts, ended) for _, sess in self.parts]
+        return (self.weighted.combine([s for s, _ in parts], self.owners, texts, ended),
+                sum(n for _, n in parts))

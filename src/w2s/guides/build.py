@@ -43,7 +43,8 @@ def guide_from_spec(spec: Mapping[str, Any] | None, *, load_lm: Callable[[str], 
     Several experts: ``tuned`` is a list, ``untuned`` one reference they were all tuned from
     (loaded once and shared, so token-level methods step it once per token) or one per tuned
     model, and ``weights`` one per expert (then one more for the reward model, if any); the
-    guide is then ``sum_i w_i * pair_i (+ w * reward model)``."""
+    guide is then ``sum_i w_i * pair_i (+ w * reward model)``, its terms put on one scale by
+    ``normalize`` (raw, per_token, zscore: :class:`~w2s.guides.base.WeightedGuide`)."""
     if not spec:
         return None
     if ("tuned" in spec) != ("untuned" in spec):
@@ -66,9 +67,9 @@ def guide_from_spec(spec: Mapping[str, Any] | None, *, load_lm: Callable[[str], 
         terms.append(RewardModelGuide.load(resolve_model(spec["reward_model"], base_dir),
                                            dtype=dtype, device=device, chat=chat,
                                            label=spec.get("reward_label")))
-    weights = spec.get("weights")
+    weights, normalize = spec.get("weights"), spec.get("normalize", "raw")
     if weights is None:
-        if len(terms) == 1:
+        if len(terms) == 1 and normalize == "raw":
             return terms[0]
         weights = [1.0] * len(terms)
     weights = list(weights)
@@ -78,4 +79,4 @@ def guide_from_spec(spec: Mapping[str, Any] | None, *, load_lm: Callable[[str], 
         raise W2SError(f"weights: give {len(terms)} finite numbers (one per tuned model"
                        f"{', then one for the reward model' if spec.get('reward_model') else ''}"
                        f"), got {weights!r}")
-    return WeightedGuide([(float(w), g) for w, g in zip(weights, terms)])
+    return WeightedGuide([(float(w), g) for w, g in zip(weights, terms)], normalize)

@@ -35,6 +35,11 @@ class PairGuide(Guide):
         return cls(HFModel.load(resolve_model(tuned), dtype=dtype, device=device, chat=chat),
                    HFModel.load(resolve_model(untuned), dtype=dtype, device=device, chat=chat))
 
+    def lengths(self, responses: Sequence[str], ended: Sequence[bool] | None
+                ) -> torch.Tensor:
+        """Tokens the score sums over: the response in the tuned model's tokens (+ EOS)."""
+        return torch.tensor([len(t) for t in self.targets(self.tuned, responses, ended)])
+
     @staticmethod
     def targets(model: HFModel, responses: Sequence[str],
                 ended: Sequence[bool] | None) -> list[list[int]]:

@@ -222,7 +222,8 @@ def reweighted(guide: Guide | None, weights: list[float]) -> Guide:
     if len(weights) != len(terms) or not all(math.isfinite(w) for w in weights):
         raise ApiError(400, f"w2s.weights: this server's guide has {len(terms)} term(s); give "
                        f"as many finite weights, got {len(weights)}", param="w2s.weights")
-    return WeightedGuide(list(zip(weights, terms)))
+    return WeightedGuide(list(zip(weights, terms)),
+                         guide.normalize if isinstance(guide, WeightedGuide) else "raw")
 
 
 def _wrap(seed: int) -> int:

@@ -18,7 +18,7 @@ refused by name), and each method's knobs by the decoder registry.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -49,6 +49,7 @@ class ServeFile(BaseModel):
     untuned: str | list[str] | None = None
     reward_model: str | None = None
     weights: list[float] | None = None
+    normalize: Literal["raw", "per_token", "zscore"] | None = None
     host: str | None = None
     port: int | None = Field(None, ge=0, le=65535)
     served_name: str | None = None

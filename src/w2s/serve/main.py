@@ -83,6 +83,8 @@ def build_server(o: dict[str, Any]) -> Any:
         spec["reward_model"] = o["reward_model"]
     if weights is not None:
         spec["weights"] = weights
+    if spec:
+        spec["normalize"] = o.get("normalize") or "raw"
     guide = guide_from_spec(spec, dtype=o["dtype"], device=o["device"],
                             load_lm=lambda ref: load_model(ref, dtype=o["dtype"],
                                                            device=o["device"]))

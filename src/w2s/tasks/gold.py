@@ -1,4 +1,5 @@
-"""Named gold scorers: lexicon-based sentiment scorers independent of every model in the zoo."""
+"""Named gold scorers: lexicon-based scorers (sentiment, objectivity) independent of every
+model in the zoo."""
 
 from __future__ import annotations
 
@@ -34,4 +35,14 @@ def textblob(texts: Sequence[str]) -> list[float]:
     return [float(TextBlob(t).sentiment.polarity) for t in texts]
 
 
-GOLD_SCORERS = {"vader": vader, "textblob": textblob}
+def objectivity(texts: Sequence[str]) -> list[float]:
+    """A second objective: 1 - TextBlob subjectivity, in [0, 1] (higher = more factual, fewer
+    opinion words). It pulls against positive sentiment, whose words are subjective."""
+    try:
+        from textblob import TextBlob
+    except ImportError:
+        raise W2SError("the objectivity scorer needs textblob: pip install 'w2s[demo]'") from None
+    return [1.0 - float(TextBlob(t).sentiment.subjectivity) for t in texts]
+
+
+GOLD_SCORERS = {"vader": vader, "textblob": textblob, "objectivity": objectivity}

@@ -276,9 +276,64 @@ def save(model, tok, folder: Path, card: dict) -> None:  # noqa: ANN001
     (folder / "README.md").write_text("\n".join(lines) + "\n")
 
 
+GOALS = {"vader": "positive continuations preferred (gold: VADER)",
+         "objectivity": "objective, factual continuations preferred (gold: 1 - TextBlob "
+                        "subjectivity), a second objective that pulls against positive words"}
+
+
+def tune(out: Path, role: str, src: str, tok, gold: Callable[[list[str]], list[float]],  # noqa: ANN001
+         dpo_prompts: list[str], ppl_texts: list[str], cfg: BuildConfig) -> dict:
+    """DPO of zoo model ``src`` on preference pairs of its own samples labelled by ``gold``;
+    saved as ``role`` with its card (returned)."""
+    from transformers import AutoModelForCausalLM
+
+    pairs = preference_pairs(out / src, dpo_prompts, cfg, gold)
+    gap = sum(p["chosen_gold"] - p["rejected_gold"] for p in pairs) / max(1, len(pairs))
+    log(f"{role}: {len(pairs)} preference pairs (mean gold gap {gap:.2f})")
+    torch.manual_seed(cfg.seed)
+    policy = AutoModelForCausalLM.from_pretrained(out / src, dtype=torch.float32)
+    ref = AutoModelForCausalLM.from_pretrained(out / src, dtype=torch.float32)
+    stats = dpo(policy, ref, tok, pairs, cfg, role)
+    ppl = perplexity(policy, tok, ppl_texts)
+    card = {"role": role, "what": f"`{src}` after DPO on preference pairs of its own samples "
+            f"labelled by a gold scorer: {GOALS[gold.__name__]}.",
+            "architecture": type(policy).__name__, "parameters": n_params(policy),
+            "vocabulary": len(tok), "DPO beta": cfg.dpo_beta, "DPO lr": cfg.dpo_lr,
+            "DPO epochs": cfg.dpo_epochs, "preference pairs": len(pairs),
+            "prompts": f"{len(dpo_prompts)} training-review prefixes (2-6 words)",
+            "samples per prompt": cfg.dpo_samples,
+            "final DPO loss": round(stats["loss"], 4),
+            "implicit-reward accuracy": round(stats["reward_accuracy"], 3),
+            "held-out perplexity": round(ppl, 2)}
+    save(policy, tok, out / role, card)
+    return card
+
+
+def build_expert(out: Path = ZOO_DIR, role: str = "otuned", *, cfg: BuildConfig | None = None,
+                 cache: Path | None = None) -> dict:
+    """Add one more tuned expert of ``untuned`` to an existing zoo (same corpus and settings;
+    its prompts come from a generator seeded with ``seed + 1000``)."""
+    from transformers import AutoTokenizer
+
+    from w2s.tasks.gold import objectivity, vader
+
+    cfg = cfg or BuildConfig()
+    corpus: Corpus = load_corpus(cache or Path.home() / ".cache" / "w2s" / "zoo-data")
+    heldout = sorted(corpus.heldout)
+    rng = random.Random(cfg.seed + 1000)
+    gold = {"otuned": objectivity, "tuned": vader}[role]
+    tok = AutoTokenizer.from_pretrained(out / "untuned")
+    card = tune(out, role, "untuned", tok, gold, prefix_prompts(corpus.train, cfg.dpo_prompts,
+                                                                rng), heldout[::2], cfg)
+    info = json.loads((out / "build.json").read_text())
+    info["models"][role] = card
+    (out / "build.json").write_text(json.dumps(info, indent=1) + "\n")
+    return card
+
+
 def build_zoo(out: Path = ZOO_DIR, *, cfg: BuildConfig | None = None,
               cache: Path | None = None) -> dict:
-    from w2s.tasks.sentiment import vader
+    from w2s.tasks.gold import objectivity, vader
 
     cfg = cfg or BuildConfig()
     cache = cache or Path.home() / ".cache" / "w2s" / "zoo-data"
@@ -314,29 +369,11 @@ def build_zoo(out: Path = ZOO_DIR, *, cfg: BuildConfig | None = None,
         log(f"{role}: {n_params(model) / 1e6:.2f} M parameters, held-out perplexity {ppl:.2f}")
 
     dpo_prompts = prefix_prompts(train, cfg.dpo_prompts, rng)
-    from transformers import AutoModelForCausalLM
 
-    for role, src, tok in (("tuned", "untuned", tok_a), ("xtuned", "xuntuned", tok_b)):
-        pairs = preference_pairs(out / src, dpo_prompts, cfg, vader)
-        gap = sum(p["chosen_gold"] - p["rejected_gold"] for p in pairs) / max(1, len(pairs))
-        log(f"{role}: {len(pairs)} preference pairs (mean gold gap {gap:.2f})")
-        torch.manual_seed(cfg.seed)
-        policy = AutoModelForCausalLM.from_pretrained(out / src, dtype=torch.float32)
-        ref = AutoModelForCausalLM.from_pretrained(out / src, dtype=torch.float32)
-        stats = dpo(policy, ref, tok, pairs, cfg, role)
-        ppl = perplexity(policy, tok, ppl_texts)
-        card = {"role": role, "what": f"`{src}` after DPO on preference pairs of its own samples "
-                "labelled by the gold scorer (VADER): positive continuations preferred.",
-                "architecture": type(policy).__name__, "parameters": n_params(policy),
-                "vocabulary": len(tok), "DPO beta": cfg.dpo_beta, "DPO lr": cfg.dpo_lr,
-                "DPO epochs": cfg.dpo_epochs, "preference pairs": len(pairs),
-                "prompts": f"{len(dpo_prompts)} training-review prefixes (2-6 words)",
-                "samples per prompt": cfg.dpo_samples,
-                "final DPO loss": round(stats["loss"], 4),
-                "implicit-reward accuracy": round(stats["reward_accuracy"], 3),
-                "held-out perplexity": round(ppl, 2)}
-        save(policy, tok, out / role, card)
-        summary["models"][role] = card
+    for role, src, tok, gold in (("tuned", "untuned", tok_a, vader),
+                                 ("xtuned", "xuntuned", tok_b, vader),
+                                 ("otuned", "untuned", tok_a, objectivity)):
+        summary["models"][role] = tune(out, role, src, tok, gold, dpo_prompts, ppl_texts, cfg)
     rows = [{"prompt": " ".join(t.split()[:5])} for t in prompt_texts if len(t.split()) >= 8]
     (out / "prompts.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     (out / "build.json").write_text(json.dumps(summary, indent=1) + "\n")
