@@ -90,6 +90,41 @@ def plot_frontier(summary: Sequence[dict], path: Path, *, gold: str, x: str = "k
     return _save(plt, fig, path)
 
 
+def plot_tradeoff(summary: Sequence[dict], path: Path, *, x: str, y: str,
+                  title: str = "") -> Path:
+    """Two objectives against each other: each method's mean gold ``x`` and gold ``y`` with
+    standard errors, the points of one sweep (e.g. the weights between two experts) joined in
+    sweep order, so each family draws its trade-off front."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7.5, 5.5))
+    markers = "osD^v<>pP*X"
+    families = list(dict.fromkeys(s["family"] for s in summary))
+    for n, fam in enumerate(families):
+        color, marker = plt.cm.tab10(n % 10), markers[n % len(markers)]
+        pts = [s for s in summary if s["family"] == fam and s["gold"].get(x) is not None
+               and s["gold"].get(y) is not None]
+        if not pts:
+            continue
+        xs, ys = [s["gold"][x][0] for s in pts], [s["gold"][y][0] for s in pts]
+        if len(pts) > 1:
+            ax.plot(xs, ys, color=color, lw=1, alpha=0.6)
+        for i, s in enumerate(pts):
+            ax.errorbar(xs[i], ys[i], xerr=s["gold"][x][1], yerr=s["gold"][y][1], fmt=marker,
+                        color=color, capsize=3, ms=7)
+            if len(pts) > 1:
+                ax.annotate(_point_label(s["method"], fam), (xs[i], ys[i]),
+                            textcoords="offset points", xytext=(6, -11 if i % 2 else 5),
+                            fontsize=7, color=color)
+        ax.plot([], [], marker, color=color, label=fam)
+    ax.set_xlabel(f"gold: {x} (mean ± s.e.)")
+    ax.set_ylabel(f"gold: {y} (mean ± s.e.)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="best")
+    if title:
+        ax.set_title(title, fontsize=10)
+    return _save(plt, fig, path)
+
+
 def plot_bars(summary: Sequence[dict], path: Path, *, title: str = "") -> Path:
     """Per-method gold reward with standard-error bars, one panel per gold scorer; the best
     method of each panel is outlined so a reader sees the winner at a glance."""

@@ -42,7 +42,7 @@ from w2s.params import SamplingParams
 SHIPPED = Path(__file__).resolve().parent.parent / "configs"
 TOP_KEYS = {"name", "task", "base", "guide", "prompts", "seeds", "sampling", "methods", "dtype",
             "device", "batch_size", "chat"}
-GUIDE_KEYS = {"tuned", "untuned", "reward_model", "reward_label"}
+GUIDE_KEYS = {"tuned", "untuned", "reward_model", "reward_label", "weights", "normalize"}
 ENGINE_KEYS = {"url": str, "model": str, "tokenizer": str, "max_concurrency": int,
                "timeout": (int, float), "max_retries": int}
 SAMPLING_FIELDS = [f.name for f in dataclasses.fields(SamplingParams) if f.name != "seed"]
@@ -264,10 +264,38 @@ def _guide(value: Any, path: Path, where: str = "guide") -> dict[str, str] | Non
         raise W2SError(f"{path.name}: {where} needs both tuned and untuned (or neither)")
     if not ("tuned" in value or "reward_model" in value):
         raise W2SError(f"{path.name}: {where} needs tuned and untuned, or reward_model")
-    out = {}
+    out: dict[str, Any] = {}
     for k, v in value.items():
-        out[k] = _model_ref(v, f"{where}.{k}", path) if k != "reward_label" else v
+        if k in ("tuned", "untuned") and isinstance(v, list):  # several experts
+            if not v:
+                raise W2SError(f"{path.name}: {where}.{k} is an empty list")
+            out[k] = [_model_ref(x, f"{where}.{k}[{i}]", path) for i, x in enumerate(v)]
+        elif k in ("tuned", "untuned", "reward_model"):
+            out[k] = _model_ref(v, f"{where}.{k}", path)
+        elif k == "weights":
+            out[k] = _weights(v, f"{path.name}: {where}.weights")
+        elif k == "normalize":
+            from w2s.guides.base import NORMALIZATIONS
+
+            if v not in NORMALIZATIONS:
+                raise W2SError(f"{path.name}: {where}.normalize must be one of "
+                               f"{', '.join(NORMALIZATIONS)}, got {v!r}")
+            out[k] = v
+        else:
+            out[k] = v
+    n_terms = (len(out["tuned"]) if isinstance(out.get("tuned"), list) else
+               1 if "tuned" in out else 0) + (1 if "reward_model" in out else 0)
+    if "weights" in out and len(out["weights"]) != n_terms:
+        raise W2SError(f"{path.name}: {where}.weights: give {n_terms} (one per tuned model, "
+                       f"then the reward model), got {len(out['weights'])}")
     return out
+
+
+def _weights(v: Any, where: str) -> list[float]:
+    if not (isinstance(v, list) and v and all(isinstance(x, (int, float))
+                                              and not isinstance(x, bool) for x in v)):
+        raise W2SError(f"{where} must be a list of numbers, got {v!r}")
+    return [float(x) for x in v]
 
 
 def _sampling(over: Any, base: SamplingParams, where: str) -> SamplingParams:
@@ -314,10 +342,22 @@ def _expand(entry: Any, where: str, path: Path, guide: dict[str, str] | None,
         model = _model_ref(model, "model", path)
     if model in ("tuned", "untuned") and not (g and model in g):
         raise W2SError(f"{where}: model: {model} needs a guide with a {model} model")
+    if model in ("tuned", "untuned") and isinstance((g or {}).get(model), list):
+        raise W2SError(f"{where}: model: {model} needs a guide with one {model} model, not a "
+                       "list")
     problem = spec.guide_problem(bool(g and "tuned" in g), bool(g and "reward_model" in g),
                                  pair_name="guide: {tuned, untuned}", rm_name="reward_model")
     if problem:
         raise W2SError(f"{where}: {problem}")
+    weight_axis: list[list[float] | None] = [None]
+    if "weights" in entry:  # the guide's weights: a list of numbers, or a sweep of such lists
+        if not g or not ("tuned" in g or "reward_model" in g):
+            raise W2SError(f"{where}: weights need a guide")
+        raw = entry.pop("weights")
+        sweep = raw if isinstance(raw, list) and raw and isinstance(raw[0], list) else [raw]
+        weight_axis = []
+        for w in sweep:
+            weight_axis.append(_guide({**g, "weights": w}, path, f"{short} guide")["weights"])
     knob_names = [f.name for f in spec.knob_fields()]
     unknown = sorted(set(entry) - set(knob_names) - set(SAMPLING_FIELDS))
     if unknown:
@@ -327,8 +367,12 @@ def _expand(entry: Any, where: str, path: Path, guide: dict[str, str] | None,
     for k, v in axes.items():
         if not v:
             raise W2SError(f"{where}: {k} is an empty list")
+    if weight_axis != [None]:
+        axes["weights"] = weight_axis
     swept = [k for k, v in axes.items() if len(v) > 1]
-    prints = {k: fingerprint(v, path.parent) if k != "reward_label" else v
+    prints = {k: ([fingerprint(x, path.parent) for x in v] if isinstance(v, list)
+                  else fingerprint(v, path.parent))
+              if k in ("tuned", "untuned", "reward_model") else v
               for k, v in (g or {}).items()}
     sampled = (prints.get(model) if model in ("tuned", "untuned")
                else fingerprint(model, path.parent) if model else None)
@@ -337,13 +381,18 @@ def _expand(entry: Any, where: str, path: Path, guide: dict[str, str] | None,
     for values in itertools.product(*axes.values()):
         point = dict(zip(axes, values))
         knobs = {k: v for k, v in point.items() if k in knob_names}
+        g_point, models_point = g, models
+        if point.get("weights") is not None:
+            g_point = {**(g or {}), "weights": point["weights"]}
+            models_point = {**models, "guide": {**(models["guide"] or {}),
+                                                "weights": point["weights"]}}
         try:
             params = spec.make_params(knobs)
         except W2SError as e:
             raise W2SError(f"{where}: {e}") from None
         samp = _sampling({k: v for k, v in point.items() if k in SAMPLING_FIELDS}, sampling, where)
-        specs.append(_spec(name, label, params, samp, g, model, point, swept, guide,
-                           {**models, **context}))
+        specs.append(_spec(name, label, params, samp, g_point, model, point, swept, guide,
+                           {**models_point, **context}))
     return specs
 
 
@@ -359,8 +408,11 @@ def _spec(name: str, label: str | None, params: Any, sampling: SamplingParams,
         text = name + (f"({args})" if args else "")
         if model is not None:
             text += f"[{Path(model).name}]"
-        if guide != default_guide and guide is not None:
-            text += f"[guide {Path(guide.get('tuned') or guide['reward_model']).name}]"
+        if guide is not None and {k: v for k, v in guide.items() if k != "weights"} != {
+                k: v for k, v in (default_guide or {}).items() if k != "weights"}:
+            first = guide.get("tuned") or guide["reward_model"]
+            names = [Path(x).name for x in (first if isinstance(first, list) else [first])]
+            text += f"[guide {'+'.join(names)}]"
     else:
         text = f"{label} ({args})" if swept else label
     key = {"method": name, "params": params.to_dict() if params else {},

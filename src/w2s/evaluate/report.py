@@ -136,7 +136,7 @@ def write_report(rows: Sequence[dict[str, Any]], out: Path, *, title: str = "",
     """Print the table; write summary.md, summary.json, the plots and alpaca_eval files."""
     from rich.console import Console
 
-    from w2s.plots import plot_bars, plot_frontier
+    from w2s.plots import plot_bars, plot_frontier, plot_tradeoff
 
     if not rows:
         raise W2SError("no result rows to report")
@@ -172,6 +172,11 @@ def write_report(rows: Sequence[dict[str, Any]], out: Path, *, title: str = "",
                                          x="base_tokens", title=title)
         paths["bars"] = plot_bars(summary, out / "gold_bars.png", title=title)
         paths["plots"] = [paths["frontier"], paths["compute"], paths["bars"]]
+        others = [g for g in gold_names if g != gold]
+        if others:  # a second objective: the trade-off front between the first two
+            paths["tradeoff"] = plot_tradeoff(summary, out / "gold_tradeoff.png", x=gold,
+                                              y=others[0], title=title)
+            paths["plots"].append(paths["tradeoff"])
     paths["alpaca_eval"] = write_alpaca_eval(rows, out / "alpaca_eval")
     return paths
 
