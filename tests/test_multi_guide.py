@@ -245,3 +245,52 @@ def test_cbs_runs_with_a_zscored_sum_of_guides(base, pair):
     [r] = w2s.cbs(base, g, ["The movie was"], w2s.SearchParams(w=2, k=2, l=4),
                   SamplingParams(max_new_tokens=8, seed=1), return_all=True)
     assert len(r.candidates) == 2 and r.candidates[0].score >= r.candidates[1].score
+
+
+# ------------------------------------------------------------------ eval configs
+def test_an_eval_config_sweeps_the_weights_between_experts_and_they_reach_the_rule(tmp_path):
+    from w2s.evaluate.config import find_config, parse_config, read_config_file
+    from w2s.evaluate.report import write_report
+    from w2s.evaluate.run import run_eval
+    from w2s.zoo import ZOO_DIR
+
+    data = {"name": "t", "task": {"name": "sentiment", "gold": ["vader", "objectivity"]},
+            "base": "zoo:base", "prompts": 2, "seeds": [0],
+            "guide": {"tuned": ["zoo:tuned", "zoo:otuned"], "untuned": "zoo:untuned"},
+            "sampling": {"max_new_tokens": 6},
+            "methods": [{"method": "eft", "weights": [[1, 0], [0.3, 0.7]]}]}
+    cfg = parse_config(data, tmp_path / "cfg.yaml")
+    assert [m.guide["weights"] for m in cfg.methods] == [[1.0, 0.0], [0.3, 0.7]]
+    assert len({m.hash for m in cfg.methods}) == 2
+    rows = run_eval(cfg, tmp_path / "out", show_progress=False)
+    base = HFModel.load(str(ZOO_DIR / "base"))
+    untuned = HFModel.load(str(ZOO_DIR / "untuned"))
+    guide = (0.3 * PairGuide(HFModel.load(str(ZOO_DIR / "tuned")), untuned)
+             + 0.7 * PairGuide(HFModel.load(str(ZOO_DIR / "otuned")), untuned))
+    second = [r for r in rows if r["method"].endswith("[0.3, 0.7])")]
+    prompts = [r["prompt"] for r in second]
+    ref = w2s.eft(base, guide, prompts, EFTParams(), SamplingParams(max_new_tokens=6,
+                                                                     seed=0))
+    assert [r["response"] for r in second] == [x.text for x in ref]
+    paths = write_report(rows, tmp_path / "out")
+    assert paths["tradeoff"].name == "gold_tradeoff.png" and paths["tradeoff"].is_file()
+    shipped = find_config("tradeoff")
+    assert len(parse_config(read_config_file(shipped), shipped).methods) == 16
+
+
+@pytest.mark.parametrize("guide,entry,msg", [
+    ({"tuned": ["zoo:tuned", "zoo:otuned"], "untuned": "zoo:untuned", "weights": [1]}, {},
+     "give 2"),
+    ({"tuned": ["zoo:tuned"], "untuned": "zoo:untuned"}, {"weights": ["a"]},
+     "list of numbers"),
+    ({"tuned": "zoo:tuned", "untuned": "zoo:untuned", "normalize": "max"}, {},
+     "normalize must be one of"),
+    ({"tuned": [], "untuned": "zoo:untuned"}, {}, "empty list"),
+])
+def test_bad_expert_configs_are_one_line_errors(tmp_path, guide, entry, msg):
+    from w2s.evaluate.config import parse_config
+
+    data = {"name": "t", "task": "sentiment", "base": "zoo:base", "guide": guide,
+            "methods": [{"method": "eft", **entry}]}
+    with pytest.raises(W2SError, match=msg):
+        parse_config(data, tmp_path / "cfg.yaml")
