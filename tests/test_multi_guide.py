@@ -294,3 +294,44 @@ def test_bad_expert_configs_are_one_line_errors(tmp_path, guide, entry, msg):
             "methods": [{"method": "eft", **entry}]}
     with pytest.raises(W2SError, match=msg):
         parse_config(data, tmp_path / "cfg.yaml")
+
+
+# ------------------------------------------------------------------ GenARM experts
+def test_an_arm_scores_its_log_likelihood_and_two_arms_make_a_pair(pair):
+    from w2s.guides import ARMGuide
+
+    a, b = ARMGuide(pair.tuned), ARMGuide(pair.untuned)
+    ended = [True, False, False, True]
+    diff = (a + (-1.0) * b).score(PROMPTS4, RESP, ended)
+    torch.testing.assert_close(diff, pair.score(PROMPTS4, RESP, ended), rtol=1e-5, atol=1e-4)
+    assert bool((a.score(PROMPTS4, RESP) < 0).all())  # a sum of log-probabilities
+
+
+def test_genarm_rule_adds_the_arms_log_probabilities():
+    rule = MultiGuideRule([(0.5, T1, U), (2.0, T2, None)], beta=0.8)
+    assert [m for _, m in rule.models()] == [T1, U, T2]
+    base, t1, u, arm = [x.log_softmax(-1) for x in (logits(12), logits(13), logits(14),
+                                                     logits(15))]
+    got = rule(base, [t1, u, arm])
+    torch.testing.assert_close(got, base + 0.8 * (0.5 * (t1 - u) + 2.0 * arm))
+
+
+def test_eft_with_an_arm_guide_from_the_cli_equals_the_library(tiny_paths, base):
+    import json
+
+    from click.testing import CliRunner
+
+    from w2s.cli import cli
+    from w2s.guides import ARMGuide
+
+    out = CliRunner().invoke(cli, [
+        "generate", "--base", tiny_paths["base"], "--arm", tiny_paths["tuned"], "--method",
+        "eft", "--beta", "0.5", "--prompt", "The movie", "--max-new-tokens", "6", "--json"])
+    assert out.exit_code == 0, out.output
+    [ref] = w2s.eft(base, 1.0 * ARMGuide(HFModel.load(tiny_paths["tuned"])), ["The movie"],
+                    EFTParams(beta=0.5), SamplingParams(max_new_tokens=6))
+    assert json.loads(out.output)["token_ids"] == ref.token_ids
+    bad = CliRunner().invoke(cli, [
+        "generate", "--base", tiny_paths["base"], "--arm", tiny_paths["tuned"], "--method",
+        "dlf", "--prompt", "x"])
+    assert bad.exit_code == 2 and "dlf needs tuned/untuned pairs" in bad.output, bad.output

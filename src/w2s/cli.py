@@ -81,7 +81,7 @@ def read_prompts(prompt: tuple[str, ...], prompts_file: str | None) -> list[str]
 
 def build_guide(tuned: tuple[str, ...], untuned: tuple[str, ...], reward_model: str | None,
                 weights: list[float] | None = None, *, dtype: str, device: str,
-                chat: bool, normalize: str = "raw"):  # noqa: ANN201
+                chat: bool, normalize: str = "raw", arm: tuple[str, ...] = ()):  # noqa: ANN201
     """A pair guide, a reward-model guide, a weighted sum of several, or None."""
     from w2s.guides.build import guide_from_spec
     from w2s.models.refs import load_model
@@ -89,12 +89,14 @@ def build_guide(tuned: tuple[str, ...], untuned: tuple[str, ...], reward_model: 
     if bool(tuned) != bool(untuned):
         raise W2SError("--tuned and --untuned go together: give both or neither")
     spec: dict[str, Any] = {"tuned": list(tuned), "untuned": list(untuned)} if tuned else {}
+    if arm:
+        spec["arm"] = list(arm)
     if reward_model:
         spec["reward_model"] = reward_model
     if weights is not None:
         spec["weights"] = weights
     spec["normalize"] = normalize
-    if (weights is not None or normalize != "raw") and not tuned and not reward_model:
+    if (weights is not None or normalize != "raw") and not (tuned or arm or reward_model):
         raise W2SError("--weights and --normalize act on the guide's terms; give "
                        "--tuned/--untuned or --reward-model")
     return guide_from_spec(spec, dtype=dtype, device=device, chat=chat,
@@ -174,10 +176,14 @@ def _guide_options(f: Any) -> Any:
             click.option("--untuned", metavar="MODEL", multiple=True,
                          help="Small untuned model it was tuned from: one for all --tuned, "
                          "or one per --tuned."),
+            click.option("--arm", metavar="MODEL", multiple=True,
+                         help="An autoregressive reward LM (GenARM) as (a term of) the guide: "
+                         "its log-likelihood is the reward. Repeatable."),
             click.option("--reward-model", metavar="PATH", help="A sequence-classification "
                          "reward model as (an extra term of) the guide."),
             click.option("--weights", metavar="W1,W2,..", help="Weights of the guide's terms: "
-                         "one per --tuned, then one for --reward-model [default: 1 each]."),
+                         "one per --tuned, then one per --arm, then one for --reward-model "
+                         "[default: 1 each]."),
             click.option("--normalize", type=click.Choice(["raw", "per_token", "zscore"]),
                          default="raw", show_default=True,
                          help="Put the guide's terms on one scale before weighing them: "
@@ -222,8 +228,9 @@ def _guide_options(f: Any) -> Any:
               help="Rows per forward pass (bounds memory).")
 def generate(base: str | None, base_url: str | None, base_model: str | None,
              base_tokenizer: str | None, api_key: str | None, max_concurrency: int,
-             tuned: tuple[str, ...], untuned: tuple[str, ...], reward_model: str | None,
-             weights: str | None, normalize: str, prompt: tuple[str, ...], prompts_file: str | None, max_new_tokens: int,
+             tuned: tuple[str, ...], untuned: tuple[str, ...], arm: tuple[str, ...],
+             reward_model: str | None, weights: str | None, normalize: str,
+             prompt: tuple[str, ...], prompts_file: str | None, max_new_tokens: int,
              temperature: float, top_p: float, top_k: int, stop: tuple[str, ...], seed: int,
              ignore_eos: bool, chat: bool, as_json: bool, dtype: str, device: str,
              batch_size: int, method: str, return_all: bool, **knobs: Any) -> None:
@@ -268,11 +275,12 @@ def generate(base: str | None, base_url: str | None, base_model: str | None,
     from w2s.guides.build import parse_weights
 
     weight_list = parse_weights(weights)
-    problem = spec.guide_problem(bool(tuned and untuned), bool(reward_model),
-                                 pair_name="--tuned and --untuned", rm_name="--reward-model")
+    problem = spec.guide_problem(bool(tuned and untuned) or bool(arm), bool(reward_model),
+                                 pair_name="--tuned and --untuned (or --arm)",
+                                 rm_name="--reward-model")
     if problem:
         raise W2SError(f"--method {problem}")
-    for ref in (base, *tuned, *untuned, reward_model, base_tokenizer):  # all, before loading
+    for ref in (base, *tuned, *untuned, *arm, reward_model, base_tokenizer):  # before loading
         if ref:
             resolve_model(ref)
     if base_url is not None:
@@ -283,7 +291,7 @@ def generate(base: str | None, base_url: str | None, base_model: str | None,
                              batch_size=batch_size)
     spec.check_backend(backend)
     guide = build_guide(tuned, untuned, reward_model, weight_list, dtype=dtype, device=device,
-                        chat=chat, normalize=normalize)
+                        chat=chat, normalize=normalize, arm=arm)
     results = spec.run(backend, guide, prompts, params, sampling, return_all=return_all)
     for r in results:
         if as_json:

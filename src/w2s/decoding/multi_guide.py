@@ -9,6 +9,10 @@ Multi-guide EFT (GenARM-style trade-offs set per request; one expert with weight
 
     log p(y_t) = log pi_base + beta * sum_i w_i (log pi_tuned_i - log pi_untuned_i)
 
+An expert may also be one autoregressive reward LM (GenARM, :class:`~w2s.guides.ARMGuide`),
+whose term is ``w_i log pi_arm_i``: GenARM's ``log pi_base + (1/beta) sum_i w_i log pi_arm_i``
+is this rule with w2s's ``beta`` set to GenARM's ``1/beta``.
+
 Dynamic Logit Fusion (Fan et al. 2024, "On Giant's Shoulders") chooses the experts' strengths
 afresh at every step: alpha in [0, alpha_max]^n minimising
 
@@ -32,7 +36,7 @@ import torch
 
 from w2s.decoding.token_level import decode_fused
 from w2s.errors import W2SError
-from w2s.guides import Guide, PairGuide, WeightedGuide
+from w2s.guides import ARMGuide, Guide, PairGuide, WeightedGuide
 from w2s.models.base import Backend
 from w2s.params import DLFParams, SamplingParams
 from w2s.result import Result
@@ -41,19 +45,30 @@ BISECTION_STEPS = 40
 """Halvings of [0, s_max]: 2^-40 of alpha_max, below float32 resolution of the logits."""
 
 
-def experts_of(guide: Guide | None, method: str) -> list[tuple[float, Any, Any]]:
-    """``(weight, tuned, untuned)`` per expert of a pair or a weighted sum of pairs."""
-    if isinstance(guide, PairGuide):
-        return [(1.0, guide.tuned, guide.untuned)]
-    if isinstance(guide, WeightedGuide) and all(isinstance(g, PairGuide) for _, g in guide.terms):
-        out = [(w, g.tuned, g.untuned) for w, g in guide.terms]  # type: ignore[attr-defined]
-        if any(w < 0 for w, _, _ in out):
+def _expert(w: float, g: Guide) -> tuple[float, Any, Any] | None:
+    if isinstance(g, PairGuide):
+        return (w, g.tuned, g.untuned)
+    if isinstance(g, ARMGuide):
+        return (w, g.arm, None)  # GenARM: log pi_arm itself is the shift
+    return None
+
+
+def experts_of(guide: Guide | None, method: str, *, arms: bool = True
+               ) -> list[tuple[float, Any, Any]]:
+    """``(weight, tuned, untuned)`` per expert of a pair, an autoregressive reward LM
+    (``untuned`` None) or a weighted sum of them."""
+    terms = guide.terms if isinstance(guide, WeightedGuide) else [(1.0, guide)] if guide else []
+    out = [_expert(w, g) for w, g in terms]
+    if out and all(e is not None for e in out) and (arms or all(e[2] is not None for e in out)):
+        experts = [e for e in out if e is not None]
+        if any(w < 0 for w, _, _ in experts):
             raise W2SError(f"{method}: expert weights must be >= 0, got "
-                           f"{[w for w, _, _ in out]}")
-        return out
+                           f"{[w for w, _, _ in experts]}")
+        return experts
     got = "no guide" if guide is None else f"a {type(guide).__name__}"
-    raise W2SError(f"{method} needs tuned/untuned pairs as its guide (--tuned and --untuned, "
-                   f"repeated for several experts), got {got}")
+    need = "tuned/untuned pairs" + (" or autoregressive reward LMs (--arm)" if arms else "")
+    raise W2SError(f"{method} needs {need} as its guide (--tuned and --untuned, repeated for "
+                   f"several experts), got {got}")
 
 
 class _Experts:
@@ -70,12 +85,14 @@ class _Experts:
                 self.distinct.append((role, model))
             return seen[id(model)]
 
-        self.index = [(place(t, f"tuned #{i + 1}"), place(u, f"untuned #{i + 1}"))
+        self.index = [(place(t, f"tuned #{i + 1}" if u is not None else f"arm #{i + 1}"),
+                       place(u, f"untuned #{i + 1}") if u is not None else None)
                       for i, (_, t, u) in enumerate(experts)]
 
     def shifts(self, guides: list[torch.Tensor]) -> list[torch.Tensor]:
-        """Per expert, ``log pi_tuned_i - log pi_untuned_i`` ``(B, V)``."""
-        return [guides[t] - guides[u] for t, u in self.index]
+        """Per expert, ``log pi_tuned_i - log pi_untuned_i`` (an ARM: ``log pi_arm_i``),
+        ``(B, V)``."""
+        return [guides[t] - guides[u] if u is not None else guides[t] for t, u in self.index]
 
 
 class MultiGuideRule:
@@ -164,7 +181,7 @@ def dlf(backend: Backend, guide: Guide | None, prompts: Sequence[str],
     expert and their sum ``alpha_mean`` (``DLFRule.alphas`` has every step's, for plots)."""
     dlf_params = dlf_params or DLFParams()
     sampling = sampling or SamplingParams()
-    rule = DLFRule(experts_of(guide, "dlf"), dlf_params.alpha_max)
+    rule = DLFRule(experts_of(guide, "dlf", arms=False), dlf_params.alpha_max)
     results = decode_fused(backend, guide, prompts, rule, sampling, method="dlf",
                            params=dlf_params.to_dict())
     if rule.alphas:

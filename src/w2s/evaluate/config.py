@@ -42,7 +42,8 @@ from w2s.params import SamplingParams
 SHIPPED = Path(__file__).resolve().parent.parent / "configs"
 TOP_KEYS = {"name", "task", "base", "guide", "prompts", "seeds", "sampling", "methods", "dtype",
             "device", "batch_size", "chat"}
-GUIDE_KEYS = {"tuned", "untuned", "reward_model", "reward_label", "weights", "normalize"}
+GUIDE_KEYS = {"tuned", "untuned", "arm", "reward_model", "reward_label", "weights",
+              "normalize"}
 ENGINE_KEYS = {"url": str, "model": str, "tokenizer": str, "max_concurrency": int,
                "timeout": (int, float), "max_retries": int}
 SAMPLING_FIELDS = [f.name for f in dataclasses.fields(SamplingParams) if f.name != "seed"]
@@ -262,15 +263,15 @@ def _guide(value: Any, path: Path, where: str = "guide") -> dict[str, str] | Non
         raise W2SError(f"{path.name}: unknown {where} key(s) {', '.join(unknown)}")
     if ("tuned" in value) != ("untuned" in value):
         raise W2SError(f"{path.name}: {where} needs both tuned and untuned (or neither)")
-    if not ("tuned" in value or "reward_model" in value):
-        raise W2SError(f"{path.name}: {where} needs tuned and untuned, or reward_model")
+    if not ("tuned" in value or "arm" in value or "reward_model" in value):
+        raise W2SError(f"{path.name}: {where} needs tuned and untuned, arm, or reward_model")
     out: dict[str, Any] = {}
     for k, v in value.items():
-        if k in ("tuned", "untuned") and isinstance(v, list):  # several experts
+        if k in ("tuned", "untuned", "arm") and isinstance(v, list):  # several experts
             if not v:
                 raise W2SError(f"{path.name}: {where}.{k} is an empty list")
             out[k] = [_model_ref(x, f"{where}.{k}[{i}]", path) for i, x in enumerate(v)]
-        elif k in ("tuned", "untuned", "reward_model"):
+        elif k in ("tuned", "untuned", "arm", "reward_model"):
             out[k] = _model_ref(v, f"{where}.{k}", path)
         elif k == "weights":
             out[k] = _weights(v, f"{path.name}: {where}.weights")
@@ -283,8 +284,8 @@ def _guide(value: Any, path: Path, where: str = "guide") -> dict[str, str] | Non
             out[k] = v
         else:
             out[k] = v
-    n_terms = (len(out["tuned"]) if isinstance(out.get("tuned"), list) else
-               1 if "tuned" in out else 0) + (1 if "reward_model" in out else 0)
+    n_terms = sum(len(out[k]) if isinstance(out.get(k), list) else 1 if k in out else 0
+                  for k in ("tuned", "arm", "reward_model"))
     if "weights" in out and len(out["weights"]) != n_terms:
         raise W2SError(f"{path.name}: {where}.weights: give {n_terms} (one per tuned model, "
                        f"then the reward model), got {len(out['weights'])}")
@@ -345,13 +346,14 @@ def _expand(entry: Any, where: str, path: Path, guide: dict[str, str] | None,
     if model in ("tuned", "untuned") and isinstance((g or {}).get(model), list):
         raise W2SError(f"{where}: model: {model} needs a guide with one {model} model, not a "
                        "list")
-    problem = spec.guide_problem(bool(g and "tuned" in g), bool(g and "reward_model" in g),
+    problem = spec.guide_problem(bool(g and ("tuned" in g or "arm" in g)),
+                                 bool(g and "reward_model" in g),
                                  pair_name="guide: {tuned, untuned}", rm_name="reward_model")
     if problem:
         raise W2SError(f"{where}: {problem}")
     weight_axis: list[list[float] | None] = [None]
     if "weights" in entry:  # the guide's weights: a list of numbers, or a sweep of such lists
-        if not g or not ("tuned" in g or "reward_model" in g):
+        if not g or not ("tuned" in g or "arm" in g or "reward_model" in g):
             raise W2SError(f"{where}: weights need a guide")
         raw = entry.pop("weights")
         sweep = raw if isinstance(raw, list) and raw and isinstance(raw[0], list) else [raw]
@@ -372,7 +374,7 @@ def _expand(entry: Any, where: str, path: Path, guide: dict[str, str] | None,
     swept = [k for k, v in axes.items() if len(v) > 1]
     prints = {k: ([fingerprint(x, path.parent) for x in v] if isinstance(v, list)
                   else fingerprint(v, path.parent))
-              if k in ("tuned", "untuned", "reward_model") else v
+              if k in ("tuned", "untuned", "arm", "reward_model") else v
               for k, v in (g or {}).items()}
     sampled = (prints.get(model) if model in ("tuned", "untuned")
                else fingerprint(model, path.parent) if model else None)
@@ -410,7 +412,7 @@ def _spec(name: str, label: str | None, params: Any, sampling: SamplingParams,
             text += f"[{Path(model).name}]"
         if guide is not None and {k: v for k, v in guide.items() if k != "weights"} != {
                 k: v for k, v in (default_guide or {}).items() if k != "weights"}:
-            first = guide.get("tuned") or guide["reward_model"]
+            first = guide.get("tuned") or guide.get("arm") or guide["reward_model"]
             names = [Path(x).name for x in (first if isinstance(first, list) else [first])]
             text += f"[guide {'+'.join(names)}]"
     else:

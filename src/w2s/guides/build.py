@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from w2s.errors import W2SError
+from w2s.guides.arm import ARMGuide
 from w2s.guides.base import Guide, WeightedGuide
 from w2s.guides.pair import PairGuide
 from w2s.guides.reward_model import RewardModelGuide
@@ -38,7 +39,8 @@ def guide_from_spec(spec: Mapping[str, Any] | None, *, load_lm: Callable[[str], 
                     dtype: str = "auto", device: str = "cpu", chat: bool = False,
                     base_dir: Path | None = None) -> Guide | None:
     """``spec``: ``tuned`` and ``untuned`` (model references, loaded with ``load_lm`` so a
-    caller can share loaded models), and/or ``reward_model`` (with ``reward_label``).
+    caller can share loaded models), ``arm`` (autoregressive reward LMs, GenARM), and/or
+    ``reward_model`` (with ``reward_label``).
 
     Several experts: ``tuned`` is a list, ``untuned`` one reference they were all tuned from
     (loaded once and shared, so token-level methods step it once per token) or one per tuned
@@ -49,6 +51,7 @@ def guide_from_spec(spec: Mapping[str, Any] | None, *, load_lm: Callable[[str], 
         return None
     if ("tuned" in spec) != ("untuned" in spec):
         raise W2SError("tuned and untuned go together: give both or neither")
+    n_arms = len(_refs(spec["arm"], "arm")) if spec.get("arm") else 0
     terms: list[Guide] = []
     if "tuned" in spec:
         tuned, untuned = _refs(spec["tuned"], "tuned"), _refs(spec["untuned"], "untuned")
@@ -63,6 +66,8 @@ def guide_from_spec(spec: Mapping[str, Any] | None, *, load_lm: Callable[[str], 
             return loaded[ref]
         shared = untuned * len(tuned) if len(untuned) == 1 else untuned
         terms += [PairGuide(lm(t), lm(u)) for t, u in zip(tuned, shared)]
+    if spec.get("arm"):  # autoregressive reward LMs (GenARM), one term each
+        terms += [ARMGuide(load_lm(ref)) for ref in _refs(spec["arm"], "arm")]
     if spec.get("reward_model"):
         terms.append(RewardModelGuide.load(resolve_model(spec["reward_model"], base_dir),
                                            dtype=dtype, device=device, chat=chat,
@@ -77,6 +82,7 @@ def guide_from_spec(spec: Mapping[str, Any] | None, *, load_lm: Callable[[str], 
             isinstance(w, (int, float)) and not isinstance(w, bool) and math.isfinite(w)
             for w in weights):
         raise W2SError(f"weights: give {len(terms)} finite numbers (one per tuned model"
+                       f"{', then one per arm' if n_arms else ''}"
                        f"{', then one for the reward model' if spec.get('reward_model') else ''}"
                        f"), got {weights!r}")
     return WeightedGuide([(float(w), g) for w, g in zip(weights, terms)], normalize)

@@ -107,6 +107,7 @@ class Server:
                            f"{self.why_not.get(self.defaults.method, 'not registered')}")
 
     def _check_guide(self, spec: DecoderSpec) -> None:
+        from w2s.guides.arm import ARMGuide
         from w2s.guides.base import WeightedGuide
         from w2s.guides.pair import PairGuide
         from w2s.guides.reward_model import RewardModelGuide
@@ -114,9 +115,9 @@ class Server:
         g = self.guide
         parts = ([t for _, t in g.terms] if isinstance(g, WeightedGuide)
                  else [g] if g is not None else [])
-        problem = spec.guide_problem(any(isinstance(p, PairGuide) for p in parts),
+        problem = spec.guide_problem(any(isinstance(p, (PairGuide, ARMGuide)) for p in parts),
                                      any(isinstance(p, RewardModelGuide) for p in parts),
-                                     pair_name="--tuned and --untuned",
+                                     pair_name="--tuned and --untuned (or --arm)",
                                      rm_name="--reward-model")
         if problem:
             raise W2SError(f"{problem} (this server was started without it)")

@@ -47,6 +47,7 @@ class ServeFile(BaseModel):
     max_concurrency: int | None = Field(None, ge=1)
     tuned: str | list[str] | None = None
     untuned: str | list[str] | None = None
+    arm: str | list[str] | None = None
     reward_model: str | None = None
     weights: list[float] | None = None
     normalize: Literal["raw", "per_token", "zscore"] | None = None

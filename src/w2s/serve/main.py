@@ -31,7 +31,7 @@ def merge(opts: dict[str, Any], explicit: set[str]) -> dict[str, Any]:
                 out[key] = value
         out["defaults"], out["methods"] = cfg.defaults, cfg.methods
     if not out.get("base") and not out.get("base_url"):
-        if out.get("tuned") or out.get("untuned") or out.get("reward_model"):
+        if out.get("tuned") or out.get("untuned") or out.get("arm") or out.get("reward_model"):
             raise W2SError("give the base (--base MODEL or --base-url URL) with --tuned, "
                            "--untuned or --reward-model")
         out.update(ZOO_DEFAULT)
@@ -67,7 +67,7 @@ def build_server(o: dict[str, Any]) -> Any:
     d = o.get("defaults")
     method = o.get("default_method") or (d.method if d is not None else "cbs")
     get_decoder(method)
-    for ref in (o.get("base"), *tuned, *untuned, o.get("reward_model"),
+    for ref in (o.get("base"), *tuned, *untuned, *_list(o.get("arm")), o.get("reward_model"),
                 o.get("base_tokenizer")):
         if ref:
             resolve_model(ref)
@@ -79,6 +79,8 @@ def build_server(o: dict[str, Any]) -> Any:
         backend = load_model(o["base"], dtype=o["dtype"], device=o["device"],
                              batch_size=o["batch_size"])
     spec: dict[str, Any] = {"tuned": tuned, "untuned": untuned} if tuned else {}
+    if _list(o.get("arm")):
+        spec["arm"] = _list(o.get("arm"))
     if o.get("reward_model"):
         spec["reward_model"] = o["reward_model"]
     if weights is not None:
