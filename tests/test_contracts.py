@@ -151,7 +151,7 @@ def test_decoder_errors_name_the_method_and_the_fix(base, pair, xpair):
     for n in (0, "2"):
         with pytest.raises(W2SError, match=f"^n must be >= 1, got {n}$"):
             w2s.sample(ScriptedBackend(), None, ["p"], n=n)  # type: ignore[arg-type]
-    with pytest.raises(W2SError, match=r"^eft needs tuned/untuned pairs as its guide"):
+    with pytest.raises(W2SError, match=r"^eft needs tuned/untuned pairs"):
         w2s.eft(base, CountGuide(), ["p"])
     with pytest.raises(W2SError, match=r"^eft needs next-token log-probabilities; this "
                                        r"backend \(scripted\) returns text only$"):

@@ -335,3 +335,11 @@ def test_eft_with_an_arm_guide_from_the_cli_equals_the_library(tiny_paths, base)
         "generate", "--base", tiny_paths["base"], "--arm", tiny_paths["tuned"], "--method",
         "dlf", "--prompt", "x"])
     assert bad.exit_code == 2 and "dlf needs tuned/untuned pairs" in bad.output, bad.output
+
+
+def test_a_spec_without_terms_is_no_guide(tiny_paths):
+    from w2s.guides.build import guide_from_spec
+
+    assert guide_from_spec({"normalize": "raw"}, load_lm=HFModel.load) is None
+    with pytest.raises(W2SError, match="act on the guide's terms"):
+        guide_from_spec({"weights": [1.0]}, load_lm=HFModel.load)

@@ -73,6 +73,11 @@ def guide_from_spec(spec: Mapping[str, Any] | None, *, load_lm: Callable[[str], 
                                            dtype=dtype, device=device, chat=chat,
                                            label=spec.get("reward_label")))
     weights, normalize = spec.get("weights"), spec.get("normalize", "raw")
+    if not terms:  # nothing to weigh: no guide
+        if weights is not None or normalize != "raw":
+            raise W2SError("weights and normalize act on the guide's terms; name a tuned/"
+                           "untuned pair, an arm or a reward model")
+        return None
     if weights is None:
         if len(terms) == 1 and normalize == "raw":
             return terms[0]
