@@ -9,6 +9,7 @@ they never hold models or tokenizers (as vLLM's ``SamplingParams`` and ``transfo
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +28,7 @@ def _integer(name: str, v: Any) -> None:
 def _number(name: str, v: Any) -> None:
     _check(isinstance(v, (int, float)) and not isinstance(v, bool),
            f"{name} must be a number, got {v!r}")
+    _check(math.isfinite(v), f"{name} must be a finite number, got {v!r}")
 
 
 class _Params:
@@ -77,6 +79,8 @@ class SamplingParams(_Params):
         _check(isinstance(self.ignore_eos, bool), f"ignore_eos must be true or false, got "
                f"{self.ignore_eos!r}")
         _check(self.max_new_tokens >= 1, f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+        _check(-(2**63) <= self.seed < 2**63, f"seed must be a 64-bit signed integer "
+               f"(-2**63 to 2**63-1), got {self.seed}")
         _check(self.temperature >= 0, f"temperature must be >= 0, got {self.temperature}")
         _check(0 < self.top_p <= 1, f"top_p must be in (0, 1], got {self.top_p}")
         _check(self.top_k >= 0, f"top_k must be >= 0, got {self.top_k}")

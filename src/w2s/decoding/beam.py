@@ -31,10 +31,12 @@ from w2s.decoding.common import (
     Frontier,
     Prepared,
     finish_costs,
+    knobs,
     prepare,
     prompt_groups,
     require,
     require_guide,
+    sampling_of,
 )
 from w2s.decoding.observe import active, common_prefix, emit
 from w2s.guides import Guide
@@ -51,8 +53,8 @@ def cbs(backend: Backend, guide: Guide | None, prompts: Sequence[str],
     Returns one :class:`~w2s.result.Result` per prompt: the best response, and in
     ``candidates`` the final beam ranked best first (all W when ``return_all``, else the best).
     """
-    search = search or SearchParams()
-    sampling = sampling or SamplingParams()
+    search = knobs(search, SearchParams, method)
+    sampling = sampling_of(sampling)
     guide = require_guide(guide, method)
     backend = require(backend, Backend, method)
     prep = prepare(backend, prompts, sampling)

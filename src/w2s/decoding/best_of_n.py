@@ -11,6 +11,7 @@ import math
 from collections.abc import Sequence
 
 from w2s.decoding.beam import cbs
+from w2s.decoding.common import knobs, sampling_of
 from w2s.guides import Guide
 from w2s.models.base import Backend
 from w2s.params import BestOfNParams, SamplingParams, SearchParams
@@ -27,8 +28,8 @@ def best_of_n(backend: Backend, guide: Guide | None, prompts: Sequence[str],
               bon: BestOfNParams | None = None, sampling: SamplingParams | None = None, *,
               return_all: bool = False) -> list[Result]:
     """N samples per prompt, ranked by ``guide``; ``candidates`` holds all N when ``return_all``."""
-    bon = bon or BestOfNParams()
-    sampling = sampling or SamplingParams()
+    bon = knobs(bon, BestOfNParams, "bon")
+    sampling = sampling_of(sampling)
     search = SearchParams(w=bon.n, k=1, l=sampling.max_new_tokens)
     results = cbs(backend, guide, prompts, search, sampling, return_all=return_all, method="bon")
     for r in results:

@@ -45,9 +45,17 @@ def prepare(backend: Backend, prompts: Sequence[str], sampling: SamplingParams) 
     prompts = list(prompts)
     if not prompts:
         raise W2SError("no prompts given")
-    for p in prompts:
+    if not isinstance(sampling, SamplingParams):
+        raise W2SError(f"sampling must be a w2s.SamplingParams, got {type(sampling).__name__} "
+                       "(e.g. SamplingParams(max_new_tokens=50, seed=0))")
+    for i, p in enumerate(prompts):
         if not isinstance(p, str):
             raise W2SError(f"prompts must be strings, got {type(p).__name__}")
+        try:
+            p.encode("utf-8")
+        except UnicodeEncodeError as e:
+            raise W2SError(f"prompt {i} is not valid Unicode text ({e.reason} at character "
+                           f"{e.start})") from None
     backend.check_prompts(prompts, sampling.max_new_tokens)
     return Prepared(prompts, [prompt_key(sampling.seed, p) for p in prompts], time.perf_counter())
 
@@ -55,6 +63,27 @@ def prepare(backend: Backend, prompts: Sequence[str], sampling: SamplingParams) 
 CAPABILITY = {Backend: "sampled continuations", SearchBackend: "per-row search state",
               LogitsBackend: "next-token log-probabilities",
               TopLogprobsBackend: "top-1 token log-probabilities (logprobs=1)"}
+
+
+def sampling_of(sampling: Any) -> SamplingParams:
+    """The sampling settings (defaults for None); anything else is refused in one line."""
+    if sampling is None:
+        return SamplingParams()
+    if not isinstance(sampling, SamplingParams):
+        raise W2SError(f"sampling must be a w2s.SamplingParams, got {type(sampling).__name__} "
+                       "(e.g. SamplingParams(max_new_tokens=50, seed=0))")
+    return sampling
+
+
+def knobs(value: Any, cls: type, method: str) -> Any:
+    """``value`` if it is ``method``'s knob dataclass (``cls()`` for None), else the one-line
+    error that names what was passed where (e.g. SamplingParams in the knobs' place)."""
+    if value is None:
+        return cls()
+    if not isinstance(value, cls):
+        raise W2SError(f"{method}: its knobs must be a w2s.{cls.__name__}, got "
+                       f"{type(value).__name__} (sampling settings go in sampling=...)")
+    return value
 
 
 def require(backend: object, capability: type, method: str, role: str = "base") -> Any:

@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+from w2s.decoding.common import knobs, sampling_of
 from w2s.decoding.multi_guide import eft_multi
 from w2s.decoding.token_level import decode_fused, fused_logprobs
 from w2s.guides import Guide, PairGuide
@@ -53,8 +54,8 @@ def eft(backend: Backend, guide: Guide | None, prompts: Sequence[str],
         eft_params: EFTParams | None = None, sampling: SamplingParams | None = None) -> list[Result]:
     """Sample from the EFT/proxy-tuned distribution; ``guide`` is a :class:`PairGuide`, or a
     weighted sum of pairs for several experts (:mod:`w2s.decoding.multi_guide`)."""
-    eft_params = eft_params or EFTParams()
-    sampling = sampling or SamplingParams()
+    eft_params = knobs(eft_params, EFTParams, "eft")
+    sampling = sampling_of(sampling)
     if not isinstance(guide, PairGuide):  # several experts: a weighted sum of pairs
         return eft_multi(backend, guide, prompts, eft_params.beta, sampling,
                          eft_params.to_dict())

@@ -34,6 +34,7 @@ from typing import Any
 
 import torch
 
+from w2s.decoding.common import knobs, sampling_of
 from w2s.decoding.token_level import decode_fused
 from w2s.errors import W2SError
 from w2s.guides import ARMGuide, Guide, PairGuide, WeightedGuide
@@ -179,8 +180,8 @@ def dlf(backend: Backend, guide: Guide | None, prompts: Sequence[str],
     """Sample with Dynamic Logit Fusion. ``Result.stats`` holds the exact ``kl`` and the
     strengths chosen, averaged over the response's tokens: ``alpha_1`` .. ``alpha_n`` per
     expert and their sum ``alpha_mean`` (``DLFRule.alphas`` has every step's, for plots)."""
-    dlf_params = dlf_params or DLFParams()
-    sampling = sampling or SamplingParams()
+    dlf_params = knobs(dlf_params, DLFParams, "dlf")
+    sampling = sampling_of(sampling)
     rule = DLFRule(experts_of(guide, "dlf", arms=False), dlf_params.alpha_max)
     results = decode_fused(backend, guide, prompts, rule, sampling, method="dlf",
                            params=dlf_params.to_dict())

@@ -25,7 +25,15 @@ from dataclasses import dataclass
 
 import torch
 
-from w2s.decoding.common import Entry, finish_costs, prepare, require, score_entries
+from w2s.decoding.common import (
+    Entry,
+    finish_costs,
+    knobs,
+    prepare,
+    require,
+    sampling_of,
+    score_entries,
+)
 from w2s.decoding.observe import checkpoint, emit
 from w2s.errors import W2SError
 from w2s.guides import Guide, PairGuide
@@ -66,8 +74,8 @@ def nudging(backend: Backend, guide: Guide | None, prompts: Sequence[str],
             nudge: NudgingParams | None = None, sampling: SamplingParams | None = None
             ) -> list[Result]:
     """Nudge the base with the small tuned model of ``guide`` (a :class:`PairGuide`)."""
-    nudge = nudge or NudgingParams()
-    sampling = sampling or SamplingParams()
+    nudge = knobs(nudge, NudgingParams, "nudging")
+    sampling = sampling_of(sampling)
     if not isinstance(guide, PairGuide):
         raise W2SError("nudging needs the small tuned model: a tuned/untuned pair as its guide "
                        "(--tuned and --untuned)")

@@ -15,6 +15,7 @@ from w2s.decoding.common import (
     prepare,
     prompt_groups,
     require,
+    sampling_of,
     score_entries,
 )
 from w2s.decoding.observe import active, emit
@@ -28,7 +29,7 @@ from w2s.result import Cost, Result
 def sample(backend: Backend, guide: Guide | None, prompts: Sequence[str],
            sampling: SamplingParams | None = None, *, n: int = 1) -> list[Result]:
     """``n`` samples per prompt; the first is the result, all ``n`` are in ``candidates``."""
-    sampling = sampling or SamplingParams()
+    sampling = sampling_of(sampling)
     if not isinstance(n, int) or n < 1:
         raise W2SError(f"n must be >= 1, got {n}")
     backend = require(backend, Backend, "sample")

@@ -15,17 +15,34 @@ from typing import Any
 
 import torch
 
+from w2s.errors import W2SError
 from w2s.guides.base import Guide, ScoringSession
 from w2s.guides.incremental import IncrementalScorer
 from w2s.guides.tail_tokenizer import ResponseTokenizer, same_tokenization
+from w2s.logits import same_vocabulary
 from w2s.models.hf import HFModel
 from w2s.models.refs import resolve_model
+
+
+def finite_scores(model: HFModel, sums: torch.Tensor) -> torch.Tensor:
+    """``sums`` after refusing NaN or inf: a broken guide model must not rank candidates."""
+    if not bool(torch.isfinite(sums).all()):
+        raise W2SError(f"guide model {model.name!r} gives non-finite log-probabilities (NaN or "
+                       "inf): its weights are broken or its dtype overflows")
+    return sums
 
 
 class PairGuide(Guide):
     """Tuned/untuned pair: the log-likelihood ratio of the response, summed over its tokens."""
 
     def __init__(self, tuned: HFModel, untuned: HFModel) -> None:
+        if (getattr(tuned, "vocabulary", None) is not None  # per-token ratios need one vocab
+                and getattr(untuned, "vocabulary", None) is not None
+                and not same_vocabulary(tuned, untuned)):
+            raise W2SError(f"the tuned model {tuned.name!r} and the untuned model "
+                           f"{untuned.name!r} have different vocabularies, so their "
+                           "log-likelihood ratio means nothing; pair a tuned model with the "
+                           "model it was tuned from")
         self.tuned = tuned
         self.untuned = untuned
 
@@ -62,7 +79,7 @@ class PairGuide(Guide):
         targets = cls.targets(model, responses, ended)
         per_token = model.token_logprobs(prefixes, targets)
         sums = torch.tensor([float(t.double().sum()) for t in per_token], dtype=torch.float64)
-        return sums, sum(len(t) for t in targets)
+        return finite_scores(model, sums), sum(len(t) for t in targets)
 
     def score_with_cost(self, prompts: Sequence[str], responses: Sequence[str],
                         ended: Sequence[bool] | None = None) -> tuple[torch.Tensor, int]:
@@ -132,7 +149,7 @@ class PairSession(ScoringSession):
             ids, shared = encoded[n]
             self.states[n], s, fed = sc.extend(self.states[n], rows,
                                                PairGuide.with_eos(m, ids, ended), shared)
-            sums.append(torch.tensor(s, dtype=torch.float64))
+            sums.append(finite_scores(m, torch.tensor(s, dtype=torch.float64)))
             tokens += fed
         self.parents = list(range(len(texts)))
         return (sums[0] - sums[1]).float(), tokens

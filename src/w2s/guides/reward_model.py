@@ -14,6 +14,22 @@ from w2s.models.loading import load_error, load_tokenizer, resolve_device, resol
 from w2s.models.refs import resolve_model
 
 
+def check_classifier(path: str) -> None:
+    """Refuse a model that is not a sequence classifier: transformers would silently give a
+    causal LM a freshly initialised (random) scoring head, and every score would be noise."""
+    from transformers import AutoConfig
+
+    try:
+        cfg = AutoConfig.from_pretrained(path)
+    except Exception as e:  # noqa: BLE001
+        raise load_error(path, e) from None
+    arch = list(getattr(cfg, "architectures", None) or [])
+    if not any(a.endswith("ForSequenceClassification") for a in arch):
+        raise W2SError(f"{path!r} is not a sequence-classification reward model (its "
+                       f"architecture is {', '.join(arch) or 'not stated'}); a language model "
+                       "can guide as --arm MODEL, or as a --tuned/--untuned pair")
+
+
 class RewardModelGuide(Guide):
     """A ``transformers`` sequence-classification model as the guide.
 
@@ -49,6 +65,7 @@ class RewardModelGuide(Guide):
 
         dev = resolve_device(device)
         path = resolve_model(path)
+        check_classifier(path)
         tok = load_tokenizer(path)
         try:
             model = AutoModelForSequenceClassification.from_pretrained(

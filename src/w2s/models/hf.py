@@ -213,6 +213,14 @@ class HFModel:
                            f"{free / 2**30:.1f} GiB is free; lower --batch-size, W*K or "
                            "max_new_tokens")
 
+    def finite(self, logits: torch.Tensor) -> torch.Tensor:
+        """``logits``, after refusing NaN or inf in them: broken weights must not quietly
+        produce text (a cheap reduction next to the forward pass that made them)."""
+        if not bool(torch.isfinite(logits).all()):
+            raise W2SError(f"model {self.name!r} produced non-finite logits (NaN or inf): its "
+                           "weights are broken or its dtype overflows (try --dtype float32)")
+        return logits
+
     @torch.inference_mode()
     def start(self, seqs: Sequence[Sequence[int]]) -> DecodeState:
         """Encode a batch of token sequences (left-padded); return cache and next-token logits."""
@@ -220,7 +228,8 @@ class HFModel:
         pos = (mask.cumsum(-1) - 1).clamp(min=0)  # (B, T)
         out = self._forward(1, input_ids=ids, attention_mask=mask, position_ids=pos,
                             past_key_values=growing_cache(), use_cache=True)
-        return DecodeState(out.past_key_values, mask, out.logits[:, -1, : self.vocab_size].float())
+        return DecodeState(out.past_key_values, mask,
+                           self.finite(out.logits[:, -1, : self.vocab_size].float()))
 
     @torch.inference_mode()
     def step(self, state: DecodeState, tokens: torch.Tensor) -> DecodeState:
@@ -229,7 +238,8 @@ class HFModel:
         pos = mask.sum(-1, keepdim=True) - 1  # (B, 1)
         out = self.model(input_ids=tokens.view(-1, 1).to(self.device), attention_mask=mask,
                          position_ids=pos, past_key_values=state.cache, use_cache=True)
-        return DecodeState(out.past_key_values, mask, out.logits[:, -1, : self.vocab_size].float())
+        return DecodeState(out.past_key_values, mask,
+                           self.finite(out.logits[:, -1, : self.vocab_size].float()))
 
     @torch.inference_mode()
     def forward_cached(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
