@@ -18,7 +18,7 @@ BELOW = {
     "evaluate": {"serve", "cli", "demo"},
     "serve": {"cli", "demo"},
 }
-for low in ("params", "rng", "errors", "result", "logits", "stopping", "quiet", "chat"):
+for low in ("params", "rng", "errors", "result", "logits", "stopping", "quiet", "chat", "textfile"):
     BELOW[low] = {"models", "guides", "decoding", "evaluate", "tasks", "serve", "cli", "demo",
                   "zoo"}
 CONCRETE = ("w2s.models.hf", "w2s.models.kv_cache", "w2s.models.loading", "w2s.models.refs",

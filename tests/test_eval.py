@@ -61,7 +61,7 @@ def test_sweep_expands_lists_into_labelled_points(tmp_path):
     ({"base": "zoo:huge"}, "no zoo model 'zoo:huge'"),
     ({"guide": {"tuned": "zoo:tuned"}}, "needs both tuned and untuned"),
     ({"guide": None, "methods": ["cbs"]}, "cbs needs a guide"),
-    ({"seeds": 0}, "seeds must be >= 1"),
+    ({"seeds": 0}, "seeds must be a count from 1 to 10000"),
     ({"colour": "red"}, "unknown key(s) colour"),
     ({"methods": []}, "methods must be a non-empty list"),
     ({"sampling": {"temperature": -1}}, "temperature must be >= 0"),
@@ -481,3 +481,24 @@ def test_ctrl_c_says_how_to_resume(tmp_path):
     assert proc.returncode == 130 and "Traceback" not in err, err
     assert "run the same command again to resume" in err
     assert read_rows(results)
+
+
+# ------------------------------------------------------------------ one writer, no double counts
+def test_a_second_eval_on_the_same_folder_is_refused_while_the_first_runs(tmp_path):
+    from w2s.evaluate.run import exclusive
+
+    lock = tmp_path / "results.jsonl.lock"
+    with exclusive(lock):
+        with pytest.raises(W2SError, match=r"another w2s eval \(pid \d+\) is writing to"):
+            with exclusive(lock):
+                pass
+    with exclusive(lock):  # released: the next run may go
+        pass
+
+
+def test_the_report_counts_a_duplicated_row_once(small_run, tmp_path):
+    cfg, out, rows = small_run
+    once = write_report(rows, tmp_path / "a")
+    twice = write_report(rows + rows[:5], tmp_path / "b")
+    assert twice["duplicates"] == 5 and once["duplicates"] == 0
+    assert twice["summary"] == once["summary"]

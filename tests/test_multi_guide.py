@@ -343,3 +343,17 @@ def test_a_spec_without_terms_is_no_guide(tiny_paths):
     assert guide_from_spec({"normalize": "raw"}, load_lm=HFModel.load) is None
     with pytest.raises(W2SError, match="act on the guide's terms"):
         guide_from_spec({"weights": [1.0]}, load_lm=HFModel.load)
+
+
+def test_a_prompt_that_fits_the_base_but_not_a_guide_is_refused_naming_the_guide(base,
+                                                                                   tiny_paths):
+    from w2s.decoding import get_decoder
+
+    short = HFModel.load(tiny_paths["tuned"])
+    short.model.config.max_position_embeddings = 12  # a guide with a shorter context
+    guide = PairGuide(short, HFModel.load(tiny_paths["untuned"]))
+    spec = get_decoder("cbs")
+    with pytest.raises(W2SError, match=r"^guide: prompt of \d+ tokens \+ max_new_tokens 11 "
+                                       r"exceeds the context of .*tuned.* \(12 tokens\)"):
+        spec.run(base, guide, ["The movie was"], spec.make_params({}),
+                 SamplingParams(max_new_tokens=10))

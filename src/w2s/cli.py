@@ -23,7 +23,29 @@ _S, _DS = field_docs(SamplingParams), SamplingParams()
 
 
 class _Group(click.Group):
-    """Turns errors into one clean line instead of a traceback."""
+    """Turns errors into one clean line instead of a traceback (usage errors too: click's
+    own are four lines with a usage banner)."""
+
+    def main(self, args: Any = None, prog_name: str | None = None,  # type: ignore[override]
+             complete_var: str | None = None, standalone_mode: bool = True,
+             **extra: Any) -> Any:
+        try:
+            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.UsageError as e:
+            hint = f" (see '{e.ctx.command_path} --help')" if e.ctx is not None else ""
+            click.echo(f"error: {e.format_message()}{hint}", err=True)
+            sys.exit(e.exit_code)
+        except click.ClickException as e:
+            click.echo(f"error: {e.format_message()}", err=True)
+            sys.exit(e.exit_code)
+        except click.exceptions.Exit as e:
+            sys.exit(e.exit_code)
+        except click.Abort:
+            click.echo("aborted", err=True)
+            sys.exit(1)
+        if standalone_mode:  # click returns an exit code (ctx.exit) instead of exiting
+            sys.exit(rv if isinstance(rv, int) else 0)
+        return rv
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -62,7 +84,9 @@ def read_prompts(prompt: tuple[str, ...], prompts_file: str | None) -> list[str]
         path = Path(prompts_file)
         if not path.is_file():
             raise W2SError(f"prompts file {prompts_file!r} does not exist")
-        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        from w2s.textfile import check_text, read_utf8
+
+        for n, line in enumerate(read_utf8(path).splitlines(), 1):
             if not line.strip():
                 continue
             try:
@@ -71,6 +95,7 @@ def read_prompts(prompt: tuple[str, ...], prompts_file: str | None) -> list[str]
                 raise W2SError(f"{prompts_file}:{n}: not valid JSON ({e.msg})") from None
             if not isinstance(row, dict) or not isinstance(row.get("prompt"), str):
                 raise W2SError(f"{prompts_file}:{n}: each line needs a string field 'prompt'")
+            check_text(row["prompt"], f"{prompts_file}:{n}")
             prompts.append(row["prompt"])
         if not prompts:
             raise W2SError(f"prompts file {prompts_file!r} has no prompts")
@@ -320,7 +345,7 @@ def generate(base: str | None, base_url: str | None, base_model: str | None,
 @click.option("--quick", is_flag=True, help="A smoke run of a few seconds (4 prompts, 1 seed).")
 @click.option("--prompts", type=click.IntRange(min=1), default=None,
               help="Number of held-out prompts [default: 64, quick: 4].")
-@click.option("--seeds", type=click.IntRange(min=1), default=None,
+@click.option("--seeds", type=click.IntRange(1, 10_000), default=None,
               help="Number of seeds per prompt [default: 3, quick: 1].")
 @click.option("--models", metavar="DIR", default=None,
               help="Folder of zoo models [default: the shipped zoo].")
@@ -348,7 +373,7 @@ def demo(out: str | None, quick: bool, prompts: int | None, seeds: int | None,
 @click.option("--limit", type=click.IntRange(min=1), default=None,
               help="Only the first N prompts (a quick look; rows are reused when you rerun "
               "with more).")
-@click.option("--seeds", type=click.IntRange(min=1), default=None,
+@click.option("--seeds", type=click.IntRange(1, 10_000), default=None,
               help="Run seeds 0..N-1 instead of the config's seeds.")
 @click.option("--restart", is_flag=True, help="Discard earlier results in --out and start over.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=None,
@@ -410,11 +435,12 @@ def report(results: str, out: str | None, gold: str | None) -> None:
 
     Every row in the file is reported (old sweep points and seeds included); a label used with
     two settings shows as two methods, told apart by their hash."""
-    from w2s.evaluate.report import write_report
+    from w2s.evaluate.report import check_rows, write_report
     from w2s.evaluate.store import read_rows
 
     path = Path(results)
     rows = read_rows(path)
+    check_rows(rows, str(path))
     paths = write_report(rows, Path(out) if out else path.parent, gold=gold)
     click.echo(f"table: {paths['markdown']}" + _plots_line(paths))
 

@@ -47,6 +47,7 @@ GUIDE_KEYS = {"tuned", "untuned", "arm", "reward_model", "reward_label", "weight
 ENGINE_KEYS = {"url": str, "model": str, "tokenizer": str, "max_concurrency": int,
                "timeout": (int, float), "max_retries": int}
 SAMPLING_FIELDS = [f.name for f in dataclasses.fields(SamplingParams) if f.name != "seed"]
+MAX_SEEDS = 10_000
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 
 
@@ -156,11 +157,17 @@ def parse_config(data: dict[str, Any], path: Path) -> EvalConfig:
     sampling = _sampling(data.get("sampling") or {}, SamplingParams(), path.name)
     seeds = data.get("seeds", 1)
     if isinstance(seeds, int) and not isinstance(seeds, bool):
-        if seeds < 1:
-            raise W2SError(f"{path.name}: seeds must be >= 1, got {seeds}")
+        if not 1 <= seeds <= MAX_SEEDS:
+            raise W2SError(f"{path.name}: seeds must be a count from 1 to {MAX_SEEDS}, got "
+                           f"{seeds}")
         seeds = list(range(seeds))
-    if not (isinstance(seeds, list) and seeds and all(isinstance(s, int) for s in seeds)):
+    if not (isinstance(seeds, list) and seeds and all(isinstance(s, int)
+                                                      and not isinstance(s, bool)
+                                                      for s in seeds)):
         raise W2SError(f"{path.name}: seeds must be a count or a list of integers")
+    if not all(-(2**63) <= s < 2**63 for s in seeds):
+        raise W2SError(f"{path.name}: seeds must be 64-bit signed integers (-2**63 to "
+                       f"2**63-1)")
     prompts = data.get("prompts")
     if prompts is not None and (not isinstance(prompts, int) or isinstance(prompts, bool)
                                 or prompts < 1):

@@ -38,6 +38,20 @@ def check_rows(rows: Sequence[dict[str, Any]], where: str = "the results") -> No
                            "results file?")
 
 
+def unique_rows(rows: Sequence[dict[str, Any]]) -> tuple[list[dict[str, Any]], int]:
+    """Each (method hash, seed, prompt) once, the first row kept: a file two runs appended to
+    (or rows pasted twice) must not count a prompt twice. Returns the rows and how many were
+    dropped."""
+    seen: set[tuple[Any, Any, Any]] = set()
+    out = []
+    for r in rows:
+        key = (r.get("hash", r.get("method")), r.get("seed"), r.get("prompt_index"))
+        if key not in seen:
+            seen.add(key)
+            out.append(r)
+    return out, len(rows) - len(out)
+
+
 def prompt_mean_se(sel: Sequence[dict[str, Any]], value: Any) -> tuple[float, float] | None:
     """Mean and standard error over prompts: each prompt's seeds are averaged first (a prompt's
     outputs are correlated, so prompts, not rows, are the independent samples)."""
@@ -141,6 +155,7 @@ def write_report(rows: Sequence[dict[str, Any]], out: Path, *, title: str = "",
     if not rows:
         raise W2SError("no result rows to report")
     check_rows(rows)
+    rows, duplicated = unique_rows(rows)
     summary = summarize(rows)
     gold_names = list(dict.fromkeys(g for s in summary for g in s["gold"]))
     if gold is not None and gold not in gold_names:
@@ -156,6 +171,9 @@ def write_report(rows: Sequence[dict[str, Any]], out: Path, *, title: str = "",
     console = console or (Console() if sys.stdout.isatty() else Console(width=160))
     table = rich_table(summary, title)
     console.print(table)
+    if duplicated:
+        console.print(f"note: {duplicated} duplicated row(s) (same method, seed and prompt) "
+                      "were counted once")
     (out / "summary.md").write_text(f"**{title}** (mean ± standard error over prompts; each "
                                     f"prompt's seeds averaged first)\n\n{markdown(summary)}",
                                     encoding="utf-8")
@@ -163,7 +181,8 @@ def write_report(rows: Sequence[dict[str, Any]], out: Path, *, title: str = "",
     rec = Console(width=160, record=True, file=io.StringIO())
     rec.print(table)
     (out / "summary.txt").write_text(rec.export_text(), encoding="utf-8")
-    paths: dict[str, Any] = {"summary": summary, "markdown": out / "summary.md"}
+    paths: dict[str, Any] = {"summary": summary, "markdown": out / "summary.md",
+                             "duplicates": duplicated}
     paths["plots"] = []
     if gold is not None:
         paths["frontier"] = plot_frontier(summary, out / "gold_vs_kl.png", gold=gold, x="kl",

@@ -8,11 +8,14 @@ rerunning the same command does only what is missing.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import os
 import resource
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -89,6 +92,44 @@ def run_eval(cfg: EvalConfig, out: Path, *, limit: int | None = None, restart: b
     prompts = task.prompts[:n]
     seeds = seeds if seeds is not None else cfg.seeds
     chat = cfg.chat if cfg.chat is not None else task.chat
+    out.mkdir(parents=True, exist_ok=True)
+    with exclusive(out / (RESULTS + ".lock")):
+        return _run_locked(cfg, out, task, prompts, seeds, chat, restart, show_progress)
+
+
+@contextlib.contextmanager
+def exclusive(lock: Path) -> Iterator[None]:
+    """Hold ``lock`` for the whole run: a second ``w2s eval`` on the same folder would append
+    every row again (and reports would count each prompt twice), so it is refused. The lock
+    is the OS's (``fcntl.flock``): a killed run releases it at once."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX: no lock, as before
+        yield
+        return
+    with open(lock, "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            who = f.read().strip() or "another process"
+            raise W2SError(f"another w2s eval ({who}) is writing to {lock.parent}; wait for it "
+                           "or use another --out") from None
+        f.seek(0)
+        f.truncate()
+        f.write(f"pid {os.getpid()}")
+        f.flush()
+        try:
+            yield
+        finally:
+            f.seek(0)
+            f.truncate()
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _run_locked(cfg: EvalConfig, out: Path, task: Any, prompts: list[str], seeds: list[int],
+                chat: bool, restart: bool, show_progress: bool) -> list[dict[str, Any]]:
+    n = len(prompts)
     path = out / RESULTS
     if restart and path.exists():
         path.unlink()

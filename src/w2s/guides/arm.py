@@ -17,7 +17,7 @@ from collections.abc import Sequence
 import torch
 
 from w2s.guides.base import Guide
-from w2s.guides.pair import PairGuide
+from w2s.guides.pair import PairGuide, check_guide_model
 from w2s.models.hf import HFModel
 from w2s.models.refs import resolve_model
 
@@ -37,6 +37,9 @@ class ARMGuide(Guide):
                         ended: Sequence[bool] | None = None) -> tuple[torch.Tensor, int]:
         sums, n = PairGuide._logprob_sums(self.arm, prompts, responses, ended)
         return sums.float(), n
+
+    def check_prompts(self, prompts: Sequence[str], max_new_tokens: int) -> None:
+        check_guide_model(self.arm, prompts, max_new_tokens)
 
     def lengths(self, responses: Sequence[str], ended: Sequence[bool] | None
                 ) -> torch.Tensor:

@@ -58,6 +58,10 @@ class Guide:
         """Scores ``(B,)`` and the number of response tokens the guide's models processed."""
         raise NotImplementedError
 
+    def check_prompts(self, prompts: Sequence[str], max_new_tokens: int) -> None:
+        """Refuse, before any work, prompts this guide's models cannot take with
+        ``max_new_tokens`` more (a guide may have a shorter context than the base)."""
+
     def lengths(self, responses: Sequence[str], ended: Sequence[bool] | None
                 ) -> torch.Tensor | None:
         """``(B,)`` response lengths in this guide's own tokens when its score is a sum over
@@ -109,6 +113,10 @@ class WeightedGuide(Guide):
                            f"{normalize!r}")
         self.terms = [(float(w), g) for w, g in terms]
         self.normalize = normalize
+
+    def check_prompts(self, prompts: Sequence[str], max_new_tokens: int) -> None:
+        for _, g in self.terms:
+            g.check_prompts(prompts, max_new_tokens)
 
     def normalized(self, normalize: str) -> WeightedGuide:
         return WeightedGuide(self.terms, normalize)

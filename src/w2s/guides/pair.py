@@ -24,6 +24,16 @@ from w2s.models.hf import HFModel
 from w2s.models.refs import resolve_model
 
 
+def check_guide_model(model: HFModel, prompts: Sequence[str], max_new_tokens: int) -> None:
+    """The base's check, for a guide's model (+1 for the end-of-sequence token it scores)."""
+    checker = getattr(model, "check_prompts", None)
+    if checker is not None:
+        try:
+            checker(prompts, max_new_tokens + 1)
+        except W2SError as e:
+            raise W2SError(f"guide: {e}") from None
+
+
 def finite_scores(model: HFModel, sums: torch.Tensor) -> torch.Tensor:
     """``sums`` after refusing NaN or inf: a broken guide model must not rank candidates."""
     if not bool(torch.isfinite(sums).all()):
@@ -51,6 +61,10 @@ class PairGuide(Guide):
              chat: bool = False) -> PairGuide:
         return cls(HFModel.load(resolve_model(tuned), dtype=dtype, device=device, chat=chat),
                    HFModel.load(resolve_model(untuned), dtype=dtype, device=device, chat=chat))
+
+    def check_prompts(self, prompts: Sequence[str], max_new_tokens: int) -> None:
+        for m in (self.tuned, self.untuned):
+            check_guide_model(m, prompts, max_new_tokens)
 
     def lengths(self, responses: Sequence[str], ended: Sequence[bool] | None
                 ) -> torch.Tensor:

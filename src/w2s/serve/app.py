@@ -207,6 +207,8 @@ def plan(server: Server, req: Any, prompts: list[str], max_tokens: int | None) -
             stop=req.stops() or s.stop, seed=s.seed if req.seed is None else req.seed,
             ignore_eos=s.ignore_eos if req.ignore_eos is None else req.ignore_eos)
         server.backend.check_prompts(list(dict.fromkeys(prompts)), max_new)
+        if guide is not None:
+            guide.check_prompts(list(dict.fromkeys(prompts)), max_new)
     except W2SError as e:
         raise ApiError(400, str(e), param="prompt") from None
     samplings = [replace(base, seed=_wrap(base.seed + i)) for i in range(req.n)]
@@ -319,7 +321,11 @@ def create_app(server: Server) -> FastAPI:
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, e: StarletteHTTPException) -> JSONResponse:
         kind = "not_found_error" if e.status_code == 404 else "invalid_request_error"
-        return error_response(e.status_code, str(e.detail), kind, headers=e.headers)
+        detail = str(e.detail)
+        if e.status_code in (404, 405) and detail in ("Not Found", "Method Not Allowed"):
+            detail = (f"no route {request.method} {request.url.path}; the API is listed at "
+                      "/docs")
+        return error_response(e.status_code, detail, kind, headers=e.headers)
 
     @app.exception_handler(Exception)
     async def _bug(request: Request, e: Exception) -> JSONResponse:

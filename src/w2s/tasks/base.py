@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from w2s.errors import W2SError
+from w2s.textfile import check_text, read_utf8
 
 GoldFn = Callable[[Sequence[str], Sequence[str]], list[float]]
 """(prompts, responses) -> one gold reward per response, higher is better."""
@@ -43,7 +44,7 @@ def read_records(path: Path) -> list[dict[str, Any]]:
     """Rows of a JSON list or a JSONL file, with clear errors that name the line."""
     import json
 
-    text = path.read_text(encoding="utf-8")
+    text = read_utf8(path)
     if text.lstrip().startswith("["):
         try:
             rows = json.loads(text)
@@ -57,8 +58,10 @@ def read_records(path: Path) -> list[dict[str, Any]]:
                     rows.append(json.loads(line))
                 except json.JSONDecodeError as e:
                     raise W2SError(f"{path}:{n}: not valid JSON ({e.msg})") from None
-    if not all(isinstance(r, dict) for r in rows):
+    if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
         raise W2SError(f"{path}: every record must be a JSON object")
+    for n, r in enumerate(rows, 1):
+        check_text(r, f"{path}: record {n}")
     return rows
 
 

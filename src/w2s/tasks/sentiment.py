@@ -8,7 +8,6 @@ independent scorer so a reader can see gains are not an artefact of one lexicon.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from w2s.errors import W2SError
@@ -18,10 +17,17 @@ from w2s.tasks.gold import GOLD_SCORERS, textblob, vader  # noqa: F401 - re-expo
 PROMPTS_FILE = Path(__file__).resolve().parent.parent / "zoo" / "models" / "prompts.jsonl"
 
 
+def pick_prompt(row: dict, path: Path, n: int) -> str:
+    if not isinstance(row.get("prompt"), str):
+        raise W2SError(f"{path}: record {n} needs a string field 'prompt'")
+    return row["prompt"]
+
+
 def load_prompts(path: Path = PROMPTS_FILE, limit: int | None = None) -> list[str]:
     """The held-out review prefixes shipped with the zoo (disjoint from its training text)."""
-    rows = [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines() if x.strip()]
-    prompts = [r["prompt"] for r in rows]
+    from w2s.tasks.base import read_records
+
+    prompts = [pick_prompt(r, path, n) for n, r in enumerate(read_records(path), 1)]
     return prompts[:limit] if limit else prompts
 
 

@@ -1,0 +1,267 @@
+"""The bad-input table: every bad input below, through the CLI, the Python API, eval configs
+and the server, gets one line (no traceback) and the exit code or HTTP status listed in
+docs/errors.md, which this test writes with W2S_UPDATE_ERRORS=1 and otherwise checks, so the
+published table is always what a user sees."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import pytest
+from click.testing import CliRunner
+
+import w2s
+from w2s import W2SError
+from w2s.cli import cli
+from w2s.zoo import ZOO_DIR
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[1]
+DOC = ROOT / "docs" / "errors.md"
+Z = ["--base", "zoo:base", "--tuned", "zoo:tuned", "--untuned", "zoo:untuned"]
+G = ["generate", *Z, "--prompt", "The movie was", "--max-new-tokens", "4"]
+
+
+def cli_case(*args: str, files: dict[str, bytes] | None = None) -> Callable:
+    def run(tmp: Path) -> tuple[str, str]:
+        for name, data in (files or {}).items():
+            (tmp / name).write_bytes(data)
+        argv = [a.replace("TMP", str(tmp)) for a in args]
+        res = CliRunner().invoke(cli, argv, prog_name="w2s")
+        return res.output, f"exit {res.exit_code}"
+    return run
+
+
+def api_case(fn: Callable[[], object]) -> Callable:
+    def run(tmp: Path) -> tuple[str, str]:
+        try:
+            fn()
+        except W2SError as e:
+            return str(e), "W2SError"
+        return "(accepted)", "no error"
+    return run
+
+
+def config_case(data: dict) -> Callable:
+    def run(tmp: Path) -> tuple[str, str]:
+        from w2s.evaluate.config import parse_config
+
+        base = {"name": "t", "task": "sentiment", "base": "zoo:base",
+                "guide": {"tuned": "zoo:tuned", "untuned": "zoo:untuned"},
+                "methods": ["sample"]}
+        try:
+            parse_config({**base, **data}, tmp / "cfg.yaml")
+        except W2SError as e:
+            return str(e), "W2SError"
+        return "(accepted)", "no error"
+    return run
+
+
+def http_case(path: str, body: object, headers: dict | None = None, method: str = "POST"
+              ) -> Callable:
+    def run(tmp: Path, server) -> tuple[str, str]:  # noqa: ANN001
+        h = server.headers() if headers is None else headers
+        r = (httpx.post(server.url + path, json=body, headers=h, timeout=60)
+             if method == "POST" else httpx.get(server.url + path, headers=h, timeout=60))
+        return r.json()["error"]["message"], f"HTTP {r.status_code}"
+    return run
+
+
+def _second_writer() -> None:
+    import tempfile
+
+    from w2s.evaluate.run import exclusive
+
+    lock = Path(tempfile.mkdtemp()) / "results.jsonl.lock"
+    with exclusive(lock), exclusive(lock):
+        pass
+
+
+@pytest.fixture(scope="module")
+def zoo():
+    return (w2s.HFModel.load(str(ZOO_DIR / "base")),
+            w2s.PairGuide.load(str(ZOO_DIR / "tuned"), str(ZOO_DIR / "untuned")))
+
+
+def cases(zoo) -> list[tuple[str, str, Callable]]:  # noqa: ANN001
+    base, pair = zoo
+    S = w2s.SamplingParams  # noqa: N806
+    return [
+        # ---------------------------------------------------------------- CLI
+        ("CLI", "no base", cli_case("generate", "--prompt", "x")),
+        ("CLI", "no prompt", cli_case("generate", *Z)),
+        ("CLI", "unknown method", cli_case(*G, "--method", "beam")),
+        ("CLI", "knob of another method (--beta with cbs)", cli_case(*G, "--beta", "2")),
+        ("CLI", "W = 0", cli_case(*G, "--w", "0")),
+        ("CLI", "infinite temperature", cli_case(*G, "--temperature", "inf")),
+        ("CLI", "NaN beta", cli_case(*G, "--method", "eft", "--beta", "nan")),
+        ("CLI", "negative top-k", cli_case(*G, "--top-k", "-1")),
+        ("CLI", "top-p 0", cli_case(*G, "--top-p", "0")),
+        ("CLI", "seed beyond 64 bits", cli_case(*G, "--seed", str(2**70))),
+        ("CLI", "max-new-tokens 0", cli_case(*G, "--max-new-tokens", "0")),
+        ("CLI", "prompt longer than the context", cli_case(
+            "generate", *Z, "--prompt", "word " * 300, "--max-new-tokens", "4")),
+        ("CLI", "--tuned without --untuned", cli_case(
+            "generate", "--base", "zoo:base", "--tuned", "zoo:tuned", "--prompt", "x")),
+        ("CLI", "a missing model folder", cli_case(
+            "generate", "--base", "./no/such/model", "--method", "sample", "--prompt", "x")),
+        ("CLI", "an unknown zoo role", cli_case("generate", "--base", "zoo:giant", "--method", "sample",
+                                                   "--prompt", "x")),
+        ("CLI", "a pair of two vocabularies", cli_case(
+            "generate", "--base", "zoo:base", "--tuned", "zoo:tuned", "--untuned", "zoo:xuntuned",
+            "--prompt", "x", "--max-new-tokens", "2")),
+        ("CLI", "EFT across vocabularies", cli_case(
+            "generate", "--base", "zoo:base", "--tuned", "zoo:xtuned", "--untuned",
+            "zoo:xuntuned", "--method", "eft", "--prompt", "x", "--max-new-tokens", "2")),
+        ("CLI", "a causal LM as --reward-model", cli_case(
+            "generate", "--base", "zoo:base", "--reward-model", "zoo:tuned", "--prompt", "x",
+            "--max-new-tokens", "2")),
+        ("CLI", "--weights with the wrong count", cli_case(*G, "--weights", "1,2")),
+        ("CLI", "--weights not numbers", cli_case(*G, "--weights", "a,b")),
+        ("CLI", "--return-all on sampling", cli_case(*G, "--method", "sample", "--return-all")),
+        ("CLI", "a bad CBS schedule", cli_case(*G, "--schedule", "4x4")),
+        ("CLI", "--device cuda without a GPU", cli_case(*G, "--device", "cuda")),
+        ("CLI", "--batch-size 0", cli_case(*G, "--batch-size", "0")),
+        ("CLI", "a missing prompts file", cli_case("generate", *Z, "--prompts-file",
+                                                 "TMP/none.jsonl")),
+        ("CLI", "a prompts file that is not UTF-8", cli_case(
+            "generate", *Z, "--prompts-file", "TMP/latin1.jsonl",
+            files={"latin1.jsonl": '{"prompt": "caf\u00e9"}\n'.encode("latin-1")})),
+        ("CLI", "a prompts file with a lone surrogate", cli_case(
+            "generate", *Z, "--prompts-file", "TMP/sur.jsonl",
+            files={"sur.jsonl": b'{"prompt": "bad \\ud800 text"}\n'})),
+        ("CLI", "a prompts line that is not JSON", cli_case(
+            "generate", *Z, "--prompts-file", "TMP/bad.jsonl", files={"bad.jsonl": b"{nope\n"})),
+        ("CLI", "a prompts line without 'prompt'", cli_case(
+            "generate", *Z, "--prompts-file", "TMP/np.jsonl", files={"np.jsonl": b'{"q": 1}\n'})),
+        ("CLI", "eval: an unknown config", cli_case("eval", "no-such-config")),
+        ("CLI", "eval: a config that is not YAML", cli_case(
+            "eval", "TMP/c.yaml", files={"c.yaml": b"name: [unclosed\n"})),
+        ("CLI", "report: a missing results file", cli_case("report", "TMP/none.jsonl")),
+        ("CLI", "report: a file of foreign rows", cli_case(
+            "report", "TMP/r.jsonl", files={"r.jsonl": b'{"a": 1}\n'})),
+        ("CLI", "report: a malformed middle line", cli_case(
+            "report", "TMP/m.jsonl", files={"m.jsonl": b'{"a": 1}\nnot json\n{"b": 2}\n'})),
+        ("CLI", "serve: --tuned without a base", cli_case("serve", "--tuned", "zoo:tuned")),
+        ("CLI", "serve: an unknown default method", cli_case("serve", "--method", "zzz")),
+        ("CLI", "zoo get: an unknown model", cli_case("zoo", "get", "gpt5")),
+        # ---------------------------------------------------------------- Python API
+        ("API", "SamplingParams in the knobs' place",
+         api_case(lambda: w2s.cbs(base, pair, ["x"], S()))),
+        ("API", "a dict as the sampling settings",
+         api_case(lambda: w2s.sample(base, None, ["x"], {"max_new_tokens": 5}))),
+        ("API", "an infinite temperature", api_case(lambda: S(temperature=float("inf")))),
+        ("API", "a seed beyond 64 bits", api_case(lambda: S(seed=2**64))),
+        ("API", "a string as max_new_tokens", api_case(lambda: S(max_new_tokens="5"))),
+        ("API", "an empty stop string", api_case(lambda: S(stop=("",)))),
+        ("API", "beta = inf", api_case(lambda: w2s.EFTParams(beta=float("inf")))),
+        ("API", "W and a schedule", api_case(lambda: w2s.SearchParams(w=2, schedule="2:2"))),
+        ("API", "no prompts", api_case(lambda: w2s.sample(base, None, []))),
+        ("API", "a prompt that is not a string", api_case(lambda: w2s.sample(base, None, [3]))),
+        ("API", "a lone surrogate in a prompt",
+         api_case(lambda: w2s.sample(base, None, ["bad \ud800"]))),
+        ("API", "CBS without a guide", api_case(lambda: w2s.cbs(base, None, ["x"]))),
+        ("API", "a string as the guide", api_case(lambda: w2s.cbs(base, "pair", ["x"]))),
+        ("API", "EFT with a reward-model-free sum that is not pairs",
+         api_case(lambda: w2s.eft(base, None, ["x"]))),
+        ("API", "negative expert weights", api_case(
+            lambda: w2s.eft(base, -1.0 * pair + pair, ["x"], None, S(max_new_tokens=2)))),
+        ("API", "a weighted guide with no terms", api_case(lambda: w2s.WeightedGuide([]))),
+        ("API", "an unknown normalisation",
+         api_case(lambda: (pair + pair).normalized("softmax"))),
+        ("API", "device cuda without a GPU",
+         api_case(lambda: w2s.HFModel.load(str(ZOO_DIR / "base"), device="cuda"))),
+        ("API", "a chat message with an unknown role",
+         api_case(lambda: w2s.chat.ChatPrompt([{"role": "robot", "content": "x"}]))),
+        # ---------------------------------------------------------------- eval configs
+        ("config", "an unknown top-level key", config_case({"sampler": {}})),
+        ("config", "an unknown method", config_case({"methods": ["beam"]})),
+        ("config", "an unknown knob", config_case({"methods": [{"method": "cbs", "beta": 1}]})),
+        ("config", "W = 0 in a sweep", config_case({"methods": [{"method": "cbs", "w": [4, 0]}]})),
+        ("config", "an empty sweep", config_case({"methods": [{"method": "bon", "n": []}]})),
+        ("config", "an infinite temperature",
+         config_case({"sampling": {"temperature": float("inf")}})),
+        ("config", "a guide with tuned only", config_case({"guide": {"tuned": "zoo:tuned"}})),
+        ("config", "a missing model", config_case({"base": "./missing"})),
+        ("config", "expert weights of the wrong count", config_case(
+            {"guide": {"tuned": ["zoo:tuned", "zoo:otuned"], "untuned": "zoo:untuned",
+                       "weights": [1]}})),
+        ("config", "an unknown normalisation", config_case(
+            {"guide": {"tuned": "zoo:tuned", "untuned": "zoo:untuned", "normalize": "max"}})),
+        ("config", "weights that are not numbers",
+         config_case({"methods": [{"method": "eft", "weights": ["a"]}]})),
+        ("config", "model: tuned for a guided method",
+         config_case({"methods": [{"method": "cbs", "model": "tuned"}]})),
+        ("config", "a seed beyond 64 bits", config_case({"seeds": [2**64]})),
+        ("config", "a billion seeds", config_case({"seeds": 10**9})),
+        ("API", "a second eval writing to the same folder", api_case(_second_writer)),
+        # ---------------------------------------------------------------- server
+        ("server", "no API key", http_case("/v1/completions", {"prompt": "x"}, headers={})),
+        ("server", "a wrong API key", http_case("/v1/completions", {"prompt": "x"},
+                                                headers={"Authorization": "Bearer nope"})),
+        ("server", "an unknown field", http_case("/v1/completions", {"prompt": "x", "foo": 1})),
+        ("server", "logprobs (not implemented)",
+         http_case("/v1/completions", {"prompt": "x", "logprobs": 2})),
+        ("server", "an unknown method",
+         http_case("/v1/completions", {"prompt": "x", "w2s": {"method": "beam"}})),
+        ("server", "a knob of another method",
+         http_case("/v1/completions", {"prompt": "x", "w2s": {"method": "cbs", "beta": 1}})),
+        ("server", "W = 0", http_case("/v1/completions",
+                                      {"prompt": "x", "w2s": {"method": "cbs", "w": 0}})),
+        ("server", "max_tokens over the limit",
+         http_case("/v1/completions", {"prompt": "x", "max_tokens": 10**6})),
+        ("server", "n over the limit", http_case("/v1/completions", {"prompt": "x", "n": 99})),
+        ("server", "more rows than --max-rows", http_case(
+            "/v1/completions", {"prompt": "x", "w2s": {"method": "bon", "n": 10**6}})),
+        ("server", "another model's name",
+         http_case("/v1/completions", {"prompt": "x", "model": "gpt-4"})),
+        ("server", "a prompt longer than the context",
+         http_case("/v1/completions", {"prompt": "word " * 300, "max_tokens": 4})),
+        ("server", "request weights of the wrong count", http_case(
+            "/v1/completions", {"prompt": "x", "w2s": {"method": "cbs", "weights": [1, 2]}})),
+        ("server", "empty chat messages", http_case("/v1/chat/completions", {"messages": []})),
+        ("server", "a chat message with an unknown role", http_case(
+            "/v1/chat/completions", {"messages": [{"role": "robot", "content": "x"}]})),
+        ("server", "an unknown route", http_case("/v1/engines", None, method="GET")),
+    ]
+
+
+def _clean(msg: str, tmp: Path) -> str:
+    msg = msg.strip().removeprefix("error: ")
+    msg = msg.replace(str(tmp), "<tmp>").replace(str(ZOO_DIR), "<zoo>")
+    msg = re.sub(r"/tmp/pytest-of-[^/\s']+/pytest-\d+/[^/\s']+", "<tmp>", msg)
+    msg = re.sub(r"/tmp/tmp\w+", "<tmp>", msg)
+    msg = re.sub(r"pid \d+", "pid N", msg)
+    return msg.replace("|", "\\|")
+
+
+def test_every_bad_input_gets_one_line_and_the_published_table_is_true(zoo, w2s_server,
+                                                                         tmp_path):
+    rows, problems = [], []
+    for surface, what, run in cases(zoo):
+        tmp = tmp_path / f"c{len(rows)}"
+        tmp.mkdir()
+        msg, code = run(tmp, w2s_server) if surface == "server" else run(tmp)
+        lines = [x for x in msg.strip().splitlines() if x.strip()]
+        if (len(lines) != 1 or "Traceback" in msg or code in ("no error", "exit 0", "exit 1")
+                or code.startswith("HTTP 5")):
+            problems.append(f"{surface} / {what}: {code}: {msg!r}")
+        rows.append(f"| {surface} | {what} | {_clean(msg, tmp)} | {code} |")
+    assert not problems, "\n".join(problems)
+    assert len(rows) >= 60
+    text = ("# Bad inputs and what w2s says\n\n"
+            "Every row is tried by `tests/test_errors.py` on each test run (regenerate this "
+            "page with `W2S_UPDATE_ERRORS=1 make test`); no bad input reaches a user as a "
+            "Python traceback (set `W2S_DEBUG=1` to see one for an unexpected error). CLI "
+            "errors exit 2, API errors raise `w2s.W2SError`, server errors are OpenAI's JSON "
+            f"error body with a 4xx status. {len(rows)} inputs.\n\n"
+            "| where | bad input | the message | result |\n|---|---|---|---|\n"
+            + "\n".join(rows) + "\n")
+    if os.environ.get("W2S_UPDATE_ERRORS") == "1":
+        DOC.write_text(text, encoding="utf-8")
+    assert DOC.read_text(encoding="utf-8") == text, (
+        "docs/errors.md is out of date: run W2S_UPDATE_ERRORS=1 pytest tests/test_errors.py")

@@ -1,0 +1,94 @@
+"""Property: every value a user can give a knob dataclass or an eval config is either accepted
+(and then round-trips through strict JSON: no NaN, no Infinity) or refused with one
+``W2SError``; never another exception, never a silently odd value."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from w2s import W2SError
+from w2s.params import (
+    BestOfNParams,
+    DLFParams,
+    EFTParams,
+    NudgingParams,
+    SamplingParams,
+    SearchParams,
+)
+
+ANY = st.one_of(
+    st.none(), st.booleans(), st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=8),
+    st.lists(st.text(max_size=4), max_size=3), st.sampled_from(["8:4,4:4", "", "4:0", "x"]))
+CLASSES = [SamplingParams, SearchParams, BestOfNParams, EFTParams, DLFParams, NudgingParams]
+
+
+@pytest.mark.parametrize("cls", CLASSES, ids=lambda c: c.__name__)
+@settings(max_examples=150, deadline=None)
+@given(data=st.data())
+def test_knobs_are_accepted_and_round_trip_or_refused_in_one_line(cls, data):
+    names = [f.name for f in dataclasses.fields(cls)]
+    kw = data.draw(st.dictionaries(st.sampled_from(names), ANY, max_size=len(names)))
+    try:
+        p = cls(**kw)
+    except W2SError as e:
+        assert "\n" not in str(e) and str(e)
+        return
+    text = json.dumps(p.to_dict(), allow_nan=False)  # raises on NaN / Infinity
+    assert cls.from_dict(json.loads(text)) == p
+    for v in p.to_dict().values():
+        assert not (isinstance(v, float) and not math.isfinite(v))
+
+
+@settings(max_examples=100, deadline=None)
+@given(seeds=st.one_of(st.integers(-(2**70), 2**70),
+                       st.lists(st.integers(-(2**70), 2**70), min_size=1, max_size=3)))
+def test_config_seeds_are_refused_now_or_accepted_for_good(seeds):
+    from w2s.evaluate.config import parse_config
+
+    data = {"name": "t", "task": "sentiment", "base": "zoo:base", "methods": ["sample"],
+            "seeds": seeds}
+    try:
+        cfg = parse_config(data, Path("/nonexistent/cfg.yaml"))
+    except W2SError:
+        return
+    for seed in cfg.seeds:
+        SamplingParams(seed=seed)  # a run makes exactly this: it must not fail there
+
+
+SAMPLING = st.dictionaries(
+    st.sampled_from(["max_new_tokens", "temperature", "top_p", "top_k", "stop", "ignore_eos",
+                     "nonsense"]), ANY, max_size=3)
+METHOD = st.fixed_dictionaries(
+    {"method": st.sampled_from(["sample", "bon", "cbs", "eft", "dlf", "nudging", "beam"])},
+    optional={"w": ANY, "n": ANY, "beta": ANY, "gamma": ANY, "alpha_max": ANY, "l": ANY,
+              "schedule": ANY, "weights": ANY, "label": ANY})
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(sampling=SAMPLING, methods=st.lists(METHOD, min_size=1, max_size=2),
+       seeds=st.one_of(st.integers(-3, 3), st.lists(st.integers(-(2**64), 2**64), max_size=3),
+                       ANY))
+def test_eval_configs_are_accepted_or_refused_in_one_line(sampling, methods, seeds):
+    from w2s.evaluate.config import parse_config
+
+    data = {"name": "t", "task": "sentiment", "base": "zoo:base",
+            "guide": {"tuned": "zoo:tuned", "untuned": "zoo:untuned"},
+            "sampling": sampling, "methods": methods, "seeds": seeds}
+    try:
+        cfg = parse_config(data, Path("/nonexistent/cfg.yaml"))
+    except W2SError as e:
+        assert "\n" not in str(e) and str(e)
+        return
+    for m in cfg.methods:
+        json.dumps({"params": m.params.to_dict() if m.params else {},
+                    "sampling": m.sampling.to_dict()}, allow_nan=False)
+        for seed in cfg.seeds:  # what a run does with each: accepted now, accepted then
+            dataclasses.replace(m.sampling, seed=seed)
