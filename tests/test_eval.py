@@ -502,3 +502,30 @@ def test_the_report_counts_a_duplicated_row_once(small_run, tmp_path):
     twice = write_report(rows + rows[:5], tmp_path / "b")
     assert twice["duplicates"] == 5 and once["duplicates"] == 0
     assert twice["summary"] == once["summary"]
+
+
+@pytest.mark.slow
+def test_a_second_eval_process_on_the_same_folder_is_refused(tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    import yaml
+
+    data = config(tmp_path, [{"method": "cbs", "w": 2, "k": 2, "l": 4}], prompts=24,
+                  seeds=[0], batch_size=4)
+    (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(data))
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "w2s.cli", "eval", str(tmp_path / "cfg.yaml"), "--out", str(out),
+           "--no-progress"]
+    first = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    results = out / "results.jsonl"
+    deadline = time.time() + 120
+    while not (results.exists() and results.read_text()) and time.time() < deadline:
+        time.sleep(0.05)  # the first run is writing
+    second = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert first.wait(timeout=300) == 0
+    assert second.returncode == 2
+    assert "another w2s eval (pid" in second.stderr and len(second.stderr.splitlines()) == 1
+    keys = [row_key(r) for r in read_rows(results)]
+    assert len(keys) == len(set(keys)) == 24  # nothing written twice
