@@ -92,3 +92,11 @@ def test_eval_configs_are_accepted_or_refused_in_one_line(sampling, methods, see
                     "sampling": m.sampling.to_dict()}, allow_nan=False)
         for seed in cfg.seeds:  # what a run does with each: accepted now, accepted then
             dataclasses.replace(m.sampling, seed=seed)
+
+
+def test_non_finite_metrics_are_written_as_null_never_as_invalid_json():
+    from w2s.textfile import strict_json
+
+    text = strict_json({"kl": float("inf"), "gold": {"v": float("nan")}, "xs": [1.0, -math.inf]})
+    assert json.loads(text) == {"kl": None, "gold": {"v": None}, "xs": [1.0, None]}
+    assert "Infinity" not in text and "NaN" not in text

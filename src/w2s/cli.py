@@ -329,7 +329,9 @@ def generate(base: str | None, base_url: str | None, base_model: str | None,
             if return_all:
                 row["candidates"] = [{"response": c.text, "score": c.score,
                                       "finished": c.finished} for c in r.candidates]
-            click.echo(json.dumps(row, ensure_ascii=False))
+            from w2s.textfile import strict_json
+
+            click.echo(strict_json(row, ensure_ascii=False))
         else:
             score = "" if r.score is None else f"  [score {r.score:+.3f}]"
             click.echo(f"{r.prompt}\u2192{r.text}{score}")

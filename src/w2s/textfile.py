@@ -7,6 +7,7 @@ not valid text), used to surface deep inside a tokenizer as ``unexpected Unicode
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -38,3 +39,17 @@ def check_text(value: Any, where: str) -> None:
     elif isinstance(value, list):
         for v in value:
             check_text(v, where)
+
+
+def strict_json(value: Any, **kw: Any) -> str:
+    """JSON that every parser reads: a non-finite float (a NaN or infinite metric) is written
+    as null instead of Python's ``NaN``/``Infinity``, which are not JSON."""
+    def clean(v: Any) -> Any:
+        if isinstance(v, float) and not math.isfinite(v):
+            return None
+        if isinstance(v, dict):
+            return {k: clean(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [clean(x) for x in v]
+        return v
+    return json.dumps(clean(value), allow_nan=False, **kw)

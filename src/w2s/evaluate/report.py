@@ -19,6 +19,7 @@ from typing import Any
 
 from w2s.errors import W2SError
 from w2s.plots import mean_se
+from w2s.textfile import strict_json
 
 
 def family(label: str) -> str:
@@ -177,7 +178,7 @@ def write_report(rows: Sequence[dict[str, Any]], out: Path, *, title: str = "",
     (out / "summary.md").write_text(f"**{title}** (mean ± standard error over prompts; each "
                                     f"prompt's seeds averaged first)\n\n{markdown(summary)}",
                                     encoding="utf-8")
-    (out / "summary.json").write_text(json.dumps(summary, indent=1), encoding="utf-8")
+    (out / "summary.json").write_text(strict_json(summary, indent=1), encoding="utf-8")
     rec = Console(width=160, record=True, file=io.StringIO())
     rec.print(table)
     (out / "summary.txt").write_text(rec.export_text(), encoding="utf-8")

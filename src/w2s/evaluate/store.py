@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from w2s.errors import W2SError
+from w2s.textfile import strict_json
 
 Key = tuple[str, int, int]  # (method hash, seed, prompt index)
 
@@ -78,7 +79,7 @@ class ResultStore:
         if not rows:
             return
         with self.path.open("a", encoding="utf-8") as f:
-            f.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+            f.write("".join(strict_json(r, ensure_ascii=False) + "\n" for r in rows))
             f.flush()
             os.fsync(f.fileno())
         self.rows += rows
