@@ -236,6 +236,8 @@ def _clean(msg: str, tmp: Path) -> str:
     msg = re.sub(r"/tmp/pytest-of-[^/\s']+/pytest-\d+/[^/\s']+", "<tmp>", msg)
     msg = re.sub(r"/tmp/tmp\w+", "<tmp>", msg)
     msg = re.sub(r"pid \d+", "pid N", msg)
+    msg = re.sub(r"relative to \S+ and to the working directory",  # where the test runs
+                 "relative to <cwd> and to the working directory", msg)
     return msg.replace("|", "\\|")
 
 
