@@ -198,3 +198,11 @@ def test_eval_and_report_help():
     assert rep.returncode == 0 and "--gold" in rep.stdout
     missing = run_w2s("report", "/no/such/results.jsonl")
     assert_one_line_error(missing, "does not exist")
+
+
+def test_bare_commands_print_their_help_and_usage_errors_are_one_line():
+    out = run_w2s()
+    assert out.returncode == 0 and out.stdout.startswith("Usage: w2s") and not out.stderr
+    bad = run_w2s("generate", "--method", "beam", "--prompt", "x")
+    assert_one_line_error(bad, "Invalid value for '--method'", "(see 'w2s generate --help')")
+    assert bad.returncode == 2

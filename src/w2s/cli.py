@@ -32,6 +32,9 @@ class _Group(click.Group):
         try:
             rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except click.UsageError as e:
+            if isinstance(e, getattr(click.exceptions, "NoArgsIsHelpError", ())):  # bare `w2s`
+                click.echo(e.format_message())
+                sys.exit(0)
             hint = f" (see '{e.ctx.command_path} --help')" if e.ctx is not None else ""
             click.echo(f"error: {e.format_message()}{hint}", err=True)
             sys.exit(e.exit_code)
