@@ -107,26 +107,12 @@ def read_prompts(prompt: tuple[str, ...], prompts_file: str | None) -> list[str]
     return prompts
 
 
-def build_guide(tuned: tuple[str, ...], untuned: tuple[str, ...], reward_model: str | None,
-                weights: list[float] | None = None, *, dtype: str, device: str,
-                chat: bool, normalize: str = "raw", arm: tuple[str, ...] = ()):  # noqa: ANN201
-    """A pair guide, a reward-model guide, a weighted sum of several, or None."""
+def build_guide(spec: dict[str, Any], *, dtype: str, device: str, chat: bool):  # noqa: ANN201
+    """The guide a :func:`~w2s.guides.build.guide_spec` names (a pair, a reward model, a
+    weighted sum of several), or None."""
     from w2s.guides.build import guide_from_spec
     from w2s.models.refs import load_model
 
-    if bool(tuned) != bool(untuned):
-        raise W2SError("--tuned and --untuned go together: give both or neither")
-    spec: dict[str, Any] = {"tuned": list(tuned), "untuned": list(untuned)} if tuned else {}
-    if arm:
-        spec["arm"] = list(arm)
-    if reward_model:
-        spec["reward_model"] = reward_model
-    if weights is not None:
-        spec["weights"] = weights
-    spec["normalize"] = normalize
-    if (weights is not None or normalize != "raw") and not (tuned or arm or reward_model):
-        raise W2SError("--weights and --normalize act on the guide's terms; give "
-                       "--tuned/--untuned or --reward-model")
     return guide_from_spec(spec, dtype=dtype, device=device, chat=chat,
                            load_lm=lambda ref: load_model(ref, dtype=dtype, device=device,
                                                           chat=chat))
@@ -298,11 +284,9 @@ def generate(base: str | None, base_url: str | None, base_model: str | None,
     if batch_size < 1:
         raise W2SError(f"batch-size must be >= 1, got {batch_size}")
     prompts = read_prompts(prompt, prompts_file)
-    if bool(tuned) != bool(untuned):
-        raise W2SError("--tuned and --untuned go together: give both or neither")
-    from w2s.guides.build import parse_weights
+    from w2s.guides.build import guide_spec
 
-    weight_list = parse_weights(weights)
+    gspec = guide_spec(tuned, untuned, arm, reward_model, weights, normalize)
     problem = spec.guide_problem(bool(tuned and untuned) or bool(arm), bool(reward_model),
                                  pair_name="--tuned and --untuned (or --arm)",
                                  rm_name="--reward-model")
@@ -318,8 +302,7 @@ def generate(base: str | None, base_url: str | None, base_model: str | None,
         backend = load_model(base or "", dtype=dtype, device=device, chat=chat,
                              batch_size=batch_size)
     spec.check_backend(backend)
-    guide = build_guide(tuned, untuned, reward_model, weight_list, dtype=dtype, device=device,
-                        chat=chat, normalize=normalize, arm=arm)
+    guide = build_guide(gspec, dtype=dtype, device=device, chat=chat)
     results = spec.run(backend, guide, prompts, params, sampling, return_all=return_all)
     for r in results:
         if as_json:

@@ -45,9 +45,7 @@ def prepare(backend: Backend, prompts: Sequence[str], sampling: SamplingParams) 
     prompts = list(prompts)
     if not prompts:
         raise W2SError("no prompts given")
-    if not isinstance(sampling, SamplingParams):
-        raise W2SError(f"sampling must be a w2s.SamplingParams, got {type(sampling).__name__} "
-                       "(e.g. SamplingParams(max_new_tokens=50, seed=0))")
+    sampling = sampling_of(sampling)
     for i, p in enumerate(prompts):
         if not isinstance(p, str):
             raise W2SError(f"prompts must be strings, got {type(p).__name__}")

@@ -94,8 +94,8 @@ class DecoderSpec:
         """Call the decoder with the uniform signature every caller uses."""
         self.check_backend(backend)
         if isinstance(guide, Guide) and isinstance(sampling, SamplingParams):
-            guide.check_prompts([p for p in prompts] if not isinstance(prompts, str)
-                                else [prompts], sampling.max_new_tokens)
+            guide.check_prompts([prompts] if isinstance(prompts, str) else list(prompts),
+                                sampling.max_new_tokens)
         args = (params,) if self.params is not None else ()
         kwargs = {"return_all": return_all} if self.ranked else {}
         return self.fn(backend, guide, prompts, *args, sampling=sampling, **kwargs)

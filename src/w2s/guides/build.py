@@ -28,6 +28,40 @@ def parse_weights(text: str | None) -> list[float] | None:
                        f"{text!r}") from None
 
 
+def _as_list(value: Any) -> list[str]:
+    """A flag given once or repeated, or a config's string or list, as a list."""
+    if not value:
+        return []
+    return [value] if isinstance(value, str) else list(value)
+
+
+def guide_spec(tuned: Any = (), untuned: Any = (), arm: Any = (),
+               reward_model: str | None = None, weights: Any = None,
+               normalize: str = "raw") -> dict[str, Any]:
+    """The spec for :func:`guide_from_spec` that the flags --tuned, --untuned, --arm,
+    --reward-model, --weights (a list, or ``"0.7,0.3"``) and --normalize name, checked before
+    anything loads; ``{}`` for no guide. The CLI and the server both build their guide here."""
+    tuned, untuned, arm = _as_list(tuned), _as_list(untuned), _as_list(arm)
+    if bool(tuned) != bool(untuned):
+        raise W2SError("--tuned and --untuned go together: give both or neither")
+    if isinstance(weights, str):
+        weights = parse_weights(weights)
+    spec: dict[str, Any] = {"tuned": tuned, "untuned": untuned} if tuned else {}
+    if arm:
+        spec["arm"] = arm
+    if reward_model:
+        spec["reward_model"] = reward_model
+    if not spec:
+        if weights is not None or normalize != "raw":
+            raise W2SError("--weights and --normalize act on the guide's terms; give "
+                           "--tuned/--untuned or --reward-model")
+        return spec
+    if weights is not None:
+        spec["weights"] = weights
+    spec["normalize"] = normalize
+    return spec
+
+
 def _refs(value: Any, name: str) -> list[str]:
     refs = [value] if isinstance(value, str) else list(value or [])
     if not refs or not all(isinstance(r, str) and r for r in refs):

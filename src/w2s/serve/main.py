@@ -38,17 +38,10 @@ def merge(opts: dict[str, Any], explicit: set[str]) -> dict[str, Any]:
     return out
 
 
-def _list(value: Any) -> list[str]:
-    """A flag given once or repeated, or a config's string or list, as a list."""
-    if not value:
-        return []
-    return [value] if isinstance(value, str) else list(value)
-
-
 def build_server(o: dict[str, Any]) -> Any:
     """The :class:`~w2s.serve.app.Server` the merged settings describe (models loaded)."""
     from w2s.decoding import get_decoder
-    from w2s.guides.build import guide_from_spec
+    from w2s.guides.build import guide_from_spec, guide_spec
     from w2s.models.refs import load_engine, load_model, resolve_model
     from w2s.serve.app import Defaults, Limits, Server
 
@@ -56,19 +49,13 @@ def build_server(o: dict[str, Any]) -> Any:
         raise W2SError("give the base as --base MODEL or as --base-url URL, not both")
     if o.get("base_url") and not o.get("base_model"):
         raise W2SError("--base-url needs --base-model (the served model's name)")
-    tuned, untuned = _list(o.get("tuned")), _list(o.get("untuned"))
-    if bool(tuned) != bool(untuned):
-        raise W2SError("--tuned and --untuned go together: give both or neither")
-    weights = o.get("weights")
-    if isinstance(weights, str):
-        from w2s.guides.build import parse_weights
-
-        weights = parse_weights(weights)
+    spec = guide_spec(o.get("tuned"), o.get("untuned"), o.get("arm"), o.get("reward_model"),
+                      o.get("weights"), o.get("normalize") or "raw")
     d = o.get("defaults")
     method = o.get("default_method") or (d.method if d is not None else "cbs")
     get_decoder(method)
-    for ref in (o.get("base"), *tuned, *untuned, *_list(o.get("arm")), o.get("reward_model"),
-                o.get("base_tokenizer")):
+    for ref in (o.get("base"), *spec.get("tuned", ()), *spec.get("untuned", ()),
+                *spec.get("arm", ()), o.get("reward_model"), o.get("base_tokenizer")):
         if ref:
             resolve_model(ref)
     if o.get("base_url"):
@@ -78,15 +65,6 @@ def build_server(o: dict[str, Any]) -> Any:
     else:
         backend = load_model(o["base"], dtype=o["dtype"], device=o["device"],
                              batch_size=o["batch_size"])
-    spec: dict[str, Any] = {"tuned": tuned, "untuned": untuned} if tuned else {}
-    if _list(o.get("arm")):
-        spec["arm"] = _list(o.get("arm"))
-    if o.get("reward_model"):
-        spec["reward_model"] = o["reward_model"]
-    if weights is not None:
-        spec["weights"] = weights
-    if spec:
-        spec["normalize"] = o.get("normalize") or "raw"
     guide = guide_from_spec(spec, dtype=o["dtype"], device=o["device"],
                             load_lm=lambda ref: load_model(ref, dtype=o["dtype"],
                                                            device=o["device"]))
