@@ -17,17 +17,11 @@ import statistics
 from pathlib import Path
 
 from w2s.evaluate.config import parse_config
-from w2s.evaluate.report import summarize
+from w2s.evaluate.report import distinct_bigrams, summarize
 from w2s.evaluate.run import run_eval
 from w2s.quiet import quiet_libraries
 from w2s.vllm_server import vllm_server
 from w2s.zoo.pretrained import get_pretrained
-
-
-def distinct_bigrams(texts: list[str]) -> float:
-    """Distinct word bigrams over all bigrams of a method's responses (1 = no repetition)."""
-    grams = [tuple(w[i:i + 2]) for w in (t.split() for t in texts) for i in range(len(w) - 1)]
-    return len(set(grams)) / len(grams) if grams else 0.0
 
 
 def main() -> None:

@@ -149,6 +149,10 @@ def cases(zoo) -> list[tuple[str, str, Callable]]:  # noqa: ANN001
         ("CLI", "serve: --tuned without a base", cli_case("serve", "--tuned", "zoo:tuned")),
         ("CLI", "serve: an unknown default method", cli_case("serve", "--method", "zzz")),
         ("CLI", "zoo get: an unknown model", cli_case("zoo", "get", "gpt5")),
+        ("CLI", "zoo family: an unknown base", cli_case("zoo", "family", "gpt5", "--out",
+                                                         "TMP/fam")),
+        ("CLI", "demo: --family without --real", cli_case("demo", "--family", "TMP")),
+        ("CLI", "demo: --real with --models", cli_case("demo", "--real", "--models", "TMP")),
         # ---------------------------------------------------------------- Python API
         ("API", "SamplingParams in the knobs' place",
          api_case(lambda: w2s.cbs(base, pair, ["x"], S()))),

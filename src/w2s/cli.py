@@ -338,17 +338,34 @@ def generate(base: str | None, base_url: str | None, base_model: str | None,
 @click.option("--models", metavar="DIR", default=None,
               help="Folder of zoo models [default: the shipped zoo].")
 @click.option("--restart", is_flag=True, help="Discard earlier results in --out and start over.")
+@click.option("--real", is_flag=True, help="On real text: SmolLM2-135M-Instruct (w2s zoo get "
+              "smollm2) steered by its matched small family (w2s zoo family) [default "
+              "prompts x seeds: 64 x 2, quick: 3 x 1].")
+@click.option("--family", metavar="DIR", default=None,
+              help="With --real: the family's folder [default: ~/.cache/w2s/smollm2-family].")
 def demo(out: str | None, quick: bool, prompts: int | None, seeds: int | None,
-         models: str | None, restart: bool) -> None:
-    """Controlled sentiment, offline: every method side by side on the shipped tiny zoo.
+         models: str | None, restart: bool, real: bool, family: str | None) -> None:
+    """Controlled sentiment, offline: every method side by side on the shipped tiny zoo
+    (or, with --real, on SmolLM2 steered by its matched small family).
 
     Prints a table (gold reward mean ± standard error for VADER and TextBlob, KL from the base,
-    the base model's log-likelihood per token, tokens, wall time) and writes results.jsonl,
-    summary.md and the plots gold_bars.png, gold_vs_kl.png, gold_vs_compute.png under --out.
+    the base model's log-likelihood per token, words per response, distinct bigrams, tokens,
+    wall time) and writes results.jsonl, summary.md and the plots gold_bars.png,
+    gold_vs_kl.png, gold_vs_compute.png under --out; --real also writes comparisons.md (paired
+    differences with standard errors) and examples.md (outputs side by side).
     Interrupted? Run it again: finished rows are kept.
     """
-    from w2s.demo import run_demo
+    from w2s.demo import run_demo, run_real_demo
 
+    if real:
+        if models:
+            raise W2SError("--models is the tiny zoo's folder; with --real use --family")
+        out_dir = Path(out) if out else Path("w2s-demo-real-quick" if quick else "w2s-demo-real")
+        run_real_demo(out_dir, quick=quick, family=Path(family) if family else None,
+                      prompts=prompts, seeds=seeds, restart=restart)
+        return
+    if family:
+        raise W2SError("--family goes with --real")
     out_dir = Path(out) if out else Path("w2s-demo-quick" if quick else "w2s-demo")
     run_demo(out_dir, quick=quick, models_dir=Path(models) if models else None,
              prompts=prompts, seeds=seeds, restart=restart)
@@ -525,6 +542,32 @@ def zoo_build(out: str | None, seed: int, data_fraction: float, cache: str | Non
 
     build_zoo(Path(out) if out else ZOO_DIR, cfg=BuildConfig(seed=seed, data_fraction=data_fraction),
               cache=Path(cache) if cache else None)
+
+
+@zoo.command("family")
+@click.argument("name", metavar="[BASE]", default="smollm2")
+@click.option("--out", default=None, metavar="DIR",
+              help="Output folder [default: ~/.cache/w2s/BASE-family].")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed for everything.")
+@click.option("--prompts", type=click.IntRange(min=1), default=1600, show_default=True,
+              help="Training-review openings whose base samples are distilled.")
+@click.option("--engine", is_flag=True, help="Sample the base through vLLM (make engine) "
+              "instead of in process.")
+@click.option("--cache", metavar="DIR", default=None,
+              help="Where the downloaded source distributions are kept.")
+def zoo_family(name: str, out: str | None, seed: int, prompts: int, engine: bool,
+               cache: str | None) -> None:
+    """Build a small tuned/untuned pair matched to a real pretrained base (smollm2): an
+    untuned model distilled from the base's own samples, with the base's tokenizer, and its
+    DPO-tuned sibling. Seeded; about an hour on 2 CPU cores; a rerun reuses the base samples.
+    """
+    from w2s.quiet import quiet_libraries
+    from w2s.zoo.family import FamilyConfig, build_family, family_dir
+
+    quiet_libraries()
+    build_family(Path(out) if out else family_dir(name),
+                 cfg=FamilyConfig(base=name, seed=seed, prompts=prompts, engine=engine),
+                 cache=Path(cache) if cache else None)
 
 
 @zoo.command("get")

@@ -73,3 +73,105 @@ def run_demo(out: Path, *, quick: bool = False, models_dir: Path | None = None,
           f"plots: {out / 'gold_bars.png'}, {out / 'gold_vs_kl.png'}, "
           f"{out / 'gold_vs_compute.png'}")
     return rows
+
+
+# ------------------------------------------------------------------ on real text
+REAL_PROMPTS = Path(__file__).resolve().parent / "zoo" / "models" / "prompts-cased.jsonl"
+"""The held-out review openings in their original case (the same snippets as the zoo's
+lower-cased ``prompts.jsonl``; see :func:`w2s.zoo.family.heldout_prompts`)."""
+REAL_LABELS = {"sample": "base sampling", "tuned": "small tuned alone", "bon": "best-of-16",
+               "cbs": "cbs (4,4,5)", "eft": "eft (beta=1)", "nudging": "nudging (gamma=0.1)"}
+
+
+def real_demo_config(base: Path, family: Path, *, quick: bool, prompts: int | None,
+                     seeds: int | None) -> dict[str, Any]:
+    """The controlled-sentiment experiment on a real pretrained base (SmolLM2-135M-Instruct,
+    in process) steered by its matched small family (same tokenizer, so EFT runs too)."""
+    L = REAL_LABELS
+    return {
+        "name": "w2s demo --real: controlled sentiment on SmolLM2",
+        "task": {"name": "sentiment", "path": str(REAL_PROMPTS)}, "base": str(base),
+        "guide": {"tuned": str(family / "tuned"), "untuned": str(family / "untuned")},
+        "prompts": prompts or (3 if quick else 64), "seeds": seeds or (1 if quick else 2),
+        "sampling": {"max_new_tokens": 16 if quick else 50, "temperature": 0.7},
+        "batch_size": 256,
+        "methods": [
+            {"method": "sample", "label": L["sample"]},
+            {"method": "sample", "model": "tuned", "label": L["tuned"]},
+            {"method": "bon", "n": 16, "label": L["bon"]},
+            {"method": "cbs", "w": 4, "k": 4, "l": 5, "label": L["cbs"]},
+            {"method": "eft", "beta": 1.0, "label": L["eft"]},
+            {"method": "nudging", "gamma": 0.1, "label": L["nudging"]},
+        ],
+    }
+
+
+def comparisons(rows: list[dict], gold: str = "vader") -> list[tuple[str, dict | None]]:
+    """The differences the real-text demo is judged by, paired on (prompt, seed)."""
+    from w2s.evaluate.report import paired_difference
+
+    L = REAL_LABELS
+    return [(f"{a} − {b}", paired_difference(rows, a, b, gold))
+            for a, b in ((L["cbs"], L["sample"]), (L["cbs"], L["bon"]),
+                         (L["bon"], L["sample"]), (L["eft"], L["sample"]))]
+
+
+def examples_markdown(rows: list[dict], n: int = 6) -> str:
+    """The first ``n`` prompts (lowest seed), every method's response side by side with its
+    VADER score: a reader sees the text, not only the numbers."""
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    seed = min(r["seed"] for r in rows)
+    by = {(r["method"], r["prompt_index"]): r for r in rows if r["seed"] == seed}
+    prompts = sorted({r["prompt_index"] for r in rows})[:n]
+    out = [f"# Examples (seed {seed}; VADER in brackets)", ""]
+    for p in prompts:
+        first = next((by[(m, p)] for m in methods if (m, p) in by), None)
+        if first is None:
+            continue
+        out += [f"## “{first['prompt']}…”", "", "| method | continuation |", "|---|---|"]
+        for m in methods:
+            r = by.get((m, p))
+            if r is not None:
+                text = " ".join(r["response"].split()).replace("|", "\\|")
+                out.append(f"| {m} [{r['gold'].get('vader', float('nan')):+.2f}] | {text} |")
+        out.append("")
+    return "\n".join(out) + "\n"
+
+
+def run_real_demo(out: Path, *, quick: bool = False, family: Path | None = None,
+                  base: Path | None = None, prompts: int | None = None,
+                  seeds: int | None = None, restart: bool = False) -> list[dict]:
+    """The demo on real text: SmolLM2 steered by its family; table, comparisons, plots and
+    side-by-side examples under ``out``."""
+    from w2s.evaluate.config import parse_config
+    from w2s.evaluate.report import write_report
+    from w2s.evaluate.run import check_out_dir, run_eval
+    from w2s.zoo.family import family_dir
+    from w2s.zoo.pretrained import get_pretrained
+
+    family = family or family_dir("smollm2")
+    missing = [r for r in ("tuned", "untuned") if not (family / r / "config.json").is_file()]
+    if missing:
+        raise W2SError(f"the SmolLM2 family ({', '.join(missing)}) is not in {family}; build it "
+                       "with `w2s zoo family` (about an hour on 2 CPU cores)")
+    base = base or get_pretrained("smollm2")
+    data = real_demo_config(base, family, quick=quick, prompts=prompts, seeds=seeds)
+    cfg = parse_config(data, Path("demo-real.yaml").resolve())
+    check_out_dir(out)
+    rows = run_eval(cfg, out, restart=restart)
+    n_seeds = len(cfg.seeds)
+    title = (f"w2s demo --real: SmolLM2-135M-Instruct steered by its 12 M family "
+             f"({data['prompts']} held-out prompts × {n_seeds} seed{'s' * (n_seeds > 1)}, "
+             f"max_new_tokens={data['sampling']['max_new_tokens']}, T=0.7)")
+    write_report(rows, out, title=title)
+    lines = ["VADER differences, paired on (prompt, seed), mean ± SE over prompts:"]
+    for name, d in comparisons(rows):
+        if d is not None:
+            lines.append(f"  {name}: {d['mean']:+.3f} ± {d['se']:.3f} ({d['z']:+.1f} SE, "
+                         f"{d['prompts']} prompts, {d['pairs']} pairs)")
+    print("\n".join(lines))
+    (out / "comparisons.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    (out / "examples.md").write_text(examples_markdown(rows), encoding="utf-8")
+    print(f"outputs: {out / 'results.jsonl'}  table: {out / 'summary.md'}  examples: "
+          f"{out / 'examples.md'}  plots: {out / 'gold_bars.png'}, {out / 'gold_vs_kl.png'}")
+    return rows

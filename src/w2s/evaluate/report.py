@@ -91,8 +91,38 @@ def summarize(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
             "guide_tokens": statistics.fmean(r["guide_tokens"] for r in sel),
             "wall_time_s": statistics.fmean(r["wall_time_s"] for r in sel),
             "small_fraction": _mean_stat(sel, "small_fraction"),
+            "words": statistics.fmean(len(r.get("response", "").split()) for r in sel),
+            "distinct_2": distinct_bigrams([r.get("response", "") for r in sel]),
         })
     return out
+
+
+def distinct_bigrams(texts: Sequence[str]) -> float:
+    """Distinct word bigrams over all word bigrams of ``texts`` (1 = no phrase repeats; a
+    method that degenerates into loops of positive words shows here, not in its gold score)."""
+    grams = [tuple(w[i:i + 2]) for w in (t.split() for t in texts) for i in range(len(w) - 1)]
+    return len(set(grams)) / len(grams) if grams else 0.0
+
+
+def paired_difference(rows: Sequence[dict[str, Any]], a: str, b: str, gold: str
+                      ) -> dict[str, float] | None:
+    """Gold reward of method ``a`` minus method ``b`` (labels), paired on (prompt, seed): each
+    pair's difference, averaged over a prompt's seeds, then mean ± standard error over prompts.
+    ``z`` = mean / SE. None when the two share no (prompt, seed) with a gold value."""
+    val: dict[tuple[str, int, Any], float] = {}
+    for r in rows:
+        g = r["gold"].get(gold)
+        if r["method"] in (a, b) and g is not None:
+            val[(r["method"], r["prompt_index"], r["seed"])] = g
+    per_prompt: dict[int, list[float]] = {}
+    for (m, p, s), g in val.items():
+        if m == a and (b, p, s) in val:
+            per_prompt.setdefault(p, []).append(g - val[(b, p, s)])
+    if not per_prompt:
+        return None
+    mean, se = mean_se([statistics.fmean(d) for d in per_prompt.values()])
+    return {"mean": mean, "se": se, "z": mean / se if se > 0 else float("inf"),
+            "prompts": len(per_prompt), "pairs": sum(map(len, per_prompt.values()))}
 
 
 def _mean_stat(sel: Sequence[dict[str, Any]], key: str) -> float | None:
@@ -111,7 +141,8 @@ def _fmt(ms: tuple[float, float] | None, sign: bool = True) -> str:
 def table_rows(summary: Sequence[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
     gold_names = list(dict.fromkeys(g for s in summary for g in s["gold"]))
     head = (["method"] + [f"gold: {g}" for g in gold_names]
-            + ["KL from base", "base logp/token", "base tokens", "guide tokens", "s/prompt", "n"])
+            + ["KL from base", "base logp/token", "words", "distinct-2", "base tokens",
+               "guide tokens", "s/prompt", "n"])
     body = []
     for s in summary:
         kl = _fmt(s["kl"], sign=False)
@@ -121,7 +152,8 @@ def table_rows(summary: Sequence[dict[str, Any]]) -> tuple[list[str], list[list[
         if s.get("small_fraction") is not None:
             name += f" (small wrote {s['small_fraction']:.0%})"
         body.append([name] + [_fmt(s["gold"].get(g)) for g in gold_names]
-                    + [kl, f"{s['base_logp_per_token']:.2f}", f"{s['base_tokens']:.0f}",
+                    + [kl, f"{s['base_logp_per_token']:.2f}", f"{s['words']:.1f}",
+                       f"{s['distinct_2']:.2f}", f"{s['base_tokens']:.0f}",
                        f"{s['guide_tokens']:.0f}", f"{s['wall_time_s']:.3f}", str(s["rows"])])
     return head, body
 

