@@ -134,6 +134,7 @@ def test_pca_init_keeps_the_base_embedding_geometry(tiny_paths):
     ({"hidden": 100, "heads": 3}, r"^hidden \(100\) must be a multiple of heads \(3\)$"),
     ({"lr": float("nan")}, r"^lr must be a finite number > 0, got nan$"),
     ({"corpus_share": 1.0}, r"^corpus_share must be in \[0, 1\), got 1.0$"),
+    ({"dpo_data": "gold"}, r"^dpo_data must be 'own' or 'base', got 'gold'$"),
 ])
 def test_family_config_refuses_bad_values_in_one_line(bad, message):
     with pytest.raises(W2SError, match=message):
@@ -164,6 +165,27 @@ def test_spearman_and_pairwise_agreement_by_hand():
     assert got["pairs"] == 3 and got["pairwise accuracy"] == pytest.approx(2 / 3, abs=1e-3)
     # a tie is not a right answer
     assert ranking_agreement([1.0, 1.0], [1.0, 0.0], ["a", "a"])["pairwise accuracy"] == 0.0
+
+
+def test_base_pairs_take_best_over_worst_per_prompt_in_the_small_models_tokens(tiny_paths):
+    from transformers import AutoTokenizer
+
+    from w2s.zoo.family import base_pairs
+
+    tok = AutoTokenizer.from_pretrained(tiny_paths["base"])
+    samples = [{"prompt": "p", "response": " good", "finished": True},
+               {"prompt": "p", "response": " bad", "finished": False},
+               {"prompt": "p", "response": " fine", "finished": False},
+               {"prompt": "q", "response": " same", "finished": False},
+               {"prompt": "q", "response": " same!", "finished": False},  # 0.05 apart: none
+               {"prompt": "r", "response": " alone", "finished": False}]  # one sample: none
+    gold = {" good": 0.9, " bad": -0.5, " fine": 0.2, " same": 0.1, " same!": 0.15,
+            " alone": 1.0}
+    [pair] = base_pairs(tok, samples, lambda texts: [gold[t] for t in texts])
+    assert pair["prompt"] == "p" and (pair["chosen_gold"], pair["rejected_gold"]) == (0.9, -0.5)
+    enc = tok(" good", add_special_tokens=False)["input_ids"]
+    assert pair["chosen"] == enc + [tok.eos_token_id]  # it ended: EOS is part of the response
+    assert pair["rejected"] == tok(" bad", add_special_tokens=False)["input_ids"]
 
 
 def row(method, prompt, seed, vader, response="a b"):

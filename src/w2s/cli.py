@@ -553,10 +553,13 @@ def zoo_build(out: str | None, seed: int, data_fraction: float, cache: str | Non
               help="Training-review openings whose base samples are distilled.")
 @click.option("--engine", is_flag=True, help="Sample the base through vLLM (make engine) "
               "instead of in process.")
+@click.option("--dpo-data", type=click.Choice(["base", "own"]), default="base",
+              show_default=True, help="Preference pairs of the base's samples (the text the "
+              "guide ranks in search) or of the untuned model's own samples.")
 @click.option("--cache", metavar="DIR", default=None,
               help="Where the downloaded source distributions are kept.")
 def zoo_family(name: str, out: str | None, seed: int, prompts: int, engine: bool,
-               cache: str | None) -> None:
+               dpo_data: str, cache: str | None) -> None:
     """Build a small tuned/untuned pair matched to a real pretrained base (smollm2): an
     untuned model distilled from the base's own samples, with the base's tokenizer, and its
     DPO-tuned sibling. Seeded; about an hour on 2 CPU cores; a rerun reuses the base samples.
@@ -566,7 +569,8 @@ def zoo_family(name: str, out: str | None, seed: int, prompts: int, engine: bool
 
     quiet_libraries()
     build_family(Path(out) if out else family_dir(name),
-                 cfg=FamilyConfig(base=name, seed=seed, prompts=prompts, engine=engine),
+                 cfg=FamilyConfig(base=name, seed=seed, prompts=prompts, engine=engine,
+                                  dpo_data=dpo_data),
                  cache=Path(cache) if cache else None)
 
 

@@ -69,6 +69,10 @@ class FamilyConfig:
     lr: float = 2e-3
     pca_init: bool = True
     max_share: float = 0.10
+    dpo_data: str = "base"
+    """Whose samples the preference pairs are made of: ``own`` (the untuned model's, on
+    ``dpo_prompts`` further openings, as the zoo's pair was made) or ``base`` (the base's
+    samples already drawn for distillation: the text the guide will rank during search)."""
     dpo_prompts: int = 1600
     dpo_samples: int = 4
     dpo_max_new: int = 48
@@ -89,6 +93,8 @@ class FamilyConfig:
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
                 raise W2SError(f"{name} must be a finite number > 0, got {v!r}")
+        if self.dpo_data not in ("own", "base"):
+            raise W2SError(f"dpo_data must be 'own' or 'base', got {self.dpo_data!r}")
         if not 0 <= self.corpus_share < 1:
             raise W2SError(f"corpus_share must be in [0, 1), got {self.corpus_share!r}")
 
@@ -236,6 +242,30 @@ def distill(model, tok, seqs: list[list[int]], cfg: FamilyConfig) -> dict:  # no
     model.eval()
     return {"steps": steps, "final loss": round(sum(losses[-100:]) / len(losses[-100:]), 4),
             "train tokens per epoch": sum(map(len, seqs)), "minutes": round((time.time() - t0) / 60, 1)}
+
+
+def base_pairs(tok, samples: Sequence[dict], gold: Callable[[list[str]], list[float]],  # noqa: ANN001
+               margin: float = 0.1) -> list[dict]:
+    """Preference pairs of the base's samples: per prompt, the sample gold likes most over the
+    one it likes least (when they are ``margin`` apart), in the small model's tokens."""
+    by: dict[str, list[dict]] = {}
+    for s in samples:
+        if s["response"].strip():
+            by.setdefault(s["prompt"], []).append(s)
+    pairs = []
+    eos = tok.eos_token_id
+    for prompt, group in by.items():
+        if len(group) < 2:
+            continue
+        scores = gold([s["response"] for s in group])
+        hi = max(range(len(group)), key=scores.__getitem__)
+        lo = min(range(len(group)), key=scores.__getitem__)
+        if scores[hi] - scores[lo] >= margin:
+            ids = [tok(group[i]["response"], add_special_tokens=False)["input_ids"]
+                   + ([eos] if group[i]["finished"] and eos is not None else []) for i in (hi, lo)]
+            pairs.append({"prompt": prompt, "chosen": ids[0], "rejected": ids[1],
+                          "chosen_gold": scores[hi], "rejected_gold": scores[lo]})
+    return pairs
 
 
 # ------------------------------------------------------------------ diagnostics
@@ -389,50 +419,68 @@ def build_family(out: Path | None = None, *, cfg: FamilyConfig | None = None,
     val_samples = [s for s in samples if s["prompt"] in val_set]
     log(f"{len(train_samples)} base samples to distill, {len(val_samples)} held out")
 
-    base_model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
-    base_params = n_params(base_model)
-    model = student(folder, cfg)
-    size = n_params(model)
-    if size > cfg.max_share * base_params:
-        raise W2SError(f"the small model has {size / 1e6:.1f} M parameters, over "
-                       f"{cfg.max_share:.0%} of the base's {base_params / 1e6:.1f} M")
-    seqs = training_sequences(tok, train_samples, corpus.train, cfg, rng)
-    log(f"untuned: {size / 1e6:.2f} M parameters ({size / base_params:.1%} of the base), "
-        f"{len(seqs)} sequences, {sum(map(len, seqs))} tokens")
-    stats = distill(model, tok, seqs, cfg)
-    ppl = response_perplexity(model, tok, val_samples)
-    base_ppl = response_perplexity(base_model, tok, val_samples)
-    del base_model
-    common = {"base": str(cfg.base), "base parameters": base_params, "architecture":
-              type(model).__name__, "parameters": size, "share of the base": round(size / base_params, 4),
-              "vocabulary": model.config.vocab_size, "tokenizer": "the base's own"}
-    card_u = {"role": "untuned", "what": f"Distilled from {cfg.base}: trained on its own samples "
-              "(temperature 1) on training movie-review openings, mixed with cased review "
-              "snippets; embedding initialised from the base's top principal directions.",
-              **common, "base samples": len(train_samples),
-              "prompts": f"{len(train_prompts)} training-review openings (2-6 words)",
-              "samples per prompt": cfg.samples, "max new tokens": cfg.max_new,
-              "corpus share": cfg.corpus_share, "epochs": cfg.epochs, "lr": cfg.lr, **stats,
-              "seed": cfg.seed,
-              "perplexity on held-out base samples": round(ppl, 2),
-              "the base's own perplexity on them": round(base_ppl, 2)}
-    save(model, tok, out / "untuned", card_u, footer=FOOTER)
-    log(f"untuned: held-out perplexity on base samples {ppl:.2f} (the base's own: {base_ppl:.2f})")
+    untuned_key = _key(sample_key, {k: v for k, v in asdict(cfg).items()
+                                    if not k.startswith("dpo_")})
+    stamp = out / "untuned" / "w2s-build-key"
+    if stamp.is_file() and stamp.read_text() == untuned_key:
+        # the same distillation settings: only the tuned model is built again
+        card_u = json.loads((out / "untuned" / "card.json").read_text())
+        log(f"untuned: reusing {out / 'untuned'} (same settings)")
+    else:
+        base_model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+        base_params = n_params(base_model)
+        model = student(folder, cfg)
+        size = n_params(model)
+        if size > cfg.max_share * base_params:
+            raise W2SError(f"the small model has {size / 1e6:.1f} M parameters, over "
+                           f"{cfg.max_share:.0%} of the base's {base_params / 1e6:.1f} M")
+        seqs = training_sequences(tok, train_samples, corpus.train, cfg, rng)
+        log(f"untuned: {size / 1e6:.2f} M parameters ({size / base_params:.1%} of the base), "
+            f"{len(seqs)} sequences, {sum(map(len, seqs))} tokens")
+        stats = distill(model, tok, seqs, cfg)
+        ppl = response_perplexity(model, tok, val_samples)
+        base_ppl = response_perplexity(base_model, tok, val_samples)
+        del base_model
+        common = {"base": str(cfg.base), "base parameters": base_params, "architecture":
+                  type(model).__name__, "parameters": size, "share of the base": round(size / base_params, 4),
+                  "vocabulary": model.config.vocab_size, "tokenizer": "the base's own"}
+        card_u = {"role": "untuned", "what": f"Distilled from {cfg.base}: trained on its own samples "
+                  "(temperature 1) on training movie-review openings, mixed with cased review "
+                  "snippets; embedding initialised from the base's top principal directions.",
+                  **common, "base samples": len(train_samples),
+                  "prompts": f"{len(train_prompts)} training-review openings (2-6 words)",
+                  "samples per prompt": cfg.samples, "max new tokens": cfg.max_new,
+                  "corpus share": cfg.corpus_share, "epochs": cfg.epochs, "lr": cfg.lr, **stats,
+                  "seed": cfg.seed,
+                  "perplexity on held-out base samples": round(ppl, 2),
+                  "the base's own perplexity on them": round(base_ppl, 2)}
+        save(model, tok, out / "untuned", card_u, footer=FOOTER)
+        log(f"untuned: held-out perplexity on base samples {ppl:.2f} (the base's own: {base_ppl:.2f})")
+        (out / "untuned" / "card.json").write_text(json.dumps(card_u, indent=1) + "\n")
+        stamp.write_text(untuned_key)
+    common = {k: card_u[k] for k in ("base", "base parameters", "architecture", "parameters",
+                                     "share of the base", "vocabulary", "tokenizer")}
 
-    pairs = preference_pairs(out / "untuned", dpo_prompts, cfg, gold)
+    if cfg.dpo_data == "own":
+        pairs = preference_pairs(out / "untuned", dpo_prompts, cfg, gold)
+    else:
+        pairs = base_pairs(tok, train_samples, gold)
     gap = sum(p["chosen_gold"] - p["rejected_gold"] for p in pairs) / max(1, len(pairs))
     log(f"tuned: {len(pairs)} preference pairs (mean gold gap {gap:.2f})")
     torch.manual_seed(cfg.seed)
     policy = AutoModelForCausalLM.from_pretrained(out / "untuned", dtype=torch.float32)
     ref = AutoModelForCausalLM.from_pretrained(out / "untuned", dtype=torch.float32)
     dstats = dpo(policy, ref, tok, pairs, cfg, "tuned")
-    card_t = {"role": "tuned", "what": "`untuned` after DPO on preference pairs of its own "
-              f"samples labelled by the gold scorer ({gold.__name__}): the best of each prompt's "
-              "samples preferred to the worst.",
+    whose = "its own samples" if cfg.dpo_data == "own" else "the base's samples"
+    card_t = {"role": "tuned", "what": f"`untuned` after DPO on preference pairs of {whose} "
+              f"labelled by the gold scorer ({gold.__name__}): the best of each prompt's "
+              "samples preferred to the worst.", "DPO data": cfg.dpo_data,
               **common, "DPO beta": cfg.dpo_beta, "DPO lr": cfg.dpo_lr,
               "DPO epochs": cfg.dpo_epochs, "preference pairs": len(pairs),
-              "prompts": f"{len(dpo_prompts)} training-review openings (2-6 words)",
-              "samples per prompt": cfg.dpo_samples, "seed": cfg.seed,
+              "prompts": f"{len(dpo_prompts) if cfg.dpo_data == 'own' else len(train_prompts)}"
+                         " training-review openings (2-6 words)",
+              "samples per prompt": cfg.dpo_samples if cfg.dpo_data == "own" else cfg.samples,
+              "seed": cfg.seed,
               "final DPO loss": round(dstats["loss"], 4),
               "implicit-reward accuracy": round(dstats["reward_accuracy"], 3),
               "perplexity on held-out base samples": round(response_perplexity(policy, tok,
