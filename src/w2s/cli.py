@@ -562,7 +562,7 @@ def zoo_family(name: str, out: str | None, seed: int, prompts: int, engine: bool
                dpo_data: str, cache: str | None) -> None:
     """Build a small tuned/untuned pair matched to a real pretrained base (smollm2): an
     untuned model distilled from the base's own samples, with the base's tokenizer, and its
-    DPO-tuned sibling. Seeded; about an hour on 2 CPU cores; a rerun reuses the base samples.
+    DPO-tuned sibling. Seeded; about 40 minutes on 2 CPU cores; a rerun reuses the base samples.
     """
     from w2s.quiet import quiet_libraries
     from w2s.zoo.family import FamilyConfig, build_family, family_dir

@@ -153,7 +153,7 @@ def run_real_demo(out: Path, *, quick: bool = False, family: Path | None = None,
     missing = [r for r in ("tuned", "untuned") if not (family / r / "config.json").is_file()]
     if missing:
         raise W2SError(f"the SmolLM2 family ({', '.join(missing)}) is not in {family}; build it "
-                       "with `w2s zoo family` (about an hour on 2 CPU cores)")
+                       "with `w2s zoo family` (about 40 minutes on 2 CPU cores)")
     base = base or get_pretrained("smollm2")
     data = real_demo_config(base, family, quick=quick, prompts=prompts, seeds=seeds)
     cfg = parse_config(data, Path("demo-real.yaml").resolve())
