@@ -529,3 +529,25 @@ def test_a_second_eval_process_on_the_same_folder_is_refused(tmp_path):
     assert "another w2s eval (pid" in second.stderr and len(second.stderr.splitlines()) == 1
     keys = [row_key(r) for r in read_rows(results)]
     assert len(keys) == len(set(keys)) == 24  # nothing written twice
+
+
+def test_nudging_rows_have_the_base_loglik_of_their_text(tmp_path):
+    """Nudging's response is written partly by the small model, so it carries no base token
+    ids; its row must still hold the base's log-likelihood of the text (in the base's tokens),
+    not 0 over 0 tokens (a bug: the table showed nan)."""
+    import reference
+
+    from w2s.zoo import ZOO_DIR
+
+    out = tmp_path / "run"
+    cfg = parse(tmp_path, config(tmp_path, [{"method": "nudging", "gamma": 0.4}], prompts=2,
+                                 seeds=[0]))
+    rows = run_eval(cfg, out, show_progress=False)
+    base_tok = reference.load(str(ZOO_DIR / "base"))[0]
+    assert len(rows) == 2
+    for r in rows:
+        ids = list(base_tok(r["response"], add_special_tokens=False)["input_ids"])
+        assert ids and r["response_tokens"] == len(ids)
+        want = reference.logprob_sum(str(ZOO_DIR / "base"), r["prompt"], ids)
+        assert r["base_logp"] == pytest.approx(want, abs=1e-3)
+        assert r["base_logp_per_token"] == pytest.approx(want / len(ids), abs=1e-4)

@@ -47,13 +47,21 @@ def demo_config(models_dir: Path, *, quick: bool, prompts: int | None, seeds: in
     }
 
 
+def _run(data: dict[str, Any], name: str, out: Path, restart: bool) -> tuple[list[dict], int]:
+    """Run (or resume) a demo's eval config into ``out``; its rows and number of seeds."""
+    from w2s.evaluate.config import parse_config
+    from w2s.evaluate.run import check_out_dir, run_eval
+
+    cfg = parse_config(data, Path(name).resolve())
+    check_out_dir(out)
+    return run_eval(cfg, out, restart=restart), len(cfg.seeds)
+
+
 def run_demo(out: Path, *, quick: bool = False, models_dir: Path | None = None,
              prompts: int | None = None, seeds: int | None = None,
              restart: bool = False) -> list[dict]:
     """Run (or resume) the demo into ``out``; print the table; write the plots."""
-    from w2s.evaluate.config import parse_config
     from w2s.evaluate.report import write_report
-    from w2s.evaluate.run import check_out_dir, run_eval
 
     models_dir = models_dir or zoo_dir()
     missing = [r for r in ROLES if not (models_dir / r / "config.json").exists()]
@@ -61,10 +69,7 @@ def run_demo(out: Path, *, quick: bool = False, models_dir: Path | None = None,
         raise W2SError(f"the zoo models {', '.join(missing)} are missing from {models_dir}; "
                        "rebuild them with `w2s zoo build`")
     data = demo_config(models_dir, quick=quick, prompts=prompts, seeds=seeds)
-    cfg = parse_config(data, Path("demo.yaml").resolve())
-    check_out_dir(out)
-    rows = run_eval(cfg, out, restart=restart)
-    n_seeds = len(cfg.seeds)
+    rows, n_seeds = _run(data, "demo.yaml", out, restart)
     title = (f"w2s demo: controlled sentiment ({data['prompts']} held-out prompts × {n_seeds} "
              f"seed{'s' * (n_seeds > 1)}, max_new_tokens={data['sampling']['max_new_tokens']}, "
              "T=0.7)")
@@ -143,9 +148,7 @@ def run_real_demo(out: Path, *, quick: bool = False, family: Path | None = None,
                   seeds: int | None = None, restart: bool = False) -> list[dict]:
     """The demo on real text: SmolLM2 steered by its family; table, comparisons, plots and
     side-by-side examples under ``out``."""
-    from w2s.evaluate.config import parse_config
     from w2s.evaluate.report import write_report
-    from w2s.evaluate.run import check_out_dir, run_eval
     from w2s.zoo.family import family_dir
     from w2s.zoo.pretrained import get_pretrained
 
@@ -156,10 +159,7 @@ def run_real_demo(out: Path, *, quick: bool = False, family: Path | None = None,
                        "with `w2s zoo family` (about 40 minutes on 2 CPU cores)")
     base = base or get_pretrained("smollm2")
     data = real_demo_config(base, family, quick=quick, prompts=prompts, seeds=seeds)
-    cfg = parse_config(data, Path("demo-real.yaml").resolve())
-    check_out_dir(out)
-    rows = run_eval(cfg, out, restart=restart)
-    n_seeds = len(cfg.seeds)
+    rows, n_seeds = _run(data, "demo-real.yaml", out, restart)
     title = (f"w2s demo --real: SmolLM2-135M-Instruct steered by its 12 M family "
              f"({data['prompts']} held-out prompts × {n_seeds} seed{'s' * (n_seeds > 1)}, "
              f"max_new_tokens={data['sampling']['max_new_tokens']}, T=0.7)")

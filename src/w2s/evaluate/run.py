@@ -220,6 +220,11 @@ def _base_loglik(base: Any, backend: Any, prompts: list[str], results: list[Any]
     if isinstance(base, LogitsBackend):
         ids = ([r.token_ids for r in results] if by_base
                else _in_base_tokens(base, backend, results))
+        # a response written partly by another model (Nudging) has text but no base token ids:
+        # score its text in the base's tokens, as for another model's response
+        for i, r in enumerate(results):
+            if not ids[i] and r.text:
+                ids[i] = base.encode_responses([r.text])[0]
         return base_loglik(base, prompts, ids), [len(x) for x in ids]
     if isinstance(base, TextScoringBackend):
         pairs = base.loglik(prompts, [r.text for r in results])
