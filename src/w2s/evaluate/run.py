@@ -222,9 +222,9 @@ def _base_loglik(base: Any, backend: Any, prompts: list[str], results: list[Any]
                else _in_base_tokens(base, backend, results))
         # a response written partly by another model (Nudging) has text but no base token ids:
         # score its text in the base's tokens, as for another model's response
-        for i, r in enumerate(results):
-            if not ids[i] and r.text:
-                ids[i] = base.encode_responses([r.text])[0]
+        textual = [i for i, r in enumerate(results) if not ids[i] and r.text]
+        for i, x in zip(textual, base.encode_responses([results[i].text for i in textual])):
+            ids[i] = x
         return base_loglik(base, prompts, ids), [len(x) for x in ids]
     if isinstance(base, TextScoringBackend):
         pairs = base.loglik(prompts, [r.text for r in results])

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import statistics
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -138,19 +139,24 @@ def pack(docs: list[list[int]], block: int, rng: random.Random) -> list[list[int
     return [stream[i: i + block] for i in range(0, len(stream) - block + 1, block)]
 
 
-def pretrain(model, tok, docs: list[list[int]], epochs: float, cfg: BuildConfig,  # noqa: ANN001
-             name: str) -> None:
-    rng = random.Random(cfg.seed)
-    steps = max(1, int(epochs * len(docs) / cfg.batch))
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.1, betas=(0.9, 0.95))
-    warm = min(200, steps // 10 + 1)
+def train_lm(model, seqs: list[list[int]], pad: int, *, epochs: float, batch: int,  # noqa: ANN001
+             lr: float, seed: int, warm_cap: int, name: str) -> dict:
+    """Next-token cross-entropy on ``seqs`` (shuffled each epoch, padded batches; AdamW,
+    linear warm-up over at most ``warm_cap`` steps, then cosine decay to a tenth). Serves the
+    zoo's pretraining and the family's distillation (:mod:`w2s.zoo.family`)."""
+    if len(seqs) < batch:
+        raise W2SError(f"{name}: {len(seqs)} training sequences, fewer than one batch ({batch})")
+    rng = random.Random(seed)
+    steps = max(1, int(epochs * len(seqs) / batch))
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.1, betas=(0.9, 0.95))
+    warm = min(warm_cap, steps // 10 + 1)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warm) * (
         0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, s / steps)))))
     model.train()
-    step, t0, seen = 0, time.time(), 0
+    step, t0, seen, losses = 0, time.time(), 0, []
     while step < steps:
-        for batch in _batches(docs, cfg.batch, rng):
-            ids, mask = _pad(batch, tok.pad_token_id)
+        for chunk in _batches(seqs, batch, rng):
+            ids, mask = _pad(chunk, pad)
             labels = ids.masked_fill(mask == 0, -100)
             loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
             loss.backward()
@@ -158,14 +164,23 @@ def pretrain(model, tok, docs: list[list[int]], epochs: float, cfg: BuildConfig,
             opt.step()
             sched.step()
             opt.zero_grad(set_to_none=True)
-            step += 1
-            seen += int(mask.sum())
+            step, seen = step + 1, seen + int(mask.sum())
+            losses.append(float(loss.detach()))
             if step % 100 == 0 or step == steps:
-                log(f"{name}: step {step}/{steps} loss {loss.item():.3f} "
+                log(f"{name}: step {step}/{steps} loss {statistics.fmean(losses[-100:]):.3f} "
                     f"({seen / (time.time() - t0):.0f} tok/s)")
             if step >= steps:
                 break
     model.eval()
+    return {"steps": steps, "final loss": round(statistics.fmean(losses[-100:]), 4),
+            "train tokens per epoch": sum(map(len, seqs)),
+            "minutes": round((time.time() - t0) / 60, 1)}
+
+
+def pretrain(model, tok, docs: list[list[int]], epochs: float, cfg: BuildConfig,  # noqa: ANN001
+             name: str) -> None:
+    train_lm(model, docs, tok.pad_token_id, epochs=epochs, batch=cfg.batch, lr=cfg.lr,
+             seed=cfg.seed, warm_cap=200, name=name)
 
 
 @torch.inference_mode()
@@ -204,16 +219,25 @@ def preference_pairs(folder: Path, prompts: list[str], cfg: BuildConfig,
     pairs = []
     for r in results:
         cands = [c for c in r.candidates if c.text.strip()]
-        if len(cands) < 2:
-            continue
-        scores = gold([c.text for c in cands])
-        hi = max(range(len(cands)), key=scores.__getitem__)
-        lo = min(range(len(cands)), key=scores.__getitem__)
-        if scores[hi] - scores[lo] >= 0.1:
+        best = best_and_worst([c.text for c in cands], gold)
+        if best is not None:
+            (hi, lo), scores = best
             pairs.append({"prompt": r.prompt, "chosen": cands[hi].token_ids,
                           "rejected": cands[lo].token_ids,
                           "chosen_gold": scores[hi], "rejected_gold": scores[lo]})
     return pairs
+
+
+def best_and_worst(texts: list[str], gold: Callable[[list[str]], list[float]],
+                   margin: float = 0.1) -> tuple[tuple[int, int], list[float]] | None:
+    """Indices of the text ``gold`` likes most and least, and the scores; None for fewer
+    than two texts or when the two are less than ``margin`` apart (no preference)."""
+    if len(texts) < 2:
+        return None
+    scores = gold(texts)
+    hi = max(range(len(texts)), key=scores.__getitem__)
+    lo = min(range(len(texts)), key=scores.__getitem__)
+    return ((hi, lo), scores) if scores[hi] - scores[lo] >= margin else None
 
 
 def _seq_logps(model, tok, prompt_ids: list[list[int]], resp: list[list[int]]) -> torch.Tensor:  # noqa: ANN001

@@ -40,7 +40,16 @@ from typing import Any
 import torch
 
 from w2s.errors import W2SError
-from w2s.zoo.build import _pad, dpo, log, n_params, preference_pairs, save
+from w2s.zoo.build import (
+    _seq_logps,
+    best_and_worst,
+    dpo,
+    log,
+    n_params,
+    preference_pairs,
+    save,
+    train_lm,
+)
 from w2s.zoo.data import Corpus, cased_snippets, clean
 
 
@@ -212,38 +221,10 @@ def training_sequences(tok, samples: Sequence[dict], texts: Sequence[str],  # no
 
 
 def distill(model, tok, seqs: list[list[int]], cfg: FamilyConfig) -> dict:  # noqa: ANN001
-    """Next-token cross-entropy on ``seqs`` (AdamW, warm-up then cosine decay)."""
-    rng = random.Random(cfg.seed)
-    steps = max(1, int(cfg.epochs * len(seqs) / cfg.batch))
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.1, betas=(0.9, 0.95))
-    warm = min(100, steps // 10 + 1)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warm) * (
-        0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, s / steps)))))
+    """Next-token cross-entropy on ``seqs``: the zoo's training loop, with a shorter warm-up."""
     pad = tok.pad_token_id if tok.pad_token_id is not None else 0
-    model.train()
-    step, t0, seen, losses = 0, time.time(), 0, []
-    while step < steps:
-        order = list(range(len(seqs)))
-        rng.shuffle(order)
-        for i in range(0, len(order) - cfg.batch + 1, cfg.batch):
-            ids, mask = _pad([seqs[j] for j in order[i: i + cfg.batch]], pad)
-            loss = model(input_ids=ids, attention_mask=mask,
-                         labels=ids.masked_fill(mask == 0, -100)).loss
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
-            sched.step()
-            opt.zero_grad(set_to_none=True)
-            step, seen = step + 1, seen + int(mask.sum())
-            losses.append(float(loss.detach()))
-            if step % 100 == 0 or step == steps:
-                log(f"untuned: step {step}/{steps} loss {sum(losses[-100:]) / len(losses[-100:]):.3f}"
-                    f" ({seen / (time.time() - t0):.0f} tok/s)")
-            if step >= steps:
-                break
-    model.eval()
-    return {"steps": steps, "final loss": round(sum(losses[-100:]) / len(losses[-100:]), 4),
-            "train tokens per epoch": sum(map(len, seqs)), "minutes": round((time.time() - t0) / 60, 1)}
+    return train_lm(model, seqs, pad, epochs=cfg.epochs, batch=cfg.batch, lr=cfg.lr,
+                    seed=cfg.seed, warm_cap=100, name="untuned")
 
 
 def base_pairs(tok, samples: Sequence[dict], gold: Callable[[list[str]], list[float]],  # noqa: ANN001
@@ -257,12 +238,9 @@ def base_pairs(tok, samples: Sequence[dict], gold: Callable[[list[str]], list[fl
     pairs = []
     eos = tok.eos_token_id
     for prompt, group in by.items():
-        if len(group) < 2:
-            continue
-        scores = gold([s["response"] for s in group])
-        hi = max(range(len(group)), key=scores.__getitem__)
-        lo = min(range(len(group)), key=scores.__getitem__)
-        if scores[hi] - scores[lo] >= margin:
+        best = best_and_worst([s["response"] for s in group], gold, margin)
+        if best is not None:
+            (hi, lo), scores = best
             ids = [tok(group[i]["response"], add_special_tokens=False)["input_ids"]
                    + ([eos] if group[i]["finished"] and eos is not None else []) for i in (hi, lo)]
             pairs.append({"prompt": prompt, "chosen": ids[0], "rejected": ids[1],
@@ -274,20 +252,11 @@ def base_pairs(tok, samples: Sequence[dict], gold: Callable[[list[str]], list[fl
 @torch.inference_mode()
 def response_perplexity(model, tok, samples: Sequence[dict]) -> float:  # noqa: ANN001
     """exp(mean negative log-likelihood per response token) of ``samples`` under ``model``."""
-    prompts = [s["prompt"] for s in samples]
-    p_ids = tok(prompts, add_special_tokens=True)["input_ids"]
+    p_ids = tok([s["prompt"] for s in samples], add_special_tokens=True)["input_ids"]
     r_ids = tok([s["response"] for s in samples], add_special_tokens=False)["input_ids"]
-    pad = tok.pad_token_id if tok.pad_token_id is not None else 0
-    nll, n = 0.0, 0
-    for i in range(0, len(samples), 64):
-        seqs = [list(p) + list(r) for p, r in zip(p_ids[i: i + 64], r_ids[i: i + 64])]
-        ids, mask = _pad(seqs, pad)
-        lp = model(input_ids=ids, attention_mask=mask).logits[:, :-1].float().log_softmax(-1)
-        lp = lp.gather(-1, ids[:, 1:].unsqueeze(-1)).squeeze(-1)
-        for j, (p, r) in enumerate(zip(p_ids[i: i + 64], r_ids[i: i + 64])):
-            nll -= float(lp[j, len(p) - 1: len(p) - 1 + len(r)].sum())
-            n += len(r)
-    return math.exp(nll / max(1, n))
+    nll = -sum(float(_seq_logps(model, tok, p_ids[i: i + 64], r_ids[i: i + 64]).sum())
+               for i in range(0, len(samples), 64))
+    return math.exp(nll / max(1, sum(map(len, r_ids))))
 
 
 def guide_agreement(guide: Any, samples: Sequence[dict],
