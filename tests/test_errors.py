@@ -5,6 +5,7 @@ published table is always what a user sees."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Callable
@@ -17,6 +18,7 @@ from click.testing import CliRunner
 import w2s
 from w2s import W2SError
 from w2s.cli import cli
+from w2s.request import parse_request
 from w2s.zoo import ZOO_DIR
 
 pytestmark = pytest.mark.slow
@@ -65,7 +67,8 @@ def http_case(path: str, body: object, headers: dict | None = None, method: str 
               ) -> Callable:
     def run(tmp: Path, server) -> tuple[str, str]:  # noqa: ANN001
         h = server.headers() if headers is None else headers
-        r = (httpx.post(server.url + path, json=body, headers=h, timeout=60)
+        r = (httpx.post(server.url + path, content=json.dumps(body).encode(),  # \ud800 too
+                        headers={**h, "Content-Type": "application/json"}, timeout=60)
              if method == "POST" else httpx.get(server.url + path, headers=h, timeout=60))
         return r.json()["error"]["message"], f"HTTP {r.status_code}"
     return run
@@ -153,6 +156,9 @@ def cases(zoo) -> list[tuple[str, str, Callable]]:  # noqa: ANN001
                                                          "TMP/fam")),
         ("CLI", "demo: --family without --real", cli_case("demo", "--family", "TMP")),
         ("CLI", "demo: --real with --models", cli_case("demo", "--real", "--models", "TMP")),
+        ("CLI", "--guide-term of an unknown kind", cli_case(*G, "--guide-term", "lenght:{}")),
+        ("CLI", "--guide-term with knobs that are not JSON",
+         cli_case(*G, "--guide-term", "length:{target: 2}")),
         # ---------------------------------------------------------------- Python API
         ("API", "SamplingParams in the knobs' place",
          api_case(lambda: w2s.cbs(base, pair, ["x"], S()))),
@@ -181,6 +187,19 @@ def cases(zoo) -> list[tuple[str, str, Callable]]:  # noqa: ANN001
          api_case(lambda: w2s.HFModel.load(str(ZOO_DIR / "base"), device="cuda"))),
         ("API", "a chat message with an unknown role",
          api_case(lambda: w2s.chat.ChatPrompt([{"role": "robot", "content": "x"}]))),
+        ("API", "a guide weighted by NaN through *", api_case(lambda: pair * float("nan"))),
+        ("API", "a guide weighted by inf through *", api_case(lambda: float("inf") * pair)),
+        ("API", "a request: a NaN expert weight", api_case(lambda: parse_request(
+            {"method": "bon", "guide": {"tuned": ["zoo:tuned", "zoo:otuned"],
+                                        "untuned": "zoo:untuned", "weights": [1, float("nan")]}}))),
+        ("API", "a request: an unknown sampling field", api_case(lambda: parse_request(
+            {"method": "sample", "sampling": {"temprature": 1}}))),
+        ("API", "a request: a knob of another method",
+         api_case(lambda: parse_request({"method": "eft", "n": 4}))),
+        ("API", "a request: an engine base without its model name",
+         api_case(lambda: parse_request({"method": "sample", "base": {"url": "http://h/v1"}}))),
+        ("API", "a request: an unknown guide kind", api_case(lambda: parse_request(
+            {"method": "bon", "guide": {"lenght": {}}}))),
         # ---------------------------------------------------------------- eval configs
         ("config", "an unknown top-level key", config_case({"sampler": {}})),
         ("config", "an unknown method", config_case({"methods": ["beam"]})),
@@ -231,6 +250,22 @@ def cases(zoo) -> list[tuple[str, str, Callable]]:  # noqa: ANN001
         ("server", "a chat message with an unknown role", http_case(
             "/v1/chat/completions", {"messages": [{"role": "robot", "content": "x"}]})),
         ("server", "an unknown route", http_case("/v1/engines", None, method="GET")),
+        ("server", "a lone surrogate in a prompt",
+         http_case("/v1/completions", {"prompt": "bad \ud800"})),
+        ("server", "a lone surrogate in a chat message", http_case(
+            "/v1/chat/completions", {"messages": [{"role": "user", "content": "\udfff"}]})),
+        ("server", "a prompt that is a number", http_case("/v1/completions", {"prompt": 5})),
+        ("server", "a list of prompts holding a number",
+         http_case("/v1/completions", {"prompt": ["x", 5]})),
+        ("server", "chat messages that are a string",
+         http_case("/v1/chat/completions", {"messages": "hello"})),
+        ("server", "a knob of the wrong type",
+         http_case("/v1/completions", {"prompt": "x", "w2s": {"method": "cbs", "w": "four"}})),
+        ("server", "w2s without a method", http_case("/v1/completions",
+                                                      {"prompt": "x", "w2s": {"w": 2}})),
+        ("server", "a negative temperature",
+         http_case("/v1/completions", {"prompt": "x", "temperature": -1})),
+        ("server", "max_tokens 0", http_case("/v1/completions", {"prompt": "x", "max_tokens": 0})),
     ]
 
 

@@ -5,6 +5,24 @@ vocabularies) raises :class:`W2SError` with a one-line message; the CLI and the 
 into a clean error instead of a traceback. Internal bugs stay ordinary exceptions.
 """
 
+from __future__ import annotations
+
 
 class W2SError(ValueError):
     """A problem with the user's input, reported as one readable line."""
+
+
+class FieldError(W2SError):
+    """A bad value of one named field, as ``<field path> <problem>``: ``field`` is its path
+    (``w``, ``sampling.top_p``, ``guide.weights[1]``) and ``problem`` what is wrong with it
+    (``must be >= 1, got 0``), so every face reports the same field the same way (the server
+    puts the path in OpenAI's ``param``, a config its key path, the CLI the flag)."""
+
+    def __init__(self, field: str, problem: str, sep: str = " ") -> None:
+        self.field, self.problem, self.sep = field, problem, sep
+        super().__init__(f"{field}{sep}{problem}")
+
+    def at(self, prefix: str) -> FieldError:
+        """The same error one level down: ``at("sampling.")`` of ``top_p ...`` is
+        ``sampling.top_p ...``."""
+        return FieldError(f"{prefix}{self.field}", self.problem, self.sep)

@@ -10,14 +10,23 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from w2s.errors import W2SError
+from w2s.errors import FieldError, W2SError
+
+_NAMED = re.compile(r"^([a-z_][a-z0-9_]*) (must .*)$")
 
 
 def _check(cond: bool, msg: str) -> None:
+    """Raise ``msg`` unless ``cond``; a message that opens with the field's name (``w must be
+    >= 1``) is a :class:`~w2s.errors.FieldError` for that field, so each face can name it in
+    its own terms (``w2s.w``, ``methods[2].w``, ``--w``)."""
     if not cond:
+        m = _NAMED.match(msg)
+        if m:
+            raise FieldError(m.group(1), m.group(2))
         raise W2SError(msg)
 
 

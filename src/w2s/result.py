@@ -58,10 +58,36 @@ class Result:
     (Best-of-N: the analytic log N - (N-1)/N; CBS: the selection-count bound), ``rounds`` (CBS),
     ``small_fraction`` and ``nudges`` (Nudging: the share of tokens the small model wrote)."""
 
+    @property
+    def finish_reason(self) -> str:
+        """OpenAI's word for how the response ended: ``stop`` (EOS or a stop string) or
+        ``length`` (max_new_tokens)."""
+        return "stop" if self.finished else "length"
+
     def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        d["response"] = d.pop("text")
-        return d
+        """The one wire form of a result (``w2s generate --json``, the Python API's JSON):
+        ``response`` for the text, ``finish_reason`` beside ``finished``, every candidate with
+        its ``response``; :meth:`from_dict` reads it back."""
+        def cand(c: Candidate) -> dict[str, Any]:
+            return {"response": c.text, "token_ids": list(c.token_ids), "score": c.score,
+                    "finished": c.finished}
+
+        return {"prompt": self.prompt, "response": self.text, "method": self.method,
+                "score": self.score, "finished": self.finished,
+                "finish_reason": self.finish_reason, "token_ids": list(self.token_ids),
+                "cost": dataclasses.asdict(self.cost), "params": dict(self.params),
+                "stats": dict(self.stats), "candidates": [cand(c) for c in self.candidates]}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Result:
+        """The result :meth:`to_dict` wrote (``candidates`` may be left out)."""
+        cands = [Candidate(c["response"], list(c["token_ids"]), c.get("score"),
+                           bool(c.get("finished", False))) for c in d.get("candidates", [])]
+        return cls(prompt=d["prompt"], method=d["method"], text=d["response"],
+                   token_ids=list(d["token_ids"]), score=d.get("score"),
+                   finished=bool(d["finished"]), candidates=cands,
+                   cost=Cost(**d.get("cost", {})), params=dict(d.get("params", {})),
+                   stats=dict(d.get("stats", {})))
 
     @classmethod
     def from_candidates(

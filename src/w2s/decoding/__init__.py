@@ -8,7 +8,14 @@ from w2s.decoding.best_of_n import best_of_n
 from w2s.decoding.eft import eft, eft_logprobs
 from w2s.decoding.multi_guide import dlf
 from w2s.decoding.nudging import nudging
-from w2s.decoding.registry import DECODERS, DecoderSpec, get_decoder, register, unregister
+from w2s.decoding.registry import (
+    DECODERS,
+    DecoderSpec,
+    decoders,
+    get_decoder,
+    register,
+    unregister,
+)
 from w2s.decoding.sampling import sample
 from w2s.models.base import LogitsBackend, TopLogprobsBackend
 from w2s.params import BestOfNParams, DLFParams, EFTParams, NudgingParams, SearchParams
@@ -30,5 +37,5 @@ register(DecoderSpec("nudging", nudging, "Nudging: the base writes; where its to
                      "probability is below gamma the small tuned model writes the next word",
                      NudgingParams, needs=(TopLogprobsBackend,), guide="pair"))
 
-__all__ = ["DECODERS", "DecoderSpec", "best_of_n", "cbs", "dlf", "eft", "eft_logprobs", "get_decoder",
+__all__ = ["DECODERS", "DecoderSpec", "best_of_n", "cbs", "decoders", "dlf", "eft", "eft_logprobs", "get_decoder",
            "nudging", "register", "sample", "unregister"]

@@ -22,7 +22,7 @@ import torch
 from w2s.decoding.common import knobs, sampling_of
 from w2s.decoding.multi_guide import eft_multi
 from w2s.decoding.token_level import decode_fused, fused_logprobs
-from w2s.guides import Guide, PairGuide
+from w2s.guides import Guide
 from w2s.models.base import Backend
 from w2s.params import EFTParams, SamplingParams
 from w2s.result import Result
@@ -52,13 +52,14 @@ def eft_logprobs(base: torch.Tensor, tuned: torch.Tensor, untuned: torch.Tensor,
 
 def eft(backend: Backend, guide: Guide | None, prompts: Sequence[str],
         eft_params: EFTParams | None = None, sampling: SamplingParams | None = None) -> list[Result]:
-    """Sample from the EFT/proxy-tuned distribution; ``guide`` is a :class:`PairGuide`, or a
+    """Sample from the EFT/proxy-tuned distribution; ``guide`` is a tuned/untuned pair, or a
     weighted sum of pairs for several experts (:mod:`w2s.decoding.multi_guide`)."""
     eft_params = knobs(eft_params, EFTParams, "eft")
     sampling = sampling_of(sampling)
-    if not isinstance(guide, PairGuide):  # several experts: a weighted sum of pairs
+    pair = guide.expert() if isinstance(guide, Guide) else None
+    if pair is None or pair[1] is None:  # several experts, or an ARM: multi_guide's rule
         return eft_multi(backend, guide, prompts, eft_params.beta, sampling,
                          eft_params.to_dict())
-    rule = EFTRule(eft_params.beta, guide.tuned, guide.untuned)
+    rule = EFTRule(eft_params.beta, *pair)
     return decode_fused(backend, guide, prompts, rule, sampling, method="eft",
                         params=eft_params.to_dict())

@@ -37,7 +37,7 @@ import torch
 from w2s.decoding.common import knobs, sampling_of
 from w2s.decoding.token_level import decode_fused
 from w2s.errors import W2SError
-from w2s.guides import ARMGuide, Guide, PairGuide, WeightedGuide
+from w2s.guides import Guide
 from w2s.models.base import Backend
 from w2s.params import DLFParams, SamplingParams
 from w2s.result import Result
@@ -47,18 +47,15 @@ BISECTION_STEPS = 40
 
 
 def _expert(w: float, g: Guide) -> tuple[float, Any, Any] | None:
-    if isinstance(g, PairGuide):
-        return (w, g.tuned, g.untuned)
-    if isinstance(g, ARMGuide):
-        return (w, g.arm, None)  # GenARM: log pi_arm itself is the shift
-    return None
+    e = g.expert()  # a pair: (tuned, untuned); an ARM: (arm, None); else None
+    return (w, *e) if e is not None else None
 
 
 def experts_of(guide: Guide | None, method: str, *, arms: bool = True
                ) -> list[tuple[float, Any, Any]]:
     """``(weight, tuned, untuned)`` per expert of a pair, an autoregressive reward LM
     (``untuned`` None) or a weighted sum of them."""
-    terms = guide.terms if isinstance(guide, WeightedGuide) else [(1.0, guide)] if guide else []
+    terms = guide.parts() if isinstance(guide, Guide) else []
     out = [_expert(w, g) for w, g in terms]
     if out and all(e is not None for e in out) and (arms or all(e[2] is not None for e in out)):
         experts = [e for e in out if e is not None]

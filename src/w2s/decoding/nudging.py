@@ -36,7 +36,7 @@ from w2s.decoding.common import (
 )
 from w2s.decoding.observe import checkpoint, emit
 from w2s.errors import W2SError
-from w2s.guides import Guide, PairGuide
+from w2s.guides import Guide
 from w2s.models.base import Backend, Continuation, Request, TopLogprobsBackend
 from w2s.params import NudgingParams, SamplingParams
 from w2s.result import Cost, Result
@@ -73,14 +73,15 @@ def one_word(c: Continuation) -> int:
 def nudging(backend: Backend, guide: Guide | None, prompts: Sequence[str],
             nudge: NudgingParams | None = None, sampling: SamplingParams | None = None
             ) -> list[Result]:
-    """Nudge the base with the small tuned model of ``guide`` (a :class:`PairGuide`)."""
+    """Nudge the base with the small tuned model of ``guide`` (a tuned/untuned pair)."""
     nudge = knobs(nudge, NudgingParams, "nudging")
     sampling = sampling_of(sampling)
-    if not isinstance(guide, PairGuide):
+    writer = guide.writer() if isinstance(guide, Guide) else None
+    if writer is None:
         raise W2SError("nudging needs the small tuned model: a tuned/untuned pair as its guide "
                        "(--tuned and --untuned)")
     backend = require(backend, TopLogprobsBackend, "nudging")
-    small = require(guide.tuned, TopLogprobsBackend, "nudging", "small tuned")
+    small = require(writer, TopLogprobsBackend, "nudging", "small tuned")
     prep = prepare(backend, prompts, sampling)
     keys = torch.tensor(prep.keys, dtype=torch.long)
     base_streams = stream_keys(keys, torch.zeros_like(keys)).tolist()

@@ -11,6 +11,7 @@ call.
 from __future__ import annotations
 
 import dataclasses
+import typing
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -19,7 +20,7 @@ from w2s.decoding.common import require
 from w2s.errors import W2SError
 from w2s.guides import Guide
 from w2s.models.base import Backend
-from w2s.params import SamplingParams
+from w2s.params import SamplingParams, field_docs
 from w2s.result import Result
 
 GuideNeed = Literal["optional", "any", "pair"]
@@ -33,6 +34,21 @@ KLKind = Literal["exact", "bound", "none"]
 
 def _one(params: Any) -> int:
     return 1
+
+
+@dataclass(frozen=True)
+class Knob:
+    """One knob of a decoder, as the faces show it."""
+
+    name: str
+    type: type
+    default: Any
+    doc: str
+
+    @property
+    def kind(self) -> str:
+        """Its JSON type: integer, number, boolean or string."""
+        return {int: "integer", float: "number", bool: "boolean"}.get(self.type, "string")
 
 
 @dataclass(frozen=True)
@@ -56,6 +72,18 @@ class DecoderSpec:
 
     def knob_fields(self) -> list[dataclasses.Field]:
         return list(dataclasses.fields(self.params)) if self.params is not None else []
+
+    def knobs(self) -> list[Knob]:
+        """Each knob's name, type, default and docstring: what every face shows (the CLI's
+        flags, the server's schema and ``/w2s/methods``), read here once."""
+        if self.params is None:
+            return []
+        hints, docs = typing.get_type_hints(self.params), field_docs(self.params)
+        out = []
+        for f in self.knob_fields():
+            default = f.default if f.default is not dataclasses.MISSING else None
+            out.append(Knob(f.name, hints.get(f.name, str), default, docs.get(f.name, "")))
+        return out
 
     def make_params(self, values: dict[str, Any]) -> Any:
         """The knob dataclass from ``values`` (missing fields take their defaults)."""
@@ -83,6 +111,17 @@ class DecoderSpec:
         if self.guide == "pair" and not (pair and not reward_model):
             return f"{self.name} needs {pair_name} as its guide and no {rm_name}"
         return None
+
+    def check_guide(self, guide: Guide | None, *, pair_name: str = "a tuned/untuned pair",
+                    rm_name: str = "a reward model") -> None:
+        """Refuse, in one line, a loaded guide this decoder cannot use; the guide says what it
+        is made of (:meth:`~w2s.guides.Guide.parts`, :meth:`~w2s.guides.Guide.expert`)."""
+        parts = [g for _, g in guide.parts()] if isinstance(guide, Guide) else []
+        problem = self.guide_problem(any(g.expert() is not None for g in parts),
+                                     any(g.expert() is None for g in parts),
+                                     pair_name=pair_name, rm_name=rm_name)
+        if problem:
+            raise W2SError(problem)
 
     def check_backend(self, backend: object) -> None:
         """Refuse, in one line, a base that lacks a capability this decoder needs."""
@@ -120,7 +159,16 @@ def unregister(name: str) -> None:
     DECODERS.pop(name, None)
 
 
+def decoders() -> dict[str, DecoderSpec]:
+    """Every registered decoder, those of installed plugins included (loaded on first use):
+    what every face lists and accepts."""
+    from w2s.plugins import load_plugins
+
+    load_plugins()
+    return DECODERS
+
+
 def get_decoder(name: str) -> DecoderSpec:
-    if name not in DECODERS:
+    if name not in decoders():
         raise W2SError(f"unknown method {name!r}; choose one of {', '.join(DECODERS)}")
     return DECODERS[name]

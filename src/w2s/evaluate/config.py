@@ -36,14 +36,14 @@ from pathlib import Path
 from typing import Any
 
 from w2s.errors import W2SError
+from w2s.guides.spec import GuideRef
 from w2s.models.refs import resolve_model
 from w2s.params import SamplingParams
+from w2s.request import parse_sampling
 
 SHIPPED = Path(__file__).resolve().parent.parent / "configs"
 TOP_KEYS = {"name", "task", "base", "guide", "prompts", "seeds", "sampling", "methods", "dtype",
             "device", "batch_size", "chat"}
-GUIDE_KEYS = {"tuned", "untuned", "arm", "reward_model", "reward_label", "weights",
-              "normalize"}
 ENGINE_KEYS = {"url": str, "model": str, "tokenizer": str, "max_concurrency": int,
                "timeout": (int, float), "max_retries": int}
 SAMPLING_FIELDS = [f.name for f in dataclasses.fields(SamplingParams) if f.name != "seed"]
@@ -259,65 +259,37 @@ def _engine(value: dict[str, Any], path: Path) -> dict[str, Any]:
     return dict(value)
 
 
-def _guide(value: Any, path: Path, where: str = "guide") -> dict[str, str] | None:
+def _guide(value: Any, path: Path, where: str = "guide") -> dict[str, Any] | None:
+    """A config's guide mapping, checked by the one guide parser (:class:`GuideRef`) and its
+    models resolved; returned as written (the method hashes are computed from it), with the
+    weights as floats."""
     if value is None:
         return None
-    if not isinstance(value, dict):
-        raise W2SError(f"{path.name}: {where} must be a mapping: {{tuned, untuned}} and/or "
-                       "reward_model")
-    unknown = sorted(set(value) - GUIDE_KEYS)
-    if unknown:
-        raise W2SError(f"{path.name}: unknown {where} key(s) {', '.join(unknown)}")
-    if ("tuned" in value) != ("untuned" in value):
-        raise W2SError(f"{path.name}: {where} needs both tuned and untuned (or neither)")
-    if not ("tuned" in value or "arm" in value or "reward_model" in value):
+    try:
+        ref = GuideRef.parse(value, where)
+    except W2SError as e:
+        raise W2SError(f"{path.name}: {e}") from None
+    if ref is None:
         raise W2SError(f"{path.name}: {where} needs tuned and untuned, arm, or reward_model")
-    out: dict[str, Any] = {}
-    for k, v in value.items():
-        if k in ("tuned", "untuned", "arm") and isinstance(v, list):  # several experts
-            if not v:
-                raise W2SError(f"{path.name}: {where}.{k} is an empty list")
-            out[k] = [_model_ref(x, f"{where}.{k}[{i}]", path) for i, x in enumerate(v)]
-        elif k in ("tuned", "untuned", "arm", "reward_model"):
-            out[k] = _model_ref(v, f"{where}.{k}", path)
-        elif k == "weights":
-            out[k] = _weights(v, f"{path.name}: {where}.weights")
-        elif k == "normalize":
-            from w2s.guides.base import NORMALIZATIONS
-
-            if v not in NORMALIZATIONS:
-                raise W2SError(f"{path.name}: {where}.normalize must be one of "
-                               f"{', '.join(NORMALIZATIONS)}, got {v!r}")
-            out[k] = v
-        else:
-            out[k] = v
-    n_terms = sum(len(out[k]) if isinstance(out.get(k), list) else 1 if k in out else 0
-                  for k in ("tuned", "arm", "reward_model"))
-    if "weights" in out and len(out["weights"]) != n_terms:
-        raise W2SError(f"{path.name}: {where}.weights: give {n_terms} (one per tuned model, "
-                       f"then the reward model), got {len(out['weights'])}")
+    for key in ("tuned", "untuned", "arm", "reward_model"):
+        v = value.get(key)
+        for i, x in enumerate(v if isinstance(v, list) else [v] if v is not None else []):
+            _model_ref(x, f"{where}.{key}" + (f"[{i}]" if isinstance(v, list) else ""), path)
+    out = dict(value)
+    if ref.weights is not None:
+        out["weights"] = list(ref.weights)
     return out
-
-
-def _weights(v: Any, where: str) -> list[float]:
-    if not (isinstance(v, list) and v and all(isinstance(x, (int, float))
-                                              and not isinstance(x, bool) for x in v)):
-        raise W2SError(f"{where} must be a list of numbers, got {v!r}")
-    return [float(x) for x in v]
 
 
 def _sampling(over: Any, base: SamplingParams, where: str) -> SamplingParams:
     if not isinstance(over, dict):
         raise W2SError(f"{where}: sampling must be a mapping")
-    unknown = sorted(set(over) - set(SAMPLING_FIELDS))
-    if unknown:
-        raise W2SError(f"{where}: unknown sampling option(s) {', '.join(unknown)}")
+    if "seed" in over:
+        raise W2SError(f"{where}: sampling.seed is set by the config's seeds, not here")
     try:
-        return dataclasses.replace(base, **over)
+        return parse_sampling(over, base, "sampling")
     except W2SError as e:
         raise W2SError(f"{where}: {e}") from None
-    except (TypeError, ValueError) as e:
-        raise W2SError(f"{where}: bad sampling value ({e})") from None
 
 
 def _expand(entry: Any, where: str, path: Path, guide: dict[str, str] | None,
@@ -353,14 +325,15 @@ def _expand(entry: Any, where: str, path: Path, guide: dict[str, str] | None,
     if model in ("tuned", "untuned") and isinstance((g or {}).get(model), list):
         raise W2SError(f"{where}: model: {model} needs a guide with one {model} model, not a "
                        "list")
-    problem = spec.guide_problem(bool(g and ("tuned" in g or "arm" in g)),
-                                 bool(g and "reward_model" in g),
+    gref = GuideRef.parse(g, "guide") if g else None
+    problem = spec.guide_problem(bool(gref and gref.has_experts),
+                                 bool(gref and gref.has_text_scorers),
                                  pair_name="guide: {tuned, untuned}", rm_name="reward_model")
     if problem:
         raise W2SError(f"{where}: {problem}")
     weight_axis: list[list[float] | None] = [None]
     if "weights" in entry:  # the guide's weights: a list of numbers, or a sweep of such lists
-        if not g or not ("tuned" in g or "arm" in g or "reward_model" in g):
+        if gref is None:
             raise W2SError(f"{where}: weights need a guide")
         raw = entry.pop("weights")
         sweep = raw if isinstance(raw, list) and raw and isinstance(raw[0], list) else [raw]
@@ -419,7 +392,8 @@ def _spec(name: str, label: str | None, params: Any, sampling: SamplingParams,
             text += f"[{Path(model).name}]"
         if guide is not None and {k: v for k, v in guide.items() if k != "weights"} != {
                 k: v for k, v in (default_guide or {}).items() if k != "weights"}:
-            first = guide.get("tuned") or guide.get("arm") or guide["reward_model"]
+            first = (guide.get("tuned") or guide.get("arm") or guide.get("reward_model")
+                     or next(k for k in guide if k not in ("weights", "normalize")))
             names = [Path(x).name for x in (first if isinstance(first, list) else [first])]
             text += f"[guide {'+'.join(names)}]"
     else:

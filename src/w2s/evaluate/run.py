@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import os
 import resource
 import sys
@@ -30,42 +29,27 @@ RESULTS = "results.jsonl"
 
 
 class Models:
-    """Loads each model once per run, whatever number of methods use it."""
+    """Loads each model once per run, whatever number of methods use it (one
+    :class:`~w2s.request.Resolver` for the run)."""
 
     def __init__(self, cfg: EvalConfig, chat: bool) -> None:
+        from w2s.request import Resolver
+
         self.cfg, self.chat = cfg, chat
-        self._lm: dict[str, Any] = {}
-        self._guides: dict[str, Any] = {}
+        self.resolver = Resolver(dtype=cfg.dtype, device=cfg.device, chat=chat,
+                                 batch_size=cfg.batch_size, base_dir=cfg.base_dir)
 
     def lm(self, ref: str) -> Any:
-        from w2s.models.refs import load_engine, load_model
+        from w2s.request import BaseRef
 
-        if ref not in self._lm:
-            eng = self.cfg.engine
-            if eng is not None and ref == self.cfg.base:
-                tok = eng.get("tokenizer")
-                self._lm[ref] = load_engine(
-                    eng["url"], eng["model"], chat=self.chat,
-                    tokenizer=self.cfg.resolve(tok) if tok else None,
-                    **{k: eng[k] for k in ("max_concurrency", "timeout", "max_retries")
-                       if k in eng})
-            else:
-                self._lm[ref] = load_model(ref, base_dir=self.cfg.base_dir,
-                                           dtype=self.cfg.dtype, device=self.cfg.device,
-                                           chat=self.chat, batch_size=self.cfg.batch_size)
-        return self._lm[ref]
+        if self.cfg.engine is not None and ref == self.cfg.base:
+            return self.resolver.base(BaseRef.parse(self.cfg.engine))
+        return self.resolver.lm(ref)
 
-    def guide(self, spec: dict[str, str] | None) -> Any:
-        from w2s.guides.build import guide_from_spec
+    def guide(self, spec: dict[str, Any] | None) -> Any:
+        from w2s.guides.spec import GuideRef
 
-        if spec is None:
-            return None
-        key = json.dumps(spec, sort_keys=True)
-        if key not in self._guides:  # the pair's models are shared with other methods
-            self._guides[key] = guide_from_spec(spec, load_lm=self.lm, dtype=self.cfg.dtype,
-                                                device=self.cfg.device, chat=self.chat,
-                                                base_dir=self.cfg.base_dir)
-        return self._guides[key]
+        return self.resolver.guide(GuideRef.parse(spec, where="guide"))
 
     def sampled_model(self, m: MethodSpec) -> Any:
         """The model a method samples from: the base, or (for ``sample``) another one."""

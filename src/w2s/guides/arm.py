@@ -13,6 +13,7 @@ ARM needs one. Complete responses include their end-of-sequence token, as the pa
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 
@@ -27,6 +28,9 @@ class ARMGuide(Guide):
 
     def __init__(self, arm: HFModel) -> None:
         self.arm = arm
+
+    def expert(self) -> tuple[Any, None]:
+        return (self.arm, None)  # GenARM: log pi_arm itself is the shift
 
     @classmethod
     def load(cls, path: str, *, dtype: str = "auto", device: str = "cpu",

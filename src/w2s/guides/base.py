@@ -7,7 +7,9 @@ search lives in its :class:`ScoringSession`.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 
@@ -43,6 +45,9 @@ class ScoringSession:
 class Guide:
     """Base class: ``score(prompts, responses) -> (B,)`` float tensor, higher is better."""
 
+    normalize: str = "raw"
+    """How a sum puts its terms on one scale (:class:`WeightedGuide`); one guide is raw."""
+
     def session(self, prompts: Sequence[str]) -> ScoringSession:
         """A scoring session for one search over ``prompts`` (row ``i``: prompt ``i``)."""
         return ScoringSession(self, prompts)
@@ -68,21 +73,49 @@ class Guide:
         them (per-token normalisation), else None."""
         return None
 
+    # What a guide is made of, declared, so that decoders, the server and the request checks
+    # ask the guide instead of testing its class.
+    def parts(self) -> list[tuple[float, Guide]]:
+        """The weighted terms this guide sums: itself with weight 1, unless it is a sum."""
+        return [(1.0, self)]
+
+    def expert(self) -> tuple[Any, Any | None] | None:
+        """``(lm, reference lm)`` when the score is a per-token log-likelihood ratio a
+        token-level method can step (a pair: tuned and untuned; an autoregressive reward LM:
+        itself and None); None for guides that only score text (reward models)."""
+        return None
+
+    def writer(self) -> Any | None:
+        """A small language model that can write in the base's place (Nudging's small tuned
+        model), or None."""
+        return None
+
+    def reweighted(self, weights: Sequence[float]) -> WeightedGuide:
+        """The same terms (no model is loaded) with new weights, one per :meth:`parts`."""
+        terms = self.parts()
+        if len(weights) != len(terms):
+            raise W2SError(f"weights: this guide has {len(terms)} term(s); give as many, got "
+                           f"{len(weights)}")
+        return WeightedGuide([(float(w), g) for w, (_, g) in zip(weights, terms)],
+                             self.normalize)
+
     def __add__(self, other: Guide) -> WeightedGuide:
         if not isinstance(other, Guide):
             return NotImplemented
         return WeightedGuide(_terms(self) + _terms(other))
 
     def __mul__(self, weight: float) -> WeightedGuide:
-        if not isinstance(weight, (int, float)):
+        if not isinstance(weight, (int, float)) or isinstance(weight, bool):
             return NotImplemented
+        if not math.isfinite(weight):
+            raise W2SError(f"a guide's weight must be a finite number, got {weight!r}")
         return WeightedGuide([(w * float(weight), g) for w, g in _terms(self)])
 
     __rmul__ = __mul__
 
 
 def _terms(g: Guide) -> list[tuple[float, Guide]]:
-    return list(g.terms) if isinstance(g, WeightedGuide) else [(1.0, g)]
+    return g.parts()
 
 
 NORMALIZATIONS = ("raw", "per_token", "zscore")
@@ -117,6 +150,9 @@ class WeightedGuide(Guide):
     def check_prompts(self, prompts: Sequence[str], max_new_tokens: int) -> None:
         for _, g in self.terms:
             g.check_prompts(prompts, max_new_tokens)
+
+    def parts(self) -> list[tuple[float, Guide]]:
+        return list(self.terms)
 
     def normalized(self, normalize: str) -> WeightedGuide:
         return WeightedGuide(self.terms, normalize)

@@ -4,7 +4,6 @@ so the three cannot drift apart."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -12,8 +11,10 @@ from typing import Any
 from w2s.errors import W2SError
 from w2s.guides.arm import ARMGuide
 from w2s.guides.base import Guide, WeightedGuide
+from w2s.guides.kinds import guide_kinds
 from w2s.guides.pair import PairGuide
 from w2s.guides.reward_model import RewardModelGuide
+from w2s.guides.spec import GuideRef
 from w2s.models.refs import resolve_model
 
 
@@ -37,10 +38,12 @@ def _as_list(value: Any) -> list[str]:
 
 def guide_spec(tuned: Any = (), untuned: Any = (), arm: Any = (),
                reward_model: str | None = None, weights: Any = None,
-               normalize: str = "raw") -> dict[str, Any]:
+               normalize: str = "raw", terms: dict[str, list[Any]] | None = None
+               ) -> dict[str, Any]:
     """The spec for :func:`guide_from_spec` that the flags --tuned, --untuned, --arm,
-    --reward-model, --weights (a list, or ``"0.7,0.3"``) and --normalize name, checked before
-    anything loads; ``{}`` for no guide. The CLI and the server both build their guide here."""
+    --reward-model, --guide-term (``terms``: ``{kind: [knobs, ...]}``), --weights (a list, or
+    ``"0.7,0.3"``) and --normalize name, checked before anything loads; ``{}`` for no guide.
+    The CLI and the server both build their guide here."""
     tuned, untuned, arm = _as_list(tuned), _as_list(untuned), _as_list(arm)
     if bool(tuned) != bool(untuned):
         raise W2SError("--tuned and --untuned go together: give both or neither")
@@ -51,6 +54,7 @@ def guide_spec(tuned: Any = (), untuned: Any = (), arm: Any = (),
         spec["arm"] = arm
     if reward_model:
         spec["reward_model"] = reward_model
+    spec.update(terms or {})
     if not spec:
         if weights is not None or normalize != "raw":
             raise W2SError("--weights and --normalize act on the guide's terms; give "
@@ -59,69 +63,58 @@ def guide_spec(tuned: Any = (), untuned: Any = (), arm: Any = (),
     if weights is not None:
         spec["weights"] = weights
     spec["normalize"] = normalize
+    GuideRef.parse(spec, where="")  # every value checked before anything loads
     return spec
 
 
-def _refs(value: Any, name: str) -> list[str]:
-    refs = [value] if isinstance(value, str) else list(value or [])
-    if not refs or not all(isinstance(r, str) and r for r in refs):
-        raise W2SError(f"{name} must be a model reference or a list of them, got {value!r}")
-    return refs
+class _Loader:
+    """The :class:`~w2s.guides.kinds.ModelLoader` a guide kind's ``build`` gets: the caller's
+    ``load_lm``, each reference loaded once."""
+
+    def __init__(self, load_lm: Callable[[str], Any]) -> None:
+        self._load, self._loaded = load_lm, {}
+
+    def load_lm(self, ref: str) -> Any:
+        if ref not in self._loaded:
+            self._loaded[ref] = self._load(ref)
+        return self._loaded[ref]
+
+
+def build_guide(ref: GuideRef | None, *, load_lm: Callable[[str], Any], dtype: str = "auto",
+                device: str = "cpu", chat: bool = False, base_dir: Path | None = None
+                ) -> Guide | None:
+    """The loaded guide a :class:`~w2s.guides.spec.GuideRef` names (None for none).
+
+    Experts tuned from one small model share it (loaded once, so token-level methods step it
+    once per token); ``load_lm`` loads a language model (the caller's cache); the guide is
+    ``sum_i w_i * term_i`` when it has several terms or weights, else its one term."""
+    if ref is None:
+        return None
+    loader = _Loader(load_lm)
+    terms: list[Guide] = []
+    shared = ref.untuned * len(ref.tuned) if len(ref.untuned) == 1 else ref.untuned
+    terms += [PairGuide(loader.load_lm(t), loader.load_lm(u)) for t, u in zip(ref.tuned, shared)]
+    terms += [ARMGuide(loader.load_lm(a)) for a in ref.arm]  # GenARM, one term each
+    if ref.reward_model:
+        terms.append(RewardModelGuide.load(resolve_model(ref.reward_model, base_dir),
+                                           dtype=dtype, device=device, chat=chat,
+                                           label=ref.reward_label))
+    kinds = guide_kinds()
+    for name, knobs in ref.extra:
+        guide = kinds[name].build(knobs, loader)
+        if not isinstance(guide, Guide):
+            raise W2SError(f"guide kind {name!r} built a {type(guide).__name__}, not a Guide")
+        terms.append(guide)
+    if ref.weights is None and len(terms) == 1 and ref.normalize == "raw":
+        return terms[0]
+    weights = ref.weights if ref.weights is not None else (1.0,) * len(terms)
+    return WeightedGuide(list(zip(weights, terms)), ref.normalize)
 
 
 def guide_from_spec(spec: Mapping[str, Any] | None, *, load_lm: Callable[[str], Any],
                     dtype: str = "auto", device: str = "cpu", chat: bool = False,
                     base_dir: Path | None = None) -> Guide | None:
-    """``spec``: ``tuned`` and ``untuned`` (model references, loaded with ``load_lm`` so a
-    caller can share loaded models), ``arm`` (autoregressive reward LMs, GenARM), and/or
-    ``reward_model`` (with ``reward_label``).
-
-    Several experts: ``tuned`` is a list, ``untuned`` one reference they were all tuned from
-    (loaded once and shared, so token-level methods step it once per token) or one per tuned
-    model, and ``weights`` one per expert (then one more for the reward model, if any); the
-    guide is then ``sum_i w_i * pair_i (+ w * reward model)``, its terms put on one scale by
-    ``normalize`` (raw, per_token, zscore: :class:`~w2s.guides.base.WeightedGuide`)."""
-    if not spec:
-        return None
-    if ("tuned" in spec) != ("untuned" in spec):
-        raise W2SError("tuned and untuned go together: give both or neither")
-    n_arms = len(_refs(spec["arm"], "arm")) if spec.get("arm") else 0
-    terms: list[Guide] = []
-    if "tuned" in spec:
-        tuned, untuned = _refs(spec["tuned"], "tuned"), _refs(spec["untuned"], "untuned")
-        if len(untuned) not in (1, len(tuned)):
-            raise W2SError(f"give one untuned model for all tuned ones, or one per tuned model "
-                           f"(got {len(tuned)} tuned, {len(untuned)} untuned)")
-        loaded: dict[str, Any] = {}
-
-        def lm(ref: str) -> Any:
-            if ref not in loaded:
-                loaded[ref] = load_lm(ref)
-            return loaded[ref]
-        shared = untuned * len(tuned) if len(untuned) == 1 else untuned
-        terms += [PairGuide(lm(t), lm(u)) for t, u in zip(tuned, shared)]
-    if spec.get("arm"):  # autoregressive reward LMs (GenARM), one term each
-        terms += [ARMGuide(load_lm(ref)) for ref in _refs(spec["arm"], "arm")]
-    if spec.get("reward_model"):
-        terms.append(RewardModelGuide.load(resolve_model(spec["reward_model"], base_dir),
-                                           dtype=dtype, device=device, chat=chat,
-                                           label=spec.get("reward_label")))
-    weights, normalize = spec.get("weights"), spec.get("normalize", "raw")
-    if not terms:  # nothing to weigh: no guide
-        if weights is not None or normalize != "raw":
-            raise W2SError("weights and normalize act on the guide's terms; name a tuned/"
-                           "untuned pair, an arm or a reward model")
-        return None
-    if weights is None:
-        if len(terms) == 1 and normalize == "raw":
-            return terms[0]
-        weights = [1.0] * len(terms)
-    weights = list(weights)
-    if len(weights) != len(terms) or not all(
-            isinstance(w, (int, float)) and not isinstance(w, bool) and math.isfinite(w)
-            for w in weights):
-        raise W2SError(f"weights: give {len(terms)} finite numbers (one per tuned model"
-                       f"{', then one per arm' if n_arms else ''}"
-                       f"{', then one for the reward model' if spec.get('reward_model') else ''}"
-                       f"), got {weights!r}")
-    return WeightedGuide([(float(w), g) for w, g in zip(weights, terms)], normalize)
+    """:func:`build_guide` of the mapping ``spec`` (see :mod:`w2s.guides.spec` for its keys),
+    checked by :meth:`GuideRef.parse` first."""
+    return build_guide(GuideRef.parse(spec or None, where=""), load_lm=load_lm, dtype=dtype,
+                       device=device, chat=chat, base_dir=base_dir)

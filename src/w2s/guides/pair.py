@@ -56,6 +56,12 @@ class PairGuide(Guide):
         self.tuned = tuned
         self.untuned = untuned
 
+    def expert(self) -> tuple[Any, Any | None]:
+        return (self.tuned, self.untuned)
+
+    def writer(self) -> Any:
+        return self.tuned
+
     @classmethod
     def load(cls, tuned: str, untuned: str, *, dtype: str = "auto", device: str = "cpu",
              chat: bool = False) -> PairGuide:

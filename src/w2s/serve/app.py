@@ -27,11 +27,12 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from w2s.chat import ChatPrompt
-from w2s.decoding.registry import DECODERS, DecoderSpec
-from w2s.errors import W2SError
+from w2s.decoding.registry import DecoderSpec, decoders
+from w2s.errors import FieldError, W2SError
 from w2s.guides import Guide
 from w2s.models.base import Backend, LogitsBackend
 from w2s.params import SamplingParams
+from w2s.request import parse_request, parse_sampling
 from w2s.result import Result
 from w2s.serve import schema as S
 from w2s.serve.batcher import Batcher, Job, Overloaded
@@ -95,48 +96,30 @@ class Server:
         """Run every registered method once on a one-token answer: what fails is marked
         unavailable with its one-line reason (a missing guide, a text-only base, EFT across
         vocabularies), so the playground and the errors say so up front."""
-        for name, spec in DECODERS.items():
+        for name, spec in decoders().items():
             try:
                 self._check_guide(spec)
                 spec.run(self.backend, self.guide, ["Hello"], spec.make_params({}),
                          SamplingParams(max_new_tokens=1))
             except W2SError as e:
                 self.why_not[name] = str(e)
-        if self.defaults.method not in DECODERS or self.defaults.method in self.why_not:
+        if self.defaults.method not in decoders() or self.defaults.method in self.why_not:
             raise W2SError(f"the default method {self.defaults.method!r} cannot run here: "
                            f"{self.why_not.get(self.defaults.method, 'not registered')}")
 
     def _check_guide(self, spec: DecoderSpec) -> None:
-        from w2s.guides.arm import ARMGuide
-        from w2s.guides.base import WeightedGuide
-        from w2s.guides.pair import PairGuide
-        from w2s.guides.reward_model import RewardModelGuide
-
-        g = self.guide
-        parts = ([t for _, t in g.terms] if isinstance(g, WeightedGuide)
-                 else [g] if g is not None else [])
-        problem = spec.guide_problem(any(isinstance(p, (PairGuide, ARMGuide)) for p in parts),
-                                     any(isinstance(p, RewardModelGuide) for p in parts),
-                                     pair_name="--tuned and --untuned (or --arm)",
-                                     rm_name="--reward-model")
-        if problem:
-            raise W2SError(f"{problem} (this server was started without it)")
+        try:
+            spec.check_guide(self.guide, pair_name="--tuned and --untuned (or --arm)",
+                             rm_name="--reward-model")
+        except W2SError as e:
+            raise W2SError(f"{e} (this server was started without it)") from None
 
     def method_list(self) -> S.MethodList:
-        import typing
-
-        from w2s.params import field_docs
-
-        kinds = {int: "integer", float: "number", bool: "boolean", str: "string"}
         methods = []
-        for name, spec in DECODERS.items():
-            knobs = []
-            if spec.params is not None:
-                hints, docs = typing.get_type_hints(spec.params), field_docs(spec.params)
-                base = spec.make_params(self.defaults.knobs.get(name, {}))
-                for f in spec.knob_fields():
-                    knobs.append(S.Knob(name=f.name, type=kinds.get(hints.get(f.name), "string"),
-                                        default=getattr(base, f.name), doc=docs.get(f.name, "")))
+        for name, spec in decoders().items():
+            base = spec.make_params(self.defaults.knobs.get(name, {}))
+            knobs = [S.Knob(name=k.name, type=k.kind, default=getattr(base, k.name),
+                            doc=k.doc) for k in spec.knobs()]
             methods.append(S.MethodInfo(name=name, summary=spec.summary, guide=spec.guide,
                                         ranked=spec.ranked, kl=spec.kl,
                                         available=name not in self.why_not,
@@ -164,25 +147,46 @@ class Plan:
     weights: tuple[float, ...] | None  # this request's, or None for the server's
 
 
+OPENAI_NAMES = {"max_new_tokens": "max_tokens"}
+"""SamplingParams fields that OpenAI's API names otherwise."""
+
+
+def _refused(e: W2SError, default_param: str, names: dict[str, str] | None = None) -> ApiError:
+    """A request error as a 400 whose ``param`` is the field's path."""
+    if isinstance(e, FieldError):
+        field = (names or {}).get(e.field, e.field)
+        message = str(e) if field == e.field else f"{field}{e.sep}{e.problem}"
+        return ApiError(400, message, param=field)
+    return ApiError(400, str(e), param=default_param)
+
+
 def plan(server: Server, req: Any, prompts: list[str], max_tokens: int | None) -> Plan:
     lim, d = server.limits, server.defaults
     if req.model is not None and req.model != server.model_id:
         raise ApiError(404, f"model {req.model!r} is not served here; this server serves "
                        f"{server.model_id!r}", param="model", kind="not_found_error")
-    method = req.w2s.method if req.w2s is not None else d.method
-    spec = DECODERS[method]
+    max_new = max_tokens if max_tokens is not None else d.max_tokens
+    given = {"max_new_tokens": max_new, "temperature": req.temperature, "top_p": req.top_p,
+             "top_k": req.top_k, "seed": req.seed, "ignore_eos": req.ignore_eos,
+             "stop": req.stops() or None}
+    w2s = req.w2s.model_dump(exclude_none=True) if req.w2s is not None else {}
+    weights = w2s.pop("weights", None)
+    try:  # the one request parser: OpenAI's sampling fields, then the w2s field
+        sampling = parse_sampling({k: v for k, v in given.items() if v is not None}, d.sampling,
+                                  where="")
+    except W2SError as e:
+        raise _refused(e, "w2s", OPENAI_NAMES) from None
+    try:
+        request = parse_request(w2s, where="w2s.", default_method=d.method,
+                                default_knobs=d.knobs, default_sampling=sampling,
+                                guide_given=False)
+    except W2SError as e:
+        raise _refused(e, "w2s") from None
+    method, spec, params = request.method, request.spec, request.knobs
     if method in server.why_not:
         raise ApiError(400, f"method {method!r} is not available on this server: "
                        f"{server.why_not[method]}", param="w2s.method")
-    given = {k: v for k, v in (req.w2s.model_dump() if req.w2s is not None else {}).items()
-             if k not in ("method", "weights") and v is not None}
-    weights = req.w2s.weights if req.w2s is not None else None
     guide = server.guide if weights is None else reweighted(server.guide, weights)
-    try:
-        params = spec.make_params({**d.knobs.get(method, {}), **given})
-    except W2SError as e:
-        raise ApiError(400, str(e), param="w2s") from None
-    max_new = max_tokens if max_tokens is not None else d.max_tokens
     if max_new > lim.max_tokens:
         raise ApiError(400, f"max_tokens {max_new} is over this server's limit of "
                        f"{lim.max_tokens} (--max-tokens-limit)", param="max_tokens")
@@ -197,15 +201,8 @@ def plan(server: Server, req: Any, prompts: list[str], max_tokens: int | None) -
         raise ApiError(400, f"{method} with these knobs needs {rows} candidate rows per "
                        f"prompt; this server runs at most {lim.max_rows} (--max-rows)",
                        param="w2s")
-    s = d.sampling
+    base = request.sampling
     try:
-        base = SamplingParams(
-            max_new_tokens=max_new,
-            temperature=s.temperature if req.temperature is None else req.temperature,
-            top_p=s.top_p if req.top_p is None else req.top_p,
-            top_k=s.top_k if req.top_k is None else req.top_k,
-            stop=req.stops() or s.stop, seed=s.seed if req.seed is None else req.seed,
-            ignore_eos=s.ignore_eos if req.ignore_eos is None else req.ignore_eos)
         server.backend.check_prompts(list(dict.fromkeys(prompts)), max_new)
         if guide is not None:
             guide.check_prompts(list(dict.fromkeys(prompts)), max_new)
@@ -218,15 +215,12 @@ def plan(server: Server, req: Any, prompts: list[str], max_tokens: int | None) -
 
 def reweighted(guide: Guide | None, weights: list[float]) -> Guide:
     """The server's guide with this request's weights on its terms (no model is loaded)."""
-    from w2s.guides.base import WeightedGuide
-
-    terms = ([g for _, g in guide.terms] if isinstance(guide, WeightedGuide)
-             else [guide] if guide is not None else [])
-    if len(weights) != len(terms) or not all(math.isfinite(w) for w in weights):
+    terms = guide.parts() if guide is not None else []
+    if guide is None or len(weights) != len(terms) or not all(math.isfinite(w)
+                                                              for w in weights):
         raise ApiError(400, f"w2s.weights: this server's guide has {len(terms)} term(s); give "
                        f"as many finite weights, got {len(weights)}", param="w2s.weights")
-    return WeightedGuide(list(zip(weights, terms)),
-                         guide.normalize if isinstance(guide, WeightedGuide) else "raw")
+    return guide.reweighted(weights)
 
 
 def _wrap(seed: int) -> int:
@@ -286,7 +280,7 @@ def create_app(server: Server) -> FastAPI:
                   description="Weak-to-strong search behind an OpenAI-compatible API. The "
                   "method and its knobs travel in the extra field `w2s`.")
     app.state.server, app.state.batcher = server, batcher
-    CompletionRequest, ChatRequest = S.request_models(DECODERS)  # noqa: N806
+    CompletionRequest, ChatRequest = S.request_models(decoders())  # noqa: N806
     bearer = HTTPBearer(auto_error=False, description="--api-key (when the server has one)")
 
     def auth(cred: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> None:
@@ -311,11 +305,14 @@ def create_app(server: Server) -> FastAPI:
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, e: RequestValidationError) -> JSONResponse:
         first = e.errors()[0] if e.errors() else {"loc": (), "msg": "invalid request"}
-        loc = [str(x) for x in first.get("loc", ()) if x != "body"]
+        where = field_path(first.get("loc", ()))
         msg = str(first.get("msg", "invalid")).removeprefix("Value error, ")
         if first.get("type") == "extra_forbidden":
             msg = "unknown field (not part of this API)"
-        where = ".".join(loc)
+        elif first.get("type") in ("union_tag_not_found", "union_tag_invalid"):
+            where = where or "w2s"
+            where, msg = f"{where}.method", ("missing or unknown; choose one of "
+                                             f"{', '.join(decoders())}")
         return error_response(400, f"{where}: {msg}" if where else msg, param=where or None)
 
     @app.exception_handler(StarletteHTTPException)
@@ -420,6 +417,30 @@ def create_app(server: Server) -> FastAPI:
 
 
 STARTED = int(time.time())
+
+
+_TYPE_TAGS = {"str", "int", "float", "bool", "dict", "list", "none"}
+
+
+def field_path(loc: Any) -> str:
+    """A pydantic error location as the request's field path: ``("body", "w2s", "cbs", "w")``
+    is ``w2s.w`` (the body, union members and the method tag are not fields), list indices in
+    brackets (``messages[0].content``)."""
+    parts: list[str] = []
+    for x in loc:
+        if isinstance(x, int):
+            if parts:
+                parts[-1] += f"[{x}]"
+            continue
+        s = str(x)
+        if s == "body" and not parts:
+            continue
+        if not s.isidentifier() or s.lower() in _TYPE_TAGS:  # a union member: str, list[str]
+            continue
+        if parts and parts[-1] == "w2s" and s in decoders():  # the method's tag
+            continue
+        parts.append(s)
+    return ".".join(parts)
 
 
 class BodyLimit:

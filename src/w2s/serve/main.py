@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from w2s.errors import W2SError
+from w2s.models.refs import resolve_model
 from w2s.params import SamplingParams
 
 ZOO_DEFAULT = {"base": "zoo:base", "tuned": "zoo:tuned", "untuned": "zoo:untuned"}
@@ -40,9 +41,11 @@ def merge(opts: dict[str, Any], explicit: set[str]) -> dict[str, Any]:
 
 def build_server(o: dict[str, Any]) -> Any:
     """The :class:`~w2s.serve.app.Server` the merged settings describe (models loaded)."""
+    from w2s.cli.options import guide_terms
     from w2s.decoding import get_decoder
-    from w2s.guides.build import guide_from_spec, guide_spec
-    from w2s.models.refs import load_engine, load_model, resolve_model
+    from w2s.guides.build import guide_spec
+    from w2s.guides.spec import GuideRef
+    from w2s.request import BaseRef, Resolver
     from w2s.serve.app import Defaults, Limits, Server
 
     if o.get("base") and o.get("base_url"):
@@ -50,24 +53,23 @@ def build_server(o: dict[str, Any]) -> Any:
     if o.get("base_url") and not o.get("base_model"):
         raise W2SError("--base-url needs --base-model (the served model's name)")
     spec = guide_spec(o.get("tuned"), o.get("untuned"), o.get("arm"), o.get("reward_model"),
-                      o.get("weights"), o.get("normalize") or "raw")
+                      o.get("weights"), o.get("normalize") or "raw",
+                      guide_terms(tuple(o.get("guide_terms") or ())))
     d = o.get("defaults")
     method = o.get("default_method") or (d.method if d is not None else "cbs")
     get_decoder(method)
-    for ref in (o.get("base"), *spec.get("tuned", ()), *spec.get("untuned", ()),
-                *spec.get("arm", ()), o.get("reward_model"), o.get("base_tokenizer")):
+    base = BaseRef.parse(o["base"] if not o.get("base_url") else {
+        "url": o["base_url"], "model": o["base_model"], "tokenizer": o.get("base_tokenizer"),
+        "api_key": o.get("base_api_key"), "max_concurrency": o.get("max_concurrency") or 64},
+        where="base")
+    guide_ref = GuideRef.parse(spec or None, where="")
+    resolver = Resolver(dtype=o["dtype"], device=o["device"], batch_size=o["batch_size"])
+    for ref in ([base.tokenizer] if base.engine else [base.model]) + (
+            guide_ref.models() if guide_ref else []):
         if ref:
-            resolve_model(ref)
-    if o.get("base_url"):
-        backend = load_engine(o["base_url"], o["base_model"], tokenizer=o.get("base_tokenizer"),
-                              api_key=o.get("base_api_key"),
-                              max_concurrency=o.get("max_concurrency") or 64)
-    else:
-        backend = load_model(o["base"], dtype=o["dtype"], device=o["device"],
-                             batch_size=o["batch_size"])
-    guide = guide_from_spec(spec, dtype=o["dtype"], device=o["device"],
-                            load_lm=lambda ref: load_model(ref, dtype=o["dtype"],
-                                                           device=o["device"]))
+            resolve_model(ref)  # every reference, before anything loads
+    backend = resolver.base(base)
+    guide = resolver.guide(guide_ref)
     sampling = SamplingParams()
     if d is not None:
         sampling = SamplingParams(max_new_tokens=d.max_tokens, temperature=d.temperature,

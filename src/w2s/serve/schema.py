@@ -13,17 +13,14 @@ than ignored.
 
 from __future__ import annotations
 
-import dataclasses
-import typing
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
 
 from w2s.decoding.registry import DecoderSpec
-from w2s.params import field_docs
 
-SEED = Field(None, ge=-(2**63), le=2**63 - 1, description="Random seed: the answer is a "
-             "deterministic function of (prompt, seed, settings); default 0.")
+SEED = Field(None, description="Random seed: the answer is a deterministic function of "
+             "(prompt, seed, settings); default 0 (bounds: w2s.params.SamplingParams).")
 _NEUTRAL: dict[str, tuple[Any, ...]] = {
     "frequency_penalty": (None, 0, 0.0), "presence_penalty": (None, 0, 0.0),
     "logprobs": (None, False), "top_logprobs": (None, 0), "echo": (None, False),
@@ -52,12 +49,14 @@ class _Common(_Strict):
 
     model: str | None = Field(None, max_length=256, description="The served model's id "
                               "(optional; any other name is refused).")
-    max_tokens: int | None = Field(None, ge=1, description="Maximum response tokens "
+    # Sampling fields carry types only: their bounds are SamplingParams' (one place), checked
+    # by the request parser, which names the field in a 400.
+    max_tokens: int | None = Field(None, description="Maximum response tokens "
                                    "(default: the server's; at most its --max-tokens-limit).")
-    temperature: float | None = Field(None, ge=0, le=100, allow_inf_nan=False)
-    top_p: float | None = Field(None, gt=0, le=1, allow_inf_nan=False)
-    top_k: int | None = Field(None, ge=0, le=1_000_000, description="w2s extension: keep "
-                              "the k most likely tokens (0: no limit).")
+    temperature: float | None = Field(None, allow_inf_nan=False)
+    top_p: float | None = Field(None, allow_inf_nan=False)
+    top_k: int | None = Field(None, description="w2s extension: keep the k most likely "
+                              "tokens (0: no limit).")
     stop: str | list[str] | None = Field(None, description="Up to 8 non-empty stop strings.")
     seed: int | None = SEED
     n: int = Field(1, ge=1, description="Choices; choice i uses seed + i.")
@@ -76,6 +75,19 @@ class _Common(_Strict):
         if len(stops) > 8 or any(not s or len(s) > 64 for s in stops):
             raise ValueError("stop takes up to 8 strings of 1 to 64 characters")
         return v
+
+    @model_validator(mode="after")
+    def _text(self) -> _Common:
+        """Refuse text no tokenizer can read (JSON may carry a lone surrogate, ``"\\ud800"``):
+        a 400 naming the field, not a tokenizer's TypeError as a 500."""
+        from w2s.textfile import check_text
+
+        for name in ("prompt", "messages", "stop", "user", "model"):
+            value = getattr(self, name, None)
+            if name == "messages" and value is not None:
+                value = [m.content for m in value]
+            check_text(value, name)
+        return self
 
     @model_validator(mode="after")
     def _neutral(self) -> _Common:
@@ -98,13 +110,9 @@ def _method_models(decoders: dict[str, DecoderSpec]) -> list[type[BaseModel]]:
     out = []
     for name, spec in decoders.items():
         fields: dict[str, Any] = {"method": (Literal[name], Field(description=spec.summary))}
-        if spec.params is not None:
-            hints, docs = typing.get_type_hints(spec.params), field_docs(spec.params)
-            for f in dataclasses.fields(spec.params):
-                default = f.default if f.default is not dataclasses.MISSING else None
-                typ = hints.get(f.name, str)
-                fields[f.name] = (typ | None, Field(None, description=f"{docs.get(f.name, '')} "
-                                                    f"(knob default: {default})"))
+        for knob in spec.knobs():
+            fields[knob.name] = (knob.type | None, Field(
+                None, description=f"{knob.doc} (knob default: {knob.default})"))
         fields.setdefault("weights", (list[float] | None, Field(
             None, max_length=16, description="Weights of this server's guide terms for this "
             "request (one per tuned model, then the reward model); default: the server's.")))

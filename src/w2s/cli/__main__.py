@@ -1,0 +1,5 @@
+"""``python -m w2s.cli``."""
+
+from w2s.cli import main
+
+main()
