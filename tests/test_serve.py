@@ -156,7 +156,7 @@ def test_models_health_and_api_keys(w2s_server, client):
 
 
 @pytest.mark.parametrize("body,status,needle", [
-    ({"prompt": "x", "w2s": {"method": "cbs", "beta": 1}}, 400, "w2s.cbs.beta"),
+    ({"prompt": "x", "w2s": {"method": "cbs", "beta": 1}}, 400, "w2s.beta"),
     ({"prompt": "x", "w2s": {"method": "cbs", "w": 0}}, 400, "w must be >= 1"),
     ({"prompt": "x", "w2s": {"method": "nope"}}, 400, "w2s"),
     ({"prompt": "x", "max_tokens": 100000}, 400, "--max-tokens-limit"),

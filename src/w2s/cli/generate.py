@@ -15,7 +15,6 @@ from w2s.cli.group import cli
 from w2s.cli.options import (
     flag,
     guide_options,
-    guide_terms,
     read_prompts,
     registry_options,
     sampling_options,
@@ -72,13 +71,13 @@ def generate(**o: Any) -> None:
       w2s generate --base big --method sample --prompts-file prompts.jsonl --json
     """
     from w2s.decoding import get_decoder
-    from w2s.guides.build import guide_spec
+    from w2s.guides.build import guide_spec, parse_guide_terms
     from w2s.request import Resolver, parse_request, parse_sampling
 
     as_json, return_all = o.pop("as_json"), o.pop("return_all")
     sampling = parse_sampling(sampling_values(o), where="")
     gspec = guide_spec(o.pop("tuned"), o.pop("untuned"), o.pop("arm"), o.pop("reward_model"),
-                       o.pop("weights"), o.pop("normalize"), guide_terms(o.pop("guide_terms")))
+                       o.pop("weights"), o.pop("normalize"), parse_guide_terms(o.pop("guide_terms")))
     method = o.pop("method") or ("cbs" if gspec else "sample")
     spec = get_decoder(method)
     knobs = _own_knobs(spec, o)

@@ -133,20 +133,6 @@ def guide_options(f: Any) -> Any:
     return f
 
 
-def guide_terms(terms: tuple[str, ...]) -> dict[str, list[Any]]:
-    """``--guide-term KIND[:JSON]`` values as a guide spec's ``{kind: [knobs, ...]}``."""
-    out: dict[str, list[Any]] = {}
-    for term in terms:
-        kind, _, text = term.partition(":")
-        try:
-            knobs = json.loads(text) if text.strip() else {}
-        except json.JSONDecodeError as e:
-            raise W2SError(f"--guide-term {term!r}: the knobs after '{kind}:' are not a JSON "
-                           f"object ({e.msg})") from None
-        out.setdefault(kind, []).append(knobs)
-    return out
-
-
 def read_prompts(prompt: tuple[str, ...], prompts_file: str | None) -> list[str]:
     """Prompts from ``--prompt`` (repeatable) and/or a JSONL file with a ``prompt`` field."""
     prompts = list(prompt)

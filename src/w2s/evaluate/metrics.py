@@ -21,14 +21,14 @@ from collections.abc import Sequence
 import torch
 
 from w2s.logits import token_kl
+from w2s.models.base import ScoringLM
 from w2s.models.hf import HFModel
 
 
-def base_loglik(base: HFModel, prompts: Sequence[str], ids: Sequence[Sequence[int]]
+def base_loglik(base: ScoringLM, prompts: Sequence[str], ids: Sequence[Sequence[int]]
                 ) -> list[float]:
     """Sum of log p_base(y_t | x, y_<t) over each response's base tokens."""
-    lps = base.token_logprobs([base.encode_prompt(p) for p in prompts], [list(x) for x in ids])
-    return [float(x.double().sum()) for x in lps]
+    return base.token_loglik(prompts, ids)
 
 
 @torch.inference_mode()

@@ -23,7 +23,7 @@ from w2s.evaluate.config import EvalConfig, MethodSpec
 from w2s.evaluate.metrics import base_loglik, path_kl
 from w2s.evaluate.store import ResultStore
 from w2s.logits import same_vocabulary
-from w2s.models.base import LogitsBackend, TextScoringBackend
+from w2s.models.base import LogitsBackend, ScoringLM, TextScoringBackend
 
 RESULTS = "results.jsonl"
 
@@ -201,7 +201,7 @@ def _base_loglik(base: Any, backend: Any, prompts: list[str], results: list[Any]
                  by_base: bool) -> tuple[list[float], list[int]]:
     """Each response's log-likelihood under the base and its number of base tokens: of the
     sampled token ids (EOS included) for a white-box base, of the text for an engine's."""
-    if isinstance(base, LogitsBackend):
+    if isinstance(base, ScoringLM):
         ids = ([r.token_ids for r in results] if by_base
                else _in_base_tokens(base, backend, results))
         # a response written partly by another model (Nudging) has text but no base token ids:
@@ -221,7 +221,8 @@ def _in_base_tokens(base: Any, other: Any, results: list[Any]) -> list[list[int]
     """Another model's responses in the base's tokens, ended with the base's EOS where the
     other model ended on its own EOS: the same footing as the base's sampled token ids."""
     ids = base.encode_responses([r.text for r in results])
-    eos, other_eos = base.tokenizer.eos_token_id, other.tokenizer.eos_token_id
+    eos = base.eos_id
+    other_eos = other.eos_id if isinstance(other, ScoringLM) else None
     for x, r in zip(ids, results):
         if eos is not None and r.finished and r.token_ids and r.token_ids[-1] == other_eos:
             x.append(eos)

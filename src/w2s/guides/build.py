@@ -4,6 +4,7 @@ so the three cannot drift apart."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -65,6 +66,21 @@ def guide_spec(tuned: Any = (), untuned: Any = (), arm: Any = (),
     spec["normalize"] = normalize
     GuideRef.parse(spec, where="")  # every value checked before anything loads
     return spec
+
+
+def parse_guide_terms(terms: tuple[str, ...]) -> dict[str, list[Any]]:
+    """``--guide-term KIND[:JSON]`` values (CLI and server flags) as a guide spec's
+    ``{kind: [knobs, ...]}``."""
+    out: dict[str, list[Any]] = {}
+    for term in terms:
+        kind, _, text = term.partition(":")
+        try:
+            knobs = json.loads(text) if text.strip() else {}
+        except json.JSONDecodeError as e:
+            raise W2SError(f"--guide-term {term!r}: the knobs after '{kind}:' are not a JSON "
+                           f"object ({e.msg})") from None
+        out.setdefault(kind, []).append(knobs)
+    return out
 
 
 class _Loader:

@@ -20,16 +20,16 @@ from w2s.guides.base import Guide, ScoringSession
 from w2s.guides.incremental import IncrementalScorer
 from w2s.guides.tail_tokenizer import ResponseTokenizer, same_tokenization
 from w2s.logits import same_vocabulary
+from w2s.models.base import Backend, LogitsBackend
 from w2s.models.hf import HFModel
 from w2s.models.refs import resolve_model
 
 
 def check_guide_model(model: HFModel, prompts: Sequence[str], max_new_tokens: int) -> None:
     """The base's check, for a guide's model (+1 for the end-of-sequence token it scores)."""
-    checker = getattr(model, "check_prompts", None)
-    if checker is not None:
+    if isinstance(model, Backend):  # a declared capability, not a probe
         try:
-            checker(prompts, max_new_tokens + 1)
+            model.check_prompts(prompts, max_new_tokens + 1)
         except W2SError as e:
             raise W2SError(f"guide: {e}") from None
 
@@ -46,9 +46,8 @@ class PairGuide(Guide):
     """Tuned/untuned pair: the log-likelihood ratio of the response, summed over its tokens."""
 
     def __init__(self, tuned: HFModel, untuned: HFModel) -> None:
-        if (getattr(tuned, "vocabulary", None) is not None  # per-token ratios need one vocab
-                and getattr(untuned, "vocabulary", None) is not None
-                and not same_vocabulary(tuned, untuned)):
+        if (isinstance(tuned, LogitsBackend)  # per-token ratios need one vocabulary
+                and isinstance(untuned, LogitsBackend) and not same_vocabulary(tuned, untuned)):
             raise W2SError(f"the tuned model {tuned.name!r} and the untuned model "
                            f"{untuned.name!r} have different vocabularies, so their "
                            "log-likelihood ratio means nothing; pair a tuned model with the "
@@ -88,7 +87,7 @@ class PairGuide(Guide):
     def with_eos(model: HFModel, ids: Sequence[list[int]],
                  ended: Sequence[bool] | None) -> list[list[int]]:
         """``ids`` (response tokens), with EOS appended to the complete ones (new lists)."""
-        eos = model.tokenizer.eos_token_id
+        eos = model.eos_id
         ended = ended if ended is not None else [False] * len(ids)
         return [list(x) + ([eos] if e and eos is not None else []) for x, e in zip(ids, ended)]
 

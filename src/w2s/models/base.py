@@ -14,6 +14,9 @@
   each token ends in the text (an API's ``logprobs=1``): Nudging needs it.
 - :class:`TextScoringBackend` scores given text (an API's echoed log-probabilities): evaluation
   reports the base's log-likelihood of an output with it when the base is a black box.
+- :class:`ScoringLM` scores given token ids (log-likelihood of continuations): the guides'
+  models and the eval's fluency metric need only this.
+- :class:`PromptCounter` counts a prompt's tokens (the server's ``usage``).
 
 Decoders dispatch with ``isinstance`` on these protocols (they are ``runtime_checkable``); a
 method whose capability is missing fails in one line that names it.
@@ -143,6 +146,43 @@ class TextScoringBackend(Backend, Protocol):
     def loglik(self, prompts: Sequence[str], responses: Sequence[str]
                ) -> list[tuple[float, int]]:
         """``(sum of log-probabilities, number of tokens)`` of each response."""
+        ...
+
+
+@runtime_checkable
+class ScoringLM(Protocol):
+    """A language model that scores given continuations: the log-likelihood of response token
+    ids (in its own vocabulary) after each prompt, formatted its own way. The guides' models
+    and the eval's fluency metric are typed against it, so anything that can score (an
+    in-process model, or one behind an engine that echoes log-probabilities) can serve."""
+
+    name: str
+
+    @property
+    def eos_id(self) -> int | None:
+        """The end-of-sequence token a finished response is scored with (None: none)."""
+        ...
+
+    def encode_prompt(self, prompt: str) -> list[int]:
+        """Prompt token ids, formatted as this model expects (chat template or plain)."""
+        ...
+
+    def encode_responses(self, texts: Sequence[str]) -> list[list[int]]:
+        """Response token ids, no special tokens added."""
+        ...
+
+    def token_loglik(self, prompts: Sequence[str], responses: Sequence[Sequence[int]]
+                     ) -> list[float]:
+        """``sum_t log p(y_t | prompt, y_<t)`` of each response's token ids."""
+        ...
+
+
+@runtime_checkable
+class PromptCounter(Protocol):
+    """A backend that knows how many tokens a prompt takes (the server's ``usage``)."""
+
+    def prompt_tokens(self, prompt: str) -> int | None:
+        """Tokens of ``prompt`` as this backend formats it (None: it cannot tell)."""
         ...
 
 

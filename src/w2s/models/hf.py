@@ -146,6 +146,20 @@ class HFModel:
             return []
         return [list(x) for x in self.tokenizer(list(texts), add_special_tokens=False)["input_ids"]]
 
+    @property
+    def eos_id(self) -> int | None:
+        return self.tokenizer.eos_token_id
+
+    def prompt_tokens(self, prompt: str) -> int:
+        return len(self.encode_prompt(prompt))
+
+    def token_loglik(self, prompts: Sequence[str], responses: Sequence[Sequence[int]]
+                     ) -> list[float]:
+        """:class:`~w2s.models.base.ScoringLM`: each response's summed log-probability."""
+        lps = self.token_logprobs([self.encode_prompt(p) for p in prompts],
+                                  [list(x) for x in responses])
+        return [float(x.double().sum()) for x in lps]
+
     def decode(self, ids: Sequence[int]) -> str:
         return self.tokenizer.decode(list(ids), skip_special_tokens=True)
 

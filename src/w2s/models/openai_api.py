@@ -118,6 +118,14 @@ class OpenAIBackend:
                            "(--base-tokenizer)")
         return render(self.tokenizer, prompt, self.chat, self.name) or prompt
 
+    def prompt_tokens(self, prompt: str) -> int | None:
+        """:class:`~w2s.models.base.PromptCounter`: with a tokenizer, the formatted prompt's
+        tokens (the engine's count may differ by a BOS token); without one, None."""
+        if self.tokenizer is None:
+            return None
+        return len(self.tokenizer(self.format_prompt(prompt), add_special_tokens=False)
+                   ["input_ids"])
+
     def check_prompts(self, prompts: Sequence[str], max_new_tokens: int) -> None:
         """Reach the server once and check it serves ``model`` (one line if not); the engine
         itself refuses a prompt longer than its context, in one line too."""

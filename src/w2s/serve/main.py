@@ -41,9 +41,8 @@ def merge(opts: dict[str, Any], explicit: set[str]) -> dict[str, Any]:
 
 def build_server(o: dict[str, Any]) -> Any:
     """The :class:`~w2s.serve.app.Server` the merged settings describe (models loaded)."""
-    from w2s.cli.options import guide_terms
     from w2s.decoding import get_decoder
-    from w2s.guides.build import guide_spec
+    from w2s.guides.build import guide_spec, parse_guide_terms
     from w2s.guides.spec import GuideRef
     from w2s.request import BaseRef, Resolver
     from w2s.serve.app import Defaults, Limits, Server
@@ -54,7 +53,7 @@ def build_server(o: dict[str, Any]) -> Any:
         raise W2SError("--base-url needs --base-model (the served model's name)")
     spec = guide_spec(o.get("tuned"), o.get("untuned"), o.get("arm"), o.get("reward_model"),
                       o.get("weights"), o.get("normalize") or "raw",
-                      guide_terms(tuple(o.get("guide_terms") or ())))
+                      parse_guide_terms(tuple(o.get("guide_terms") or ())))
     d = o.get("defaults")
     method = o.get("default_method") or (d.method if d is not None else "cbs")
     get_decoder(method)

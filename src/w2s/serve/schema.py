@@ -15,7 +15,15 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    create_model,
+    field_validator,
+    model_validator,
+)
 
 from w2s.decoding.registry import DecoderSpec
 
@@ -67,6 +75,22 @@ class _Common(_Strict):
     frequency_penalty: float | None = Field(None, description="Only 0 (not implemented).")
     presence_penalty: float | None = Field(None, description="Only 0 (not implemented).")
     logit_bias: dict[str, float] | None = Field(None, description="Only {} (not implemented).")
+
+    @field_validator("max_tokens", "temperature", "top_p", "top_k", "seed", "ignore_eos")
+    @classmethod
+    def _bounded(cls, v: Any, info: ValidationInfo) -> Any:
+        """Each sampling field is checked by SamplingParams itself (its bounds, declared
+        once), so the schema refuses what the library refuses, naming the field."""
+        from w2s.errors import FieldError
+        from w2s.request import parse_sampling
+
+        if v is not None:
+            name = {"max_tokens": "max_new_tokens"}.get(info.field_name or "", info.field_name)
+            try:
+                parse_sampling({name: v}, where="")
+            except FieldError as e:
+                raise ValueError(e.problem) from None
+        return v
 
     @field_validator("stop")
     @classmethod

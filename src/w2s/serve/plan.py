@@ -1,0 +1,117 @@
+"""A request -> what to run: the one request parser (:mod:`w2s.request`) applied to OpenAI's
+fields and the ``w2s`` field, then the server's limits; every refusal names its field."""
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+from w2s.decoding.registry import DecoderSpec
+from w2s.errors import FieldError, W2SError
+from w2s.guides import Guide
+from w2s.params import SamplingParams
+from w2s.request import parse_request, parse_sampling
+from w2s.result import Result
+from w2s.serve.errors import ApiError
+from w2s.serve.server import Server
+
+
+@dataclass
+class Plan:
+    """A validated request: what to run for each choice."""
+
+    spec: DecoderSpec
+    params: Any
+    prompts: list[str]
+    samplings: list[SamplingParams]  # one per choice (seed + i)
+    rows: int
+    guide: Guide | None
+    weights: tuple[float, ...] | None  # this request's, or None for the server's
+
+
+OPENAI_NAMES = {"max_new_tokens": "max_tokens"}
+"""SamplingParams fields that OpenAI's API names otherwise."""
+
+
+def _refused(e: W2SError, default_param: str, names: dict[str, str] | None = None) -> ApiError:
+    """A request error as a 400 whose ``param`` is the field's path."""
+    if isinstance(e, FieldError):
+        field = (names or {}).get(e.field, e.field)
+        message = str(e) if field == e.field else f"{field}{e.sep}{e.problem}"
+        return ApiError(400, message, param=field)
+    return ApiError(400, str(e), param=default_param)
+
+
+def plan(server: Server, req: Any, prompts: list[str], max_tokens: int | None) -> Plan:
+    lim, d = server.limits, server.defaults
+    if req.model is not None and req.model != server.model_id:
+        raise ApiError(404, f"model {req.model!r} is not served here; this server serves "
+                       f"{server.model_id!r}", param="model", kind="not_found_error")
+    max_new = max_tokens if max_tokens is not None else d.max_tokens
+    given = {"max_new_tokens": max_new, "temperature": req.temperature, "top_p": req.top_p,
+             "top_k": req.top_k, "seed": req.seed, "ignore_eos": req.ignore_eos,
+             "stop": req.stops() or None}
+    w2s = req.w2s.model_dump(exclude_none=True) if req.w2s is not None else {}
+    weights = w2s.pop("weights", None)
+    try:  # the one request parser: OpenAI's sampling fields, then the w2s field
+        sampling = parse_sampling({k: v for k, v in given.items() if v is not None}, d.sampling,
+                                  where="")
+    except W2SError as e:
+        raise _refused(e, "w2s", OPENAI_NAMES) from None
+    try:
+        request = parse_request(w2s, where="w2s.", default_method=d.method,
+                                default_knobs=d.knobs, default_sampling=sampling,
+                                guide_given=False)
+    except W2SError as e:
+        raise _refused(e, "w2s") from None
+    method, spec, params = request.method, request.spec, request.knobs
+    if method in server.why_not:
+        raise ApiError(400, f"method {method!r} is not available on this server: "
+                       f"{server.why_not[method]}", param="w2s.method")
+    guide = server.guide if weights is None else reweighted(server.guide, weights)
+    if max_new > lim.max_tokens:
+        raise ApiError(400, f"max_tokens {max_new} is over this server's limit of "
+                       f"{lim.max_tokens} (--max-tokens-limit)", param="max_tokens")
+    if req.n > lim.max_n:
+        raise ApiError(400, f"n {req.n} is over this server's limit of {lim.max_n} (--max-n)",
+                       param="n")
+    if not prompts or len(prompts) > lim.max_prompts:
+        raise ApiError(400, f"give 1 to {lim.max_prompts} prompts, got {len(prompts)}",
+                       param="prompt")
+    rows = spec.rows_per_prompt(params) if params is not None else 1
+    if rows > lim.max_rows:
+        raise ApiError(400, f"{method} with these knobs needs {rows} candidate rows per "
+                       f"prompt; this server runs at most {lim.max_rows} (--max-rows)",
+                       param="w2s")
+    base = request.sampling
+    try:
+        server.backend.check_prompts(list(dict.fromkeys(prompts)), max_new)
+        if guide is not None:
+            guide.check_prompts(list(dict.fromkeys(prompts)), max_new)
+    except W2SError as e:
+        raise ApiError(400, str(e), param="prompt") from None
+    samplings = [replace(base, seed=_wrap(base.seed + i)) for i in range(req.n)]
+    return Plan(spec, params, prompts, samplings, rows, guide,
+                tuple(weights) if weights is not None else None)
+
+
+def reweighted(guide: Guide | None, weights: list[float]) -> Guide:
+    """The server's guide with this request's weights on its terms (no model is loaded)."""
+    terms = guide.parts() if guide is not None else []
+    if guide is None or len(weights) != len(terms) or not all(math.isfinite(w)
+                                                              for w in weights):
+        raise ApiError(400, f"w2s.weights: this server's guide has {len(terms)} term(s); give "
+                       f"as many finite weights, got {len(weights)}", param="w2s.weights")
+    return guide.reweighted(weights)
+
+
+def _wrap(seed: int) -> int:
+    """``seed + i`` kept in the signed 64-bit range the schema admits."""
+    return (seed + 2**63) % 2**64 - 2**63
+
+
+def runner(server: Server, p: Plan, sampling: SamplingParams) -> Callable[[list[str]], list]:
+    def run(prompts: list[str]) -> list[Result]:
+        return p.spec.run(server.backend, p.guide, prompts, p.params, sampling)
+    return run
+
