@@ -70,7 +70,7 @@ def generate(**o: Any) -> None:
           --w 4 --k 4 --l 5 --prompt "The movie was"
       w2s generate --base big --method sample --prompts-file prompts.jsonl --json
     """
-    from w2s.decoding import get_decoder
+    from w2s.decoding import default_method, get_decoder
     from w2s.guides.build import guide_spec, parse_guide_terms
     from w2s.request import Resolver, parse_request, parse_sampling
 
@@ -78,7 +78,7 @@ def generate(**o: Any) -> None:
     sampling = parse_sampling(sampling_values(o), where="")
     gspec = guide_spec(o.pop("tuned"), o.pop("untuned"), o.pop("arm"), o.pop("reward_model"),
                        o.pop("weights"), o.pop("normalize"), parse_guide_terms(o.pop("guide_terms")))
-    method = o.pop("method") or ("cbs" if gspec else "sample")
+    method = o.pop("method") or default_method(bool(gspec))
     spec = get_decoder(method)
     knobs = _own_knobs(spec, o)
     data: dict[str, Any] = {"method": method, **knobs, "base": _base(o), "guide": gspec or None,

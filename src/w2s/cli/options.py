@@ -74,16 +74,16 @@ def _knob_table() -> dict[str, dict[str, Any]]:
     return table
 
 
-def registry_options(static: list[click.Parameter], default_method: str = "cbs"
-                     ) -> list[click.Parameter]:
+def registry_options(static: list[click.Parameter]) -> list[click.Parameter]:
     """``--method`` (choices and summaries), one flag per knob, ``--return-all``."""
-    from w2s.decoding import decoders
+    from w2s.decoding import decoders, default_method
 
     taken = {p.name for p in static}
     summaries = "; ".join(f"{name}: {spec.summary}" for name, spec in decoders().items())
     opts: list[click.Parameter] = [click.Option(
         ["--method"], type=click.Choice(list(decoders())), default=None,
-        help=f"Decoder [default: {default_method} with a guide, else sample]. {summaries}.")]
+        help=f"Decoder [default: {default_method(True)} with a guide, else "
+        f"{default_method(False)}]. {summaries}.")]
     for name, row in _knob_table().items():
         if name in taken:
             raise W2SError(f"decoder knob {name!r} ({', '.join(row['methods'])}) clashes with a "

@@ -36,7 +36,8 @@ from w2s.cli.options import guide_options
 @click.option("--runs", metavar="DIR", default="runs", show_default=True,
               help="Folder of finished `w2s eval` runs that the playground shows.")
 @click.option("--method", "default_method", default=None,
-              help="Method of requests that name none [default: cbs, or the config's].")
+              help="Method of requests that name none [default: the config's, else cbs with a "
+              "guide and sample without].")
 @click.option("--max-tokens-limit", type=click.IntRange(min=1), default=256, show_default=True,
               help="Largest max_tokens a request may ask for.")
 @click.option("--max-n", type=click.IntRange(min=1), default=8, show_default=True,

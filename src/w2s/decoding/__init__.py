@@ -12,6 +12,7 @@ from w2s.decoding.registry import (
     DECODERS,
     DecoderSpec,
     decoders,
+    default_method,
     get_decoder,
     register,
     unregister,
@@ -37,5 +38,5 @@ register(DecoderSpec("nudging", nudging, "Nudging: the base writes; where its to
                      "probability is below gamma the small tuned model writes the next word",
                      NudgingParams, needs=(TopLogprobsBackend,), guide="pair"))
 
-__all__ = ["DECODERS", "DecoderSpec", "best_of_n", "cbs", "decoders", "dlf", "eft", "eft_logprobs", "get_decoder",
+__all__ = ["DECODERS", "DecoderSpec", "best_of_n", "cbs", "decoders", "default_method", "dlf", "eft", "eft_logprobs", "get_decoder",
            "nudging", "register", "sample", "unregister"]

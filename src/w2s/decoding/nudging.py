@@ -96,44 +96,11 @@ def nudging(backend: Backend, guide: Guide | None, prompts: Sequence[str],
         checkpoint()
         for i in live:  # a token-level method: what is written stays
             emit(i, rows[i].text)
-        # the base continues every live response by up to `chunk` tokens
-        reqs = [Request(prep.prompts[i], rows[i].text, None, (base_streams[i],), rows[i].tokens)
-                for i in live]
-        conts = backend.complete_top(
-            reqs, min(nudge.chunk, max_new - min(rows[i].tokens for i in live)), sampling,
-            until_below=math.log(nudge.gamma) if nudge.gamma > 0 else None)
-        handover = []
-        for i, [c] in zip(live, conts):
-            r = rows[i]
-            cost[i].base_tokens += c.n_tokens
-            take = min(c.n_tokens, max_new - r.tokens)
-            cut = first_unsure((c.top_logprobs or [])[:take], nudge.gamma)
-            if cut is None:
-                assert c.prefixes is not None
-                r.text = c.response if take == c.n_tokens else c.prefixes[take]
-                r.tokens += take
-                r.ended = c.ended and take == c.n_tokens
-            else:  # the base keeps its tokens before the unsure one; the small model goes on
-                assert c.prefixes is not None
-                r.text, r.tokens = c.prefixes[cut], r.tokens + cut
-                if r.tokens < max_new:
-                    handover.append(i)
-        if not handover:
-            continue
-        # the small tuned model writes one word where the base was unsure
-        reqs = [Request(prep.prompts[i], rows[i].text, None, (small_streams[i],), rows[i].tokens)
-                for i in handover]
-        words = small.complete_top(reqs, nudge.word_tokens, sampling)
-        for i, [c] in zip(handover, words):
-            r = rows[i]
-            k = min(one_word(c), max_new - r.tokens)
-            assert c.prefixes is not None
-            r.text = c.prefixes[k]
-            r.tokens += k
-            r.small += k
-            r.nudges += 1
-            cost[i].guide_tokens += c.n_tokens
-            r.ended = c.ended and k == c.n_tokens
+        handover = _base_round(backend, prep.prompts, rows, cost, live, base_streams, nudge,
+                               sampling)
+        if handover:
+            _small_round(small, prep.prompts, rows, cost, handover, small_streams, nudge,
+                         sampling)
     entries = [Entry(None, r.text, r.ended, tokens=r.tokens) for r in rows]
     score_entries(guide, prep, list(range(len(rows))), entries, [Cost() for _ in rows])
     cost = finish_costs(prep, cost)
@@ -145,3 +112,51 @@ def nudging(backend: Backend, guide: Guide | None, prompts: Sequence[str],
                      "nudges": r.nudges}
     return results
 
+
+def _base_round(backend: TopLogprobsBackend, prompts: Sequence[str], rows: list[_Row], cost: list[Cost],
+                live: list[int], streams: list[int], nudge: NudgingParams,
+                sampling: SamplingParams) -> list[int]:
+    """The base continues every live response by up to ``chunk`` tokens and keeps them up to
+    its first unsure one; returns the rows to hand over to the small model."""
+    max_new = sampling.max_new_tokens
+    reqs = [Request(prompts[i], rows[i].text, None, (streams[i],), rows[i].tokens)
+            for i in live]
+    conts = backend.complete_top(
+        reqs, min(nudge.chunk, max_new - min(rows[i].tokens for i in live)), sampling,
+        until_below=math.log(nudge.gamma) if nudge.gamma > 0 else None)
+    handover = []
+    for i, [c] in zip(live, conts):
+        r = rows[i]
+        cost[i].base_tokens += c.n_tokens
+        take = min(c.n_tokens, max_new - r.tokens)
+        cut = first_unsure((c.top_logprobs or [])[:take], nudge.gamma)
+        assert c.prefixes is not None
+        if cut is None:
+            r.text = c.response if take == c.n_tokens else c.prefixes[take]
+            r.tokens += take
+            r.ended = c.ended and take == c.n_tokens
+        else:  # the base keeps its tokens before the unsure one; the small model goes on
+            r.text, r.tokens = c.prefixes[cut], r.tokens + cut
+            if r.tokens < max_new:
+                handover.append(i)
+    return handover
+
+
+def _small_round(small: TopLogprobsBackend, prompts: Sequence[str], rows: list[_Row], cost: list[Cost],
+                 handover: list[int], streams: list[int], nudge: NudgingParams,
+                 sampling: SamplingParams) -> None:
+    """The small tuned model writes one word where the base was unsure."""
+    max_new = sampling.max_new_tokens
+    reqs = [Request(prompts[i], rows[i].text, None, (streams[i],), rows[i].tokens)
+            for i in handover]
+    words = small.complete_top(reqs, nudge.word_tokens, sampling)
+    for i, [c] in zip(handover, words):
+        r = rows[i]
+        k = min(one_word(c), max_new - r.tokens)
+        assert c.prefixes is not None
+        r.text = c.prefixes[k]
+        r.tokens += k
+        r.small += k
+        r.nudges += 1
+        cost[i].guide_tokens += c.n_tokens
+        r.ended = c.ended and k == c.n_tokens

@@ -142,6 +142,14 @@ class DecoderSpec:
 
 DECODERS: dict[str, DecoderSpec] = {}
 
+DEFAULT_METHOD = {True: "cbs", False: "sample"}
+"""The method a request that names none gets, by whether a guide is given: weak-to-strong
+search with one, plain sampling without (the CLI, the server and the Python API agree)."""
+
+
+def default_method(guided: bool) -> str:
+    return DEFAULT_METHOD[bool(guided)]
+
 
 def register(spec: DecoderSpec) -> DecoderSpec:
     """Add a decoder; its name must be new (or the very same spec again)."""

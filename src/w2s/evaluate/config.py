@@ -139,76 +139,92 @@ def load_config(name_or_path: str) -> EvalConfig:
 
 
 def parse_config(data: dict[str, Any], path: Path) -> EvalConfig:
+    where = path.name
     unknown = sorted(set(data) - TOP_KEYS)
     if unknown:
-        raise W2SError(f"{path.name}: unknown key(s) {', '.join(unknown)}; "
+        raise W2SError(f"{where}: unknown key(s) {', '.join(unknown)}; "
                        f"known: {', '.join(sorted(TOP_KEYS))}")
     for key in ("task", "base", "methods"):
         if key not in data:
-            raise W2SError(f"{path.name}: missing {key!r}")
+            raise W2SError(f"{where}: missing {key!r}")
     task = data["task"]
     task = {"name": task} if isinstance(task, str) else task
     if not isinstance(task, dict) or not isinstance(task.get("name"), str):
-        raise W2SError(f"{path.name}: task must be a name or a mapping with a 'name'")
+        raise W2SError(f"{where}: task must be a name or a mapping with a 'name'")
     engine = _engine(data["base"], path) if isinstance(data["base"], dict) else None
     base = (f"{engine['model']}@{engine['url']}" if engine
             else _model_ref(data["base"], "base", path))
     guide = _guide(data.get("guide"), path)
-    sampling = _sampling(data.get("sampling") or {}, SamplingParams(), path.name)
-    seeds = data.get("seeds", 1)
-    if isinstance(seeds, int) and not isinstance(seeds, bool):
-        if not 1 <= seeds <= MAX_SEEDS:
-            raise W2SError(f"{path.name}: seeds must be a count from 1 to {MAX_SEEDS}, got "
-                           f"{seeds}")
-        seeds = list(range(seeds))
-    if not (isinstance(seeds, list) and seeds and all(isinstance(s, int)
-                                                      and not isinstance(s, bool)
-                                                      for s in seeds)):
-        raise W2SError(f"{path.name}: seeds must be a count or a list of integers")
-    if not all(-(2**63) <= s < 2**63 for s in seeds):
-        raise W2SError(f"{path.name}: seeds must be 64-bit signed integers (-2**63 to "
-                       f"2**63-1)")
-    prompts = data.get("prompts")
-    if prompts is not None and (not isinstance(prompts, int) or isinstance(prompts, bool)
-                                or prompts < 1):
-        raise W2SError(f"{path.name}: prompts must be a count >= 1, got {prompts!r}")
-    batch_size = data.get("batch_size", 64)
-    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-        raise W2SError(f"{path.name}: batch_size must be >= 1, got {batch_size!r}")
+    sampling = _sampling(data.get("sampling") or {}, SamplingParams(), where)
+    seeds = _seeds(data.get("seeds", 1), where)
+    prompts, batch_size, dtype, chat = _scalars(data, where)
     methods_in = data["methods"]
     if not isinstance(methods_in, list) or not methods_in:
-        raise W2SError(f"{path.name}: methods must be a non-empty list")
-    if len(set(seeds)) != len(seeds):
-        raise W2SError(f"{path.name}: seeds repeat: {seeds}")
-    dtype = data.get("dtype", "auto")
-    if dtype not in DTYPES:
-        raise W2SError(f"{path.name}: dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
-    chat = data.get("chat")
-    if chat is not None and not isinstance(chat, bool):
-        raise W2SError(f"{path.name}: chat must be true or false, got {chat!r}")
-    for key in ("name", "device"):
-        if key in data and not isinstance(data[key], str):
-            raise W2SError(f"{path.name}: {key} must be a string, got {data[key]!r}")
+        raise W2SError(f"{where}: methods must be a non-empty list")
     base_print = fingerprint(base, path.parent) if engine is None else (
         base + (f"|{fingerprint(engine['tokenizer'], path.parent)}"
                 if engine.get("tokenizer") else ""))  # the tokenizer picks the chat template
     context = {"base": base_print, "task": task, "dtype": dtype, "chat": chat}
     methods: list[MethodSpec] = []
     for n, entry in enumerate(methods_in, 1):
-        methods += _expand(entry, f"{path.name}: methods[{n}]", path, guide, sampling, context)
+        methods += _expand(entry, f"{where}: methods[{n}]", path, guide, sampling, context)
+    return EvalConfig(name=str(data.get("name") or path.stem), path=path.resolve(), task=task,
+                      base=base, methods=_distinct(methods, where), prompts=prompts,
+                      seeds=seeds, dtype=dtype, device=data.get("device", "cpu"),
+                      batch_size=batch_size, chat=chat, engine=engine)
+
+
+def _seeds(seeds: Any, where: str) -> list[int]:
+    """``seeds``: a count (seeds 0..N-1) or a list of distinct 64-bit integers."""
+    if isinstance(seeds, int) and not isinstance(seeds, bool):
+        if not 1 <= seeds <= MAX_SEEDS:
+            raise W2SError(f"{where}: seeds must be a count from 1 to {MAX_SEEDS}, got {seeds}")
+        seeds = list(range(seeds))
+    if not (isinstance(seeds, list) and seeds and all(isinstance(s, int)
+                                                      and not isinstance(s, bool)
+                                                      for s in seeds)):
+        raise W2SError(f"{where}: seeds must be a count or a list of integers")
+    if not all(-(2**63) <= s < 2**63 for s in seeds):
+        raise W2SError(f"{where}: seeds must be 64-bit signed integers (-2**63 to 2**63-1)")
+    if len(set(seeds)) != len(seeds):
+        raise W2SError(f"{where}: seeds repeat: {seeds}")
+    return seeds
+
+
+def _scalars(data: dict[str, Any], where: str) -> tuple[int | None, int, str, bool | None]:
+    """``prompts``, ``batch_size``, ``dtype`` and ``chat``, checked (``name`` and ``device``
+    are checked to be strings)."""
+    prompts = data.get("prompts")
+    if prompts is not None and (not isinstance(prompts, int) or isinstance(prompts, bool)
+                                or prompts < 1):
+        raise W2SError(f"{where}: prompts must be a count >= 1, got {prompts!r}")
+    batch_size = data.get("batch_size", 64)
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+        raise W2SError(f"{where}: batch_size must be >= 1, got {batch_size!r}")
+    dtype = data.get("dtype", "auto")
+    if dtype not in DTYPES:
+        raise W2SError(f"{where}: dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+    chat = data.get("chat")
+    if chat is not None and not isinstance(chat, bool):
+        raise W2SError(f"{where}: chat must be true or false, got {chat!r}")
+    for key in ("name", "device"):
+        if key in data and not isinstance(data[key], str):
+            raise W2SError(f"{where}: {key} must be a string, got {data[key]!r}")
+    return prompts, batch_size, dtype, chat
+
+
+def _distinct(methods: list[MethodSpec], where: str) -> list[MethodSpec]:
+    """The sweep's points, each once: one label per setting and one setting per label."""
     by_label: dict[str, MethodSpec] = {}
     by_hash: dict[str, MethodSpec] = {}
     for m in methods:
         if m.label in by_label and by_label[m.label].hash != m.hash:
-            raise W2SError(f"{path.name}: two methods are labelled {m.label!r}; give one a label")
+            raise W2SError(f"{where}: two methods are labelled {m.label!r}; give one a label")
         if m.hash in by_hash and by_hash[m.hash].label != m.label:
-            raise W2SError(f"{path.name}: {by_hash[m.hash].label!r} and {m.label!r} are the same "
+            raise W2SError(f"{where}: {by_hash[m.hash].label!r} and {m.label!r} are the same "
                            "method with the same settings; keep one")
         by_label[m.label] = by_hash[m.hash] = m
-    return EvalConfig(name=str(data.get("name") or path.stem), path=path.resolve(), task=task,
-                      base=base, methods=list(by_label.values()), prompts=prompts, seeds=seeds,
-                      dtype=dtype, device=data.get("device", "cpu"), batch_size=batch_size,
-                      chat=chat, engine=engine)
+    return list(by_label.values())
 
 
 def fingerprint(ref: str, base_dir: Path) -> str:
@@ -295,25 +311,58 @@ def _sampling(over: Any, base: SamplingParams, where: str) -> SamplingParams:
 def _expand(entry: Any, where: str, path: Path, guide: dict[str, str] | None,
             sampling: SamplingParams, context: dict[str, Any]) -> list[MethodSpec]:
     """One config entry -> one MethodSpec per point of its sweep (lists are swept)."""
+    entry, spec, label, model, g = _entry(entry, where, path, guide)
+    axes = _axes(entry, spec, g, where, path)
+    swept = [k for k, v in axes.items() if len(v) > 1]
+    prints = {k: ([fingerprint(x, path.parent) for x in v] if isinstance(v, list)
+                  else fingerprint(v, path.parent))
+              if k in ("tuned", "untuned", "arm", "reward_model") else v
+              for k, v in (g or {}).items()}
+    sampled = (prints.get(model) if model in ("tuned", "untuned")
+               else fingerprint(model, path.parent) if model else None)
+    models = {"guide": prints if spec.guide != "optional" else None, "model": sampled}
+    knob_names = [f.name for f in spec.knob_fields()]
+    specs = []
+    for values in itertools.product(*axes.values()):
+        point = dict(zip(axes, values))
+        knobs = {k: v for k, v in point.items() if k in knob_names}
+        g_point, models_point = g, models
+        if point.get("weights") is not None:
+            g_point = {**(g or {}), "weights": point["weights"]}
+            models_point = {**models, "guide": {**(models["guide"] or {}),
+                                                "weights": point["weights"]}}
+        try:
+            params = spec.make_params(knobs)
+        except W2SError as e:
+            raise W2SError(f"{where}: {e}") from None
+        samp = _sampling({k: v for k, v in point.items() if k in SAMPLING_FIELDS}, sampling, where)
+        specs.append(_spec(spec.name, label, params, samp, g_point, model, point, swept, guide,
+                           {**models_point, **context}))
+    return specs
+
+
+def _entry(entry: Any, where: str, path: Path, guide: dict[str, Any] | None
+           ) -> tuple[dict[str, Any], Any, str | None, str | None, dict[str, Any] | None]:
+    """A method entry's method, label, sampled model and guide, checked; returns the rest of
+    the entry (knobs, sampling settings, weights) with them."""
+    from w2s.decoding import decoders
+
     if isinstance(entry, str):
         entry = {"method": entry}
     if not isinstance(entry, dict) or not isinstance(entry.get("method"), str):
         raise W2SError(f"{where}: give a method name or a mapping with 'method'")
-    from w2s.decoding import DECODERS
-
     entry = dict(entry)
     name = entry.pop("method")
-    if name not in DECODERS:
+    if name not in decoders():
         raise W2SError(f"{where}: unknown method {name!r}; choose one of "
-                       f"{', '.join(DECODERS)}")
-    spec = DECODERS[name]
-    needs_guide = spec.guide != "optional"
+                       f"{', '.join(decoders())}")
+    spec = decoders()[name]
     label = entry.pop("label", None)
     if label is not None and (not isinstance(label, str) or not label.strip()):
         raise W2SError(f"{where}: label must be a non-empty string, got {label!r}")
     model = entry.pop("model", None)
-    if model is not None and needs_guide:
-        unguided = [n for n, d in DECODERS.items() if d.guide == "optional"]
+    if model is not None and spec.guide != "optional":
+        unguided = [n for n, d in decoders().items() if d.guide == "optional"]
         raise W2SError(f"{where}: 'model' is only for methods without a guide "
                        f"({', '.join(unguided)})")
     short = where.split(": ", 1)[-1]
@@ -331,19 +380,26 @@ def _expand(entry: Any, where: str, path: Path, guide: dict[str, str] | None,
                                  pair_name="guide: {tuned, untuned}", rm_name="reward_model")
     if problem:
         raise W2SError(f"{where}: {problem}")
+    return entry, spec, label, model, g
+
+
+def _axes(entry: dict[str, Any], spec: Any, g: dict[str, Any] | None, where: str,
+          path: Path) -> dict[str, list[Any]]:
+    """The sweep's axes: each knob or sampling setting given as a list (``stop`` is one
+    value), and the guide's ``weights`` (a list of numbers, or a list of such lists)."""
+    short = where.split(": ", 1)[-1]
     weight_axis: list[list[float] | None] = [None]
-    if "weights" in entry:  # the guide's weights: a list of numbers, or a sweep of such lists
-        if gref is None:
+    if "weights" in entry:
+        if not g or GuideRef.parse(g, "guide") is None:
             raise W2SError(f"{where}: weights need a guide")
         raw = entry.pop("weights")
         sweep = raw if isinstance(raw, list) and raw and isinstance(raw[0], list) else [raw]
-        weight_axis = []
-        for w in sweep:
-            weight_axis.append(_guide({**g, "weights": w}, path, f"{short} guide")["weights"])
+        weight_axis = [_guide({**g, "weights": w}, path, f"{short} guide")["weights"]
+                       for w in sweep]
     knob_names = [f.name for f in spec.knob_fields()]
     unknown = sorted(set(entry) - set(knob_names) - set(SAMPLING_FIELDS))
     if unknown:
-        raise W2SError(f"{where}: unknown option(s) for {name}: {', '.join(unknown)}"
+        raise W2SError(f"{where}: unknown option(s) for {spec.name}: {', '.join(unknown)}"
                        + (f" (its knobs: {', '.join(knob_names)})" if knob_names else ""))
     axes = {k: (v if isinstance(v, list) and k != "stop" else [v]) for k, v in entry.items()}
     for k, v in axes.items():
@@ -351,31 +407,7 @@ def _expand(entry: Any, where: str, path: Path, guide: dict[str, str] | None,
             raise W2SError(f"{where}: {k} is an empty list")
     if weight_axis != [None]:
         axes["weights"] = weight_axis
-    swept = [k for k, v in axes.items() if len(v) > 1]
-    prints = {k: ([fingerprint(x, path.parent) for x in v] if isinstance(v, list)
-                  else fingerprint(v, path.parent))
-              if k in ("tuned", "untuned", "arm", "reward_model") else v
-              for k, v in (g or {}).items()}
-    sampled = (prints.get(model) if model in ("tuned", "untuned")
-               else fingerprint(model, path.parent) if model else None)
-    models = {"guide": prints if needs_guide else None, "model": sampled}
-    specs = []
-    for values in itertools.product(*axes.values()):
-        point = dict(zip(axes, values))
-        knobs = {k: v for k, v in point.items() if k in knob_names}
-        g_point, models_point = g, models
-        if point.get("weights") is not None:
-            g_point = {**(g or {}), "weights": point["weights"]}
-            models_point = {**models, "guide": {**(models["guide"] or {}),
-                                                "weights": point["weights"]}}
-        try:
-            params = spec.make_params(knobs)
-        except W2SError as e:
-            raise W2SError(f"{where}: {e}") from None
-        samp = _sampling({k: v for k, v in point.items() if k in SAMPLING_FIELDS}, sampling, where)
-        specs.append(_spec(name, label, params, samp, g_point, model, point, swept, guide,
-                           {**models_point, **context}))
-    return specs
+    return axes
 
 
 def _spec(name: str, label: str | None, params: Any, sampling: SamplingParams,

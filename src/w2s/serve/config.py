@@ -29,13 +29,23 @@ from w2s.params import SamplingParams
 
 class DefaultsFile(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    method: str = "cbs"
-    max_tokens: int = Field(32, ge=1)
-    temperature: float = Field(SamplingParams().temperature, ge=0)
-    top_p: float = Field(1.0, gt=0, le=1)
-    top_k: int = Field(0, ge=0)
-    seed: int = 0
+    method: str | None = None
+    """[default: cbs with a guide, else sample]"""
+    # types here; bounds are SamplingParams' own (checked by read_serve_config)
+    max_tokens: int = 32
+    temperature: float = SamplingParams().temperature
+    top_p: float = SamplingParams().top_p
+    top_k: int = SamplingParams().top_k
+    seed: int = SamplingParams().seed
     stop: list[str] = Field(default_factory=list)
+
+    def sampling(self) -> SamplingParams:
+        """These defaults as SamplingParams (each field checked there, named in errors)."""
+        from w2s.request import parse_sampling
+
+        return parse_sampling({"max_new_tokens": self.max_tokens, "temperature":
+                               self.temperature, "top_p": self.top_p, "top_k": self.top_k,
+                               "seed": self.seed, "stop": tuple(self.stop)}, where="defaults")
 
 
 class ServeFile(BaseModel):
@@ -81,14 +91,16 @@ def read_serve_config(path: Path) -> ServeFile:
         where = ".".join(str(x) for x in first["loc"])
         msg = "unknown key" if first["type"] == "extra_forbidden" else first["msg"]
         raise W2SError(f"{path}: {where}: {msg}") from None
-    get_decoder(cfg.defaults.method)
+    if cfg.defaults.method is not None:
+        get_decoder(cfg.defaults.method)
     for name, knobs in cfg.methods.items():
         if name not in DECODERS:
             raise W2SError(f"{path}: methods.{name}: unknown method; choose one of "
                            f"{', '.join(DECODERS)}")
         get_decoder(name).make_params(knobs)  # refuses unknown knobs and bad values
     try:
-        SamplingParams(max_new_tokens=cfg.defaults.max_tokens, stop=tuple(cfg.defaults.stop))
+        cfg.defaults.sampling()
     except W2SError as e:
-        raise W2SError(f"{path}: defaults: {e}") from None
+        raise W2SError(f"{path}: {e}".replace("defaults.max_new_tokens", "defaults.max_tokens")
+                       ) from None
     return cfg

@@ -41,7 +41,7 @@ def merge(opts: dict[str, Any], explicit: set[str]) -> dict[str, Any]:
 
 def build_server(o: dict[str, Any]) -> Any:
     """The :class:`~w2s.serve.app.Server` the merged settings describe (models loaded)."""
-    from w2s.decoding import get_decoder
+    from w2s.decoding import default_method, get_decoder
     from w2s.guides.build import guide_spec, parse_guide_terms
     from w2s.guides.spec import GuideRef
     from w2s.request import BaseRef, Resolver
@@ -55,8 +55,9 @@ def build_server(o: dict[str, Any]) -> Any:
                       o.get("weights"), o.get("normalize") or "raw",
                       parse_guide_terms(tuple(o.get("guide_terms") or ())))
     d = o.get("defaults")
-    method = o.get("default_method") or (d.method if d is not None else "cbs")
-    get_decoder(method)
+    method = o.get("default_method") or (d.method if d is not None else None)
+    if method is not None:
+        get_decoder(method)
     base = BaseRef.parse(o["base"] if not o.get("base_url") else {
         "url": o["base_url"], "model": o["base_model"], "tokenizer": o.get("base_tokenizer"),
         "api_key": o.get("base_api_key"), "max_concurrency": o.get("max_concurrency") or 64},
@@ -69,10 +70,10 @@ def build_server(o: dict[str, Any]) -> Any:
             resolve_model(ref)  # every reference, before anything loads
     backend = resolver.base(base)
     guide = resolver.guide(guide_ref)
+    method = method or default_method(guide is not None)
     sampling = SamplingParams()
     if d is not None:
-        sampling = SamplingParams(max_new_tokens=d.max_tokens, temperature=d.temperature,
-                                  top_p=d.top_p, top_k=d.top_k, seed=d.seed, stop=tuple(d.stop))
+        sampling = d.sampling()
     if d is not None and "max_tokens" not in d.model_fields_set:
         d = d.model_copy(update={"max_tokens": min(d.max_tokens, o["max_tokens_limit"])})
     limits = Limits(max_tokens=o["max_tokens_limit"], max_n=o["max_n"],

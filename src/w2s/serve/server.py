@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from w2s.decoding.registry import DecoderSpec, decoders
+from w2s.decoding.registry import DecoderSpec, decoders, default_method
 from w2s.errors import W2SError
 from w2s.guides import Guide
 from w2s.models.base import Backend
@@ -26,7 +26,7 @@ class Limits:
 
 @dataclass
 class Defaults:
-    method: str = "cbs"
+    method: str = field(default_factory=lambda: default_method(True))
     max_tokens: int = 32
     sampling: SamplingParams = field(default_factory=SamplingParams)
     knobs: dict[str, dict[str, Any]] = field(default_factory=dict)

@@ -360,9 +360,8 @@ def build_family(out: Path | None = None, *, cfg: FamilyConfig | None = None,
     """Build (or finish building) the family into ``out``: untuned/, tuned/, build.json.
     ``corpus`` (default: the cased review snippets) gives the prompts and mixed-in text;
     ``gold`` (default: VADER) labels the preference pairs."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
-    import w2s
     from w2s.tasks.gold import vader
 
     gold = gold or vader
@@ -380,58 +379,86 @@ def build_family(out: Path | None = None, *, cfg: FamilyConfig | None = None,
     train_prompts = train_prompts[: cfg.prompts]
     tok = AutoTokenizer.from_pretrained(folder)
     sample_key = _key(str(folder), cfg.seed, cfg.samples, cfg.max_new, cfg.temperature)
-    samples_path = work / f"base-samples-{sample_key}.jsonl"
     t0 = time.time()
     with _sampler(cfg, folder) as backend:
-        samples = base_samples(backend, train_prompts + val, cfg, samples_path, seed=cfg.seed)
+        samples = base_samples(backend, train_prompts + val, cfg,
+                               work / f"base-samples-{sample_key}.jsonl", seed=cfg.seed)
     sample_minutes = round((time.time() - t0) / 60, 1)
     val_set = set(val)
     train_samples = [s for s in samples if s["prompt"] not in val_set]
     val_samples = [s for s in samples if s["prompt"] in val_set]
     log(f"{len(train_samples)} base samples to distill, {len(val_samples)} held out")
+    card_u = _untuned(out, folder, tok, cfg, sample_key, train_samples, val_samples,
+                      len(train_prompts), corpus, rng)
+    card_t = _tuned(out, tok, cfg, card_u, train_samples, val_samples, dpo_prompts,
+                    len(train_prompts), gold)
+    summary = {"config": asdict(cfg), "gold": gold.__name__, "base folder": str(folder),
+               "sampling minutes": sample_minutes,
+               "total minutes": round((time.time() - t_start) / 60, 1),
+               "models": {"untuned": card_u, "tuned": card_t},
+               "agreement with gold on held-out base samples": _agreements(out, val_samples,
+                                                                           gold)}
+    (out / "build.json").write_text(json.dumps(summary, indent=1) + "\n")
+    log(f"family written to {out} in {summary['total minutes']} minutes")
+    return summary
+
+
+def _untuned(out: Path, folder: Path, tok: Any, cfg: FamilyConfig, sample_key: str,
+             train_samples: list[dict], val_samples: list[dict], n_prompts: int,
+             corpus: Corpus, rng: random.Random) -> dict:
+    """Distil the untuned model from the base's samples (or reuse one distilled with the same
+    settings: a stamp holds their key); returns its model card."""
+    from transformers import AutoModelForCausalLM
 
     untuned_key = _key(sample_key, {k: v for k, v in asdict(cfg).items()
                                     if not k.startswith("dpo_")})
     stamp = out / "untuned" / "w2s-build-key"
     if stamp.is_file() and stamp.read_text() == untuned_key:
         # the same distillation settings: only the tuned model is built again
-        card_u = json.loads((out / "untuned" / "card.json").read_text())
         log(f"untuned: reusing {out / 'untuned'} (same settings)")
-    else:
-        base_model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
-        base_params = n_params(base_model)
-        model = student(folder, cfg)
-        size = n_params(model)
-        if size > cfg.max_share * base_params:
-            raise W2SError(f"the small model has {size / 1e6:.1f} M parameters, over "
-                           f"{cfg.max_share:.0%} of the base's {base_params / 1e6:.1f} M")
-        seqs = training_sequences(tok, train_samples, corpus.train, cfg, rng)
-        log(f"untuned: {size / 1e6:.2f} M parameters ({size / base_params:.1%} of the base), "
-            f"{len(seqs)} sequences, {sum(map(len, seqs))} tokens")
-        stats = distill(model, tok, seqs, cfg)
-        ppl = response_perplexity(model, tok, val_samples)
-        base_ppl = response_perplexity(base_model, tok, val_samples)
-        del base_model
-        common = {"base": str(cfg.base), "base parameters": base_params, "architecture":
-                  type(model).__name__, "parameters": size, "share of the base": round(size / base_params, 4),
-                  "vocabulary": model.config.vocab_size, "tokenizer": "the base's own"}
-        card_u = {"role": "untuned", "what": f"Distilled from {cfg.base}: trained on its own samples "
-                  "(temperature 1) on training movie-review openings, mixed with cased review "
-                  "snippets; embedding initialised from the base's top principal directions.",
-                  **common, "base samples": len(train_samples),
-                  "prompts": f"{len(train_prompts)} training-review openings (2-6 words)",
-                  "samples per prompt": cfg.samples, "max new tokens": cfg.max_new,
-                  "corpus share": cfg.corpus_share, "epochs": cfg.epochs, "lr": cfg.lr, **stats,
-                  "seed": cfg.seed,
-                  "perplexity on held-out base samples": round(ppl, 2),
-                  "the base's own perplexity on them": round(base_ppl, 2)}
-        save(model, tok, out / "untuned", card_u, footer=FOOTER)
-        log(f"untuned: held-out perplexity on base samples {ppl:.2f} (the base's own: {base_ppl:.2f})")
-        (out / "untuned" / "card.json").write_text(json.dumps(card_u, indent=1) + "\n")
-        stamp.write_text(untuned_key)
+        return json.loads((out / "untuned" / "card.json").read_text())
+    base_model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+    base_params = n_params(base_model)
+    model = student(folder, cfg)
+    size = n_params(model)
+    if size > cfg.max_share * base_params:
+        raise W2SError(f"the small model has {size / 1e6:.1f} M parameters, over "
+                       f"{cfg.max_share:.0%} of the base's {base_params / 1e6:.1f} M")
+    seqs = training_sequences(tok, train_samples, corpus.train, cfg, rng)
+    log(f"untuned: {size / 1e6:.2f} M parameters ({size / base_params:.1%} of the base), "
+        f"{len(seqs)} sequences, {sum(map(len, seqs))} tokens")
+    stats = distill(model, tok, seqs, cfg)
+    ppl = response_perplexity(model, tok, val_samples)
+    base_ppl = response_perplexity(base_model, tok, val_samples)
+    del base_model
+    common = {"base": str(cfg.base), "base parameters": base_params, "architecture":
+              type(model).__name__, "parameters": size, "share of the base": round(size / base_params, 4),
+              "vocabulary": model.config.vocab_size, "tokenizer": "the base's own"}
+    card_u = {"role": "untuned", "what": f"Distilled from {cfg.base}: trained on its own samples "
+              "(temperature 1) on training movie-review openings, mixed with cased review "
+              "snippets; embedding initialised from the base's top principal directions.",
+              **common, "base samples": len(train_samples),
+              "prompts": f"{n_prompts} training-review openings (2-6 words)",
+              "samples per prompt": cfg.samples, "max new tokens": cfg.max_new,
+              "corpus share": cfg.corpus_share, "epochs": cfg.epochs, "lr": cfg.lr, **stats,
+              "seed": cfg.seed,
+              "perplexity on held-out base samples": round(ppl, 2),
+              "the base's own perplexity on them": round(base_ppl, 2)}
+    save(model, tok, out / "untuned", card_u, footer=FOOTER)
+    log(f"untuned: held-out perplexity on base samples {ppl:.2f} (the base's own: {base_ppl:.2f})")
+    (out / "untuned" / "card.json").write_text(json.dumps(card_u, indent=1) + "\n")
+    stamp.write_text(untuned_key)
+    return card_u
+
+
+def _tuned(out: Path, tok: Any, cfg: FamilyConfig, card_u: dict, train_samples: list[dict],
+           val_samples: list[dict], dpo_prompts: list[str], n_prompts: int,
+           gold: Callable[[list[str]], list[float]]) -> dict:
+    """DPO of the untuned model on gold-labelled preference pairs; returns its model card."""
+    from transformers import AutoModelForCausalLM
+
     common = {k: card_u[k] for k in ("base", "base parameters", "architecture", "parameters",
                                      "share of the base", "vocabulary", "tokenizer")}
-
     if cfg.dpo_data == "own":
         pairs = preference_pairs(out / "untuned", dpo_prompts, cfg, gold)
     else:
@@ -448,7 +475,7 @@ def build_family(out: Path | None = None, *, cfg: FamilyConfig | None = None,
               "samples preferred to the worst.", "DPO data": cfg.dpo_data,
               **common, "DPO beta": cfg.dpo_beta, "DPO lr": cfg.dpo_lr,
               "DPO epochs": cfg.dpo_epochs, "preference pairs": len(pairs),
-              "prompts": f"{len(dpo_prompts) if cfg.dpo_data == 'own' else len(train_prompts)}"
+              "prompts": f"{len(dpo_prompts) if cfg.dpo_data == 'own' else n_prompts}"
                          " training-review openings (2-6 words)",
               "samples per prompt": cfg.dpo_samples if cfg.dpo_data == "own" else cfg.samples,
               "seed": cfg.seed,
@@ -457,7 +484,13 @@ def build_family(out: Path | None = None, *, cfg: FamilyConfig | None = None,
               "perplexity on held-out base samples": round(response_perplexity(policy, tok,
                                                                                 val_samples), 2)}
     save(policy, tok, out / "tuned", card_t, footer=FOOTER)
-    del policy, ref
+    return card_t
+
+
+def _agreements(out: Path, val_samples: list[dict],
+                gold: Callable[[list[str]], list[float]]) -> dict:
+    """Each available pair's agreement with the gold scorer on the held-out base samples."""
+    import w2s
     from w2s.zoo import ZOO_DIR
 
     agreement = {}
@@ -468,11 +501,4 @@ def build_family(out: Path | None = None, *, cfg: FamilyConfig | None = None,
             agreement[label] = guide_agreement(w2s.PairGuide.load(str(t), str(u)),
                                                val_samples, gold)
             log(f"{label} vs gold on held-out base samples: {agreement[label]}")
-    summary = {"config": asdict(cfg), "gold": gold.__name__, "base folder": str(folder),
-               "sampling minutes": sample_minutes,
-               "total minutes": round((time.time() - t_start) / 60, 1),
-               "models": {"untuned": card_u, "tuned": card_t},
-               "agreement with gold on held-out base samples": agreement}
-    (out / "build.json").write_text(json.dumps(summary, indent=1) + "\n")
-    log(f"family written to {out} in {summary['total minutes']} minutes")
-    return summary
+    return agreement
