@@ -11,16 +11,19 @@ import w2s
 ROOT = Path(w2s.__file__).resolve().parent
 # group -> groups it must not import (a group is the first package under w2s, or a module)
 BELOW = {
-    "models": {"guides", "decoding", "evaluate", "tasks", "serve", "cli", "demo", "zoo"},
-    "guides": {"decoding", "evaluate", "tasks", "serve", "cli", "demo", "zoo"},
-    "decoding": {"evaluate", "tasks", "serve", "cli", "demo", "zoo"},
-    "tasks": {"decoding", "evaluate", "serve", "cli", "demo"},
+    "models": {"guides", "decoding", "request", "evaluate", "tasks", "serve", "cli", "demo",
+               "zoo"},
+    "guides": {"decoding", "request", "evaluate", "tasks", "serve", "cli", "demo", "zoo"},
+    "decoding": {"request", "evaluate", "tasks", "serve", "cli", "demo", "zoo"},
+    "tasks": {"decoding", "request", "evaluate", "serve", "cli", "demo"},
+    "request": {"evaluate", "tasks", "serve", "cli", "demo", "zoo"},
     "evaluate": {"serve", "cli", "demo"},
     "serve": {"cli", "demo"},
 }
-for low in ("params", "rng", "errors", "result", "logits", "stopping", "quiet", "chat", "textfile"):
-    BELOW[low] = {"models", "guides", "decoding", "evaluate", "tasks", "serve", "cli", "demo",
-                  "zoo"}
+for low in ("params", "rng", "errors", "result", "logits", "stopping", "quiet", "chat", "textfile",
+            "token_loop", "plugins"):
+    BELOW[low] = {"models", "guides", "decoding", "request", "evaluate", "tasks", "serve", "cli",
+                  "demo", "zoo"}
 CONCRETE = ("w2s.models.hf", "w2s.models.kv_cache", "w2s.models.loading", "w2s.models.refs",
             "w2s.models.openai_api", "w2s.vllm_server", "transformers", "httpx")
 

@@ -25,11 +25,12 @@ from w2s.decoding.common import Entry, finish_costs, prepare, require, score_ent
 from w2s.decoding.observe import active, checkpoint, emit
 from w2s.errors import W2SError
 from w2s.guides import Guide
-from w2s.logits import choose, same_vocabulary, token_kl
+from w2s.logits import same_vocabulary, token_kl
 from w2s.models.base import Backend, LogitsBackend
 from w2s.params import SamplingParams
 from w2s.result import Cost, Result
-from w2s.rng import stream_keys, uniforms
+from w2s.rng import stream_keys
+from w2s.token_loop import decode_tokens
 
 
 class FusionRule(Protocol):
@@ -78,27 +79,30 @@ def decode_fused(backend: Backend, guide: Guide | None, prompts: Sequence[str], 
                           torch.zeros(len(prep.keys), dtype=torch.long))  # slot 0
     states = [m.start([m.encode_prompt(p) for p in prep.prompts]) for m in models]
     rows = len(prep.prompts)
-    new: list[list[int]] = [[] for _ in range(rows)]
-    alive = [True] * rows
     kl = torch.zeros(rows, dtype=torch.float64)
     watched = active()
-    for t in range(max_new):
+    base_logits: list[torch.Tensor] = []  # this step's, for the KL
+
+    def fused() -> torch.Tensor:
         checkpoint()
         logits = [s.logits[:, :v].to(base.device) for s in states]  # each (B, V)
-        logp = fused_logprobs(rule, logits)  # (B, V)
-        pos = torch.full((rows,), t, dtype=torch.long)
-        tok = choose(logp, sampling, uniforms(streams, pos).to(base.device))  # (B,)
-        step_kl = token_kl(logp, logits[0], sampling.temperature).cpu()  # (B,)
-        for i, x in enumerate(tok.tolist()):
-            if alive[i]:
-                new[i].append(x)
-                kl[i] += step_kl[i]
-                alive[i] = not stopper.ended(new[i])
-                if watched:
-                    emit(i, stopper.text(new[i]))
-        if not any(alive) or t == max_new - 1:
-            break
-        states = [m.step(s, tok.to(m.device)) for m, s in zip(models, states)]
+        base_logits[:] = logits[:1]
+        return fused_logprobs(rule, logits)  # (B, V)
+
+    def advance(tok: torch.Tensor) -> None:
+        states[:] = [m.step(s, tok.to(m.device)) for m, s in zip(models, states)]
+
+    def record(logp: torch.Tensor, tok: torch.Tensor, taken: list[int],
+               new: list[list[int]]) -> None:
+        step_kl = token_kl(logp, base_logits[0], sampling.temperature).cpu()  # (B,)
+        for i in taken:
+            kl[i] += step_kl[i]
+            if watched:
+                emit(i, stopper.text(new[i]))
+
+    new, alive, _ = decode_tokens(fused, advance, streams, torch.zeros(rows, dtype=torch.long),
+                                  max_new, sampling, lambda i, ids: stopper.ended(ids),
+                                  after=record)
     cost = [Cost(base_tokens=len(ids), guide_tokens=len(others) * len(ids)) for ids in new]
     entries = [Entry(ids, stopper.text(ids), not a, tokens=len(ids)) for ids, a in zip(new, alive)]
     if guide is not None:

@@ -20,13 +20,12 @@ import torch
 
 from w2s.chat import render
 from w2s.errors import W2SError
-from w2s.logits import choose
 from w2s.models.base import Continuation, Request
 from w2s.models.kv_cache import growing_cache, set_spare
 from w2s.models.loading import load_error, load_tokenizer, resolve_device, resolve_dtype
 from w2s.params import SamplingParams
-from w2s.rng import uniforms
 from w2s.stopping import Stopper
+from w2s.token_loop import decode_tokens
 
 
 @dataclass
@@ -346,33 +345,27 @@ class HFModel:
         below it.
         """
         st = self._catch_up(st)
-        state = st.state
         stopper = self.stopper(sampling)
-        rows = st.rows
-        streams = streams.to(self.device)
-        positions = torch.tensor([len(r) for r in response_ids], device=self.device)  # (B,)
-        new: list[list[int]] = [[] for _ in range(rows)]
-        tops: list[list[float]] = [[] for _ in range(rows)]
-        alive = [True] * rows
-        paused = [False] * rows  # stopped by until_below: not finished, just done for now
-        tok = None
-        for t in range(max_tokens):
-            tok = choose(state.logits, sampling, uniforms(streams, positions + t))  # (B,)
-            best = state.logits.log_softmax(-1).amax(-1).tolist() if top else None  # (B,)
-            for i, x in enumerate(tok.tolist()):
-                if alive[i] and not paused[i]:
-                    new[i].append(x)
-                    if best is not None:
-                        tops[i].append(best[i])
-                        if until_below is not None and best[i] < until_below:
-                            paused[i] = True
-                    if stopper.ended_after(response_ids[i], new[i]):  # type: ignore[arg-type]
-                        alive[i] = False
-            going = any(alive) if until_below is None else any(
-                a and not p for a, p in zip(alive, paused))
-            if not going or t == max_tokens - 1:
-                break
-            state = self.step(state, tok)
+        box = [st.state]  # the state the loop advances
+        tops: list[list[float]] = [[] for _ in range(st.rows)]
+
+        def step(tok: torch.Tensor) -> None:
+            box[0] = self.step(box[0], tok)
+
+        def record(scores: torch.Tensor, tok: torch.Tensor, taken: list[int],
+                   new: list[list[int]]) -> None:
+            best = scores.log_softmax(-1).amax(-1).tolist()  # (B,) top-1 log-probabilities
+            for i in taken:
+                tops[i].append(best[i])
+
+        new, alive, tok = decode_tokens(
+            lambda: box[0].logits, step, streams.to(self.device),
+            torch.tensor([len(r) for r in response_ids], device=self.device),  # (B,)
+            max_tokens, sampling, lambda i, ids: stopper.ended_after(response_ids[i], ids),
+            after=record if top else None,
+            hold=(lambda i: tops[i][-1] < until_below) if top and until_below is not None
+            else None)  # an unsure token: not finished, just done for now
+        state = box[0]
         conts = [Continuation(self.response_text(list(r) + n, sampling.stop), n, len(n),
                               "length" if a else "stop")
                  for r, n, a in zip(response_ids, new, alive)]
