@@ -15,14 +15,17 @@ from w2s.decoding import (
     DecoderSpec,
     best_of_n,
     cbs,
+    decoders,
     dlf,
     eft,
     nudging,
     register,
     sample,
 )
-from w2s.errors import W2SError
+from w2s.errors import FieldError, W2SError
 from w2s.guides import Guide, PairGuide, RewardModelGuide, WeightedGuide
+from w2s.guides.kinds import GuideKind, register_guide_kind
+from w2s.guides.spec import GuideRef
 from w2s.models import Backend, HFModel, LogitsBackend, OpenAIBackend, SearchBackend
 from w2s.params import (
     BestOfNParams,
@@ -32,6 +35,7 @@ from w2s.params import (
     SamplingParams,
     SearchParams,
 )
+from w2s.request import BaseRef, Request, Resolver, parse_request
 from w2s.result import Candidate, Cost, Result
 
 __version__ = "0.1.0"
@@ -43,14 +47,20 @@ __all__ = [
     "Candidate",
     "Cost",
     "DecoderSpec",
+    "BaseRef",
     "DLFParams",
     "EFTParams",
+    "FieldError",
     "Guide",
+    "GuideKind",
+    "GuideRef",
     "HFModel",
     "LogitsBackend",
     "NudgingParams",
     "OpenAIBackend",
     "PairGuide",
+    "Request",
+    "Resolver",
     "Result",
     "RewardModelGuide",
     "SamplingParams",
@@ -61,9 +71,12 @@ __all__ = [
     "__version__",
     "best_of_n",
     "cbs",
+    "decoders",
     "dlf",
     "eft",
     "nudging",
+    "parse_request",
     "register",
+    "register_guide_kind",
     "sample",
 ]
