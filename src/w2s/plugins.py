@@ -20,6 +20,9 @@ from __future__ import annotations
 import os
 import sys
 from importlib.metadata import entry_points
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 GROUP = "w2s.plugins"
 _state = {"loaded": False, "loading": False}
@@ -52,3 +55,33 @@ def load_plugins(*, force: bool = False) -> list[str]:
     finally:
         _state["loading"] = False
     return LOADED
+
+
+class Registry(dict[str, T]):
+    """A name -> entry map that plugins can add to: the decoders and the guide kinds. Reading
+    it through :meth:`all` loads the installed plugins first."""
+
+    def __init__(self, what: str, reserved: tuple[str, ...] = ()) -> None:
+        super().__init__()
+        self.what, self.reserved = what, reserved
+
+    def add(self, name: str, entry: T) -> T:
+        """Add ``entry``; its name must be new (or the very same entry again)."""
+        from w2s.errors import W2SError
+
+        if not name.isidentifier() or name in self.reserved:
+            other = f" other than {', '.join(self.reserved)}" if self.reserved else ""
+            raise W2SError(f"{self.what} name must be an identifier{other}, got {name!r}")
+        old: Any = self.get(name)
+        if old is not None and old != entry:
+            raise W2SError(f"a {self.what} named {name!r} is already registered")
+        self[name] = entry
+        return entry
+
+    def remove(self, name: str) -> None:
+        """Remove an entry (tests and plugins that register temporary ones)."""
+        self.pop(name, None)
+
+    def all(self) -> Registry[T]:
+        load_plugins()
+        return self

@@ -21,6 +21,7 @@ from w2s.errors import W2SError
 from w2s.guides import Guide
 from w2s.models.base import Backend
 from w2s.params import SamplingParams, field_docs
+from w2s.plugins import Registry
 from w2s.result import Result
 
 GuideNeed = Literal["optional", "any", "pair"]
@@ -140,7 +141,7 @@ class DecoderSpec:
         return self.fn(backend, guide, prompts, *args, sampling=sampling, **kwargs)
 
 
-DECODERS: dict[str, DecoderSpec] = {}
+DECODERS: Registry[DecoderSpec] = Registry("decoder")
 
 DEFAULT_METHOD = {True: "cbs", False: "sample"}
 """The method a request that names none gets, by whether a guide is given: weak-to-strong
@@ -153,27 +154,18 @@ def default_method(guided: bool) -> str:
 
 def register(spec: DecoderSpec) -> DecoderSpec:
     """Add a decoder; its name must be new (or the very same spec again)."""
-    if not spec.name.isidentifier():
-        raise W2SError(f"decoder name must be an identifier, got {spec.name!r}")
-    old = DECODERS.get(spec.name)
-    if old is not None and old != spec:
-        raise W2SError(f"a decoder named {spec.name!r} is already registered")
-    DECODERS[spec.name] = spec
-    return spec
+    return DECODERS.add(spec.name, spec)
 
 
 def unregister(name: str) -> None:
     """Remove a decoder (tests and plugins that register temporary ones)."""
-    DECODERS.pop(name, None)
+    DECODERS.remove(name)
 
 
 def decoders() -> dict[str, DecoderSpec]:
     """Every registered decoder, those of installed plugins included (loaded on first use):
     what every face lists and accepts."""
-    from w2s.plugins import load_plugins
-
-    load_plugins()
-    return DECODERS
+    return DECODERS.all()
 
 
 def get_decoder(name: str) -> DecoderSpec:

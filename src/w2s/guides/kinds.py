@@ -16,7 +16,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from w2s.errors import FieldError, W2SError
+from w2s.errors import FieldError
+from w2s.plugins import Registry
 
 BUILT_IN = ("tuned", "untuned", "arm", "reward_model", "reward_label", "weights", "normalize")
 """The keys of a guide spec that are not guide kinds of this registry."""
@@ -64,31 +65,18 @@ class GuideKind:
             raise FieldError(where, f"is not valid: {e}") from None
 
 
-GUIDE_KINDS: dict[str, GuideKind] = {}
+GUIDE_KINDS: Registry[GuideKind] = Registry("guide kind", reserved=BUILT_IN)
 
 
 def register_guide_kind(kind: GuideKind) -> GuideKind:
     """Add a guide kind; its name must be new (or the very same kind again)."""
-    from w2s.plugins import load_plugins
-
-    load_plugins()
-    if not kind.name.isidentifier() or kind.name in BUILT_IN:
-        raise W2SError(f"guide kind name must be an identifier other than "
-                       f"{', '.join(BUILT_IN)}; got {kind.name!r}")
-    old = GUIDE_KINDS.get(kind.name)
-    if old is not None and old != kind:
-        raise W2SError(f"a guide kind named {kind.name!r} is already registered")
-    GUIDE_KINDS[kind.name] = kind
-    return kind
+    return GUIDE_KINDS.add(kind.name, kind)
 
 
 def unregister_guide_kind(name: str) -> None:
-    GUIDE_KINDS.pop(name, None)
+    GUIDE_KINDS.remove(name)
 
 
 def guide_kinds() -> dict[str, GuideKind]:
     """The registered guide kinds, plugins included (loaded on first use)."""
-    from w2s.plugins import load_plugins
-
-    load_plugins()
-    return GUIDE_KINDS
+    return GUIDE_KINDS.all()
