@@ -285,6 +285,33 @@ def test_a_new_decoder_and_guide_kind_reach_the_server(extended, base):
         assert r.json()["choices"][0]["text"] == want.text
 
 
+def test_w2s_serve_builds_its_guide_from_a_guide_term(extended, tmp_path):
+    """``w2s serve --guide-term length:{...}``: the server's settings become its guide."""
+    from click.testing import CliRunner as Runner
+
+    from w2s.cli import cli as w2s_cli
+    from w2s.serve.main import build_server, merge
+
+    captured = {}
+
+    def fake_run(opts, explicit):  # noqa: ANN001, ANN202 - stop before uvicorn starts
+        captured["server"] = build_server(merge(opts, explicit))
+
+    import w2s.serve.main as main
+
+    real, main.run_server = main.run_server, fake_run
+    try:
+        out = Runner().invoke(w2s_cli, ["serve", "--base", "zoo:base", "--guide-term",
+                                        'length:{"target": 2}', "--method", "bon"])
+    finally:
+        main.run_server = real
+    assert out.exit_code == 0, out.output
+    server = captured["server"]
+    assert isinstance(server.guide, LengthGuide) and server.guide.target == 2
+    assert server.defaults.method == "bon" and "bon" not in server.why_not
+    assert "eft" in server.why_not  # a text-only guide: no pair to step
+
+
 def test_the_playground_lists_what_the_methods_endpoint_lists():
     page = (ROOT / "src" / "w2s" / "serve" / "static" / "index.html").read_text()
     assert 'api("/w2s/methods")' in page
