@@ -76,6 +76,23 @@ def test_sampling_bon_and_cbs_run_through_the_engine(engine, zoo_pair):
     assert [r.text for r in again] == [r.text for r in c]  # seeds repeat
 
 
+@pytest.mark.parametrize("method,knob", [("pruned_bon", w2s.PrunedBoNParams(4, 0.5, 4)),
+                                         ("particles", w2s.ParticleParams(4, 4, 0.5))])
+def test_the_budget_searches_run_through_the_engine(engine, zoo_pair, method, knob):
+    sp = SamplingParams(max_new_tokens=12, seed=4)
+    spec = w2s.decoders()[method]
+    got = spec.run(engine, zoo_pair, PROMPTS, knob, sp, return_all=True)
+    for r in got:
+        assert r.text and 0 < r.cost.base_tokens <= 4 * 12
+        assert [x.score for x in r.candidates] == sorted([x.score for x in r.candidates],
+                                                         reverse=True)
+        want = zoo_pair.score([r.prompt] * len(r.candidates), [x.text for x in r.candidates],
+                              [x.finished for x in r.candidates])
+        assert [x.score for x in r.candidates] == pytest.approx(want.tolist(), abs=1e-3)
+    again = spec.run(engine, zoo_pair, PROMPTS, knob, sp)
+    assert [r.text for r in again] == [r.text for r in got]  # seeds repeat
+
+
 def test_chat_prompts_are_templated_client_side(vllm_url):
     chat = OpenAIBackend(vllm_url, "zoo-base", chat=True,
                          tokenizer=str(ZOO_DIR / "base"))

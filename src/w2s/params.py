@@ -208,6 +208,54 @@ class NudgingParams(_Params):
             _check(v >= 1, f"{name} must be >= 1, got {v}")
 
 
+@dataclass(frozen=True)
+class PrunedBoNParams(_Params):
+    """Early-pruned Best-of-N (Speculative Rejection): N candidates; at each checkpoint the
+    guide scores the partial responses and the worst are dropped; survivors run to the end."""
+
+    n: int = 16
+    """Candidates sampled per prompt (the Best-of-N pool before any pruning)."""
+    prune: float = 0.5
+    """Share of a prompt's candidates dropped at each checkpoint (at least one is kept)."""
+    every: int = 8
+    """Base tokens between checkpoints (>= max_new_tokens: no pruning, Best-of-N exactly)."""
+
+    def __post_init__(self) -> None:
+        for name in ("n", "every"):
+            v = getattr(self, name)
+            _integer(name, v)
+            _check(v >= 1, f"{name} must be >= 1, got {v}")
+        _number("prune", self.prune)
+        _check(0 < self.prune < 1, f"prune must be in (0, 1), got {self.prune}")
+
+
+@dataclass(frozen=True)
+class ParticleParams(_Params):
+    """Particle filtering (sequential Monte Carlo) over the base: P partial responses grown a
+    chunk at a time, weighted by exp(guide increment / tau), resampled when their effective
+    sample size falls below ess * P."""
+
+    particles: int = 16
+    """Partial responses carried per prompt (P)."""
+    chunk: int = 8
+    """Base tokens each live particle grows by per step."""
+    tau: float = 1.0
+    """Temperature of the weights exp(delta score / tau): small follows the guide closely,
+    large is plain sampling of P responses."""
+    ess: float = 0.5
+    """Resample when the effective sample size (sum w)^2 / sum w^2 falls below ess * P."""
+
+    def __post_init__(self) -> None:
+        for name in ("particles", "chunk"):
+            v = getattr(self, name)
+            _integer(name, v)
+            _check(v >= 1, f"{name} must be >= 1, got {v}")
+        _number("tau", self.tau)
+        _check(self.tau > 0, f"tau must be > 0, got {self.tau}")
+        _number("ess", self.ess)
+        _check(0 < self.ess <= 1, f"ess must be in (0, 1], got {self.ess}")
+
+
 def field_docs(cls: type) -> dict[str, str]:
     """The docstring under each dataclass field (they feed ``--help`` and the API docs)."""
     import ast

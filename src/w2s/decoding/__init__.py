@@ -8,6 +8,8 @@ from w2s.decoding.best_of_n import best_of_n
 from w2s.decoding.eft import eft, eft_logprobs
 from w2s.decoding.multi_guide import dlf
 from w2s.decoding.nudging import nudging
+from w2s.decoding.particles import particle_filter
+from w2s.decoding.pruned_bon import pruned_bon
 from w2s.decoding.registry import (
     DECODERS,
     DecoderSpec,
@@ -19,7 +21,15 @@ from w2s.decoding.registry import (
 )
 from w2s.decoding.sampling import sample
 from w2s.models.base import LogitsBackend, TopLogprobsBackend
-from w2s.params import BestOfNParams, DLFParams, EFTParams, NudgingParams, SearchParams
+from w2s.params import (
+    BestOfNParams,
+    DLFParams,
+    EFTParams,
+    NudgingParams,
+    ParticleParams,
+    PrunedBoNParams,
+    SearchParams,
+)
 
 register(DecoderSpec("sample", sample, "plain sampling from the base (temperature, top-p, "
                      "top-k, stop strings)", guide="optional", kl="exact"))
@@ -38,5 +48,12 @@ register(DecoderSpec("nudging", nudging, "Nudging: the base writes; where its to
                      "probability is below gamma the small tuned model writes the next word",
                      NudgingParams, needs=(TopLogprobsBackend,), guide="pair"))
 
+register(DecoderSpec("pruned_bon", pruned_bon, "early-pruned Best-of-N (Speculative "
+                     "Rejection): the guide drops the worst partial candidates every few tokens",
+                     PrunedBoNParams, rows_per_prompt=lambda p: p.n, kl="bound", ranked=True))
+register(DecoderSpec("particles", particle_filter, "particle filtering: P partial responses "
+                     "resampled in proportion to exp(guide increment / tau)", ParticleParams,
+                     rows_per_prompt=lambda p: p.particles, ranked=True))
+
 __all__ = ["DECODERS", "DecoderSpec", "best_of_n", "cbs", "decoders", "default_method", "dlf", "eft", "eft_logprobs", "get_decoder",
-           "nudging", "register", "sample", "unregister"]
+           "nudging", "particle_filter", "pruned_bon", "register", "sample", "unregister"]

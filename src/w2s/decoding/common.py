@@ -114,12 +114,18 @@ class Entry:
     rounds: int = 0  # chunks this response was grown by (CBS's KL bound counts them)
     tokens: int = 0  # base tokens sampled into it
     row: int = field(default=-1, repr=False)
+    slot: int = field(default=-1, repr=False)  # the random slot its last chunk was drawn from
 
     def done(self, max_new_tokens: int) -> bool:
         return self.ended or self.tokens >= max_new_tokens
 
     def candidate(self) -> Candidate:
         return Candidate(self.text, list(self.ids or []), self.score, self.ended)
+
+
+def rank(pool: list[Entry]) -> list[Entry]:
+    """Best score first; the sort is stable, so ties keep the pool's order."""
+    return sorted(pool, key=lambda e: -e.score)  # type: ignore[operator]
 
 
 class Frontier:
@@ -173,11 +179,11 @@ class Frontier:
         if self.session is not None:
             self.session.reindex(parents)
         children = []
-        for j, ((i, parent, _), c) in enumerate(zip(rows, conts)):
+        for j, ((i, parent, slot), c) in enumerate(zip(rows, conts)):
             ids = None if parent.ids is None or c.token_ids is None else parent.ids + c.token_ids
             self.cost[i].base_tokens += c.n_tokens
             children.append(Entry(ids, c.response, c.ended, rounds=parent.rounds + 1,
-                                  tokens=parent.tokens + c.n_tokens, row=j))
+                                  tokens=parent.tokens + c.n_tokens, row=j, slot=slot))
         self.entries = children
         self.owners = [i for i, _, _ in rows]
         return children

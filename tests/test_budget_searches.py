@@ -1,0 +1,229 @@
+"""Searches at equal compute: early-pruned Best-of-N (Speculative Rejection) and particle
+filtering, each against the formula in its module and its special cases, token for token.
+
+- pruned Best-of-N with no checkpoint is Best-of-N; with checkpoints its survivors are
+  Best-of-N's samples of the same slots, the counts kept are ceil((1 - prune) * count);
+- particle filtering with equal weights (tau -> infinity) never resamples and is Best-of-P
+  (and plain sampling of P responses); systematic resampling is unbiased and each count is
+  the floor or ceiling of P w_i, with the seeded uniforms the decoder uses;
+- neither spends more base tokens than N (or P) full responses, whatever the knobs;
+- both run on a text-only backend (what an engine offers) with the same answers as one that
+  reports token ids, and refuse bad knobs in one line naming the knob.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from scripted import CountGuide, ScriptedBackend
+
+import w2s
+from w2s import BestOfNParams, ParticleParams, PrunedBoNParams, SamplingParams, W2SError
+from w2s.decoding.particles import RESAMPLE_SLOT, ess, systematic
+from w2s.decoding.pruned_bon import kept
+from w2s.errors import FieldError
+from w2s.request import parse_request
+from w2s.rng import prompt_key, stream_keys, uniforms
+
+PROMPTS = ["The movie was", "I thought the plot"]
+
+
+def _same(a: w2s.Result, b: w2s.Result, exact_scores: bool = True) -> None:
+    assert (a.text, a.token_ids, a.finished) == (b.text, b.token_ids, b.finished)
+    assert [(c.text, c.token_ids) for c in a.candidates] == \
+        [(c.text, c.token_ids) for c in b.candidates]
+    if exact_scores:
+        assert [c.score for c in a.candidates] == [c.score for c in b.candidates]
+    else:  # scored chunk by chunk (incrementally) rather than once: float rounding
+        assert [c.score for c in a.candidates] == pytest.approx(
+            [c.score for c in b.candidates], abs=1e-4)
+
+
+# ------------------------------------------------------------------ pruned Best-of-N
+@pytest.mark.parametrize("count,prune,want", [(8, 0.5, 4), (5, 0.5, 3), (3, 0.25, 3),
+                                              (1, 0.9, 1), (10, 0.3, 7), (4, 0.75, 1),
+                                              (2, 0.99, 1)])
+def test_a_checkpoint_keeps_the_ceiling_of_the_unpruned_share(count, prune, want):
+    assert kept(count, prune) == want
+
+
+def test_pruned_bon_without_a_checkpoint_is_best_of_n_token_for_token(base, pair):
+    sp = SamplingParams(max_new_tokens=12, seed=3)
+    want = w2s.best_of_n(base, pair, PROMPTS, BestOfNParams(6), sp, return_all=True)
+    got = w2s.pruned_bon(base, pair, PROMPTS, PrunedBoNParams(n=6, every=12), sp,
+                         return_all=True)
+    for a, b in zip(got, want):
+        _same(a, b)
+        assert a.cost.base_tokens == b.cost.base_tokens
+        assert a.stats["kl_bound"] == pytest.approx(math.log(6))
+
+
+@pytest.mark.parametrize("models", ["tiny", "ending"])
+def test_pruned_bon_survivors_are_best_of_n_samples_of_their_slots(models, request):
+    b, g = (request.getfixturevalue(x) for x in (("base", "pair") if models == "tiny"
+                                                  else ("ebase", "epair")))
+    sp = SamplingParams(max_new_tokens=16, seed=11)
+    n, prune, every = 8, 0.5, 4
+    samples = w2s.sample(b, None, PROMPTS, sp, n=n)
+    full = w2s.best_of_n(b, g, PROMPTS, BestOfNParams(n), sp, return_all=True)
+    got = w2s.pruned_bon(b, g, PROMPTS, PrunedBoNParams(n=n, prune=prune, every=every),
+                         sp, return_all=True)
+    for r, s, f in zip(got, samples, full):
+        by_text = {c.text: c.token_ids for c in s.candidates}
+        for c in r.candidates:  # each survivor is the Best-of-N sample of its own slot
+            assert by_text[c.text] == c.token_ids
+        assert r.cost.base_tokens <= f.cost.base_tokens
+        if models == "tiny":  # its samples rarely end early: pruning saves tokens
+            assert r.cost.base_tokens < f.cost.base_tokens
+        assert [c.score for c in r.candidates] == sorted((c.score for c in r.candidates),
+                                                         reverse=True)
+        assert 1 <= len(r.candidates) <= n
+
+
+def test_pruned_bon_keeps_the_best_partial_candidates_at_each_checkpoint():
+    """On a scripted backend with a guide that counts a letter, the checkpoint keeps exactly
+    the top ceil((1 - prune) N) partial responses by that count."""
+    sp = SamplingParams(max_new_tokens=6, seed=2, ignore_eos=True)
+    first = w2s.sample(ScriptedBackend(), None, ["p"], SamplingParams(max_new_tokens=3, seed=2,
+                                                                     ignore_eos=True), n=8)[0]
+    partial = sorted(((CountGuide().score(["p"], [c.text])[0].item(), j)
+                      for j, c in enumerate(first.candidates)), key=lambda x: -x[0])
+    keep = {j for _, j in partial[:kept(8, 0.5)]}
+    full = w2s.sample(ScriptedBackend(), None, ["p"], sp, n=8)[0]
+    got = w2s.pruned_bon(ScriptedBackend(), CountGuide(), ["p"],
+                         PrunedBoNParams(n=8, prune=0.5, every=3), sp, return_all=True)[0]
+    kept_texts = {full.candidates[j].text for j in keep}
+    assert {c.text for c in got.candidates} == kept_texts
+    assert got.cost.base_tokens == 8 * 3 + len(keep) * 3
+
+
+# ------------------------------------------------------------------ particle filtering
+def test_particles_with_equal_weights_are_best_of_p_and_plain_sampling(base, pair):
+    sp = SamplingParams(max_new_tokens=12, seed=5)
+    knob = ParticleParams(particles=6, chunk=4, tau=1e12)
+    got = w2s.particle_filter(base, pair, PROMPTS, knob, sp, return_all=True)
+    bon = w2s.best_of_n(base, pair, PROMPTS, BestOfNParams(6), sp, return_all=True)
+    plain = w2s.sample(base, None, PROMPTS, sp, n=6)
+    for r, b, s in zip(got, bon, plain):
+        _same(r, b, exact_scores=False)
+        assert r.stats["resamples"] == 0
+        assert sorted(c.text for c in r.candidates) == sorted(c.text for c in s.candidates)
+        assert r.cost.base_tokens == b.cost.base_tokens
+
+
+def test_particles_follow_the_guide_and_resample(base, pair):
+    sp = SamplingParams(max_new_tokens=16, seed=5)
+    got = w2s.particle_filter(base, pair, PROMPTS, ParticleParams(particles=8, chunk=4, tau=0.5),
+                              sp, return_all=True)
+    for r in got:
+        assert r.stats["resamples"] >= 1
+        assert r.cost.base_tokens <= 8 * 16
+        want = pair.score([r.prompt] * len(r.candidates), [c.text for c in r.candidates],
+                          [c.finished for c in r.candidates])
+        assert [c.score for c in r.candidates] == pytest.approx(want.tolist(), abs=1e-3)
+    again = w2s.particle_filter(base, pair, PROMPTS, ParticleParams(particles=8, chunk=4,
+                                                                    tau=0.5), sp)
+    assert [r.text for r in again] == [r.text for r in got]  # seeded: runs repeat
+
+
+@pytest.mark.parametrize("weights", [[1, 1, 1, 1], [0.7, 0.1, 0.1, 0.1], [5, 0, 3, 0, 2],
+                                     [1e-9, 1, 1e-9], [0.5, 0.25, 0.125, 0.125, 0, 0, 0, 0]])
+def test_systematic_resampling_counts_are_floor_or_ceiling_and_unbiased(weights):
+    p, total = len(weights), sum(weights)
+    target = [p * w / total for w in weights]
+    m = 2000
+    mean = [0.0] * p
+    for k in range(m):
+        picks = systematic(weights, (k + 0.5) / m)
+        assert picks == sorted(picks) and len(picks) == p
+        for i in range(p):
+            count = picks.count(i)
+            assert math.floor(target[i] + 1e-9) <= count <= math.ceil(target[i] - 1e-9)
+            mean[i] += count / m
+    assert mean == pytest.approx(target, abs=p / m)  # E[count_i] = P w_i
+
+
+def test_the_decoders_resampling_uniforms_give_unbiased_particle_frequencies():
+    """The seeded uniforms the filter draws (slot RESAMPLE_SLOT, one per prompt and step) are
+    uniform enough: over 4000 seeds, each particle's mean count is P w_i within 4 standard
+    errors."""
+    weights = [0.55, 0.3, 0.1, 0.05]
+    p, seeds = len(weights), 4000
+    keys = torch.tensor([prompt_key(s, "p") for s in range(seeds)], dtype=torch.long)
+    u0 = uniforms(stream_keys(keys, torch.full_like(keys, RESAMPLE_SLOT)),
+                  torch.full_like(keys, 1)).tolist()
+    counts = torch.tensor([[systematic(weights, u).count(i) for i in range(p)] for u in u0],
+                          dtype=torch.float64)
+    mean, se = counts.mean(0), counts.std(0) / math.sqrt(seeds)
+    for i in range(p):
+        assert abs(float(mean[i]) - p * weights[i]) <= 4 * float(se[i]) + 1e-9
+
+
+def test_effective_sample_size():
+    assert ess([0.0, 0.0, 0.0, 0.0]) == pytest.approx(4)
+    assert ess([0.0, -math.inf, -math.inf]) == pytest.approx(1)
+    assert ess([math.log(3), 0.0]) == pytest.approx(16 / 10)
+    assert ess([1000.0, 1000.0]) == pytest.approx(2)  # shifted: no overflow
+
+
+# ------------------------------------------------------------------ budgets, backends, knobs
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(n=st.integers(1, 6), prune=st.floats(0.05, 0.95), every=st.integers(1, 9),
+       chunk=st.integers(1, 9), tau=st.floats(0.05, 50), ess_=st.floats(0.05, 1.0),
+       max_new=st.integers(1, 10), seed=st.integers(0, 50))
+def test_budgets_are_never_exceeded(base, pair, n, prune, every, chunk, tau, ess_, max_new,
+                                    seed):
+    sp = SamplingParams(max_new_tokens=max_new, seed=seed)
+    for r in w2s.pruned_bon(base, pair, ["the film"], PrunedBoNParams(n, prune, every), sp):
+        assert 0 < r.cost.base_tokens <= n * max_new
+    for r in w2s.particle_filter(base, pair, ["the film"], ParticleParams(n, chunk, tau, ess_),
+                                 sp):
+        assert 0 < r.cost.base_tokens <= n * max_new
+
+
+@pytest.mark.parametrize("run", [
+    lambda b, g: w2s.pruned_bon(b, g, ["p", "q"], PrunedBoNParams(5, 0.5, 2),
+                                SamplingParams(max_new_tokens=9, seed=4, stop=("ed",)),
+                                return_all=True),
+    lambda b, g: w2s.particle_filter(b, g, ["p", "q"], ParticleParams(5, 2, 0.3),
+                                     SamplingParams(max_new_tokens=9, seed=4, stop=("ed",)),
+                                     return_all=True),
+], ids=["pruned_bon", "particles"])
+def test_text_only_backend_gives_the_same_answers(run):
+    with_ids = run(ScriptedBackend(eos_weight=0.5), CountGuide())
+    text_only = run(ScriptedBackend(eos_weight=0.5, ids=False), CountGuide())
+    for a, b in zip(with_ids, text_only):
+        assert [(c.text, c.score, c.finished) for c in a.candidates] == \
+            [(c.text, c.score, c.finished) for c in b.candidates]
+        assert a.cost.base_tokens == b.cost.base_tokens > 0
+
+
+@pytest.mark.parametrize("knobs,field", [
+    ({"method": "pruned_bon", "prune": 0}, "prune"),
+    ({"method": "pruned_bon", "prune": 1}, "prune"),
+    ({"method": "pruned_bon", "prune": math.nan}, "prune"),
+    ({"method": "pruned_bon", "every": 0}, "every"),
+    ({"method": "pruned_bon", "n": 0}, "n"),
+    ({"method": "particles", "tau": 0}, "tau"),
+    ({"method": "particles", "tau": -1.0}, "tau"),
+    ({"method": "particles", "tau": math.inf}, "tau"),
+    ({"method": "particles", "ess": 0}, "ess"),
+    ({"method": "particles", "ess": 1.5}, "ess"),
+    ({"method": "particles", "particles": 0}, "particles"),
+    ({"method": "particles", "chunk": 0}, "chunk"),
+])
+def test_bad_knobs_are_one_line_naming_the_knob(knobs, field):
+    with pytest.raises(FieldError) as e:
+        parse_request({**knobs, "guide": {"tuned": "zoo:tuned", "untuned": "zoo:untuned"}})
+    assert e.value.field == field and "\n" not in str(e.value)
+
+
+def test_the_searches_need_a_guide(base):
+    for fn, knob in ((w2s.pruned_bon, PrunedBoNParams()), (w2s.particle_filter,
+                                                            ParticleParams())):
+        with pytest.raises(W2SError, match="needs a guide"):
+            fn(base, None, ["x"], knob)
