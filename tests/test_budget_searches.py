@@ -22,7 +22,17 @@ from hypothesis import strategies as st
 from scripted import CountGuide, ScriptedBackend
 
 import w2s
-from w2s import BestOfNParams, ParticleParams, PrunedBoNParams, SamplingParams, W2SError
+from w2s import (
+    BestOfNParams,
+    MCTSParams,
+    ParticleParams,
+    PrunedBoNParams,
+    SamplingParams,
+    TreeBoNParams,
+    W2SError,
+)
+from w2s.decoding.common import Entry
+from w2s.decoding.mcts import Node, backup, puct, select
 from w2s.decoding.particles import RESAMPLE_SLOT, ess, systematic
 from w2s.decoding.pruned_bon import kept
 from w2s.errors import FieldError
@@ -170,6 +180,96 @@ def test_effective_sample_size():
     assert ess([1000.0, 1000.0]) == pytest.approx(2)  # shifted: no overflow
 
 
+# ------------------------------------------------------------------ TreeBoN
+def test_treebon_with_one_branch_is_best_of_n_token_for_token(base, pair):
+    sp = SamplingParams(max_new_tokens=14, seed=7)
+    want = w2s.best_of_n(base, pair, PROMPTS, BestOfNParams(6), sp, return_all=True)
+    got = w2s.treebon(base, pair, PROMPTS, TreeBoNParams(n=6, branch=1, first=2), sp,
+                      return_all=True)
+    for a, b in zip(got, want):
+        assert (a.text, a.token_ids) == (b.text, b.token_ids)
+        assert sorted((c.text, tuple(c.token_ids)) for c in a.candidates) == \
+            sorted((c.text, tuple(c.token_ids)) for c in b.candidates)
+        assert a.score == pytest.approx(b.score, abs=1e-4)
+        assert a.cost.base_tokens == b.cost.base_tokens
+        assert a.stats["layers"] == 3  # segments 2, 4, 8 cover 14 tokens
+        assert a.stats["kl_bound"] == pytest.approx(3 * math.log(6))
+
+
+def test_treebon_keeps_the_best_and_its_plain_branch_is_plain_sampling(base, pair):
+    sp = SamplingParams(max_new_tokens=12, seed=2)
+    got = w2s.treebon(base, pair, PROMPTS, TreeBoNParams(n=8, branch=4, first=2), sp,
+                      return_all=True)
+    plain = w2s.sample(base, None, PROMPTS, sp, n=8)
+    for r, s in zip(got, plain):
+        by_text = {c.text: c.token_ids for c in s.candidates}
+        for c in r.candidates:  # a response that is a plain sample is that sample, exactly
+            if c.text in by_text:
+                assert by_text[c.text] == c.token_ids
+        assert r.cost.base_tokens <= 8 * 12
+        want = pair.score([r.prompt] * len(r.candidates), [c.text for c in r.candidates],
+                          [c.finished for c in r.candidates])
+        assert [c.score for c in r.candidates] == pytest.approx(want.tolist(), abs=1e-3)
+        assert r.candidates[0].score == max(c.score for c in r.candidates)
+
+
+# ------------------------------------------------------------------ MCTS
+def _tree() -> Node:
+    """root -> a (2 visits, W 1.0), b (1 visit, W 0.9), c (0 visits); a -> a1 (1, W 0.2)."""
+    root = Node(Entry([]), visits=3, total=1.9)
+    a, b, c = (Node(Entry([1], tokens=1), root) for _ in range(3))
+    a.visits, a.total, b.visits, b.total = 2, 1.0, 1, 0.9
+    root.children = [a, b, c]
+    a1 = Node(Entry([1, 2], tokens=2), a, visits=1, total=0.2)
+    a.children = [a1]
+    return root
+
+
+def test_puct_picks_by_value_plus_prior_bonus_exactly():
+    root = _tree()
+    a, b, c = root.children
+    # N(s) = 3, P = 1/3: a 0.5 + sqrt(3)/9 = 0.692, b 0.9 + sqrt(3)/6 = 1.189, c 0 + sqrt(3)/3
+    assert puct(root, 1.0) is b
+    assert puct(root, 0.0) is b
+    assert puct(root, 10.0) is c  # exploration: 10 sqrt(3)/3 = 5.77 beats b's 0.9 + 2.89
+    assert select(root, 0.0, max_new=8) is b  # b is not expanded: the leaf to expand
+
+
+def test_backup_adds_one_visit_and_the_value_to_the_whole_path():
+    root = _tree()
+    a = root.children[0]
+    a1 = a.children[0]
+    backup(a1, 0.6)
+    assert (a1.visits, a1.total) == (2, pytest.approx(0.8))
+    assert (a.visits, a.total, a.q) == (3, pytest.approx(1.6), pytest.approx(1.6 / 3))
+    assert (root.visits, root.total) == (4, pytest.approx(2.5))
+    assert root.children[1].visits == 1  # siblings untouched
+
+
+def test_mcts_spends_its_budget_and_returns_ranked_finished_responses(base, pair):
+    sp = SamplingParams(max_new_tokens=12, seed=3)
+    knob = MCTSParams(expansions=5, k=3, l=4)
+    got = w2s.mcts(base, pair, PROMPTS, knob, sp, return_all=True)
+    for r in got:
+        assert 0 < r.cost.base_tokens <= 5 * 3 * 4 + 12
+        assert r.stats["nodes"] <= 1 + 5 * 3  # an expansion adds k nodes (none when finished)
+        assert 5 <= r.stats["root_visits"] <= 5 * 3  # k per expansion, 1 per finished leaf
+        assert all(c.finished or len(c.token_ids) == 12 for c in r.candidates)
+        want = pair.score([r.prompt] * len(r.candidates), [c.text for c in r.candidates],
+                          [c.finished for c in r.candidates])
+        assert [c.score for c in r.candidates] == pytest.approx(want.tolist(), abs=1e-3)
+        assert [c.score for c in r.candidates] == sorted((c.score for c in r.candidates),
+                                                         reverse=True)
+    again = w2s.mcts(base, pair, PROMPTS, knob, sp)
+    assert [r.text for r in again] == [r.text for r in got]
+    # its first expansion is plain sampling: the root's children are samples of slots 0..k-1
+    first = w2s.mcts(base, pair, PROMPTS, MCTSParams(expansions=1, k=3, l=12), sp,
+                     return_all=True)
+    plain = w2s.sample(base, None, PROMPTS, sp, n=3)
+    for r, s in zip(first, plain):
+        assert sorted(c.text for c in r.candidates) == sorted(c.text for c in s.candidates)
+
+
 # ------------------------------------------------------------------ budgets, backends, knobs
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(n=st.integers(1, 6), prune=st.floats(0.05, 0.95), every=st.integers(1, 9),
@@ -183,6 +283,11 @@ def test_budgets_are_never_exceeded(base, pair, n, prune, every, chunk, tau, ess
     for r in w2s.particle_filter(base, pair, ["the film"], ParticleParams(n, chunk, tau, ess_),
                                  sp):
         assert 0 < r.cost.base_tokens <= n * max_new
+    branch = 1 + seed % n
+    for r in w2s.treebon(base, pair, ["the film"], TreeBoNParams(n, branch, every), sp):
+        assert 0 < r.cost.base_tokens <= n * max_new
+    for r in w2s.mcts(base, pair, ["the film"], MCTSParams(n, 1 + seed % 4, chunk, tau), sp):
+        assert 0 < r.cost.base_tokens <= n * (1 + seed % 4) * chunk + max_new
 
 
 @pytest.mark.parametrize("run", [
@@ -192,7 +297,13 @@ def test_budgets_are_never_exceeded(base, pair, n, prune, every, chunk, tau, ess
     lambda b, g: w2s.particle_filter(b, g, ["p", "q"], ParticleParams(5, 2, 0.3),
                                      SamplingParams(max_new_tokens=9, seed=4, stop=("ed",)),
                                      return_all=True),
-], ids=["pruned_bon", "particles"])
+    lambda b, g: w2s.treebon(b, g, ["p", "q"], TreeBoNParams(6, 3, 2),
+                             SamplingParams(max_new_tokens=9, seed=4, stop=("ed",)),
+                             return_all=True),
+    lambda b, g: w2s.mcts(b, g, ["p", "q"], MCTSParams(4, 3, 3),
+                          SamplingParams(max_new_tokens=9, seed=4, stop=("ed",)),
+                          return_all=True),
+], ids=["pruned_bon", "particles", "treebon", "mcts"])
 def test_text_only_backend_gives_the_same_answers(run):
     with_ids = run(ScriptedBackend(eos_weight=0.5), CountGuide())
     text_only = run(ScriptedBackend(eos_weight=0.5, ids=False), CountGuide())
@@ -215,6 +326,13 @@ def test_text_only_backend_gives_the_same_answers(run):
     ({"method": "particles", "ess": 1.5}, "ess"),
     ({"method": "particles", "particles": 0}, "particles"),
     ({"method": "particles", "chunk": 0}, "chunk"),
+    ({"method": "treebon", "branch": 0}, "branch"),
+    ({"method": "treebon", "n": 4, "branch": 5}, "branch"),
+    ({"method": "treebon", "first": 0}, "first"),
+    ({"method": "treebon", "per_token": "yes"}, "per_token"),
+    ({"method": "mcts", "expansions": 0}, "expansions"),
+    ({"method": "mcts", "c": -1.0}, "c"),
+    ({"method": "mcts", "c": math.inf}, "c"),
 ])
 def test_bad_knobs_are_one_line_naming_the_knob(knobs, field):
     with pytest.raises(FieldError) as e:
@@ -224,6 +342,7 @@ def test_bad_knobs_are_one_line_naming_the_knob(knobs, field):
 
 def test_the_searches_need_a_guide(base):
     for fn, knob in ((w2s.pruned_bon, PrunedBoNParams()), (w2s.particle_filter,
-                                                            ParticleParams())):
+                                                            ParticleParams()),
+                     (w2s.treebon, TreeBoNParams()), (w2s.mcts, MCTSParams())):
         with pytest.raises(W2SError, match="needs a guide"):
             fn(base, None, ["x"], knob)

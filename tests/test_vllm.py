@@ -77,13 +77,15 @@ def test_sampling_bon_and_cbs_run_through_the_engine(engine, zoo_pair):
 
 
 @pytest.mark.parametrize("method,knob", [("pruned_bon", w2s.PrunedBoNParams(4, 0.5, 4)),
-                                         ("particles", w2s.ParticleParams(4, 4, 0.5))])
+                                         ("particles", w2s.ParticleParams(4, 4, 0.5)),
+                                         ("treebon", w2s.TreeBoNParams(4, 2, 4)),
+                                         ("mcts", w2s.MCTSParams(3, 2, 4))])
 def test_the_budget_searches_run_through_the_engine(engine, zoo_pair, method, knob):
     sp = SamplingParams(max_new_tokens=12, seed=4)
     spec = w2s.decoders()[method]
     got = spec.run(engine, zoo_pair, PROMPTS, knob, sp, return_all=True)
     for r in got:
-        assert r.text and 0 < r.cost.base_tokens <= 4 * 12
+        assert r.text and 0 < r.cost.base_tokens <= 4 * 12 + (12 if method == "mcts" else 0)
         assert [x.score for x in r.candidates] == sorted([x.score for x in r.candidates],
                                                          reverse=True)
         want = zoo_pair.score([r.prompt] * len(r.candidates), [x.text for x in r.candidates],

@@ -18,11 +18,13 @@ from w2s.decoding import (
     decoders,
     dlf,
     eft,
+    mcts,
     nudging,
     particle_filter,
     pruned_bon,
     register,
     sample,
+    treebon,
 )
 from w2s.errors import FieldError, W2SError
 from w2s.guides import Guide, PairGuide, RewardModelGuide, WeightedGuide
@@ -33,11 +35,13 @@ from w2s.params import (
     BestOfNParams,
     DLFParams,
     EFTParams,
+    MCTSParams,
     NudgingParams,
     ParticleParams,
     PrunedBoNParams,
     SamplingParams,
     SearchParams,
+    TreeBoNParams,
 )
 from w2s.request import BaseRef, Request, Resolver, parse_request
 from w2s.result import Candidate, Cost, Result
@@ -60,6 +64,7 @@ __all__ = [
     "GuideRef",
     "HFModel",
     "LogitsBackend",
+    "MCTSParams",
     "NudgingParams",
     "ParticleParams",
     "PrunedBoNParams",
@@ -72,6 +77,7 @@ __all__ = [
     "SamplingParams",
     "SearchBackend",
     "SearchParams",
+    "TreeBoNParams",
     "W2SError",
     "WeightedGuide",
     "__version__",
@@ -80,6 +86,7 @@ __all__ = [
     "decoders",
     "dlf",
     "eft",
+    "mcts",
     "nudging",
     "parse_request",
     "particle_filter",
@@ -87,4 +94,5 @@ __all__ = [
     "register",
     "register_guide_kind",
     "sample",
+    "treebon",
 ]

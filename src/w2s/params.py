@@ -256,6 +256,53 @@ class ParticleParams(_Params):
         _check(0 < self.ess <= 1, f"ess must be in (0, 1], got {self.ess}")
 
 
+@dataclass(frozen=True)
+class TreeBoNParams(_Params):
+    """TreeBoN: a tree of segments; at each layer the guide keeps the best partial responses
+    and each branches into several children over the next, twice as long, segment."""
+
+    n: int = 16
+    """Nodes per layer (the Best-of-N budget: every layer grows n partial responses)."""
+    branch: int = 4
+    """Children per kept node (n / branch nodes are kept per layer; 1: Best-of-N exactly)."""
+    first: int = 4
+    """Tokens of the first segment; each next segment is twice as long."""
+    per_token: bool = True
+    """Rank partial responses by their score per base token (TreeBoN's length-normalised
+    implicit reward); the final choice uses the whole response's score."""
+
+    def __post_init__(self) -> None:
+        for name in ("n", "branch", "first"):
+            v = getattr(self, name)
+            _integer(name, v)
+            _check(v >= 1, f"{name} must be >= 1, got {v}")
+        _check(self.branch <= self.n, f"branch must be <= n ({self.n}), got {self.branch}")
+        _check(isinstance(self.per_token, bool), f"per_token must be true or false, got "
+               f"{self.per_token!r}")
+
+
+@dataclass(frozen=True)
+class MCTSParams(_Params):
+    """Monte Carlo tree search over chunks of base tokens, valued by the guide."""
+
+    expansions: int = 8
+    """Nodes expanded per prompt (each samples k chunks): the search's budget."""
+    k: int = 4
+    """Chunks sampled from the base when a node is expanded (its children)."""
+    l: int = 8  # noqa: E741 - the chunk length, as in CBS
+    """Tokens per chunk."""
+    c: float = 1.0
+    """PUCT exploration constant: how much an unvisited child's prior outweighs its value."""
+
+    def __post_init__(self) -> None:
+        for name in ("expansions", "k", "l"):
+            v = getattr(self, name)
+            _integer(name, v)
+            _check(v >= 1, f"{name} must be >= 1, got {v}")
+        _number("c", self.c)
+        _check(self.c >= 0, f"c must be >= 0, got {self.c}")
+
+
 def field_docs(cls: type) -> dict[str, str]:
     """The docstring under each dataclass field (they feed ``--help`` and the API docs)."""
     import ast

@@ -6,6 +6,7 @@ from __future__ import annotations
 from w2s.decoding.beam import cbs
 from w2s.decoding.best_of_n import best_of_n
 from w2s.decoding.eft import eft, eft_logprobs
+from w2s.decoding.mcts import mcts
 from w2s.decoding.multi_guide import dlf
 from w2s.decoding.nudging import nudging
 from w2s.decoding.particles import particle_filter
@@ -20,15 +21,18 @@ from w2s.decoding.registry import (
     unregister,
 )
 from w2s.decoding.sampling import sample
+from w2s.decoding.treebon import treebon
 from w2s.models.base import LogitsBackend, TopLogprobsBackend
 from w2s.params import (
     BestOfNParams,
     DLFParams,
     EFTParams,
+    MCTSParams,
     NudgingParams,
     ParticleParams,
     PrunedBoNParams,
     SearchParams,
+    TreeBoNParams,
 )
 
 register(DecoderSpec("sample", sample, "plain sampling from the base (temperature, top-p, "
@@ -51,9 +55,16 @@ register(DecoderSpec("nudging", nudging, "Nudging: the base writes; where its to
 register(DecoderSpec("pruned_bon", pruned_bon, "early-pruned Best-of-N (Speculative "
                      "Rejection): the guide drops the worst partial candidates every few tokens",
                      PrunedBoNParams, rows_per_prompt=lambda p: p.n, kl="bound", ranked=True))
+register(DecoderSpec("treebon", treebon, "TreeBoN: a tree of doubling segments; each layer keeps "
+                     "the best partial responses and branches them", TreeBoNParams,
+                     rows_per_prompt=lambda p: p.n, kl="bound", ranked=True))
 register(DecoderSpec("particles", particle_filter, "particle filtering: P partial responses "
                      "resampled in proportion to exp(guide increment / tau)", ParticleParams,
                      rows_per_prompt=lambda p: p.particles, ranked=True))
 
+register(DecoderSpec("mcts", mcts, "Monte Carlo tree search over base chunks (PUCT), valued by "
+                     "the guide per token", MCTSParams,
+                     rows_per_prompt=lambda p: p.k, ranked=True))
+
 __all__ = ["DECODERS", "DecoderSpec", "best_of_n", "cbs", "decoders", "default_method", "dlf", "eft", "eft_logprobs", "get_decoder",
-           "nudging", "particle_filter", "pruned_bon", "register", "sample", "unregister"]
+           "mcts", "nudging", "particle_filter", "pruned_bon", "register", "treebon", "sample", "unregister"]

@@ -1,0 +1,196 @@
+"""Monte Carlo tree search over chunks of base tokens, valued by the weak guide.
+
+After W2S-AlignTree (AAAI 2026): a tree whose actions are chunks the base samples, searched
+with PUCT (as AlphaZero) and valued by the weak-to-strong guide, under a budget of base
+tokens. Knobs (expansions, k, l, c):
+
+    root <- the empty response
+    repeat `expansions` times (every prompt of the batch in lock-step):
+        select: from the root, while the node is expanded and not finished, go to the child
+            maximising  Q(a) + c * P(a) * sqrt(N(s)) / (1 + N(a))
+        expand: sample k chunks of l base tokens from the node (fresh random slots); each
+            child's value is the guide's score of its response per base token
+        backup: every node on the path gets the new children's mean value: N += 1,
+            W += value, Q = W / N   (a finished node is re-valued instead of expanded)
+    answer: the most visited path, completed by plain sampling if it ends unfinished, and
+        every finished response of the tree, ranked by the guide's score of the whole response
+
+P(a) is uniform over a node's children: they are samples of the base, so the base's own
+probability of a chunk is already what put it there (the chunk's log-probability is what an
+in-process prior would add; engines do not report it). Values are per base token so that nodes
+at different depths compare. Each expansion samples at most k * l tokens, and the completion at
+most max_new_tokens: the base tokens are at most expansions * k * l + max_new_tokens.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+
+from w2s.decoding.common import (
+    Entry,
+    Prepared,
+    finish_costs,
+    knobs,
+    prepare,
+    rank,
+    require,
+    require_guide,
+    sampling_of,
+    score_entries,
+)
+from w2s.decoding.observe import checkpoint
+from w2s.guides import Guide
+from w2s.models.base import Backend, Request
+from w2s.params import MCTSParams, SamplingParams
+from w2s.result import Cost, Result
+from w2s.rng import stream_keys
+
+
+@dataclass
+class Node:
+    """A response in the tree: its entry, children, visit count N and total value W."""
+
+    entry: Entry
+    parent: Node | None = None
+    children: list[Node] = field(default_factory=list)
+    visits: int = 0
+    total: float = 0.0
+
+    @property
+    def q(self) -> float:
+        return self.total / self.visits if self.visits else 0.0
+
+
+def puct(node: Node, c: float) -> Node:
+    """The child maximising Q(a) + c P(a) sqrt(N(s)) / (1 + N(a)), P uniform (first on ties)."""
+    prior, n = 1.0 / len(node.children), sum(ch.visits for ch in node.children)
+    return max(node.children,
+               key=lambda ch: ch.q + c * prior * math.sqrt(n) / (1 + ch.visits))
+
+
+def select(root: Node, c: float, max_new: int) -> Node:
+    """Descend by PUCT to a node that is not expanded, or finished."""
+    node = root
+    while node.children and not node.entry.done(max_new):
+        node = puct(node, c)
+    return node
+
+
+def backup(node: Node | None, value: float) -> None:
+    """Add one visit of ``value`` to ``node`` and every node above it."""
+    while node is not None:
+        node.visits += 1
+        node.total += value
+        node = node.parent
+
+
+def value(e: Entry) -> float:
+    """A response's value: the guide's score per base token."""
+    return float(e.score or 0.0) / max(1, e.tokens)
+
+
+def mcts(backend: Backend, guide: Guide | None, prompts: Sequence[str],
+         knob: MCTSParams | None = None, sampling: SamplingParams | None = None, *,
+         return_all: bool = False) -> list[Result]:
+    """Monte Carlo tree search over base chunks; the guide values the nodes."""
+    knob = knobs(knob, MCTSParams, "mcts")
+    sampling = sampling_of(sampling)
+    guide = require_guide(guide, "mcts")
+    backend = require(backend, Backend, "mcts")
+    prep = prepare(backend, prompts, sampling)
+    cost = [Cost() for _ in prep.prompts]
+    roots = [Node(Entry([])) for _ in prep.prompts]
+    fresh = [0] * len(prep.prompts)  # each prompt's next unused random slot
+    max_new = sampling.max_new_tokens
+    for _ in range(knob.expansions):
+        checkpoint()
+        leaves = [select(r, knob.c, max_new) for r in roots]
+        grow = [i for i, leaf in enumerate(leaves) if not leaf.entry.done(max_new)]
+        kids = _expand(backend, guide, prep, sampling, cost, fresh, leaves, grow, knob)
+        for i, leaf in enumerate(leaves):
+            new = kids.get(i, [])
+            leaf.children += new
+            for ch in new:
+                backup(ch, value(ch.entry))
+            if not new:  # finished: valued again, as AlphaZero does at a terminal state
+                backup(leaf, value(leaf.entry))
+    pools = [_answer(backend, guide, prep, sampling, cost, fresh, i, root, knob)
+             for i, root in enumerate(roots)]
+    cost = finish_costs(prep, cost)
+    params = {"method": "mcts", **knob.to_dict(), **sampling.to_dict()}
+    results = [Result.from_candidates(p, "mcts",
+                                      [e.candidate() for e in (pool if return_all else pool[:1])],
+                                      c, params)
+               for p, pool, c in zip(prep.prompts, pools, cost)]
+    for r, root in zip(results, roots):
+        r.stats = {"nodes": float(_size(root)), "root_visits": float(root.visits)}
+    return results
+
+
+def _size(node: Node) -> int:
+    return 1 + sum(_size(ch) for ch in node.children)
+
+
+def _expand(backend: Backend, guide: Guide, prep: Prepared, sampling: SamplingParams,
+            cost: list[Cost], fresh: list[int], leaves: list[Node], grow: list[int],
+            knob: MCTSParams, n: int | None = None, tokens: int | None = None
+            ) -> dict[int, list[Node]]:
+    """Sample ``n`` (default k) chunks of ``tokens`` (default l) from the leaf of each prompt
+    in ``grow`` (one request each, fresh slots), score the children; returns them by prompt."""
+    if not grow:
+        return {}
+    n = knob.k if n is None else n
+    reqs, owners = [], []
+    for i in grow:
+        e = leaves[i].entry
+        slots = torch.arange(fresh[i], fresh[i] + n, dtype=torch.long)
+        fresh[i] += n
+        keys = torch.full((n,), prep.keys[i], dtype=torch.long)
+        reqs.append(Request(prep.prompts[i], e.text, None if e.ids is None else tuple(e.ids),
+                            tuple(stream_keys(keys, slots).tolist()), e.tokens))
+        owners.append(i)
+    length = tokens if tokens is not None else knob.l
+    out = backend.complete(reqs, min(length, sampling.max_new_tokens - min(
+        leaves[i].entry.tokens for i in grow)), sampling)
+    kids: dict[int, list[Node]] = {}
+    entries, who = [], []
+    for i, conts in zip(owners, out):
+        parent = leaves[i]
+        for c in conts:
+            ids = (None if parent.entry.ids is None or c.token_ids is None
+                   else parent.entry.ids + c.token_ids)
+            cost[i].base_tokens += c.n_tokens
+            e = Entry(ids, c.response, c.ended, rounds=parent.entry.rounds + 1,
+                      tokens=parent.entry.tokens + c.n_tokens)
+            kids.setdefault(i, []).append(Node(e, parent))
+            entries.append(e)
+            who.append(i)
+    score_entries(guide, prep, who, entries, cost)
+    return kids
+
+
+def _answer(backend: Backend, guide: Guide, prep: Prepared, sampling: SamplingParams,
+            cost: list[Cost], fresh: list[int], i: int, root: Node, knob: MCTSParams
+            ) -> list[Entry]:
+    """The finished responses of the tree and the most visited path (completed by plain
+    sampling when it ends unfinished), ranked by the guide's score of the whole response."""
+    max_new = sampling.max_new_tokens
+    done, stack = [], [root]
+    while stack:
+        node = stack.pop()
+        stack += node.children
+        if node is not root and node.entry.done(max_new):
+            done.append(node.entry)
+    node = root
+    while node.children:  # the most visited path (first on ties)
+        node = max(node.children, key=lambda ch: ch.visits)
+    if not node.entry.done(max_new):
+        leaves = [node if j == i else root for j in range(len(prep.prompts))]
+        kids = _expand(backend, guide, prep, sampling, cost, fresh, leaves, [i], knob, n=1,
+                       tokens=max_new)
+        done.append(kids[i][0].entry)
+    return rank(done)
