@@ -346,3 +346,90 @@ def test_the_searches_need_a_guide(base):
                      (w2s.treebon, TreeBoNParams()), (w2s.mcts, MCTSParams())):
         with pytest.raises(W2SError, match="needs a guide"):
             fn(base, None, ["x"], knob)
+
+
+# ------------------------------------------------------------------ budget-matched evaluation
+def test_methods_are_sized_to_a_budget_exactly():
+    from w2s.decoding.pruned_bon import worst_cost
+
+    d = w2s.decoders()
+    assert d["bon"].at_budget(BestOfNParams(3), 8, 50) == BestOfNParams(8)
+    assert d["cbs"].at_budget(w2s.SearchParams(w=9, k=4, l=5), 16, 50) == \
+        w2s.SearchParams(w=4, k=4, l=5)
+    assert d["particles"].at_budget(ParticleParams(2, 6, 0.3, 0.4), 8, 50) == \
+        ParticleParams(8, 6, 0.3, 0.4)
+    assert d["treebon"].at_budget(TreeBoNParams(16, 4, 2), 2, 50) == TreeBoNParams(2, 2, 2)
+    # MCTS: (b - 1) * max_new // (k * l) expansions: (4 - 1) * 50 // 32 = 4
+    assert d["mcts"].at_budget(MCTSParams(9, 4, 8, 2.0), 4, 50) == MCTSParams(4, 4, 8, 2.0)
+    # pruned Best-of-N, no early ends: 8 * 8 + 4 * 8 + 2 * 8 + 1 * 8 * 3 + 1 * 2 = 138 tokens
+    assert worst_cost(PrunedBoNParams(8, 0.5, 8), 50) == 64 + 32 + 16 + 24 + 2
+    sized = d["pruned_bon"].at_budget(PrunedBoNParams(2, 0.5, 8), 4, 50)
+    assert worst_cost(sized, 50) <= 200 < worst_cost(PrunedBoNParams(sized.n + 1, 0.5, 8), 50)
+    with pytest.raises(W2SError, match="k=4 candidates per entry cannot fit a budget of 2"):
+        d["cbs"].at_budget(w2s.SearchParams(), 2, 50)
+    with pytest.raises(W2SError, match="mcts: one expansion"):
+        d["mcts"].at_budget(MCTSParams(k=4, l=8), 1, 50)
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(b=st.integers(1, 6), max_new=st.integers(2, 10), seed=st.integers(0, 99),
+       method=st.sampled_from(["bon", "pruned_bon", "particles", "treebon", "mcts", "cbs"]))
+def test_a_method_sized_to_a_budget_spends_at_most_it(base, pair, b, max_new, seed, method):
+    spec = w2s.decoders()[method]
+    small = {"cbs": w2s.SearchParams(w=1, k=1, l=3), "mcts": MCTSParams(k=1, l=1)}
+    knob = spec.at_budget(small.get(method, spec.make_params({})), b, max_new) \
+        if (method != "mcts" or b > 1) else None
+    if knob is None:
+        return
+    [r] = spec.run(base, pair, ["the film"], knob, SamplingParams(max_new_tokens=max_new,
+                                                                  seed=seed))
+    assert 0 < r.cost.base_tokens <= b * max_new
+
+
+def test_an_eval_config_expands_methods_over_its_budgets(tmp_path):
+    from w2s.evaluate.config import parse_config
+
+    data = {"task": "sentiment", "base": "zoo:base", "budgets": [2, 4],
+            "guide": {"tuned": "zoo:tuned", "untuned": "zoo:untuned"},
+            "sampling": {"max_new_tokens": 10},
+            "methods": ["sample", "bon", {"method": "cbs", "k": 2}, "eft"]}
+    cfg = parse_config(data, tmp_path / "b.yaml")
+    assert [(m.label, m.budget) for m in cfg.methods] == [
+        ("sample", None), ("bon@2x", 2), ("bon@4x", 4), ("cbs(k=2)@2x", 2),
+        ("cbs(k=2)@4x", 4), ("eft", None)]
+    assert [m.params for m in cfg.methods[1:5]] == [
+        BestOfNParams(2), BestOfNParams(4), w2s.SearchParams(1, 2, 5), w2s.SearchParams(2, 2, 5)]
+    without = parse_config({**data, "budgets": None}, tmp_path / "b.yaml")
+    assert [m.hash for m in without.methods if m.method in ("sample", "eft")] == \
+        [cfg.methods[0].hash, cfg.methods[-1].hash]  # unbudgeted methods keep their hashes
+    for bad, msg in (([0], "budgets must be a list"), ([2, 2], "budgets repeat"),
+                     ("4", "budgets must be a list")):
+        with pytest.raises(W2SError, match=msg):
+            parse_config({**data, "budgets": bad}, tmp_path / "b.yaml")
+    with pytest.raises(W2SError, match=r"methods\[3\]: budget 2: cbs: k=4"):
+        parse_config({**data, "methods": ["sample", "bon", "cbs"]}, tmp_path / "b.yaml")
+
+
+def test_the_budget_table_pairs_each_method_with_best_of_n_at_its_budget(tmp_path):
+    from w2s.evaluate.budget import budget_markdown, budget_table, write_budget_report
+
+    def row(method, name, b, p, s, g):  # noqa: ANN001, ANN202
+        return {"method": method, "method_name": name, "budget": b, "prompt_index": p,
+                "seed": s, "gold": {"vader": g}, "base_tokens": 10 * b}
+
+    rows = [row("bon@2x", "bon", 2, p, s, 0.1 * p) for p in range(3) for s in range(2)]
+    rows += [row("cbs@2x", "cbs", 2, p, s, 0.1 * p + 0.2 + 0.1 * s) for p in range(3)
+             for s in range(2)]
+    rows += [row("cbs@4x", "cbs", 4, p, 0, 0.5) for p in range(3)]
+    t = budget_table(rows, "vader")
+    assert t["budgets"] == [2, 4] and t["lines"] == ["bon", "cbs"]
+    d = t["cells"]["cbs"][2]["vs_bon"]
+    assert d["mean"] == pytest.approx(0.25) and d["se"] == pytest.approx(0.0, abs=1e-12)
+    assert d["prompts"] == 3 and d["pairs"] == 6
+    assert "vs_bon" not in t["cells"]["cbs"][4]  # no Best-of-N at 4x to pair with
+    assert t["cells"]["bon"][2]["gold"][0] == pytest.approx(0.1)
+    md = budget_markdown(t)
+    assert "| cbs | +0.250 ± 0.000 | – |" in md
+    paths = write_budget_report(rows, tmp_path, "vader", "t")
+    assert [p.name for p in paths] == ["budget.md", "gold_vs_budget.png"]
+    assert write_budget_report([{**r, "budget": None} for r in rows], tmp_path, "vader") == []

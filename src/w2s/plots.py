@@ -153,3 +153,29 @@ def plot_bars(summary: Sequence[dict], path: Path, *, title: str = "") -> Path:
     if title:
         fig.suptitle(title, fontsize=10)
     return _save(plt, fig, path)
+
+
+def plot_budget(table: dict, path: Path, *, title: str = "") -> Path:
+    """Gold reward against the budget (responses' worth of base tokens, log scale), one line
+    per method with a band of ± one standard error."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7.5, 5))
+    for n, line in enumerate(table["lines"]):
+        cells = table["cells"].get(line, {})
+        pts = [(b, cells[b]["gold"]) for b in table["budgets"] if b in cells and cells[b]["gold"]]
+        if not pts:
+            continue
+        xs, ms = [b for b, _ in pts], [g[0] for _, g in pts]
+        ses = [g[1] for _, g in pts]
+        color = plt.cm.tab10(n % 10)
+        ax.plot(xs, ms, marker="o", color=color, label=line)
+        ax.fill_between(xs, [m - s for m, s in zip(ms, ses)], [m + s for m, s in zip(ms, ses)],
+                        color=color, alpha=0.15)
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(table["budgets"], [str(b) for b in table["budgets"]])
+    ax.set_xlabel("budget: base tokens per prompt, in responses")
+    ax.set_ylabel(f"gold reward ({table['gold']})")
+    ax.set_title(title or "Alignment at equal compute")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    return _save(plt, fig, path)

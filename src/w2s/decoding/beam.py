@@ -39,6 +39,7 @@ from w2s.decoding.common import (
     sampling_of,
 )
 from w2s.decoding.observe import active, common_prefix, emit
+from w2s.errors import W2SError
 from w2s.guides import Guide
 from w2s.models.base import Backend
 from w2s.params import SamplingParams, SearchParams
@@ -126,3 +127,14 @@ def _search(backend: Backend, guide: Guide, prep: Prepared, search: SearchParams
             for i, beam in zip(index, beams):
                 emit(i, common_prefix([e.text for e in beam]))
     return beams
+
+
+def cbs_at_budget(search: SearchParams, b: int, max_new: int) -> SearchParams:
+    """W*K rows a round and rounds that together cover max_new tokens: W = b // K (K and L
+    kept), so W*K*max_new <= b responses' tokens."""
+    if search.schedule:
+        raise W2SError("cbs: a budget sizes W; give w and k, not a schedule")
+    if b < search.k:
+        raise W2SError(f"cbs: k={search.k} candidates per entry cannot fit a budget of {b} "
+                       "responses; lower k")
+    return SearchParams(w=b // search.k, k=search.k, l=search.l)

@@ -36,3 +36,8 @@ def best_of_n(backend: Backend, guide: Guide | None, prompts: Sequence[str],
         r.params = {"method": "bon", **bon.to_dict(), **sampling.to_dict()}
         r.stats = {"kl_bound": bon_kl_bound(bon.n)}
     return results
+
+
+def bon_at_budget(bon: BestOfNParams, b: int, max_new: int) -> BestOfNParams:
+    """N = b: b complete responses."""
+    return BestOfNParams(n=b)

@@ -43,6 +43,7 @@ from w2s.decoding.common import (
     score_entries,
 )
 from w2s.decoding.observe import checkpoint
+from w2s.errors import W2SError
 from w2s.guides import Guide
 from w2s.models.base import Backend, Request
 from w2s.params import MCTSParams, SamplingParams
@@ -194,3 +195,14 @@ def _answer(backend: Backend, guide: Guide, prep: Prepared, sampling: SamplingPa
                        tokens=max_new)
         done.append(kids[i][0].entry)
     return rank(done)
+
+
+def mcts_at_budget(knob: MCTSParams, b: int, max_new: int) -> MCTSParams:
+    """As many expansions of k * l tokens as fit in b responses' tokens, one response kept
+    for completing the most visited path."""
+    expansions = (b - 1) * max_new // (knob.k * knob.l)
+    if expansions < 1:
+        raise W2SError(f"mcts: one expansion (k*l = {knob.k * knob.l} tokens) and a completion "
+                       f"({max_new}) do not fit a budget of {b} responses of {max_new} tokens; "
+                       "lower k or l, or raise the budget")
+    return MCTSParams(expansions, knob.k, knob.l, knob.c)

@@ -145,3 +145,8 @@ def _resample(prep: Prepared, parts: list[list[Entry]], log_w: list[list[float]]
         parts[i] = [parts[i][a] for a in picks]
         log_w[i] = [0.0] * p
         resamples[i] += 1
+
+
+def particles_at_budget(knob: ParticleParams, b: int, max_new: int) -> ParticleParams:
+    """P = b particles (each step grows at most P rows)."""
+    return ParticleParams(b, knob.chunk, knob.tau, knob.ess)

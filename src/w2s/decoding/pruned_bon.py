@@ -99,3 +99,24 @@ def _prune(backend: Backend, guide: Guide, prep: Prepared, knob: PrunedBoNParams
             for i, pool in zip(index, pools):
                 emit(i, common_prefix([e.text for e in pool]))
     return pools
+
+
+def worst_cost(knob: PrunedBoNParams, max_new: int) -> int:
+    """Base tokens when no candidate ends early: every round grows the kept candidates by
+    ``every`` tokens (the first N), pruning between rounds."""
+    live, tokens, total = knob.n, 0, 0
+    while tokens < max_new:
+        step = min(knob.every, max_new - tokens)
+        total += live * step
+        tokens += step
+        live = kept(live, knob.prune)
+    return total
+
+
+def pruned_at_budget(knob: PrunedBoNParams, b: int, max_new: int) -> PrunedBoNParams:
+    """The largest N whose worst-case cost is at most b responses' tokens (prune and every
+    kept): the pruning is spent on more candidates, as Speculative Rejection does."""
+    n = b
+    while worst_cost(PrunedBoNParams(n + 1, knob.prune, knob.every), max_new) <= b * max_new:
+        n += 1
+    return PrunedBoNParams(n, knob.prune, knob.every)

@@ -37,6 +37,12 @@ def _one(params: Any) -> int:
     return 1
 
 
+def check_budget(method: str, b: int, max_new: int) -> None:
+    """A budget is a whole number of responses, at least one."""
+    if not isinstance(b, int) or isinstance(b, bool) or b < 1:
+        raise W2SError(f"{method}: a budget is a number of responses >= 1, got {b!r}")
+
+
 @dataclass(frozen=True)
 class Knob:
     """One knob of a decoder, as the faces show it."""
@@ -70,6 +76,10 @@ class DecoderSpec:
     kl: KLKind = "none"
     ranked: bool = False
     """Returns ranked candidates and accepts ``return_all``."""
+    at_budget: Callable[[Any, int, int], Any] | None = None
+    """``at_budget(knobs, b, max_new_tokens)``: the knobs, resized to spend at most ``b``
+    responses' worth of base tokens (``b * max_new_tokens``) -- how budget-matched evals set
+    each method; None for methods whose cost is fixed (sampling, token-level methods)."""
 
     def knob_fields(self) -> list[dataclasses.Field]:
         return list(dataclasses.fields(self.params)) if self.params is not None else []

@@ -105,3 +105,8 @@ def _tree(backend: Backend, guide: Guide, prep: Prepared, knob: TreeBoNParams,
             for i, nodes, fin in zip(index, live, done):
                 emit(i, common_prefix([e.text for e in nodes + fin]))
     return [(rank(pool), layer) for pool in done]
+
+
+def treebon_at_budget(knob: TreeBoNParams, b: int, max_new: int) -> TreeBoNParams:
+    """N = b nodes a layer (each layer grows at most N rows); the branching is capped at N."""
+    return TreeBoNParams(b, min(knob.branch, b), knob.first, knob.per_token)

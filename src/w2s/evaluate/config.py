@@ -43,7 +43,7 @@ from w2s.request import parse_sampling
 
 SHIPPED = Path(__file__).resolve().parent.parent / "configs"
 TOP_KEYS = {"name", "task", "base", "guide", "prompts", "seeds", "sampling", "methods", "dtype",
-            "device", "batch_size", "chat"}
+            "device", "batch_size", "chat", "budgets"}
 ENGINE_KEYS = {"url": str, "model": str, "tokenizer": str, "max_concurrency": int,
                "timeout": (int, float), "max_retries": int}
 SAMPLING_FIELDS = [f.name for f in dataclasses.fields(SamplingParams) if f.name != "seed"]
@@ -62,6 +62,8 @@ class MethodSpec:
     guide: dict[str, str] | None  # model refs as written (zoo:ROLE, folder, hub id)
     model: str | None = None  # for sample: sample another model than the base
     hash: str = ""
+    budget: int | None = None
+    """Base tokens per prompt this point may spend, in responses (``budgets:``), or None."""
 
     def knobs(self) -> dict[str, Any]:
         return self.params.to_dict() if self.params is not None else {}
@@ -165,13 +167,53 @@ def parse_config(data: dict[str, Any], path: Path) -> EvalConfig:
         base + (f"|{fingerprint(engine['tokenizer'], path.parent)}"
                 if engine.get("tokenizer") else ""))  # the tokenizer picks the chat template
     context = {"base": base_print, "task": task, "dtype": dtype, "chat": chat}
+    budgets = _budgets(data.get("budgets"), where)
     methods: list[MethodSpec] = []
     for n, entry in enumerate(methods_in, 1):
-        methods += _expand(entry, f"{where}: methods[{n}]", path, guide, sampling, context)
+        points = _expand(entry, f"{where}: methods[{n}]", path, guide, sampling, context)
+        methods += _at_budgets(points, budgets, f"{where}: methods[{n}]", context)
     return EvalConfig(name=str(data.get("name") or path.stem), path=path.resolve(), task=task,
                       base=base, methods=_distinct(methods, where), prompts=prompts,
                       seeds=seeds, dtype=dtype, device=data.get("device", "cpu"),
                       batch_size=batch_size, chat=chat, engine=engine)
+
+
+def _budgets(value: Any, where: str) -> list[int]:
+    """``budgets``: base tokens per prompt, in responses of max_new_tokens (e.g. [4, 8, 16])."""
+    if value is None:
+        return []
+    if not (isinstance(value, list) and value and all(
+            isinstance(b, int) and not isinstance(b, bool) and 1 <= b <= 4096 for b in value)):
+        raise W2SError(f"{where}: budgets must be a list of whole numbers of responses from 1 "
+                       f"to 4096, got {value!r}")
+    if len(set(value)) != len(value):
+        raise W2SError(f"{where}: budgets repeat: {value}")
+    return list(value)
+
+
+def _at_budgets(points: list[MethodSpec], budgets: list[int], where: str,
+                context: dict[str, Any]) -> list[MethodSpec]:
+    """Each point of a method that can be sized (its registry entry's ``at_budget``) once per
+    budget, its knobs resized to spend at most that many responses' base tokens; other
+    methods (sampling, token-level) once, as references."""
+    from w2s.decoding import decoders
+
+    out = []
+    for m in points:
+        spec = decoders()[m.method]
+        if not budgets or spec.at_budget is None:
+            out.append(m)
+            continue
+        for b in budgets:
+            try:
+                params = spec.at_budget(m.params, b, m.sampling.max_new_tokens)
+            except W2SError as e:
+                raise W2SError(f"{where}: budget {b}: {e}") from None
+            key = {"of": m.hash, "budget": b, "params": params.to_dict()}
+            digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
+            out.append(dataclasses.replace(m, label=f"{m.label}@{b}x", params=params,
+                                           hash=digest, budget=b))
+    return out
 
 
 def _seeds(seeds: Any, where: str) -> list[int]:

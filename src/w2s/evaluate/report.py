@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from w2s.errors import W2SError
-from w2s.plots import mean_se
+from w2s.evaluate.stats import paired_difference, prompt_mean_se  # noqa: F401 (re-exported)
 from w2s.textfile import strict_json
 
 
@@ -51,19 +51,6 @@ def unique_rows(rows: Sequence[dict[str, Any]]) -> tuple[list[dict[str, Any]], i
             seen.add(key)
             out.append(r)
     return out, len(rows) - len(out)
-
-
-def prompt_mean_se(sel: Sequence[dict[str, Any]], value: Any) -> tuple[float, float] | None:
-    """Mean and standard error over prompts: each prompt's seeds are averaged first (a prompt's
-    outputs are correlated, so prompts, not rows, are the independent samples)."""
-    per_prompt: dict[int, list[float]] = {}
-    for r in sel:
-        v = value(r)
-        if v is not None:
-            per_prompt.setdefault(r["prompt_index"], []).append(v)
-    if not per_prompt:
-        return None
-    return mean_se([statistics.fmean(vs) for vs in per_prompt.values()])
 
 
 def summarize(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -102,27 +89,6 @@ def distinct_bigrams(texts: Sequence[str]) -> float:
     method that degenerates into loops of positive words shows here, not in its gold score)."""
     grams = [tuple(w[i:i + 2]) for w in (t.split() for t in texts) for i in range(len(w) - 1)]
     return len(set(grams)) / len(grams) if grams else 0.0
-
-
-def paired_difference(rows: Sequence[dict[str, Any]], a: str, b: str, gold: str
-                      ) -> dict[str, float] | None:
-    """Gold reward of method ``a`` minus method ``b`` (labels), paired on (prompt, seed): each
-    pair's difference, averaged over a prompt's seeds, then mean ± standard error over prompts.
-    ``z`` = mean / SE. None when the two share no (prompt, seed) with a gold value."""
-    val: dict[tuple[str, int, Any], float] = {}
-    for r in rows:
-        g = r["gold"].get(gold)
-        if r["method"] in (a, b) and g is not None:
-            val[(r["method"], r["prompt_index"], r["seed"])] = g
-    per_prompt: dict[int, list[float]] = {}
-    for (m, p, s), g in val.items():
-        if m == a and (b, p, s) in val:
-            per_prompt.setdefault(p, []).append(g - val[(b, p, s)])
-    if not per_prompt:
-        return None
-    mean, se = mean_se([statistics.fmean(d) for d in per_prompt.values()])
-    return {"mean": mean, "se": se, "z": mean / se if se > 0 else float("inf"),
-            "prompts": len(per_prompt), "pairs": sum(map(len, per_prompt.values()))}
 
 
 def _mean_stat(sel: Sequence[dict[str, Any]], key: str) -> float | None:
@@ -229,6 +195,9 @@ def write_report(rows: Sequence[dict[str, Any]], out: Path, *, title: str = "",
             paths["tradeoff"] = plot_tradeoff(summary, out / "gold_tradeoff.png", x=gold,
                                               y=others[0], title=title)
             paths["plots"].append(paths["tradeoff"])
+        from w2s.evaluate.budget import write_budget_report
+
+        paths["plots"] += write_budget_report(rows, out, gold, title)
     paths["alpaca_eval"] = write_alpaca_eval(rows, out / "alpaca_eval")
     return paths
 

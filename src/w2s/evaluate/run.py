@@ -193,6 +193,7 @@ def run_batch(cfg: EvalConfig, task: Any, models: Models, m: MethodSpec, seed: i
             "params": m.knobs(), "sampling": sampling.to_dict(),
             "models": {"base": cfg.base, "guide": m.guide, "sampled": m.model or cfg.base},
             "stats": r.stats,
+            **({"budget": m.budget} if m.budget is not None else {}),
         })
     return rows
 
