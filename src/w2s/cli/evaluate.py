@@ -32,7 +32,8 @@ def eval_(config: str, out: str | None, limit: int | None, seeds: int | None, re
           no_progress: bool) -> None:
     """Evaluate a sweep of methods: gold reward, KL from the base, cost; resumable.
 
-    CONFIG is a YAML/TOML file, or a shipped one: sentiment (the zoo, offline), instructions,
+    CONFIG is a YAML/TOML file, or a shipped one: sentiment, tradeoff, adaptive and budget
+    (the zoo, offline; budget compares the searches at equal base tokens), instructions,
     summarization (templates for your own models). Each finished (method, seed, prompt) is
     appended to DIR/results.jsonl at once; rerunning the same command skips what is done.
     At the end the table is printed and summary.md, gold_vs_kl.png, gold_vs_compute.png and
