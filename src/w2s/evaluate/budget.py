@@ -67,12 +67,15 @@ def budget_markdown(table: dict[str, Any]) -> str:
 
 def write_budget_report(rows: Sequence[dict[str, Any]], out: Path, gold: str,
                         title: str = "") -> list[Path]:
-    """``budget.md`` and ``gold_vs_budget.png`` when the rows carry budgets, else nothing."""
+    """``budget.md`` (``gold`` first, then every other gold scorer: a second scorer that played
+    no part in tuning the guide is the check on the first) and ``gold_vs_budget.png`` when the
+    rows carry budgets, else nothing."""
     from w2s.plots import plot_budget
 
     if not any(r.get("budget") is not None for r in rows):
         return []
-    table = budget_table(rows, gold)
+    golds = [gold] + [g for g in dict.fromkeys(k for r in rows for k in r["gold"]) if g != gold]
+    parts = [budget_markdown(budget_table(rows, g)) for g in golds]
     md = out / "budget.md"
-    md.write_text(f"**{title}**\n\n{budget_markdown(table)}", encoding="utf-8")
-    return [md, plot_budget(table, out / "gold_vs_budget.png", title=title)]
+    md.write_text(f"**{title}**\n\n" + "\n".join(parts), encoding="utf-8")
+    return [md, plot_budget(budget_table(rows, gold), out / "gold_vs_budget.png", title=title)]
