@@ -106,9 +106,8 @@ def _own_knobs(spec: Any, o: dict[str, Any]) -> dict[str, Any]:
     """The knob flags given, refused by name when they belong to another method."""
     from w2s.cli.options import _knob_table
 
-    given = {k: o.pop(k) for k in list(_knob_table()) if o.get(k) is not None}
-    for k in _knob_table():
-        o.pop(k, None)
+    values = {k: o.pop(k, None) for k in _knob_table()}
+    given = {k: v for k, v in values.items() if v is not None}
     own = [f.name for f in spec.knob_fields()]
     foreign = [k for k in given if k not in own]
     if foreign:  # a knob of another method would be silently ignored: refuse it

@@ -33,7 +33,7 @@ OPENAI_NAMES = {"max_new_tokens": "max_tokens"}
 """SamplingParams fields that OpenAI's API names otherwise."""
 
 
-def _refused(e: W2SError, default_param: str, names: dict[str, str] | None = None) -> ApiError:
+def _refused(e: W2SError, default_param: str | None, names: dict[str, str] | None = None) -> ApiError:
     """A request error as a 400 whose ``param`` is the field's path."""
     if isinstance(e, FieldError):
         field = (names or {}).get(e.field, e.field)
@@ -57,7 +57,7 @@ def plan(server: Server, req: Any, prompts: list[str], max_tokens: int | None) -
         sampling = parse_sampling({k: v for k, v in given.items() if v is not None}, d.sampling,
                                   where="")
     except W2SError as e:
-        raise _refused(e, "w2s", OPENAI_NAMES) from None
+        raise _refused(e, None, OPENAI_NAMES) from None
     try:
         request = parse_request(w2s, where="w2s.", default_method=d.method,
                                 default_knobs=d.knobs, default_sampling=sampling,
