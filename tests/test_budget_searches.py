@@ -433,3 +433,29 @@ def test_the_budget_table_pairs_each_method_with_best_of_n_at_its_budget(tmp_pat
     paths = write_budget_report(rows, tmp_path, "vader", "t")
     assert [p.name for p in paths] == ["budget.md", "gold_vs_budget.png"]
     assert write_budget_report([{**r, "budget": None} for r in rows], tmp_path, "vader") == []
+
+
+# ------------------------------------------------------------------ the compute axis
+def test_flops_are_two_times_parameters_times_tokens_per_model(base, pair):
+    sp = SamplingParams(max_new_tokens=8, seed=1)
+    spec = w2s.decoders()["bon"]
+    [r] = spec.run(base, pair, ["The movie was"], BestOfNParams(3), sp)
+    n_base = sum(p.numel() for p in base.model.parameters())
+    n_pair = round((sum(p.numel() for p in pair.tuned.model.parameters())
+                    + sum(p.numel() for p in pair.untuned.model.parameters())) / 2)
+    assert r.cost.base_read == len(base.encode_prompt("The movie was"))  # read once (KV cache)
+    assert r.cost.flops == 2.0 * (n_base * (r.cost.base_tokens + r.cost.base_read)
+                                  + n_pair * r.cost.guide_tokens)
+    assert r.cost.flops > 0
+
+
+def test_an_engine_re_reads_each_requests_prefix():
+    """Without per-row state (an engine), each request reads its response so far again; a
+    backend that cannot count the prompt adds only those (CBS W=1, K=2, L=2, 4 tokens: round 1
+    reads nothing, round 2 one request of 2 tokens)."""
+    sp = SamplingParams(max_new_tokens=4, seed=1, ignore_eos=True)
+    [r] = w2s.cbs(ScriptedBackend(), CountGuide(), ["p"], w2s.SearchParams(1, 2, 2), sp)
+    assert r.cost.base_read == 2 and r.cost.base_tokens == 8
+    [r] = w2s.decoders()["cbs"].run(ScriptedBackend(), CountGuide(), ["p"],
+                                    w2s.SearchParams(1, 2, 2), sp)
+    assert r.cost.flops == 0.0  # sizes unknown: no estimate rather than a wrong one

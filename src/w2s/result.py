@@ -17,10 +17,20 @@ class Cost:
     """Response tokens scored by the guide's models (each re-scored token counts again)."""
     wall_time_s: float = 0.0
     """Wall time of the decoder call that produced this result (shared by its prompts)."""
+    base_read: int = 0
+    """Prompt and prefix tokens the base processed without sampling them: each prompt once in
+    process (its KV cache keeps the rest); through an engine, every request's prompt and
+    response so far (what it re-reads unless its prefix cache serves them)."""
+    flops: float = 0.0
+    """Estimated forward-pass FLOPs, 2 * parameters * tokens per model: the base's sampled and
+    read tokens, the guide's scored tokens (0 where a model's size is unknown, e.g. an
+    engine's). Filled by ``DecoderSpec.run``, the call every face makes."""
 
     def add(self, other: Cost) -> None:
         self.base_tokens += other.base_tokens
         self.guide_tokens += other.guide_tokens
+        self.base_read += other.base_read
+        self.flops += other.flops
 
 
 @dataclass

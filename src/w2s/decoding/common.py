@@ -16,6 +16,7 @@ from w2s.models.base import (
     Backend,
     Continuation,
     LogitsBackend,
+    PromptCounter,
     Request,
     SearchBackend,
     TopLogprobsBackend,
@@ -149,6 +150,9 @@ class Frontier:
         self.owners = list(range(len(prep.prompts)))  # row -> prompt index
         self.state = (backend.open_search(prep.prompts, sampling.max_new_tokens, rows_per_prompt)
                       if isinstance(backend, SearchBackend) else None)
+        if self.state is not None:  # each prompt is read once; its KV cache keeps the rest
+            for c, p in zip(cost, prep.prompts):
+                c.base_read += read_tokens(backend, p)
 
     def _row(self, e: Entry) -> int:
         if not (0 <= e.row < len(self.entries) and self.entries[e.row] is e):
@@ -201,6 +205,8 @@ class Frontier:
             reqs.append(Request(self.prep.prompts[i], parent.text,
                                 None if parent.ids is None else tuple(parent.ids),
                                 tuple(streams[j: j + n]), parent.tokens))
+            self.cost[i].base_read += read_tokens(self.backend, self.prep.prompts[i],
+                                                  parent.tokens)
             j += n
         out = self.backend.complete(reqs, max_tokens, self.sampling)
         if [len(o) for o in out] != [len(r.streams) for r in reqs]:
@@ -242,6 +248,13 @@ def score_entries(guide: Guide, prep: Prepared, owners: list[int], entries: list
         per_prompt[i] = per_prompt.get(i, 0) + 1
     for i, n in per_prompt.items():
         cost[i].guide_tokens += round(tokens * n / len(entries))
+
+
+def read_tokens(backend: Backend, prompt: str, response_tokens: int = 0) -> int:
+    """Tokens the base reads (without sampling them) to continue ``prompt`` plus a response of
+    ``response_tokens``: the prompt as it counts it (0 if it cannot tell) and the response."""
+    n = backend.prompt_tokens(prompt) if isinstance(backend, PromptCounter) else None
+    return (n or 0) + response_tokens
 
 
 def finish_costs(prep: Prepared, cost: list[Cost]) -> list[Cost]:

@@ -37,6 +37,7 @@ from w2s.decoding.common import (
     knobs,
     prepare,
     rank,
+    read_tokens,
     require,
     require_guide,
     sampling_of,
@@ -153,6 +154,7 @@ def _expand(backend: Backend, guide: Guide, prep: Prepared, sampling: SamplingPa
         keys = torch.full((n,), prep.keys[i], dtype=torch.long)
         reqs.append(Request(prep.prompts[i], e.text, None if e.ids is None else tuple(e.ids),
                             tuple(stream_keys(keys, slots).tolist()), e.tokens))
+        cost[i].base_read += read_tokens(backend, prep.prompts[i], e.tokens)
         owners.append(i)
     length = tokens if tokens is not None else knob.l
     out = backend.complete(reqs, min(length, sampling.max_new_tokens - min(

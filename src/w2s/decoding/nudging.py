@@ -30,6 +30,7 @@ from w2s.decoding.common import (
     finish_costs,
     knobs,
     prepare,
+    read_tokens,
     require,
     sampling_of,
     score_entries,
@@ -121,6 +122,8 @@ def _base_round(backend: TopLogprobsBackend, prompts: Sequence[str], rows: list[
     max_new = sampling.max_new_tokens
     reqs = [Request(prompts[i], rows[i].text, None, (streams[i],), rows[i].tokens)
             for i in live]
+    for i in live:
+        cost[i].base_read += read_tokens(backend, prompts[i], rows[i].tokens)
     conts = backend.complete_top(
         reqs, min(nudge.chunk, max_new - min(rows[i].tokens for i in live)), sampling,
         until_below=math.log(nudge.gamma) if nudge.gamma > 0 else None)

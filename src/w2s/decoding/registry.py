@@ -19,7 +19,7 @@ from typing import Any, Literal
 from w2s.decoding.common import require
 from w2s.errors import W2SError
 from w2s.guides import Guide
-from w2s.models.base import Backend
+from w2s.models.base import Backend, ParamCount
 from w2s.params import SamplingParams, field_docs
 from w2s.plugins import Registry
 from w2s.result import Result
@@ -148,7 +148,20 @@ class DecoderSpec:
                                 sampling.max_new_tokens)
         args = (params,) if self.params is not None else ()
         kwargs = {"return_all": return_all} if self.ranked else {}
-        return self.fn(backend, guide, prompts, *args, sampling=sampling, **kwargs)
+        results = self.fn(backend, guide, prompts, *args, sampling=sampling, **kwargs)
+        estimate_flops(results, backend, guide)
+        return results
+
+
+def estimate_flops(results: Sequence[Result], backend: object, guide: Guide | None) -> None:
+    """``cost.flops`` = 2 * (base parameters * (sampled + read base tokens) + the guide's
+    parameters per scored token * guide tokens): the compute axis' FLOPs, forward passes
+    only (a model of unknown size counts 0)."""
+    n_base = backend.n_params if isinstance(backend, ParamCount) else 0
+    n_guide = guide.n_params() if isinstance(guide, Guide) else 0
+    for r in results:
+        c = r.cost
+        c.flops = 2.0 * (n_base * (c.base_tokens + c.base_read) + n_guide * c.guide_tokens)
 
 
 DECODERS: Registry[DecoderSpec] = Registry("decoder")

@@ -21,7 +21,14 @@ from typing import Any, Protocol
 
 import torch
 
-from w2s.decoding.common import Entry, finish_costs, prepare, require, score_entries
+from w2s.decoding.common import (
+    Entry,
+    finish_costs,
+    prepare,
+    read_tokens,
+    require,
+    score_entries,
+)
 from w2s.decoding.observe import active, checkpoint, emit
 from w2s.errors import W2SError
 from w2s.guides import Guide
@@ -103,7 +110,8 @@ def decode_fused(backend: Backend, guide: Guide | None, prompts: Sequence[str], 
     new, alive, _ = decode_tokens(fused, advance, streams, torch.zeros(rows, dtype=torch.long),
                                   max_new, sampling, lambda i, ids: stopper.ended(ids),
                                   after=record)
-    cost = [Cost(base_tokens=len(ids), guide_tokens=len(others) * len(ids)) for ids in new]
+    cost = [Cost(base_tokens=len(ids), guide_tokens=len(others) * len(ids),
+                 base_read=read_tokens(base, p)) for ids, p in zip(new, prep.prompts)]
     entries = [Entry(ids, stopper.text(ids), not a, tokens=len(ids)) for ids, a in zip(new, alive)]
     if guide is not None:
         score_entries(guide, prep, list(range(rows)), entries, [Cost() for _ in entries])

@@ -76,6 +76,7 @@ def summarize(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
             "base_logp_per_token": statistics.fmean(lls) if lls else float("nan"),
             "base_tokens": statistics.fmean(r["base_tokens"] for r in sel),
             "guide_tokens": statistics.fmean(r["guide_tokens"] for r in sel),
+            "flops": statistics.fmean(r.get("flops", 0.0) for r in sel),
             "wall_time_s": statistics.fmean(r["wall_time_s"] for r in sel),
             "small_fraction": _mean_stat(sel, "small_fraction"),
             "words": statistics.fmean(len(r.get("response", "").split()) for r in sel),
@@ -190,6 +191,9 @@ def write_report(rows: Sequence[dict[str, Any]], out: Path, *, title: str = "",
                                          x="base_tokens", title=title)
         paths["bars"] = plot_bars(summary, out / "gold_bars.png", title=title)
         paths["plots"] = [paths["frontier"], paths["compute"], paths["bars"]]
+        if any(s["flops"] > 0 for s in summary):  # the compute axis in FLOPs (rows since #24)
+            paths["plots"].append(plot_frontier(summary, out / "gold_vs_flops.png", gold=gold,
+                                                x="flops", title=title))
         others = [g for g in gold_names if g != gold]
         if others:  # a second objective: the trade-off front between the first two
             paths["tradeoff"] = plot_tradeoff(summary, out / "gold_tradeoff.png", x=gold,

@@ -189,6 +189,7 @@ def run_batch(cfg: EvalConfig, task: Any, models: Models, m: MethodSpec, seed: i
             "base_tokens": r.cost.base_tokens if by_base else 0,
             "small_tokens": 0 if by_base else r.cost.base_tokens,
             "guide_tokens": r.cost.guide_tokens,
+            "base_read": r.cost.base_read, "flops": r.cost.flops,
             "wall_time_s": wall / len(prompts), "peak_mem_mib": peak,
             "params": m.knobs(), "sampling": sampling.to_dict(),
             "models": {"base": cfg.base, "guide": m.guide, "sampled": m.model or cfg.base},

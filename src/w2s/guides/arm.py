@@ -19,6 +19,7 @@ import torch
 
 from w2s.guides.base import Guide
 from w2s.guides.pair import PairGuide, check_guide_model
+from w2s.models.base import ParamCount
 from w2s.models.hf import HFModel
 from w2s.models.refs import resolve_model
 
@@ -28,6 +29,9 @@ class ARMGuide(Guide):
 
     def __init__(self, arm: HFModel) -> None:
         self.arm = arm
+
+    def n_params(self) -> int:
+        return self.arm.n_params if isinstance(self.arm, ParamCount) else 0
 
     def expert(self) -> tuple[Any, None]:
         return (self.arm, None)  # GenARM: log pi_arm itself is the shift

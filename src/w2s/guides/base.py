@@ -85,6 +85,11 @@ class Guide:
         itself and None); None for guides that only score text (reward models)."""
         return None
 
+    def n_params(self) -> int:
+        """Parameters one scored token (a unit of ``guide_tokens``) passes through, for FLOP
+        estimates; 0 when unknown."""
+        return 0
+
     def writer(self) -> Any | None:
         """A small language model that can write in the base's place (Nudging's small tuned
         model), or None."""
@@ -153,6 +158,10 @@ class WeightedGuide(Guide):
 
     def parts(self) -> list[tuple[float, Guide]]:
         return list(self.terms)
+
+    def n_params(self) -> int:
+        """The terms' mean (an estimate: their tokens are counted together)."""
+        return round(sum(g.n_params() for _, g in self.terms) / len(self.terms))
 
     def normalized(self, normalize: str) -> WeightedGuide:
         return WeightedGuide(self.terms, normalize)

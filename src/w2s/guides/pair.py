@@ -20,7 +20,7 @@ from w2s.guides.base import Guide, ScoringSession
 from w2s.guides.incremental import IncrementalScorer
 from w2s.guides.tail_tokenizer import ResponseTokenizer, same_tokenization
 from w2s.logits import same_vocabulary
-from w2s.models.base import Backend, LogitsBackend
+from w2s.models.base import Backend, LogitsBackend, ParamCount
 from w2s.models.hf import HFModel
 from w2s.models.refs import resolve_model
 
@@ -60,6 +60,12 @@ class PairGuide(Guide):
 
     def writer(self) -> Any:
         return self.tuned
+
+    def n_params(self) -> int:
+        """Each of the pair's models counts its own tokens: their mean size."""
+        sizes = [m.n_params if isinstance(m, ParamCount) else 0
+                 for m in (self.tuned, self.untuned)]
+        return round(sum(sizes) / 2)
 
     @classmethod
     def load(cls, tuned: str, untuned: str, *, dtype: str = "auto", device: str = "cpu",

@@ -4,6 +4,7 @@ from w2s.models.base import (
     Backend,
     Continuation,
     LogitsBackend,
+    ParamCount,
     PromptCounter,
     Request,
     ScoringLM,
@@ -13,4 +14,4 @@ from w2s.models.hf import HFModel
 from w2s.models.openai_api import OpenAIBackend
 
 __all__ = ["Backend", "Continuation", "HFModel", "LogitsBackend", "OpenAIBackend",
-           "PromptCounter", "Request", "ScoringLM", "SearchBackend"]
+           "ParamCount", "PromptCounter", "Request", "ScoringLM", "SearchBackend"]

@@ -17,6 +17,7 @@
 - :class:`ScoringLM` scores given token ids (log-likelihood of continuations): the guides'
   models and the eval's fluency metric need only this.
 - :class:`PromptCounter` counts a prompt's tokens (the server's ``usage``).
+- :class:`ParamCount` knows its number of parameters (FLOP estimates).
 
 Decoders dispatch with ``isinstance`` on these protocols (they are ``runtime_checkable``); a
 method whose capability is missing fails in one line that names it.
@@ -183,6 +184,16 @@ class PromptCounter(Protocol):
 
     def prompt_tokens(self, prompt: str) -> int | None:
         """Tokens of ``prompt`` as this backend formats it (None: it cannot tell)."""
+        ...
+
+
+@runtime_checkable
+class ParamCount(Protocol):
+    """A model that knows its size (the compute axis' FLOP estimates)."""
+
+    @property
+    def n_params(self) -> int:
+        """Parameters a token passes through in one forward pass."""
         ...
 
 

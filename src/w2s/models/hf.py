@@ -145,6 +145,11 @@ class HFModel:
             return []
         return [list(x) for x in self.tokenizer(list(texts), add_special_tokens=False)["input_ids"]]
 
+    @cached_property
+    def n_params(self) -> int:
+        """:class:`~w2s.models.base.ParamCount`: the model's parameters."""
+        return sum(p.numel() for p in self.model.parameters())
+
     @property
     def eos_id(self) -> int | None:
         return self.tokenizer.eos_token_id
