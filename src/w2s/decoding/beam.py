@@ -30,13 +30,7 @@ from w2s.decoding.common import (
     Entry,
     Frontier,
     Prepared,
-    finish_costs,
-    knobs,
-    prepare,
-    prompt_groups,
-    require,
-    require_guide,
-    sampling_of,
+    run_search,
 )
 from w2s.decoding.observe import active, common_prefix, emit
 from w2s.errors import W2SError
@@ -54,27 +48,17 @@ def cbs(backend: Backend, guide: Guide | None, prompts: Sequence[str],
     Returns one :class:`~w2s.result.Result` per prompt: the best response, and in
     ``candidates`` the final beam ranked best first (all W when ``return_all``, else the best).
     """
-    search = knobs(search, SearchParams, method)
-    sampling = sampling_of(sampling)
-    guide = require_guide(guide, method)
-    backend = require(backend, Backend, method)
-    prep = prepare(backend, prompts, sampling)
-    cost = [Cost() for _ in prep.prompts]
-    beams: list[list[Entry]] = []
-    for group in prompt_groups(backend, len(prep.prompts), search.max_rows()):
-        sub = prep.subset(group)
-        beams += _search(backend, guide, sub, search, sampling, [cost[i] for i in group],
-                         list(group))
-    cost = finish_costs(prep, cost)
-    params = {"method": method, **search.to_dict(), **sampling.to_dict()}
-    results = [Result.from_candidates(p, method,
-                                      [e.candidate() for e in (beam if return_all else beam[:1])],
-                                      c, params)
-               for p, beam, c in zip(prep.prompts, beams, cost)]
-    for r, beam in zip(results, beams):
-        rounds = beam[0].rounds
-        r.stats = {"kl_bound": selection_kl_bound(rounds, search.max_rows()), "rounds": rounds}
-    return results
+    return run_search(method, backend, guide, prompts, search, SearchParams, sampling,
+                      return_all, lambda k: k.max_rows(), _beams)
+
+
+def _beams(backend: Backend, guide: Guide, prep: Prepared, search: SearchParams,
+           sampling: SamplingParams, cost: list[Cost], index: list[int]
+           ) -> list[tuple[list[Entry], dict[str, float]]]:
+    """Each prompt's final beam and its stats: the KL bound and the rounds that grew it."""
+    beams = _search(backend, guide, prep, search, sampling, cost, index)
+    return [(beam, {"kl_bound": selection_kl_bound(beam[0].rounds, search.max_rows()),
+                    "rounds": beam[0].rounds}) for beam in beams]
 
 
 def selection_kl_bound(rounds: int, n: int) -> float:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,7 +22,7 @@ from w2s.models.base import (
     TopLogprobsBackend,
 )
 from w2s.params import SamplingParams
-from w2s.result import Candidate, Cost
+from w2s.result import Candidate, Cost, Result
 from w2s.rng import prompt_key, stream_keys
 
 
@@ -270,3 +270,37 @@ def require_guide(guide: Guide | None, method: str) -> Guide:
     if not isinstance(guide, Guide):
         raise W2SError(f"{method}: guide must be a w2s Guide, got {type(guide).__name__}")
     return guide
+
+
+GroupSearch = Callable[[Backend, Guide, Prepared, Any, SamplingParams, list[Cost], list[int]],
+                       list[tuple[list[Entry], dict[str, float]]]]
+"""``search(backend, guide, prep, knobs, sampling, cost, index)``: one group of prompts (their
+places in the call: ``index``) -> per prompt, its candidates ranked and its stats."""
+
+
+def run_search(method: str, backend: Backend, guide: Guide | None, prompts: Sequence[str],
+               knob: Any, knob_cls: type, sampling: SamplingParams | None, return_all: bool,
+               rows: Callable[[Any], int], search: GroupSearch) -> list[Result]:
+    """The frame every guided search shares: check the knobs, the sampling settings, the
+    guide and the base; run ``search`` on groups of prompts that fit one batch
+    (``rows(knobs)`` candidate rows each); one ranked :class:`Result` per prompt (every final
+    candidate with ``return_all``), with the stats ``search`` gives."""
+    knob = knobs(knob, knob_cls, method)
+    sampling = sampling_of(sampling)
+    guide = require_guide(guide, method)
+    backend = require(backend, Backend, method)
+    prep = prepare(backend, prompts, sampling)
+    cost = [Cost() for _ in prep.prompts]
+    out: list[tuple[list[Entry], dict[str, float]]] = []
+    for group in prompt_groups(backend, len(prep.prompts), rows(knob)):
+        out += search(backend, guide, prep.subset(group), knob, sampling,
+                      [cost[i] for i in group], list(group))
+    cost = finish_costs(prep, cost)
+    params = {"method": method, **knob.to_dict(), **sampling.to_dict()}
+    results = []
+    for p, (pool, stats), c in zip(prep.prompts, out, cost):
+        r = Result.from_candidates(p, method, [e.candidate() for e in (
+            pool if return_all else pool[:1])], c, params)
+        r.stats = stats
+        results.append(r)
+    return results

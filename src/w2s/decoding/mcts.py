@@ -33,14 +33,9 @@ import torch
 from w2s.decoding.common import (
     Entry,
     Prepared,
-    finish_costs,
-    knobs,
-    prepare,
     rank,
     read_tokens,
-    require,
-    require_guide,
-    sampling_of,
+    run_search,
     score_entries,
 )
 from w2s.decoding.observe import checkpoint
@@ -99,12 +94,15 @@ def mcts(backend: Backend, guide: Guide | None, prompts: Sequence[str],
          knob: MCTSParams | None = None, sampling: SamplingParams | None = None, *,
          return_all: bool = False) -> list[Result]:
     """Monte Carlo tree search over base chunks; the guide values the nodes."""
-    knob = knobs(knob, MCTSParams, "mcts")
-    sampling = sampling_of(sampling)
-    guide = require_guide(guide, "mcts")
-    backend = require(backend, Backend, "mcts")
-    prep = prepare(backend, prompts, sampling)
-    cost = [Cost() for _ in prep.prompts]
+    return run_search("mcts", backend, guide, prompts, knob, MCTSParams, sampling, return_all,
+                      lambda k: k.k, _search)
+
+
+def _search(backend: Backend, guide: Guide, prep: Prepared, knob: MCTSParams,
+            sampling: SamplingParams, cost: list[Cost], index: list[int]
+            ) -> list[tuple[list[Entry], dict[str, float]]]:
+    """One group of prompts, searched in lock-step: each prompt's answers ranked, and its
+    tree's size."""
     roots = [Node(Entry([])) for _ in prep.prompts]
     fresh = [0] * len(prep.prompts)  # each prompt's next unused random slot
     max_new = sampling.max_new_tokens
@@ -120,17 +118,9 @@ def mcts(backend: Backend, guide: Guide | None, prompts: Sequence[str],
                 backup(ch, value(ch.entry))
             if not new:  # finished: valued again, as AlphaZero does at a terminal state
                 backup(leaf, value(leaf.entry))
-    pools = [_answer(backend, guide, prep, sampling, cost, fresh, i, root, knob)
-             for i, root in enumerate(roots)]
-    cost = finish_costs(prep, cost)
-    params = {"method": "mcts", **knob.to_dict(), **sampling.to_dict()}
-    results = [Result.from_candidates(p, "mcts",
-                                      [e.candidate() for e in (pool if return_all else pool[:1])],
-                                      c, params)
-               for p, pool, c in zip(prep.prompts, pools, cost)]
-    for r, root in zip(results, roots):
-        r.stats = {"nodes": float(_size(root)), "root_visits": float(root.visits)}
-    return results
+    return [(_answer(backend, guide, prep, sampling, cost, fresh, i, root, knob),
+             {"nodes": float(_size(root)), "root_visits": float(root.visits)})
+            for i, root in enumerate(roots)]
 
 
 def _size(node: Node) -> int:

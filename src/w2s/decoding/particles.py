@@ -33,14 +33,8 @@ from w2s.decoding.common import (
     Entry,
     Frontier,
     Prepared,
-    finish_costs,
-    knobs,
-    prepare,
-    prompt_groups,
     rank,
-    require,
-    require_guide,
-    sampling_of,
+    run_search,
 )
 from w2s.decoding.observe import active, common_prefix, emit
 from w2s.guides import Guide
@@ -57,25 +51,8 @@ def particle_filter(backend: Backend, guide: Guide | None, prompts: Sequence[str
                     knob: ParticleParams | None = None, sampling: SamplingParams | None = None,
                     *, return_all: bool = False) -> list[Result]:
     """Sequential Monte Carlo over the base's chunks, weighted by the guide's increments."""
-    knob = knobs(knob, ParticleParams, "particles")
-    sampling = sampling_of(sampling)
-    guide = require_guide(guide, "particles")
-    backend = require(backend, Backend, "particles")
-    prep = prepare(backend, prompts, sampling)
-    cost = [Cost() for _ in prep.prompts]
-    out: list[tuple[list[Entry], int]] = []
-    for group in prompt_groups(backend, len(prep.prompts), knob.particles):
-        out += _filter(backend, guide, prep.subset(group), knob, sampling,
-                       [cost[i] for i in group], list(group))
-    cost = finish_costs(prep, cost)
-    params = {"method": "particles", **knob.to_dict(), **sampling.to_dict()}
-    results = [Result.from_candidates(p, "particles",
-                                      [e.candidate() for e in (pool if return_all else pool[:1])],
-                                      c, params)
-               for p, (pool, _), c in zip(prep.prompts, out, cost)]
-    for r, (_, resamples) in zip(results, out):
-        r.stats = {"resamples": float(resamples)}
-    return results
+    return run_search("particles", backend, guide, prompts, knob, ParticleParams, sampling,
+                      return_all, lambda k: k.particles, _filter)
 
 
 def systematic(weights: Sequence[float], u0: float) -> list[int]:
@@ -102,8 +79,8 @@ def ess(log_w: Sequence[float]) -> float:
 
 def _filter(backend: Backend, guide: Guide, prep: Prepared, knob: ParticleParams,
             sampling: SamplingParams, cost: list[Cost], index: list[int]
-            ) -> list[tuple[list[Entry], int]]:
-    """One group of prompts; each prompt's particles ranked (each distinct entry once) and
+            ) -> list[tuple[list[Entry], dict[str, float]]]:
+    """One group of prompts; each prompt's particles ranked (each distinct entry once), and
     how many times they were resampled."""
     max_new, p = sampling.max_new_tokens, knob.particles
     frontier = Frontier(backend, prep, sampling, cost, p, guide.session(prep.prompts))
@@ -127,7 +104,8 @@ def _filter(backend: Backend, guide: Guide, prep: Prepared, knob: ParticleParams
         if active():
             for i, ps in zip(index, parts):
                 emit(i, common_prefix([e.text for e in ps]))
-    return [(rank(list({id(e): e for e in ps}.values())), n) for ps, n in zip(parts, resamples)]
+    return [(rank(list({id(e): e for e in ps}.values())), {"resamples": float(n)})
+            for ps, n in zip(parts, resamples)]
 
 
 def _resample(prep: Prepared, parts: list[list[Entry]], log_w: list[list[float]],

@@ -26,14 +26,8 @@ from w2s.decoding.common import (
     Entry,
     Frontier,
     Prepared,
-    finish_costs,
-    knobs,
-    prepare,
-    prompt_groups,
     rank,
-    require,
-    require_guide,
-    sampling_of,
+    run_search,
 )
 from w2s.decoding.observe import active, common_prefix, emit
 from w2s.guides import Guide
@@ -46,25 +40,8 @@ def pruned_bon(backend: Backend, guide: Guide | None, prompts: Sequence[str],
                knob: PrunedBoNParams | None = None, sampling: SamplingParams | None = None, *,
                return_all: bool = False) -> list[Result]:
     """Best-of-N whose worst partial candidates are dropped at every checkpoint."""
-    knob = knobs(knob, PrunedBoNParams, "pruned_bon")
-    sampling = sampling_of(sampling)
-    guide = require_guide(guide, "pruned_bon")
-    backend = require(backend, Backend, "pruned_bon")
-    prep = prepare(backend, prompts, sampling)
-    cost = [Cost() for _ in prep.prompts]
-    pools: list[list[Entry]] = []
-    for group in prompt_groups(backend, len(prep.prompts), knob.n):
-        pools += _prune(backend, guide, prep.subset(group), knob, sampling,
-                        [cost[i] for i in group], list(group))
-    cost = finish_costs(prep, cost)
-    params = {"method": "pruned_bon", **knob.to_dict(), **sampling.to_dict()}
-    results = [Result.from_candidates(p, "pruned_bon",
-                                      [e.candidate() for e in (pool if return_all else pool[:1])],
-                                      c, params)
-               for p, pool, c in zip(prep.prompts, pools, cost)]
-    for r, pool in zip(results, pools):
-        r.stats = {"kl_bound": math.log(knob.n), "kept": float(len(pool))}
-    return results
+    return run_search("pruned_bon", backend, guide, prompts, knob, PrunedBoNParams, sampling,
+                      return_all, lambda k: k.n, _prune)
 
 
 def kept(count: int, prune: float) -> int:
@@ -73,8 +50,9 @@ def kept(count: int, prune: float) -> int:
 
 
 def _prune(backend: Backend, guide: Guide, prep: Prepared, knob: PrunedBoNParams,
-           sampling: SamplingParams, cost: list[Cost], index: list[int]) -> list[list[Entry]]:
-    """One group of prompts; returns each prompt's surviving candidates, ranked."""
+           sampling: SamplingParams, cost: list[Cost], index: list[int]
+           ) -> list[tuple[list[Entry], dict[str, float]]]:
+    """One group of prompts; each prompt's surviving candidates, ranked, and its stats."""
     max_new = sampling.max_new_tokens
     frontier = Frontier(backend, prep, sampling, cost, knob.n, guide.session(prep.prompts))
     # round 1: N candidates per prompt, slot j for candidate j (Best-of-N's slots)
@@ -98,7 +76,7 @@ def _prune(backend: Backend, guide: Guide, prep: Prepared, knob: PrunedBoNParams
         if active():
             for i, pool in zip(index, pools):
                 emit(i, common_prefix([e.text for e in pool]))
-    return pools
+    return [(pool, {"kl_bound": math.log(knob.n), "kept": float(len(pool))}) for pool in pools]
 
 
 def worst_cost(knob: PrunedBoNParams, max_new: int) -> int:

@@ -28,14 +28,8 @@ from w2s.decoding.common import (
     Entry,
     Frontier,
     Prepared,
-    finish_costs,
-    knobs,
-    prepare,
-    prompt_groups,
     rank,
-    require,
-    require_guide,
-    sampling_of,
+    run_search,
 )
 from w2s.decoding.observe import active, common_prefix, emit
 from w2s.guides import Guide
@@ -48,25 +42,8 @@ def treebon(backend: Backend, guide: Guide | None, prompts: Sequence[str],
             knob: TreeBoNParams | None = None, sampling: SamplingParams | None = None, *,
             return_all: bool = False) -> list[Result]:
     """A tree of doubling segments, pruned to the best partial responses at every layer."""
-    knob = knobs(knob, TreeBoNParams, "treebon")
-    sampling = sampling_of(sampling)
-    guide = require_guide(guide, "treebon")
-    backend = require(backend, Backend, "treebon")
-    prep = prepare(backend, prompts, sampling)
-    cost = [Cost() for _ in prep.prompts]
-    out: list[tuple[list[Entry], int]] = []
-    for group in prompt_groups(backend, len(prep.prompts), knob.n):
-        out += _tree(backend, guide, prep.subset(group), knob, sampling,
-                     [cost[i] for i in group], list(group))
-    cost = finish_costs(prep, cost)
-    params = {"method": "treebon", **knob.to_dict(), **sampling.to_dict()}
-    results = [Result.from_candidates(p, "treebon",
-                                      [e.candidate() for e in (pool if return_all else pool[:1])],
-                                      c, params)
-               for p, (pool, _), c in zip(prep.prompts, out, cost)]
-    for r, (_, layers) in zip(results, out):
-        r.stats = {"kl_bound": layers * math.log(knob.n), "layers": float(layers)}
-    return results
+    return run_search("treebon", backend, guide, prompts, knob, TreeBoNParams, sampling,
+                      return_all, lambda k: k.n, _tree)
 
 
 def _partial(e: Entry, per_token: bool) -> float:
@@ -77,7 +54,7 @@ def _partial(e: Entry, per_token: bool) -> float:
 
 def _tree(backend: Backend, guide: Guide, prep: Prepared, knob: TreeBoNParams,
           sampling: SamplingParams, cost: list[Cost], index: list[int]
-          ) -> list[tuple[list[Entry], int]]:
+          ) -> list[tuple[list[Entry], dict[str, float]]]:
     """One group of prompts: each prompt's complete responses ranked, and the layers grown."""
     max_new, n = sampling.max_new_tokens, knob.n
     frontier = Frontier(backend, prep, sampling, cost, n, guide.session(prep.prompts))
@@ -104,7 +81,8 @@ def _tree(backend: Backend, guide: Guide, prep: Prepared, knob: TreeBoNParams,
         if active():
             for i, nodes, fin in zip(index, live, done):
                 emit(i, common_prefix([e.text for e in nodes + fin]))
-    return [(rank(pool), layer) for pool in done]
+    stats = {"kl_bound": layer * math.log(n), "layers": float(layer)}
+    return [(rank(pool), dict(stats)) for pool in done]
 
 
 def treebon_at_budget(knob: TreeBoNParams, b: int, max_new: int) -> TreeBoNParams:
