@@ -88,7 +88,8 @@ class BaseRef:
         _text(url, f"{where}.url")
         if not url.startswith(("http://", "https://")):
             raise FieldError(f"{where}.url", f"must start with http:// or https://, got {url!r}")
-        model = _text(data.get("model"), f"{where}.model", "the served model's name")
+        model = _text(data.get("model"), f"{where}.model",
+                      "a non-empty string (the served model's name)")
         out: dict[str, Any] = {"model": model, "url": url}
         for key, typ in (("tokenizer", str), ("api_key", str), ("max_concurrency", int),
                          ("timeout", (int, float)), ("max_retries", int)):
@@ -257,13 +258,13 @@ class Resolver:
         self._engines: dict[BaseRef, Any] = {}
         self._guides: dict[GuideRef, Guide | None] = {}
 
-    def check(self, request: Request) -> None:
+    def check(self, base: BaseRef | None, guide: GuideRef | None) -> None:
         """Every model reference resolves (a typo is one line before anything loads)."""
         from w2s.models.refs import resolve_model
 
-        refs = list(request.guide.models()) if request.guide is not None else []
-        if request.base is not None:
-            refs.append(request.base.tokenizer if request.base.engine else request.base.model)
+        refs = list(guide.models()) if guide is not None else []
+        if base is not None:
+            refs.append(base.tokenizer if base.engine else base.model)
         for ref in refs:
             if ref:
                 resolve_model(ref, self.base_dir)
@@ -309,7 +310,7 @@ def run(request: Request, prompts: Sequence[str], resolver: Resolver | None = No
     if request.base is None:
         raise W2SError("the request names no base")
     resolver = resolver or Resolver(chat=request.chat)
-    resolver.check(request)
+    resolver.check(request.base, request.guide)
     spec = request.spec
     backend = resolver.base(request.base)
     guide = resolver.guide(request.guide)

@@ -92,7 +92,7 @@ def generate(**o: Any) -> None:
     prompts = read_prompts(o["prompt"], o["prompts_file"])
     resolver = Resolver(dtype=o["dtype"], device=o["device"], chat=o["chat"],
                         batch_size=o["batch_size"])
-    resolver.check(request)  # every model reference resolves before anything loads
+    resolver.check(request.base, request.guide)  # every model reference resolves before anything loads
     assert request.base is not None
     backend = resolver.base(request.base)
     spec.check_backend(backend)

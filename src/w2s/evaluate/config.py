@@ -39,13 +39,13 @@ from w2s.errors import W2SError
 from w2s.guides.spec import GuideRef
 from w2s.models.refs import resolve_model
 from w2s.params import SamplingParams
-from w2s.request import parse_sampling
+from w2s.request import BaseRef, parse_sampling
 
 SHIPPED = Path(__file__).resolve().parent.parent / "configs"
 TOP_KEYS = {"name", "task", "base", "guide", "prompts", "seeds", "sampling", "methods", "dtype",
             "device", "batch_size", "chat", "budgets"}
-ENGINE_KEYS = {"url": str, "model": str, "tokenizer": str, "max_concurrency": int,
-               "timeout": (int, float), "max_retries": int}
+ENGINE_KEYS = ("url", "model", "tokenizer", "max_concurrency", "timeout", "max_retries")
+"""What a config's engine base may name (BaseRef's keys but the API key: no secrets in files)."""
 SAMPLING_FIELDS = [f.name for f in dataclasses.fields(SamplingParams) if f.name != "seed"]
 MAX_SEEDS = 10_000
 DTYPES = ("auto", "float32", "bfloat16", "float16")
@@ -296,22 +296,19 @@ def _model_ref(value: Any, what: str, path: Path) -> str:
 
 
 def _engine(value: dict[str, Any], path: Path) -> dict[str, Any]:
-    """``base: {url, model, ...}``: a base served by an OpenAI-compatible engine."""
+    """``base: {url, model, ...}``: a base served by an OpenAI-compatible engine, checked by the
+    one base parser (:class:`~w2s.request.BaseRef`; no API key in a config file)."""
     unknown = sorted(set(value) - set(ENGINE_KEYS))
     if unknown:
         raise W2SError(f"{path.name}: unknown base key(s) {', '.join(unknown)}; an engine base "
                        f"takes {', '.join(ENGINE_KEYS)}")
-    for key in ("url", "model"):
-        if not isinstance(value.get(key), str) or not value[key].strip():
-            raise W2SError(f"{path.name}: base.{key} must be a non-empty string (an engine base "
-                           "is {url: http://HOST:PORT/v1, model: NAME})")
-    if not value["url"].startswith(("http://", "https://")):
-        raise W2SError(f"{path.name}: base.url must start with http:// or https://, got "
-                       f"{value['url']!r}")
-    for key, typ in ENGINE_KEYS.items():
-        v = value.get(key)
-        if v is not None and (not isinstance(v, typ) or isinstance(v, bool)):
-            raise W2SError(f"{path.name}: base.{key} has the wrong type: {v!r}")
+    if not isinstance(value.get("url"), str) or not value["url"].strip():
+        raise W2SError(f"{path.name}: base.url must be a non-empty string (an engine base is "
+                       "{url: http://HOST:PORT/v1, model: NAME})")
+    try:
+        BaseRef.parse(value, "base")
+    except W2SError as e:
+        raise W2SError(f"{path.name}: {e}") from None
     if "tokenizer" in value:
         _model_ref(value["tokenizer"], "base.tokenizer", path)
     return dict(value)

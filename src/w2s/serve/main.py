@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 from w2s.errors import W2SError
-from w2s.models.refs import resolve_model
 from w2s.params import SamplingParams
 
 ZOO_DEFAULT = {"base": "zoo:base", "tuned": "zoo:tuned", "untuned": "zoo:untuned"}
@@ -64,10 +63,7 @@ def build_server(o: dict[str, Any]) -> Any:
         where="base")
     guide_ref = GuideRef.parse(spec or None, where="")
     resolver = Resolver(dtype=o["dtype"], device=o["device"], batch_size=o["batch_size"])
-    for ref in ([base.tokenizer] if base.engine else [base.model]) + (
-            guide_ref.models() if guide_ref else []):
-        if ref:
-            resolve_model(ref)  # every reference, before anything loads
+    resolver.check(base, guide_ref)  # every reference, before anything loads
     backend = resolver.base(base)
     guide = resolver.guide(guide_ref)
     method = method or default_method(guide is not None)
