@@ -6,7 +6,7 @@ with seed ``s`` is ``max_tokens`` words ``" w<k>"``, ``k`` a function of ``(s, j
 with ``finish_reason: length``. ``faults`` is a queue: each completion request first takes the
 next fault, if any: ``("status", code, retry_after)``, ``("slow", seconds)``, ``("drop",)``
 (headers promise a body that is cut off), ``("truncated",)`` (200 with half a JSON document).
-With ``logprobs: 1`` each word's top-1 log-probability is -0.1, or -2.3 (probability 0.1)
+Each sampled word has log-probability -0.5; with ``logprobs: 1`` each word's top-1 log-probability is -0.1, or -2.3 (probability 0.1)
 when its number is a multiple of 5. Every request body is recorded. It exists to test what a real engine cannot be made to do on
 demand (fail); the real engine's tests run against vLLM.
 """
@@ -97,8 +97,9 @@ class FakeEngine:
             kept = words[: len(text.split())]
             # the model is sure of a word unless its number is a multiple of 5 (top-1 0.1)
             tops = [{w: (-2.3 if int(w[2:]) % 5 == 0 else -0.1)} for w in kept]
-            lp = {"tokens": kept, "top_logprobs": tops} if body.get("logprobs") == 1 else \
-                {"tokens": kept}
+            lp = {"tokens": kept, "token_logprobs": [-0.5] * len(kept)}
+            if body.get("logprobs") == 1:
+                lp["top_logprobs"] = tops
             choices.append({"index": j, "text": text, "finish_reason": reason,
                             **({"logprobs": lp} if self.logprobs else {})})
         used = sum(len(c["text"].split()) for c in choices)

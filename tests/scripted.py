@@ -23,16 +23,19 @@ class ScriptedBackend:
     """A text-level :class:`w2s.models.Backend` only (no search state, no logits).
 
     ``ids=False`` makes it report text only (``token_ids=None``), as a remote engine may: it
-    then reads each response's tokens back from the text (one letter per token).
+    then reads each response's tokens back from the text (one letter per token). Each
+    continuation's ``logprob`` is exact under its fixed next-token distribution.
     """
 
     name = "scripted"
     batch_size = 64
 
-    def __init__(self, eos_weight: float = 1.0, *, ids: bool = True) -> None:
+    def __init__(self, eos_weight: float = 1.0, *, ids: bool = True,
+                 logprobs: bool = True) -> None:
         self.calls: list[dict] = []
         self.eos_weight = eos_weight
         self.ids = ids
+        self.logprobs = logprobs  # False: reports no log-probabilities of its samples
 
     def check_prompts(self, prompts, max_new_tokens):  # noqa: ANN001
         return None
@@ -63,8 +66,10 @@ class ScriptedBackend:
                 call["parents"].append(list(resp))
                 call["streams"].append(stream)
                 call["children"].append((resp + new, ended))
+                logp = float((probs / probs.sum()).log()[new].sum()) if self.logprobs else None
                 conts.append(Continuation(stopper.text(resp + new), new if self.ids else None,
-                                          len(new), "stop" if ended else "length"))
+                                          len(new), "stop" if ended else "length",
+                                          logprob=logp))
             out.append(conts)
         return out
 

@@ -13,6 +13,7 @@ filtering, each against the formula in its module and its special cases, token f
 
 from __future__ import annotations
 
+import importlib
 import math
 
 import pytest
@@ -32,10 +33,11 @@ from w2s import (
     W2SError,
 )
 from w2s.decoding.common import Entry
-from w2s.decoding.mcts import Node, backup, puct, select
+from w2s.decoding.mcts import Node, backup, priors, puct, select
 from w2s.decoding.particles import RESAMPLE_SLOT, ess, systematic
 from w2s.decoding.pruned_bon import kept
 from w2s.errors import FieldError
+from w2s.models.base import Request
 from w2s.request import parse_request
 from w2s.rng import prompt_key, stream_keys, uniforms
 
@@ -235,6 +237,66 @@ def test_puct_picks_by_value_plus_prior_bonus_exactly():
     assert select(root, 0.0, max_new=8) is b  # b is not expanded: the leaf to expand
 
 
+def test_the_prior_is_a_softmax_of_the_weighted_per_token_log_probabilities():
+    root = _tree()
+    a, b, c = root.children
+    a.logp, b.logp, c.logp = -1.0, -2.0, -3.0
+    assert priors(root, 0.0) == pytest.approx([1 / 3] * 3)
+    z = math.exp(-1) + math.exp(-2) + math.exp(-3)
+    assert priors(root, 1.0) == pytest.approx([math.exp(-1) / z, math.exp(-2) / z,
+                                               math.exp(-3) / z])
+    z2 = math.exp(-2) + math.exp(-4) + math.exp(-6)
+    assert priors(root, 2.0) == pytest.approx([math.exp(-2) / z2, math.exp(-4) / z2,
+                                               math.exp(-6) / z2])
+    # c = 4: uniform, c wins (4 sqrt(3)/3 = 2.31 beats b's 0.9 + 4 sqrt(3)/6 = 2.05); with the
+    # base's prior a 0.665 and c 0.090: a 0.5 + 4 * 0.665 sqrt(3)/3 = 2.04 beats b's
+    # 0.9 + 4 * 0.245 sqrt(3)/2 = 1.75 and c's 4 * 0.090 sqrt(3) = 0.62
+    assert puct(root, 4.0, 0.0) is c
+    assert puct(root, 4.0, 1.0) is a
+    assert select(root, 4.0, max_new=8, weight=1.0) is a.children[0]
+
+
+def test_each_child_carries_its_chunk_log_probability_per_token(monkeypatch):
+    m = importlib.import_module("w2s.decoding.mcts")  # the package's `mcts` is the function
+    seen, real = [], m._expand
+
+    def spy(*args, **kw):  # noqa: ANN002, ANN003
+        kids = real(*args, **kw)
+        seen.extend(ch for v in kids.values() for ch in v)
+        return kids
+
+    monkeypatch.setattr(m, "_expand", spy)
+    w2s.mcts(ScriptedBackend(eos_weight=0.5), CountGuide(), ["p"],
+             MCTSParams(expansions=1, k=3, l=6), SamplingParams(max_new_tokens=6, seed=2))
+    p = torch.tensor([1.0] * 5 + [0.5])
+    logp = (p / p.sum()).log()  # the scripted backend's next-token distribution
+    assert len(seen) == 3
+    for ch in seen:
+        ids = ch.entry.ids
+        assert ch.logp == pytest.approx(float(logp[ids].sum()) / len(ids))
+    assert len({round(ch.logp, 9) for ch in seen}) > 1  # a prior that can tell them apart
+
+
+def test_a_backend_without_log_probabilities_needs_a_uniform_prior():
+    quiet = ScriptedBackend(logprobs=False)
+    sp = SamplingParams(max_new_tokens=6, seed=2)
+    with pytest.raises(W2SError, match="prior=1 needs the base's log-probabilities"):
+        w2s.mcts(quiet, CountGuide(), ["p"], MCTSParams(2, 2, 3), sp)
+    a = w2s.mcts(quiet, CountGuide(), ["p"], MCTSParams(2, 2, 3, prior=0.0), sp)
+    b = w2s.mcts(ScriptedBackend(), CountGuide(), ["p"], MCTSParams(2, 2, 3, prior=0.0), sp)
+    assert a[0].text == b[0].text
+
+
+def test_the_in_process_log_probability_is_the_models_own_before_temperature(base):
+    sp = SamplingParams(max_new_tokens=7, seed=5, temperature=0.7)
+    reqs = [Request("The movie was", "", None, (0, 1, 2))]
+    [conts] = base.complete(reqs, 7, sp)
+    ids = [c.token_ids for c in conts]
+    want = base.token_loglik(["The movie was"] * 3, ids)
+    for c, w in zip(conts, want):
+        assert c.logprob == pytest.approx(w, abs=1e-4)
+
+
 def test_backup_adds_one_visit_and_the_value_to_the_whole_path():
     root = _tree()
     a = root.children[0]
@@ -333,6 +395,8 @@ def test_text_only_backend_gives_the_same_answers(run):
     ({"method": "mcts", "expansions": 0}, "expansions"),
     ({"method": "mcts", "c": -1.0}, "c"),
     ({"method": "mcts", "c": math.inf}, "c"),
+    ({"method": "mcts", "prior": -0.5}, "prior"),
+    ({"method": "mcts", "prior": math.nan}, "prior"),
 ])
 def test_bad_knobs_are_one_line_naming_the_knob(knobs, field):
     with pytest.raises(FieldError) as e:

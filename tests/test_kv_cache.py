@@ -1,6 +1,8 @@
 """The growing KV cache gives bit-identical logits to transformers' DynamicCache, also across
 candidate copies/drops (reorder_cache) and multi-token appends."""
 
+import inspect
+
 import torch
 from transformers.cache_utils import DynamicCache
 
@@ -15,8 +17,10 @@ def _run(model, cache):  # noqa: ANN001, ANN202
     g = torch.Generator().manual_seed(0)
     ids = torch.randint(5, 300, (3, 6), generator=g)
     mask = torch.ones_like(ids)
-    out = model(input_ids=ids, attention_mask=mask, past_key_values=cache, use_cache=True)
-    cache, logits, capacity = out.past_key_values, [out.logits[:, -1]], []
+    arg = ("cache" if "cache" in inspect.signature(model.forward).parameters
+           else "past_key_values")  # transformers 5 renamed it
+    out = model(input_ids=ids, attention_mask=mask, use_cache=True, **{arg: cache})
+    cache, logits, capacity = out[arg], [out.logits[:, -1]], []
     for t in range(STEPS):
         if t == REORDER_AT:  # copy row 0 twice, drop row 2 (as a search expands and prunes)
             idx = torch.tensor([0, 0, 1])
@@ -27,9 +31,9 @@ def _run(model, cache):  # noqa: ANN001, ANN202
         new = torch.randint(5, 300, (3, n), generator=g)
         mask = torch.cat([mask, torch.ones_like(new)], 1)
         pos = mask.sum(-1, keepdim=True) - n + torch.arange(n)
-        out = model(input_ids=new, attention_mask=mask, position_ids=pos, past_key_values=cache,
-                    use_cache=True)
-        cache = out.past_key_values
+        out = model(input_ids=new, attention_mask=mask, position_ids=pos, use_cache=True,
+                    **{arg: cache})
+        cache = out[arg]
         logits.append(out.logits[:, -1])
         buf = getattr(cache.layers[0], "_kbuf", None)
         capacity.append(None if buf is None else buf.shape[-2])

@@ -49,6 +49,19 @@ def test_the_request_body_carries_the_knobs(engine):
     assert 0 <= engine_seed(-5, 0) < 2**31
 
 
+def test_each_continuation_carries_the_engines_log_probability_of_its_tokens(engine):
+    [conts] = backend(engine).complete([Request("Hi", "", None, (1, 2))], 4, SP)
+    assert [c.logprob for c in conts] == [-0.5 * 4, -0.5 * 4]  # 4 words of -0.5 each
+    quiet = FakeEngine(logprobs=False)
+    try:
+        [conts] = backend(quiet).complete([Request("Hi", "", None, (1,))], 4, SP)
+        assert conts[0].logprob is None
+        with pytest.raises(W2SError, match="mcts: prior=1 needs"):
+            w2s.mcts(backend(quiet), CountGuide(), ["p"], w2s.MCTSParams(2, 2, 2), SP)
+    finally:
+        quiet.close()
+
+
 def test_cbs_runs_over_http_with_n_per_parent_and_fresh_seeds_per_round(engine):
     b = backend(engine)
     [r] = w2s.cbs(b, CountGuide(), ["p"], SearchParams(2, 3, 2), SP, return_all=True)

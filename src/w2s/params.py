@@ -293,14 +293,19 @@ class MCTSParams(_Params):
     """Tokens per chunk."""
     c: float = 1.0
     """PUCT exploration constant: how much an unvisited child's prior outweighs its value."""
+    prior: float = 1.0
+    """Weight of the base's log-probability per token of a chunk in the PUCT prior, P(a)
+    proportional to exp(prior * log p(a) / |a|) over siblings; 0: uniform."""
 
     def __post_init__(self) -> None:
         for name in ("expansions", "k", "l"):
             v = getattr(self, name)
             _integer(name, v)
             _check(v >= 1, f"{name} must be >= 1, got {v}")
-        _number("c", self.c)
-        _check(self.c >= 0, f"c must be >= 0, got {self.c}")
+        for name in ("c", "prior"):
+            v = getattr(self, name)
+            _number(name, v)
+            _check(v >= 0, f"{name} must be >= 0, got {v}")
 
 
 def field_docs(cls: type) -> dict[str, str]:

@@ -2,12 +2,13 @@
 
 After W2S-AlignTree (AAAI 2026): a tree whose actions are chunks the base samples, searched
 with PUCT (as AlphaZero) and valued by the weak-to-strong guide, under a budget of base
-tokens. Knobs (expansions, k, l, c):
+tokens. Knobs (expansions, k, l, c, prior):
 
     root <- the empty response
     repeat `expansions` times (every prompt of the batch in lock-step):
         select: from the root, while the node is expanded and not finished, go to the child
-            maximising  Q(a) + c * P(a) * sqrt(N(s)) / (1 + N(a))
+            maximising  Q(a) + c * P(a) * sqrt(N(s)) / (1 + N(a)),
+            P(a) = softmax over siblings of prior * log p_base(a) / |a|
         expand: sample k chunks of l base tokens from the node (fresh random slots); each
             child's value is the guide's score of its response per base token
         backup: every node on the path gets the new children's mean value: N += 1,
@@ -15,10 +16,12 @@ tokens. Knobs (expansions, k, l, c):
     answer: the most visited path, completed by plain sampling if it ends unfinished, and
         every finished response of the tree, ranked by the guide's score of the whole response
 
-P(a) is uniform over a node's children: they are samples of the base, so the base's own
-probability of a chunk is already what put it there (the chunk's log-probability is what an
-in-process prior would add; engines do not report it). Values are per base token so that nodes
-at different depths compare. Each expansion samples at most k * l tokens, and the completion at
+P(a) is the policy prior of PUCT, as the policy network's in AlphaZero: the base's
+log-probability of the chunk (before temperature), per token so that chunks cut short by EOS
+compare with whole ones, sharpened or flattened by ``prior`` (0: uniform, which trusts that
+sampling already put the likely chunks there). In-process backends report the log-probability,
+engines with ``logprobs=0`` too. Values are per base token so that nodes at different depths
+compare. Each expansion samples at most k * l tokens, and the completion at
 most max_new_tokens: the base tokens are at most expansions * k * l + max_new_tokens.
 """
 
@@ -53,6 +56,7 @@ class Node:
 
     entry: Entry
     parent: Node | None = None
+    logp: float = 0.0  # the base's log-probability per token of the chunk that made it
     children: list[Node] = field(default_factory=list)
     visits: int = 0
     total: float = 0.0
@@ -62,18 +66,27 @@ class Node:
         return self.total / self.visits if self.visits else 0.0
 
 
-def puct(node: Node, c: float) -> Node:
-    """The child maximising Q(a) + c P(a) sqrt(N(s)) / (1 + N(a)), P uniform (first on ties)."""
-    prior, n = 1.0 / len(node.children), sum(ch.visits for ch in node.children)
-    return max(node.children,
-               key=lambda ch: ch.q + c * prior * math.sqrt(n) / (1 + ch.visits))
+def priors(node: Node, weight: float) -> list[float]:
+    """P(a) of each child: softmax over the siblings of ``weight * logp``; uniform at 0."""
+    z = [weight * ch.logp for ch in node.children]
+    top = max(z)
+    e = [math.exp(x - top) for x in z]
+    return [x / sum(e) for x in e]
 
 
-def select(root: Node, c: float, max_new: int) -> Node:
+def puct(node: Node, c: float, weight: float = 0.0) -> Node:
+    """The child maximising Q(a) + c P(a) sqrt(N(s)) / (1 + N(a)) (the first on ties)."""
+    n = math.sqrt(sum(ch.visits for ch in node.children))
+    score = [ch.q + c * p * n / (1 + ch.visits)
+             for ch, p in zip(node.children, priors(node, weight))]
+    return node.children[score.index(max(score))]
+
+
+def select(root: Node, c: float, max_new: int, weight: float = 0.0) -> Node:
     """Descend by PUCT to a node that is not expanded, or finished."""
     node = root
     while node.children and not node.entry.done(max_new):
-        node = puct(node, c)
+        node = puct(node, c, weight)
     return node
 
 
@@ -108,7 +121,7 @@ def _search(backend: Backend, guide: Guide, prep: Prepared, knob: MCTSParams,
     max_new = sampling.max_new_tokens
     for _ in range(knob.expansions):
         checkpoint()
-        leaves = [select(r, knob.c, max_new) for r in roots]
+        leaves = [select(r, knob.c, max_new, knob.prior) for r in roots]
         grow = [i for i, leaf in enumerate(leaves) if not leaf.entry.done(max_new)]
         kids = _expand(backend, guide, prep, sampling, cost, fresh, leaves, grow, knob)
         for i, leaf in enumerate(leaves):
@@ -159,7 +172,12 @@ def _expand(backend: Backend, guide: Guide, prep: Prepared, sampling: SamplingPa
             cost[i].base_tokens += c.n_tokens
             e = Entry(ids, c.response, c.ended, rounds=parent.entry.rounds + 1,
                       tokens=parent.entry.tokens + c.n_tokens)
-            kids.setdefault(i, []).append(Node(e, parent))
+            if knob.prior and c.logprob is None:
+                raise W2SError(f"mcts: prior={knob.prior:g} needs the base's log-probabilities "
+                               f"of its chunks and {backend.name} does not report them; set "
+                               "prior to 0 (a uniform prior)")
+            logp = (c.logprob or 0.0) / max(1, c.n_tokens)
+            kids.setdefault(i, []).append(Node(e, parent, logp=logp))
             entries.append(e)
             who.append(i)
     score_entries(guide, prep, who, entries, cost)
@@ -197,4 +215,4 @@ def mcts_at_budget(knob: MCTSParams, b: int, max_new: int) -> MCTSParams:
         raise W2SError(f"mcts: one expansion (k*l = {knob.k * knob.l} tokens) and a completion "
                        f"({max_new}) do not fit a budget of {b} responses of {max_new} tokens; "
                        "lower k or l, or raise the budget")
-    return MCTSParams(expansions, knob.k, knob.l, knob.c)
+    return MCTSParams(expansions, knob.k, knob.l, knob.c, knob.prior)

@@ -56,6 +56,10 @@ class Continuation:
     prefixes: list[str] | None = None
     """``prefixes[i]``: the whole response after the first ``i`` new tokens (``i = 0..n``);
     only from :class:`TopLogprobsBackend`, so a decoder can cut a continuation at a token."""
+    logprob: float | None = None
+    """The log-probability of the new tokens under the model's own distribution (before
+    temperature), summed: MCTS's prior. In-process backends always report it, an engine when
+    it reports the sampled tokens' log-probabilities (``logprobs=0``); else None."""
 
     @property
     def ended(self) -> bool:

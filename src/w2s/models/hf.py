@@ -195,6 +195,21 @@ class HFModel:
                 mask[i, width - len(s):] = 1
         return ids.to(self.device), mask.to(self.device)
 
+    @cached_property
+    def _cache_arg(self) -> str:
+        """The forward argument (and output field) that carries the KV cache: ``cache`` since
+        transformers 5 (where ``past_key_values`` is deprecated), ``past_key_values`` before."""
+        import inspect
+
+        params = inspect.signature(self.model.forward).parameters
+        return "cache" if "cache" in params else "past_key_values"
+
+    def _with_cache(self, cache: Any, keep: int | None = None, **kw: Any) -> tuple[Any, Any]:
+        """A forward pass continuing ``cache``: its output and the grown cache."""
+        kw = {**kw, self._cache_arg: cache, "use_cache": True}
+        out = self.model(**kw) if keep is None else self._forward(keep, **kw)
+        return out, out[self._cache_arg]
+
     def _forward(self, keep: int, **kw: Any) -> Any:
         """Forward pass computing logits for the last ``keep`` positions only (a (B, T, V)
         logits tensor is the largest allocation of a prefill with a big vocabulary)."""
@@ -244,9 +259,9 @@ class HFModel:
         """Encode a batch of token sequences (left-padded); return cache and next-token logits."""
         ids, mask = self._left_pad(seqs)  # (B, T)
         pos = (mask.cumsum(-1) - 1).clamp(min=0)  # (B, T)
-        out = self._forward(1, input_ids=ids, attention_mask=mask, position_ids=pos,
-                            past_key_values=growing_cache(), use_cache=True)
-        return DecodeState(out.past_key_values, mask,
+        out, cache = self._with_cache(growing_cache(), 1, input_ids=ids, attention_mask=mask,
+                                      position_ids=pos)
+        return DecodeState(cache, mask,
                            self.finite(out.logits[:, -1, : self.vocab_size].float()))
 
     @torch.inference_mode()
@@ -254,9 +269,9 @@ class HFModel:
         """Feed one token per row ``(B,)``; return the advanced state."""
         mask = torch.cat([state.mask, state.mask.new_ones((state.mask.shape[0], 1))], dim=1)
         pos = mask.sum(-1, keepdim=True) - 1  # (B, 1)
-        out = self.model(input_ids=tokens.view(-1, 1).to(self.device), attention_mask=mask,
-                         position_ids=pos, past_key_values=state.cache, use_cache=True)
-        return DecodeState(out.past_key_values, mask,
+        out, cache = self._with_cache(state.cache, input_ids=tokens.view(-1, 1).to(self.device),
+                                      attention_mask=mask, position_ids=pos)
+        return DecodeState(cache, mask,
                            self.finite(out.logits[:, -1, : self.vocab_size].float()))
 
     @torch.inference_mode()
@@ -264,9 +279,9 @@ class HFModel:
                        position_ids: torch.Tensor, cache: Any) -> tuple[torch.Tensor, Any]:
         """Logits ``(B, T, V)`` of ``input_ids`` appended to ``cache`` (the caller owns the
         mask and positions: incremental scoring crops rows by masking), and the grown cache."""
-        out = self.model(input_ids=input_ids, attention_mask=attention_mask,
-                         position_ids=position_ids, past_key_values=cache, use_cache=True)
-        return out.logits, out.past_key_values
+        out, grown = self._with_cache(cache, input_ids=input_ids,
+                                      attention_mask=attention_mask, position_ids=position_ids)
+        return out.logits, grown
 
     @torch.inference_mode()
     def token_logprobs(self, prefixes: Sequence[Sequence[int]],
@@ -357,23 +372,29 @@ class HFModel:
         def step(tok: torch.Tensor) -> None:
             box[0] = self.step(box[0], tok)
 
+        chunk = [0.0] * st.rows  # each row's log-probability of its new tokens
+
         def record(scores: torch.Tensor, tok: torch.Tensor, taken: list[int],
                    new: list[list[int]]) -> None:
-            best = scores.log_softmax(-1).amax(-1).tolist()  # (B,) top-1 log-probabilities
+            logp = scores.float().log_softmax(-1)  # (B, V)
+            took = logp.gather(-1, tok.view(-1, 1).to(logp.device)).squeeze(-1).tolist()  # (B,)
+            best = logp.amax(-1).tolist() if top else None  # (B,) top-1 log-probabilities
             for i in taken:
-                tops[i].append(best[i])
+                chunk[i] += took[i]
+                if best is not None:
+                    tops[i].append(best[i])
 
         new, alive, tok = decode_tokens(
             lambda: box[0].logits, step, streams.to(self.device),
             torch.tensor([len(r) for r in response_ids], device=self.device),  # (B,)
             max_tokens, sampling, lambda i, ids: stopper.ended_after(response_ids[i], ids),
-            after=record if top else None,
+            after=record,
             hold=(lambda i: tops[i][-1] < until_below) if top and until_below is not None
             else None)  # an unsure token: not finished, just done for now
         state = box[0]
         conts = [Continuation(self.response_text(list(r) + n, sampling.stop), n, len(n),
-                              "length" if a else "stop")
-                 for r, n, a in zip(response_ids, new, alive)]
+                              "length" if a else "stop", logprob=lp)
+                 for r, n, a, lp in zip(response_ids, new, alive, chunk)]
         if top:
             for c, r, n, lp in zip(conts, response_ids, new, tops):
                 c.top_logprobs = lp

@@ -328,7 +328,9 @@ class OpenAIBackend:
             cut = first_stop(response, sampling.stop)
             if cut >= 0:  # a stop string the engine could not see: it spans two chunks
                 response, ended = response[:cut], True
-            cont = Continuation(response, None, n_tokens, "stop" if ended else "length")
+            lps = logprobs.get("token_logprobs")
+            cont = Continuation(response, None, n_tokens, "stop" if ended else "length",
+                                logprob=None if not lps or None in lps else float(sum(lps)))
             if top:
                 cont.top_logprobs, cont.prefixes = self._top(logprobs, req.response, text,
                                                              response)
