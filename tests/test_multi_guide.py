@@ -5,6 +5,8 @@ known, is 0 for an expert that equals its untuned model, and clips at alpha_max.
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -194,6 +196,22 @@ def test_a_decaying_schedule_spends_its_budget_round_by_round(base, pair):
     p = w2s.SearchParams(schedule="4:4,2:2,1:2")
     assert p.rounds() == [(4, 4), (2, 2), (1, 2)] and p.max_rows() == 16
     assert "schedule" not in w2s.SearchParams().to_dict()  # old result hashes stay valid
+
+
+def test_a_schedule_sets_the_memory_plan_and_the_kl_bound_round_by_round(base, pair):
+    p = w2s.SearchParams(schedule="1:1,4:4")  # round 3 on: 4 parents x 4 = 16 rows
+    assert p.draws() == [1, 4, 16] and p.max_rows() == 16
+    assert w2s.decoders()["cbs"].rows_per_prompt(p) == 16
+    assert w2s.SearchParams(w=3, k=5).draws() == [15]
+    s = SamplingParams(max_new_tokens=12, seed=2, ignore_eos=True)
+    [r] = w2s.cbs(base, pair, ["The movie was"], w2s.SearchParams(schedule="4:4,2:2,1:2", l=4),
+                  s)
+    # 3 rounds drawing 16, then 4 x 2, then 2 x 2 chunks per prefix at most
+    assert r.stats["kl_bound"] == pytest.approx(math.log(16) + math.log(8) + math.log(4))
+    [r] = w2s.cbs(base, pair, ["The movie was"], w2s.SearchParams(schedule="1:1,4:4", l=3), s)
+    assert r.stats["rounds"] == 4  # the last pair repeats: 1, 4, 16, 16 draws
+    assert r.stats["kl_bound"] == pytest.approx(math.log(1) + math.log(4) + 2 * math.log(16))
+    assert r.cost.base_tokens == (1 + 4 + 16 + 16) * 3
 
 
 @pytest.mark.parametrize("kw,msg", [({"schedule": "4-4"}, "W:K pairs"),

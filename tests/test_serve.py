@@ -153,6 +153,11 @@ def test_models_health_and_api_keys(w2s_server, client):
     assert r.status_code == 401 and r.json()["error"]["type"] == "authentication_error"
     r = httpx.get(w2s_server.url + "/v1/models")
     assert r.status_code == 401
+    key = w2s_server.api_key  # the whole key, and only it: not a prefix, an extension or a case
+    for near in (key[:-1], key + "x", key[:1], key.upper(), key + " x"):
+        r = httpx.get(w2s_server.url + "/v1/models", headers={"Authorization": f"Bearer {near}"})
+        assert r.status_code == 401, near
+    assert httpx.get(w2s_server.url + "/v1/models", headers=w2s_server.headers()).status_code == 200
 
 
 @pytest.mark.parametrize("body,status,needle", [

@@ -138,10 +138,16 @@ class SearchParams(_Params):
         _check(len(out) <= 64, "schedule: at most 64 rounds")
         return out
 
-    def max_rows(self) -> int:
-        """Most candidate rows one prompt holds in a round: W_1 K_1, then W_{r-1} K_r."""
+    def draws(self) -> list[int]:
+        """Chunks one prompt's search draws in each round: W_1 K_1, then W_{r-1} K_r (the last
+        one repeats): the rows its KV cache holds, and how often one prefix can be drawn."""
         r = self.rounds()
-        return max([r[0][0] * r[0][1]] + [a[0] * b[1] for a, b in zip(r, r[1:])])
+        return [r[0][0] * r[0][1]] + [a[0] * b[1] for a, b in zip(r, r[1:])] + (
+            [r[-1][0] * r[-1][1]] if len(r) > 1 else [])
+
+    def max_rows(self) -> int:
+        """Most candidate rows one prompt holds in a round (the memory plan)."""
+        return max(self.draws())
 
     def to_dict(self) -> dict[str, Any]:
         d = super().to_dict()

@@ -57,17 +57,20 @@ def _beams(backend: Backend, guide: Guide, prep: Prepared, search: SearchParams,
            ) -> list[tuple[list[Entry], dict[str, float]]]:
     """Each prompt's final beam and its stats: the KL bound and the rounds that grew it."""
     beams = _search(backend, guide, prep, search, sampling, cost, index)
-    return [(beam, {"kl_bound": selection_kl_bound(beam[0].rounds, search.max_rows()),
+    return [(beam, {"kl_bound": selection_kl_bound(beam[0].rounds, search.draws()),
                     "rounds": beam[0].rounds}) for beam in beams]
 
 
-def selection_kl_bound(rounds: int, n: int) -> float:
-    """Selection-count KL bound. A round draws at most ``n = W*K`` base chunks from any one
-    prefix, so the search returns a given chunk at most ``n`` times as often as the base samples
-    it (union bound, conditionally on the rounds before). Over the ``R`` rounds that grew a
-    response, log q(y) - log p_base(y) <= R log(W*K): the KL is at most the mean of that. (Best-
-    of-N's analytic log N - (N-1)/N is tighter and replaces it there.)"""
-    return rounds * math.log(n)
+def selection_kl_bound(rounds: int, n: int | Sequence[int]) -> float:
+    """Selection-count KL bound. Round ``r`` draws at most ``n_r`` base chunks from any one
+    prefix (``W*K``; with a schedule ``W_1 K_1``, then ``W_{r-1} K_r``, the last repeating), so
+    the search returns a given chunk at most ``n_r`` times as often as the base samples it
+    (union bound, conditionally on the rounds before). Over the ``R`` rounds that grew a
+    response, log q(y) - log p_base(y) <= sum_r log n_r (R log(W*K) without a schedule): the KL
+    is at most the mean of that. (Best-of-N's analytic log N - (N-1)/N is tighter and replaces
+    it there.)"""
+    per = [n] if isinstance(n, int) else list(n)
+    return sum(math.log(per[min(r, len(per) - 1)]) for r in range(rounds))
 
 
 def _search(backend: Backend, guide: Guide, prep: Prepared, search: SearchParams,
