@@ -56,6 +56,21 @@ def test_stop_strings_end_a_response_where_they_start(engine):
             assert c.finished == ("." in g.text)
 
 
+def test_a_stop_string_that_spans_two_chunks_is_cut_client_side(engine):
+    """The engine sees only a chunk's new text, so a stop string that begins in the response
+    so far and ends in the new chunk is the client's to find (as CBS grows a response)."""
+    sp = SamplingParams(temperature=1.0)
+    [[a]] = engine.complete([Request("the movie was", streams=(7,))], 4, sp)
+    grow = Request("the movie was", a.response, None, (7,), tokens=4)
+    [[b]] = engine.complete([grow], 4, sp)
+    new = b.response[len(a.response):]
+    assert len(a.response) >= 2 and len(new) >= 2
+    stop = a.response[-2:] + new[:2]
+    full = a.response + new
+    [[cut]] = engine.complete([grow], 4, SamplingParams(temperature=1.0, stop=(stop,)))
+    assert cut.response == full[: full.index(stop)] and cut.finish_reason == "stop"
+
+
 def test_sampling_bon_and_cbs_run_through_the_engine(engine, zoo_pair):
     sp = SamplingParams(max_new_tokens=12, seed=4)
     s = w2s.sample(engine, None, PROMPTS, sp)
