@@ -46,6 +46,22 @@ def test_help_reads_well():
     assert "Beam width" in gen.stdout  # field docstrings feed --help
 
 
+def test_the_top_level_help_and_import_w2s_load_no_torch():
+    """`w2s --help` answers at once: neither torch nor transformers is imported for it, nor
+    by `import w2s` (its names load on first use), while `w2s.cbs` and `w2s.zoo` still work."""
+    code = ("import sys, w2s; from w2s.cli import cli\n"
+            "try:\n    cli(['--help'], prog_name='w2s')\nexcept SystemExit:\n    pass\n"
+            "heavy = sorted(m for m in ('torch', 'transformers') if m in sys.modules)\n"
+            "print('HEAVY', heavy)\n"
+            "print('LAZY', w2s.cbs.__name__, w2s.zoo.ZOO_DIR.name, 'torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "HEAVY []" in out.stdout and "LAZY cbs models True" in out.stdout
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        w2s.nope  # noqa: B018
+
+
 @pytest.mark.parametrize("method", ["sample", "bon", "cbs", "eft"])
 def test_generate_json_contract(models, tmp_path, method, base, pair):
     pf = tmp_path / "prompts.jsonl"

@@ -8,45 +8,120 @@ Steer a large frozen language model (the *base*) with a small *tuned* model and 
     guide = w2s.PairGuide.load("path/to/tuned", "path/to/untuned")
     [result] = w2s.cbs(base, guide, ["The movie was"], w2s.SearchParams(w=4, k=4, l=5))
     print(result.text, result.score)
+
+Names are imported on first use (PEP 562), so ``import w2s`` and the CLI's ``--help`` do not pay
+for torch and transformers until a model or a decoder is needed.
 """
 
-from w2s.decoding import (
-    DECODERS,
-    DecoderSpec,
-    best_of_n,
-    cbs,
-    decoders,
-    dlf,
-    eft,
-    mcts,
-    nudging,
-    particle_filter,
-    pruned_bon,
-    register,
-    sample,
-    treebon,
-)
-from w2s.errors import FieldError, W2SError
-from w2s.guides import Guide, PairGuide, RewardModelGuide, WeightedGuide
-from w2s.guides.kinds import GuideKind, register_guide_kind
-from w2s.guides.spec import GuideRef
-from w2s.models import Backend, HFModel, LogitsBackend, OpenAIBackend, SearchBackend
-from w2s.params import (
-    BestOfNParams,
-    DLFParams,
-    EFTParams,
-    MCTSParams,
-    NudgingParams,
-    ParticleParams,
-    PrunedBoNParams,
-    SamplingParams,
-    SearchParams,
-    TreeBoNParams,
-)
-from w2s.request import BaseRef, Request, Resolver, parse_request
-from w2s.result import Candidate, Cost, Result
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+_WHERE = {
+    "DECODERS": "w2s.decoding",
+    "DecoderSpec": "w2s.decoding",
+    "best_of_n": "w2s.decoding",
+    "cbs": "w2s.decoding",
+    "decoders": "w2s.decoding",
+    "dlf": "w2s.decoding",
+    "eft": "w2s.decoding",
+    "mcts": "w2s.decoding",
+    "nudging": "w2s.decoding",
+    "particle_filter": "w2s.decoding",
+    "pruned_bon": "w2s.decoding",
+    "register": "w2s.decoding",
+    "sample": "w2s.decoding",
+    "treebon": "w2s.decoding",
+    "FieldError": "w2s.errors",
+    "W2SError": "w2s.errors",
+    "Guide": "w2s.guides",
+    "PairGuide": "w2s.guides",
+    "RewardModelGuide": "w2s.guides",
+    "WeightedGuide": "w2s.guides",
+    "GuideKind": "w2s.guides.kinds",
+    "register_guide_kind": "w2s.guides.kinds",
+    "GuideRef": "w2s.guides.spec",
+    "Backend": "w2s.models",
+    "HFModel": "w2s.models",
+    "LogitsBackend": "w2s.models",
+    "OpenAIBackend": "w2s.models",
+    "SearchBackend": "w2s.models",
+    "BestOfNParams": "w2s.params",
+    "DLFParams": "w2s.params",
+    "EFTParams": "w2s.params",
+    "MCTSParams": "w2s.params",
+    "NudgingParams": "w2s.params",
+    "ParticleParams": "w2s.params",
+    "PrunedBoNParams": "w2s.params",
+    "SamplingParams": "w2s.params",
+    "SearchParams": "w2s.params",
+    "TreeBoNParams": "w2s.params",
+    "BaseRef": "w2s.request",
+    "Request": "w2s.request",
+    "Resolver": "w2s.request",
+    "parse_request": "w2s.request",
+    "Candidate": "w2s.result",
+    "Cost": "w2s.result",
+    "Result": "w2s.result",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _WHERE:
+        value = getattr(importlib.import_module(_WHERE[name]), name)
+    elif not name.startswith("_") and importlib.util.find_spec(f"w2s.{name}") is not None:
+        value = importlib.import_module(f"w2s.{name}")  # a subpackage: w2s.zoo, w2s.request, ...
+    else:
+        raise AttributeError(f"module 'w2s' has no attribute {name!r}")
+    globals()[name] = value  # once: later lookups are plain attribute reads
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
+
+if TYPE_CHECKING:  # what type checkers and IDEs see
+    from w2s.decoding import (
+        DECODERS,
+        DecoderSpec,
+        best_of_n,
+        cbs,
+        decoders,
+        dlf,
+        eft,
+        mcts,
+        nudging,
+        particle_filter,
+        pruned_bon,
+        register,
+        sample,
+        treebon,
+    )
+    from w2s.errors import FieldError, W2SError
+    from w2s.guides import Guide, PairGuide, RewardModelGuide, WeightedGuide
+    from w2s.guides.kinds import GuideKind, register_guide_kind
+    from w2s.guides.spec import GuideRef
+    from w2s.models import Backend, HFModel, LogitsBackend, OpenAIBackend, SearchBackend
+    from w2s.params import (
+        BestOfNParams,
+        DLFParams,
+        EFTParams,
+        MCTSParams,
+        NudgingParams,
+        ParticleParams,
+        PrunedBoNParams,
+        SamplingParams,
+        SearchParams,
+        TreeBoNParams,
+    )
+    from w2s.request import BaseRef, Request, Resolver, parse_request
+    from w2s.result import Candidate, Cost, Result
+
 
 __all__ = [
     "DECODERS",
