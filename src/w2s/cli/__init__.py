@@ -1,5 +1,5 @@
 """The ``w2s`` command line: one module per command (``generate``, ``demo``, ``eval`` and
-``report``, ``serve``, ``zoo``), each thin: its flags come from the request model
+``report``, ``serve``, ``zoo``, ``distill``), each thin: its flags come from the request model
 (:mod:`w2s.request`), the knob dataclasses and the decoder registry (:mod:`w2s.cli.options`).
 
 User errors print one line and exit 2; unexpected ones print one line and exit 1
@@ -8,7 +8,7 @@ User errors print one line and exit 2; unexpected ones print one line and exit 1
 
 from __future__ import annotations
 
-from w2s.cli import demo, evaluate, generate, serve, zoo  # noqa: F401  (they register)
+from w2s.cli import demo, distill, evaluate, generate, serve, zoo  # noqa: F401  (they register)
 from w2s.cli.group import cli
 
 

@@ -1,8 +1,9 @@
 """``w2s generate``: flags -> one request (:func:`w2s.request.parse_request`) -> results.
 
-The flags are derived: sampling flags from :class:`~w2s.params.SamplingParams`, knob flags and
-``--method`` from the decoder registry (plugins included), the guide's flags from the guide
-spec. Every value is checked by the request parser before a model loads.
+The flags are derived (:mod:`w2s.cli.requests`): sampling flags from
+:class:`~w2s.params.SamplingParams`, knob flags and ``--method`` from the decoder registry
+(plugins included), the guide's flags from the guide spec. Every value is checked by the
+request parser before a model loads.
 """
 
 from __future__ import annotations
@@ -12,55 +13,13 @@ from typing import Any
 import click
 
 from w2s.cli.group import cli
-from w2s.cli.options import (
-    flag,
-    guide_options,
-    read_prompts,
-    registry_options,
-    sampling_options,
-    sampling_values,
-)
-from w2s.errors import W2SError
+from w2s.cli.options import read_prompts
+from w2s.cli.requests import RequestCommand, build_request, request_options, resolver_of
 
 
-class _GenerateCommand(click.Command):
-    """Its ``--method`` choices, per-method knob flags and ``--return-all`` come from the
-    decoder registry when the command runs, so a decoder registered in one place
-    (``w2s.register``, or a plugin) shows up here with no other change."""
-
-    def get_params(self, ctx: click.Context) -> list[click.Parameter]:
-        params = super().get_params(ctx)
-        at = next(i for i, p in enumerate(params) if p.name == "prompts_file") + 1
-        return params[:at] + registry_options(params) + params[at:]
-
-
-@cli.command(cls=_GenerateCommand)
-@click.option("--base", metavar="MODEL",
-              help="The large frozen model: a local folder, a hub id or zoo:ROLE.")
-@click.option("--base-url", metavar="URL",
-              help="Or: the base behind an OpenAI-compatible server (vLLM, SGLang, TGI, "
-              "llama.cpp, OpenAI), e.g. http://127.0.0.1:8000/v1.")
-@click.option("--base-model", metavar="NAME", help="With --base-url: the served model's name.")
-@click.option("--base-tokenizer", metavar="MODEL",
-              help="With --base-url and --chat: a tokenizer whose chat template formats prompts "
-              "(applied client-side, so partial assistant turns continue exactly).")
-@click.option("--base-api-key", metavar="KEY", envvar="OPENAI_API_KEY", show_envvar=True,
-              help="With --base-url: the engine's API key.")
-@click.option("--api-key", "old_api_key", metavar="KEY", hidden=True,
-              help="The old name of --base-api-key.")
-@click.option("--max-concurrency", type=click.IntRange(min=1), default=64, show_default=True,
-              help="With --base-url: requests in flight at once.")
-@guide_options
-@click.option("--prompt", multiple=True, help="A prompt (repeatable).")
-@click.option("--prompts-file", metavar="FILE.jsonl", help="JSONL with a 'prompt' field per line.")
-@sampling_options
-@click.option("--chat", is_flag=True, help="Format prompts with each model's chat template.")
+@cli.command(cls=RequestCommand)
+@request_options
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per prompt on stdout.")
-@click.option("--dtype", type=click.Choice(["auto", "float32", "bfloat16", "float16"]),
-              default="auto", show_default=True, help="Weights' dtype (auto: fp32 on CPU).")
-@click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:1 or auto.")
-@click.option("--batch-size", type=int, default=64, show_default=True,
-              help="Rows per forward pass (bounds memory).")
 def generate(**o: Any) -> None:
     """Generate responses from the BASE model, steered by a small tuned/untuned pair.
 
@@ -70,81 +29,19 @@ def generate(**o: Any) -> None:
           --w 4 --k 4 --l 5 --prompt "The movie was"
       w2s generate --base big --method sample --prompts-file prompts.jsonl --json
     """
-    from w2s.decoding import default_method, get_decoder
-    from w2s.guides.build import guide_spec, parse_guide_terms
-    from w2s.request import Resolver, parse_request, parse_sampling
-
     as_json, return_all = o.pop("as_json"), o.pop("return_all")
-    sampling = parse_sampling(sampling_values(o), where="")
-    gspec = guide_spec(o.pop("tuned"), o.pop("untuned"), o.pop("arm"), o.pop("reward_model"),
-                       o.pop("weights"), o.pop("normalize"), parse_guide_terms(o.pop("guide_terms")))
-    method = o.pop("method") or default_method(bool(gspec))
-    spec = get_decoder(method)
-    knobs = _own_knobs(spec, o)
-    data: dict[str, Any] = {"method": method, **knobs, "base": _base(o), "guide": gspec or None,
-                            "chat": o["chat"], "return_all": return_all}
-    if o["batch_size"] < 1:
-        raise W2SError(f"batch-size must be >= 1, got {o['batch_size']}")
-    try:
-        request = parse_request(data, default_sampling=sampling)
-    except W2SError as e:
-        raise W2SError(_flags(str(e))) from None
+    request = build_request(o, return_all)
     prompts = read_prompts(o["prompt"], o["prompts_file"])
-    resolver = Resolver(dtype=o["dtype"], device=o["device"], chat=o["chat"],
-                        batch_size=o["batch_size"])
+    resolver = resolver_of(o)
     resolver.check(request.base, request.guide)  # every model reference resolves before anything loads
     assert request.base is not None
     backend = resolver.base(request.base)
+    spec = request.spec
     spec.check_backend(backend)
     guide = resolver.guide(request.guide)
     results = spec.run(backend, guide, prompts, request.knobs, request.sampling,
                        return_all=return_all)
     _print(results, as_json, return_all)
-
-
-def _own_knobs(spec: Any, o: dict[str, Any]) -> dict[str, Any]:
-    """The knob flags given, refused by name when they belong to another method."""
-    from w2s.cli.options import _knob_table
-
-    values = {k: o.pop(k, None) for k in _knob_table()}
-    given = {k: v for k, v in values.items() if v is not None}
-    own = [f.name for f in spec.knob_fields()]
-    foreign = [k for k in given if k not in own]
-    if foreign:  # a knob of another method would be silently ignored: refuse it
-        flags = ", ".join(flag(k) for k in foreign)
-        its = ", ".join(flag(k) for k in own)
-        raise W2SError(f"{flags} {'is not a knob' if len(foreign) == 1 else 'are not knobs'} "
-                       f"of --method {spec.name} ({f'its knobs: {its}' if own else 'it has none'})")
-    return given
-
-
-def _base(o: dict[str, Any]) -> Any:
-    """The base flags as the request's ``base`` (a reference, or an engine mapping)."""
-    base, url = o.pop("base"), o.pop("base_url")
-    model, tokenizer = o.pop("base_model"), o.pop("base_tokenizer")
-    key = o.pop("base_api_key") or o.pop("old_api_key", None)
-    if (base is None) == (url is None):
-        raise W2SError("give the base as --base MODEL or as --base-url URL --base-model NAME")
-    if url is None:
-        if model or tokenizer:
-            raise W2SError("--base-model and --base-tokenizer go with --base-url")
-        return base
-    if not model:
-        raise W2SError("--base-url needs --base-model (the served model's name)")
-    return {"url": url, "model": model, "tokenizer": tokenizer, "api_key": key,
-            "max_concurrency": o.pop("max_concurrency")}
-
-
-def _flags(message: str) -> str:
-    """A request error in the CLI's words: ``return_all is for ...`` -> ``--return-all``,
-    ``guide does not suit: cbs needs ...`` -> ``--method cbs needs ...``."""
-    if message.startswith("return_all "):
-        return "--return-all is for ranked methods, not " + message.rsplit(" not ", 1)[-1]
-    if message.startswith("guide: does not suit: "):
-        return "--method " + message.removeprefix("guide: does not suit: ").replace(
-            "{tuned, untuned} (or arm)", "--tuned and --untuned (or --arm)").replace(
-            "reward_model", "--reward-model")
-    return message
 
 
 def _print(results: list[Any], as_json: bool, return_all: bool) -> None:

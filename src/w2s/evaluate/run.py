@@ -130,7 +130,7 @@ def _run_locked(cfg: EvalConfig, out: Path, task: Any, prompts: list[str], seeds
         for m in cfg.methods:
             models.sampled_model(m)
             models.guide(m.guide)
-    with _progress(show_progress) as bar:
+    with progress_bar(show_progress) as bar:
         job = bar.add_task("eval", total=total)
         for m, seed, todo in plan:
             per_call = max(1, cfg.batch_size // candidates_per_prompt(m))
@@ -265,7 +265,8 @@ def _peak_mib(base: Any) -> float:
     return rss / 2**20 if sys.platform == "darwin" else rss / 2**10
 
 
-def _progress(show: bool) -> Any:
+def progress_bar(show: bool) -> Any:
+    """A rich bar with an ETA on stderr (off with --no-progress)."""
     from rich.console import Console
     from rich.progress import (
         BarColumn,

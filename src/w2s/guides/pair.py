@@ -10,6 +10,7 @@ only each child's new tokens (:mod:`w2s.guides.incremental`, :mod:`w2s.guides.ta
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -68,8 +69,8 @@ class PairGuide(Guide):
         return round(sum(sizes) / 2)
 
     @classmethod
-    def load(cls, tuned: str, untuned: str, *, dtype: str = "auto", device: str = "cpu",
-             chat: bool = False) -> PairGuide:
+    def load(cls, tuned: str | os.PathLike[str], untuned: str | os.PathLike[str], *,
+             dtype: str = "auto", device: str = "cpu", chat: bool = False) -> PairGuide:
         return cls(HFModel.load(resolve_model(tuned), dtype=dtype, device=device, chat=chat),
                    HFModel.load(resolve_model(untuned), dtype=dtype, device=device, chat=chat))
 

@@ -85,11 +85,14 @@ class HFModel:
 
     # ----------------------------------------------------------------- loading
     @classmethod
-    def load(cls, path: str, *, dtype: str = "auto", device: str = "cpu", chat: bool = False,
-             batch_size: int = 64) -> HFModel:
-        """Load a causal LM and its tokenizer from a local folder or a hub id."""
+    def load(cls, path: str | os.PathLike[str], *, dtype: str = "auto", device: str = "cpu",
+             chat: bool = False, batch_size: int = 64) -> HFModel:
+        """Load a causal LM and its tokenizer from a local folder, ``zoo:ROLE`` or a hub id."""
         from transformers import AutoModelForCausalLM
 
+        from w2s.models.refs import resolve_model
+
+        path = resolve_model(path)
         dev = resolve_device(device)
         dt = resolve_dtype(dtype, dev)
         tokenizer = load_tokenizer(path)

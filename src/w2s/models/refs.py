@@ -8,6 +8,7 @@ a reference into a backend, so a new kind of backend (an engine URL) is added he
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -19,9 +20,13 @@ ZOO_DIR = Path(__file__).resolve().parent.parent / "zoo" / "models"
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 
 
-def resolve_model(ref: str, base_dir: Path | None = None) -> str:
+def resolve_model(ref: str | os.PathLike[str], base_dir: Path | None = None) -> str:
     """``zoo:ROLE`` -> the shipped zoo; a folder (relative to ``base_dir``, then to the working
     directory); otherwise a hub id. A path-looking reference that does not exist is an error."""
+    if isinstance(ref, os.PathLike):
+        ref = os.fspath(ref)
+    if not isinstance(ref, str) or not ref.strip():
+        raise W2SError(f"a model is named by a non-empty string or a path, got {ref!r}")
     base_dir = base_dir if base_dir is not None else Path.cwd()
     if ref.startswith("zoo:"):
         folder = ZOO_DIR / ref[4:]

@@ -1,0 +1,262 @@
+"""``w2s distill data``: run one request over a prompt set and write TRL-native datasets.
+
+Why a raw store under the datasets: the search is the expensive part, so every finished
+(seed, prompt) is appended to ``raw.jsonl`` at once (the eval store: a kill loses at most the
+batch in flight, a rerun does only what is missing, and the folder's lock refuses a second
+writer). ``distill.json`` names the run -- the request, the prompts' digest, the pairing and
+the gold scorers -- so a folder that holds another run is refused, never mixed or overwritten.
+``sft.jsonl``, ``preference.jsonl`` and ``kto.jsonl`` are written anew from the raw rows at
+the end of every run (each through a temporary file, so a reader never sees half of one);
+``datasets.load_dataset("json", data_files=...)`` reads each as it is.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from w2s.distill.rows import (
+    PAIRS,
+    Pairs,
+    Scored,
+    Searched,
+    kto_rows,
+    pair_of,
+    preference_row,
+    sft_row,
+)
+from w2s.errors import W2SError
+from w2s.request import Request, Resolver
+from w2s.textfile import strict_json
+
+RAW, MANIFEST = "raw.jsonl", "distill.json"
+FILES = {"sft": "sft.jsonl", "preference": "preference.jsonl", "kto": "kto.jsonl"}
+
+
+@dataclass(frozen=True)
+class DistillPlan:
+    """What a ``distill data`` run makes: the request, its prompts and seeds, the pairing."""
+
+    request: Request
+    prompts: list[str]
+    seeds: int = 1
+    pairs: Pairs | None = "best-worst"
+    """How preference and KTO rows pair responses; None: SFT rows only."""
+    gold: tuple[str, ...] = ()
+    """Gold scorers (w2s.tasks.gold) to score every response with, beside the guide."""
+
+    def __post_init__(self) -> None:
+        check_prompts(self.prompts)
+        if isinstance(self.seeds, bool) or not isinstance(self.seeds, int) or self.seeds < 1:
+            raise W2SError(f"seeds must be an integer >= 1, got {self.seeds!r}")
+        if self.pairs is not None and self.pairs not in PAIRS:
+            raise W2SError(f"pairs must be one of {', '.join(PAIRS)}, got {self.pairs!r}")
+        from w2s.tasks.gold import GOLD_SCORERS
+
+        for g in self.gold:
+            if g not in GOLD_SCORERS:
+                raise W2SError(f"unknown gold scorer {g!r}; use one of {', '.join(GOLD_SCORERS)}")
+        if self.request.base is None:
+            raise W2SError("the request names no base")
+        spec = self.request.spec
+        if self.pairs == "best-worst" and not spec.ranked:
+            raise W2SError(f"--method {spec.name} returns one response per prompt; best-against-"
+                           "worst preference rows need a ranked method (bon, cbs, ...), or "
+                           "--pairs vs-sample, or --pairs none")
+
+    @property
+    def ranked(self) -> bool:
+        return self.request.spec.ranked
+
+    def manifest(self) -> dict[str, Any]:
+        """The run's identity: what must match for a folder to be resumed."""
+        request = self.request.to_dict()
+        if isinstance(request.get("base"), dict):
+            request["base"].pop("api_key", None)
+        digest = hashlib.sha256(json.dumps(self.prompts).encode()).hexdigest()
+        return {"format": 1, "request": request, "prompts": len(self.prompts),
+                "prompts_sha256": digest, "pairs": self.pairs, "gold": list(self.gold)}
+
+    def run_hash(self) -> str:
+        return hashlib.sha256(json.dumps(self.manifest(), sort_keys=True).encode()
+                              ).hexdigest()[:12]
+
+
+def check_prompts(prompts: Sequence[str]) -> None:
+    """A prompt set is non-empty and has no prompt twice (a twice-trained prompt would weigh
+    double and leak between seeds)."""
+    if not prompts:
+        raise W2SError("the prompt set is empty")
+    seen: dict[str, int] = {}
+    for i, p in enumerate(prompts):
+        if not isinstance(p, str) or not p.strip():
+            raise W2SError(f"prompt {i} is not a non-empty string")
+        if p in seen:
+            raise W2SError(f"prompt {i} repeats prompt {seen[p]} ({p[:40]!r}); give each "
+                           "prompt once")
+        seen[p] = i
+
+
+def open_folder(plan: DistillPlan, out: Path, restart: bool) -> None:
+    """Claim ``out`` for this run: a folder holding another run (its manifest differs) is
+    refused; ``restart`` discards this folder's earlier rows and files."""
+    from w2s.evaluate.run import check_out_dir
+
+    check_out_dir(out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / MANIFEST
+    if restart:
+        for name in (RAW, MANIFEST, *FILES.values()):
+            (out / name).unlink(missing_ok=True)
+    if path.is_file():
+        try:
+            had = json.loads(path.read_text(encoding="utf-8"))
+        except ValueError:
+            raise W2SError(f"{path} is not JSON; is {out} a w2s distill folder?") from None
+        if had.get("run") != plan.run_hash():
+            raise W2SError(f"{out} holds another distill run ({_differs(had, plan.manifest())});"
+                           " use another --out, or --restart to discard it")
+    elif any(out.iterdir()):
+        raise W2SError(f"{out} is not empty and holds no distill run; give an empty or new "
+                       "folder")
+    _atomic(path, json.dumps({"run": plan.run_hash(), **plan.manifest()}, indent=2) + "\n")
+
+
+def _differs(had: dict[str, Any], now: dict[str, Any]) -> str:
+    keys = [k for k in now if had.get(k) != now[k]]
+    return "its " + ", ".join(keys) + (" differ" if len(keys) > 1 else " differs") if keys \
+        else "another run id"
+
+
+def run_distill_data(plan: DistillPlan, out: Path, *, resolver: Resolver | None = None,
+                     restart: bool = False, show_progress: bool = True,
+                     prompts_per_call: int | None = None) -> dict[str, int]:
+    """Search every (seed, prompt) not yet in ``out``, append its raw row at once, then write
+    the datasets; returns how many rows each file got."""
+    from w2s.evaluate.run import exclusive
+
+    open_folder(plan, out, restart)
+    with exclusive(out / (RAW + ".lock")):
+        _search_missing(plan, out, resolver or Resolver(chat=plan.request.chat),
+                        show_progress, prompts_per_call)
+        return write_datasets(plan, out)
+
+
+def _search_missing(plan: DistillPlan, out: Path, resolver: Resolver, show_progress: bool,
+                    prompts_per_call: int | None) -> None:
+    from w2s.evaluate.run import progress_bar
+    from w2s.evaluate.store import ResultStore
+
+    store, run = ResultStore(out / RAW), plan.run_hash()
+    todo = [(s, [i for i in range(len(plan.prompts)) if (run, s, i) not in store.done])
+            for s in range(plan.seeds)]
+    total = sum(len(t) for _, t in todo)
+    if not total:
+        return
+    req = plan.request
+    assert req.base is not None
+    resolver.check(req.base, req.guide)
+    backend, guide = resolver.base(req.base), resolver.guide(req.guide)
+    req.spec.check_guide(guide)
+    rows = max(1, req.spec.rows_per_prompt(req.knobs))
+    per_call = prompts_per_call or max(1, backend.batch_size // rows)
+    golds = _golds(plan.gold)
+    with progress_bar(show_progress) as bar:
+        job = bar.add_task("distill data", total=total)
+        for seed, idx in todo:
+            for lo in range(0, len(idx), per_call):
+                part = idx[lo: lo + per_call]
+                found = _search(plan, backend, guide, seed, part, golds)
+                store.append({"hash": run, "seed": seed, "prompt_index": s.prompt_index,
+                              "prompt": s.prompt,
+                              "candidates": [c.to_dict() for c in s.candidates],
+                              "sample": s.sample.to_dict() if s.sample else None}
+                             for s in found)
+                bar.update(job, advance=len(part), description=f"distill data, seed {seed}")
+
+
+def _golds(names: Sequence[str]) -> dict[str, Callable[[list[str]], list[float]]]:
+    from w2s.tasks.gold import GOLD_SCORERS
+
+    return {n: GOLD_SCORERS[n] for n in names}
+
+
+def _search(plan: DistillPlan, backend: Any, guide: Any, seed: int, idx: list[int],
+            golds: dict[str, Callable[[list[str]], list[float]]]) -> list[Searched]:
+    """One decoder call over the prompts ``idx`` (every candidate kept when the method ranks
+    them), the plain samples when pairs are against them, every response gold-scored."""
+    from w2s.decoding import get_decoder
+
+    req = plan.request
+    sampling = dataclasses.replace(req.sampling, seed=seed)
+    prompts = [plan.prompts[i] for i in idx]
+    results = req.spec.run(backend, guide, prompts, req.knobs, sampling,
+                           return_all=plan.ranked)
+    samples = (get_decoder("sample").run(backend, None, prompts, None, sampling)
+               if plan.pairs == "vs-sample" else [None] * len(prompts))
+    found = []
+    for i, p, r, smp in zip(idx, prompts, results, samples):
+        cands = [Scored(c.text, c.score, c.finished) for c in r.candidates]
+        sample = Scored(smp.text, None, smp.finished) if smp is not None else None
+        texts = [c.text for c in cands] + ([sample.text] if sample else [])
+        scores = {name: fn(texts) for name, fn in golds.items()}
+        cands = [dataclasses.replace(c, gold={n: float(v[j]) for n, v in scores.items()})
+                 for j, c in enumerate(cands)]
+        if sample is not None:
+            sample = dataclasses.replace(sample, gold={n: float(v[-1]) for n, v in scores.items()})
+        s = Searched(p, i, seed, cands, sample)
+        if plan.pairs is not None:
+            pair_of(s, plan.pairs)  # refused before anything is written
+        found.append(s)
+    return found
+
+
+def read_searched(plan: DistillPlan, out: Path) -> list[Searched]:
+    """This run's raw rows, in (seed, prompt) order."""
+    from w2s.evaluate.store import read_rows
+
+    run = plan.run_hash()
+    got = []
+    for n, r in enumerate(read_rows(out / RAW), 1):
+        if r.get("hash") != run:
+            continue
+        try:
+            got.append(Searched(r["prompt"], int(r["prompt_index"]), int(r["seed"]),
+                                [Scored.from_dict(c) for c in r["candidates"]],
+                                Scored.from_dict(r["sample"]) if r.get("sample") else None))
+        except (KeyError, TypeError, ValueError):
+            raise W2SError(f"{out / RAW}:{n}: not a distill row (a key is missing or of the "
+                           "wrong type)") from None
+    return sorted(got, key=lambda s: (s.seed, s.prompt_index))
+
+
+def write_datasets(plan: DistillPlan, out: Path) -> dict[str, int]:
+    """sft.jsonl, and with pairs preference.jsonl and kto.jsonl, from every raw row."""
+    req = plan.request
+    knobs = req.knobs.to_dict() if req.knobs is not None else {}
+    method, chat = req.method, req.chat
+    sft, pref, kto = [], [], []
+    for s in read_searched(plan, out):
+        sft.append(sft_row(s, method, knobs, chat))
+        if plan.pairs is not None:
+            row = preference_row(s, method, knobs, chat, plan.pairs)
+            if row is not None:
+                pref.append(row)
+            kto += kto_rows(s, method, knobs, chat, plan.pairs)
+    made = {"sft": sft} if plan.pairs is None else {"sft": sft, "preference": pref, "kto": kto}
+    for name, rows in made.items():
+        _atomic(out / FILES[name], "".join(strict_json(r, ensure_ascii=False) + "\n"
+                                           for r in rows))
+    return {name: len(rows) for name, rows in made.items()}
+
+
+def _atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)

@@ -1,0 +1,152 @@
+"""``w2s distill data``: search outputs as TRL datasets.
+
+- the rows are exactly TRL's shapes (standard and conversational) with the search's scores,
+  built from hand-made searches;
+- a run on the zoo writes SFT rows of the search's answers and preference/KTO rows of its best
+  against its worst candidate (or a plain sample), resumes after a kill with the same bytes,
+  and refuses what it cannot do in one line with nothing written.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+import w2s
+from w2s.cli import cli
+from w2s.distill import DistillPlan, Scored, Searched, run_distill_data
+from w2s.distill.rows import kto_rows, preference_row, sft_row
+from w2s.request import parse_request
+
+PROMPTS = ["the movie was", "i thought this film", "the acting"]
+ZOO = {"base": "zoo:base", "guide": {"tuned": "zoo:tuned", "untuned": "zoo:untuned"}}
+
+
+def _searched() -> Searched:
+    return Searched("p", 3, 1, [Scored("best", 2.0, True, {"vader": 0.5}),
+                                Scored("mid", 1.0, False, {"vader": 0.1}),
+                                Scored("worst", -1.0, True, {"vader": -0.2})],
+                    Scored("plain", None, True, {"vader": 0.0}))
+
+
+def test_rows_are_trls_shapes_with_their_origin_and_scores():
+    s, knobs = _searched(), {"w": 2}
+    origin = {"method": "cbs", "knobs": {"w": 2}, "seed": 1, "prompt_index": 3}
+    assert sft_row(s, "cbs", knobs, chat=False) == {
+        "prompt": "p", "completion": "best", "score": 2.0, "gold": {"vader": 0.5}, **origin}
+    assert sft_row(s, "cbs", knobs, chat=True)["messages"] == [
+        {"role": "user", "content": "p"}, {"role": "assistant", "content": "best"}]
+    assert preference_row(s, "cbs", knobs, False, "best-worst") == {
+        "prompt": "p", "chosen": "best", "rejected": "worst", "score_chosen": 2.0,
+        "score_rejected": -1.0, "gold_chosen": {"vader": 0.5}, "gold_rejected": {"vader": -0.2},
+        "pairs": "best-worst", **origin}
+    chat = preference_row(s, "cbs", knobs, True, "vs-sample")
+    assert chat["prompt"] == [{"role": "user", "content": "p"}]
+    assert chat["chosen"] == [{"role": "assistant", "content": "best"}]
+    assert chat["rejected"] == [{"role": "assistant", "content": "plain"}]
+    assert [(r["completion"], r["label"]) for r in kto_rows(s, "cbs", knobs, False,
+                                                             "best-worst")] == \
+        [("best", True), ("worst", False)]
+
+
+def test_a_pair_of_equal_texts_is_left_out_and_one_candidate_cannot_pair():
+    same = Searched("p", 0, 0, [Scored("a", 1.0, True), Scored("a", 0.0, True)])
+    assert preference_row(same, "bon", {}, False, "best-worst") is None
+    assert kto_rows(same, "bon", {}, False, "best-worst") == []
+    one = Searched("p", 0, 0, [Scored("a", 1.0, True)])
+    with pytest.raises(w2s.W2SError, match="at least two candidates"):
+        preference_row(one, "cbs", {}, False, "best-worst")
+
+
+def _plan(method: dict, **kw) -> DistillPlan:
+    req = parse_request({**ZOO, **method, "sampling": {"max_new_tokens": 10}})
+    return DistillPlan(req, kw.pop("prompts", PROMPTS), **kw)
+
+
+def _lines(path: Path) -> list[dict]:
+    return [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines()]
+
+
+def test_a_run_writes_the_searches_answers_and_resumes_after_a_kill(tmp_path):
+    plan = _plan({"method": "cbs", "w": 2, "k": 2, "l": 5}, seeds=2, gold=("vader",))
+    out = tmp_path / "d"
+    assert run_distill_data(plan, out, show_progress=False, prompts_per_call=2) == \
+        {"sft": 6, "preference": 6, "kto": 12}
+    sft, pref = _lines(out / "sft.jsonl"), _lines(out / "preference.jsonl")
+    raw = _lines(out / "raw.jsonl")
+    assert [(r["seed"], r["prompt_index"]) for r in sft] == [(s, i) for s in (0, 1)
+                                                             for i in range(3)]
+    # the SFT completion is CBS's own answer for that prompt and seed
+    sp = w2s.SamplingParams(max_new_tokens=10, seed=1)
+    base, pair = w2s.HFModel.load("zoo:base"), w2s.PairGuide.load("zoo:tuned", "zoo:untuned")
+    again = w2s.cbs(base, pair, PROMPTS, w2s.SearchParams(2, 2, 5), sp, return_all=True)
+    assert [r["completion"] for r in sft[3:]] == [r.text for r in again]
+    assert [r["rejected"] for r in pref[3:]] == [r.candidates[-1].text for r in again]
+    assert all(r["score_chosen"] >= r["score_rejected"] for r in pref)
+    assert all(set(r["gold_chosen"]) == {"vader"} for r in pref)
+    assert all(len(r["candidates"]) == 2 for r in raw)  # the final beam, all of it
+    before = {n: (out / n).read_bytes() for n in ("sft.jsonl", "preference.jsonl", "kto.jsonl")}
+    # a kill after the first batch: the rest is searched again, with the same bytes at the end
+    (out / "raw.jsonl").write_bytes(b"".join((out / "raw.jsonl").read_bytes()
+                                             .splitlines(keepends=True)[:2]) + b'{"hash": "')
+    run_distill_data(plan, out, show_progress=False, prompts_per_call=2)
+    assert {n: (out / n).read_bytes() for n in before} == before
+    assert len(_lines(out / "raw.jsonl")) == 6
+
+
+def test_pairs_against_a_plain_sample_and_sft_only(tmp_path):
+    plan = _plan({"method": "sample"}, pairs="vs-sample")
+    run_distill_data(plan, tmp_path / "v", show_progress=False)
+    raw = _lines(tmp_path / "v" / "raw.jsonl")
+    assert all(r["sample"]["text"] == r["candidates"][0]["text"] for r in raw)  # same seed
+    assert _lines(tmp_path / "v" / "preference.jsonl") == []  # nothing to prefer
+    plan = _plan({"method": "bon", "n": 3}, pairs=None)
+    assert run_distill_data(plan, tmp_path / "s", show_progress=False) == {"sft": 3}
+    assert not (tmp_path / "s" / "preference.jsonl").exists()
+
+
+@pytest.mark.parametrize("make,needle", [
+    (lambda: _plan({"method": "cbs"}, prompts=[]), "the prompt set is empty"),
+    (lambda: _plan({"method": "cbs"}, prompts=["a", "b", "a"]), "prompt 2 repeats prompt 0"),
+    (lambda: _plan({"method": "sample"}), "returns one response per prompt"),
+    (lambda: _plan({"method": "cbs"}, pairs="best"), "pairs must be one of"),
+    (lambda: _plan({"method": "cbs"}, gold=("nope",)), "unknown gold scorer 'nope'"),
+    (lambda: _plan({"method": "cbs"}, seeds=0), "seeds must be an integer >= 1"),
+])
+def test_bad_plans_are_one_line(make, needle):
+    with pytest.raises(w2s.W2SError, match=needle):
+        make()
+
+
+def test_a_folder_of_another_run_or_other_files_is_refused_untouched(tmp_path):
+    out = tmp_path / "d"
+    run_distill_data(_plan({"method": "bon", "n": 2}), out, show_progress=False)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    with pytest.raises(w2s.W2SError, match="holds another distill run .*request differs"):
+        run_distill_data(_plan({"method": "bon", "n": 3}), out, show_progress=False)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("mine")
+    with pytest.raises(w2s.W2SError, match="not empty and holds no distill run"):
+        run_distill_data(_plan({"method": "bon", "n": 2}), tmp_path / "other",
+                         show_progress=False)
+    assert [p.name for p in (tmp_path / "other").iterdir()] == ["notes.txt"]
+
+
+def test_the_cli_writes_the_datasets_and_refuses_in_one_line(tmp_path):
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in PROMPTS[:2]))
+    args = ["distill", "data", "--base", "zoo:base", "--tuned", "zoo:tuned", "--untuned",
+            "zoo:untuned", "--method", "bon", "--n", "3", "--max-new-tokens", "8",
+            "--prompts-file", str(prompts), "--no-progress"]
+    r = CliRunner().invoke(cli, [*args, "--out", str(tmp_path / "d")])
+    assert r.exit_code == 0, r.output
+    assert "2 sft rows, 2 preference rows, 4 kto rows" in r.output
+    r = CliRunner().invoke(cli, [*args, "--w", "2", "--out", str(tmp_path / "e")])
+    assert r.exit_code == 2 and "--w is not a knob of --method bon" in r.output
+    assert not (tmp_path / "e").exists()
+    r = CliRunner().invoke(cli, [*args, "--return-all", "--out", str(tmp_path / "e")])
+    assert r.exit_code == 2 and "--return-all is implied" in r.output
