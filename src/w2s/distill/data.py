@@ -125,7 +125,20 @@ def open_folder(plan: DistillPlan, out: Path, restart: bool) -> None:
     elif any(out.iterdir()):
         raise W2SError(f"{out} is not empty and holds no distill run; give an empty or new "
                        "folder")
-    _atomic(path, json.dumps({"run": plan.run_hash(), **plan.manifest()}, indent=2) + "\n")
+    _atomic(path, json.dumps({"run": plan.run_hash(), **plan.manifest(),
+                              "base_tokenizer": base_fingerprint(plan)}, indent=2) + "\n")
+
+
+def base_fingerprint(plan: DistillPlan) -> str | None:
+    """The fingerprint of the tokenizer of the base that writes the data (None for an engine
+    base named without --base-tokenizer): ``distill train`` checks its student against it."""
+    from w2s.models.loading import load_tokenizer, tokenizer_fingerprint
+    from w2s.models.refs import resolve_model
+
+    base = plan.request.base
+    assert base is not None
+    ref = base.tokenizer if base.engine else base.model
+    return tokenizer_fingerprint(load_tokenizer(resolve_model(ref))) if ref else None
 
 
 def _differs(had: dict[str, Any], now: dict[str, Any]) -> str:

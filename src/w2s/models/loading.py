@@ -57,3 +57,15 @@ def load_tokenizer(path: str) -> Any:
         return AutoTokenizer.from_pretrained(path)
     except Exception as e:  # noqa: BLE001 - any loader failure is the user's path
         raise load_error(path, e) from None
+
+
+def tokenizer_fingerprint(tok: Any) -> str:
+    """A digest of a tokenizer's vocabulary and special tokens: equal for the same tokenizer
+    loaded from anywhere, different when any token or id differs (a dataset's texts are
+    trained on by a student with the tokenizer of the base that wrote them)."""
+    import hashlib
+    import json
+
+    vocab = sorted(tok.get_vocab().items())
+    special = sorted(str(t) for t in tok.all_special_tokens)
+    return hashlib.sha256(json.dumps([vocab, special]).encode()).hexdigest()[:16]

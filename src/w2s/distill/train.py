@@ -1,0 +1,245 @@
+"""``w2s distill train``: fine-tune a student on a ``distill data`` folder with TRL.
+
+Why TRL: its ``SFTTrainer`` and ``DPOTrainer`` are what users of this field already run, and
+they read the datasets ``distill data`` writes as they are. w2s adds what a reproducible
+experiment needs around them:
+
+- the student must share the tokenizer of the base that wrote the data (weak-to-strong
+  distillation trains the strong model on its own, searched, text): checked before training;
+- the run is seeded, and its folder names it (``train.json``): a rerun after a kill resumes
+  from the last checkpoint, a finished or different run in the folder is refused;
+- LoRA (peft) is merged into the weights at the end, so the student is a plain ``transformers``
+  folder that ``w2s generate --base`` (or ``distill data`` for the next round) loads;
+- a model card records the data (method, knobs, rows, scores), the trainer and its settings.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import resource
+import shutil
+import sys
+import time
+import warnings
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from w2s.errors import W2SError
+
+TRAIN = "train.json"
+TRAINERS = ("sft", "dpo")
+
+
+@dataclass(frozen=True)
+class TrainPlan:
+    """One training run: which data, which student, which trainer and its settings."""
+
+    data: str
+    """A ``w2s distill data`` folder."""
+    student: str
+    """The model to fine-tune (a folder, ``zoo:ROLE`` or a hub id): the base that wrote the data."""
+    trainer: Literal["sft", "dpo"] = "sft"
+    epochs: float = 1.0
+    learning_rate: float = 1e-5
+    batch_size: int = 8
+    seed: int = 0
+    beta: float = 0.1
+    """DPO's KL weight."""
+    lora: bool = False
+    lora_r: int = 16
+    max_length: int = 512
+    save_steps: int = 50
+    """Checkpoint every this many optimizer steps (what a rerun after a kill resumes from)."""
+
+    def __post_init__(self) -> None:
+        if self.trainer not in TRAINERS:
+            raise W2SError(f"trainer must be one of {', '.join(TRAINERS)}, got {self.trainer!r}")
+        checks = [("epochs", self.epochs > 0), ("learning_rate", 0 < self.learning_rate < 1),
+                  ("batch_size", self.batch_size >= 1), ("beta", self.beta > 0),
+                  ("lora_r", self.lora_r >= 1), ("max_length", self.max_length >= 8),
+                  ("save_steps", self.save_steps >= 1)]
+        for name, ok in checks:
+            if not ok:
+                raise W2SError(f"{name} is out of range, got {getattr(self, name)!r}")
+
+    def identity(self) -> dict[str, Any]:
+        return {"format": 1, **asdict(self), "data": str(Path(self.data).resolve())}
+
+
+def _data_files(plan: TrainPlan) -> tuple[dict[str, Any], Path]:
+    from w2s.distill.data import FILES, MANIFEST
+
+    folder = Path(plan.data).expanduser()
+    manifest = folder / MANIFEST
+    if not manifest.is_file():
+        raise W2SError(f"{folder} is not a w2s distill data folder (no {MANIFEST}); make one "
+                       "with `w2s distill data`")
+    meta = json.loads(manifest.read_text(encoding="utf-8"))
+    path = folder / FILES["sft" if plan.trainer == "sft" else "preference"]
+    if not path.is_file() or not path.read_text(encoding="utf-8").strip():
+        raise W2SError(f"{path} is missing or empty: --trainer {plan.trainer} needs "
+                       f"{'SFT' if plan.trainer == 'sft' else 'preference'} rows (run "
+                       "`w2s distill data` to the end"
+                       + (", with --pairs best-worst or vs-sample)" if plan.trainer == "dpo"
+                          else ")"))
+    return meta, path
+
+
+def check_student(meta: dict[str, Any], tok: Any, student: str) -> None:
+    """The student's tokenizer is the one of the base that wrote the data."""
+    want = meta.get("base_tokenizer")
+    if want is None:
+        raise W2SError("the data folder does not record its base's tokenizer (an engine base "
+                       "without --base-tokenizer); remake it with --base-tokenizer")
+    from w2s.models.loading import tokenizer_fingerprint
+
+    got = tokenizer_fingerprint(tok)
+    if got != want:
+        base = meta.get("request", {}).get("base")
+        raise W2SError(f"the student {student!r} has another tokenizer than the base that wrote "
+                       f"the data ({base!r}): fingerprint {got} vs {want}; train the data's "
+                       "own base, or make the data with this student as the base")
+
+
+def open_out(plan: TrainPlan, out: Path, restart: bool) -> bool:
+    """Claim ``out``; True when a checkpoint of this very run is there to resume from."""
+    if restart and out.exists():
+        shutil.rmtree(out)
+    path = out / TRAIN
+    if path.is_file():
+        had = json.loads(path.read_text(encoding="utf-8"))
+        if had.get("plan") != plan.identity():
+            raise W2SError(f"{out} holds another training run; use another --out, or "
+                           "--restart to discard it")
+        if had.get("done"):
+            raise W2SError(f"{out} holds this run, finished; use --restart to train it again")
+        return any(p.name.startswith("checkpoint-") for p in out.iterdir())
+    if out.exists() and any(out.iterdir()):
+        raise W2SError(f"{out} is not empty and holds no training run; give an empty or new "
+                       "folder")
+    out.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"plan": plan.identity(), "done": False}, indent=2) + "\n",
+                    encoding="utf-8")
+    return False
+
+
+def train_student(plan: TrainPlan, out: Path, *, restart: bool = False, device: str = "cpu",
+                  show_progress: bool = True) -> dict[str, Any]:
+    """Fine-tune ``plan.student`` on the data with TRL; the merged model, its tokenizer, a
+    model card and ``train.json`` (settings, time, peak memory, final loss) land in ``out``."""
+    meta, path = _data_files(plan)
+    from w2s.models.loading import load_tokenizer
+    from w2s.models.refs import resolve_model
+
+    folder = resolve_model(plan.student)
+    tok = load_tokenizer(folder)
+    check_student(meta, tok, plan.student)
+    resume = open_out(plan, out, restart)
+    start = time.perf_counter()
+    with _quiet_trl():
+        trainer = _trainer(plan, folder, tok, path, out, device, show_progress)
+        result = trainer.train(resume_from_checkpoint=True if resume else None)
+    model = trainer.model
+    if plan.lora:
+        model = model.merge_and_unload()
+    final = out / ".final"
+    model.save_pretrained(final)
+    tok.save_pretrained(final)
+    for p in final.iterdir():
+        os.replace(p, out / p.name)
+    final.rmdir()
+    for p in out.glob("checkpoint-*"):
+        shutil.rmtree(p)
+    summary = {"plan": plan.identity(), "done": True, "seconds": time.perf_counter() - start,
+               "peak_rss_mib": _peak_mib(), "train_loss": float(result.training_loss),
+               "steps": int(result.global_step), "rows": _rows(path), "data": meta,
+               "resumed": resume}
+    (out / "README.md").write_text(model_card(plan, summary), encoding="utf-8")
+    (out / TRAIN).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    return summary
+
+
+def _rows(path: Path) -> int:
+    return sum(1 for line in path.read_text(encoding="utf-8").splitlines() if line.strip())
+
+
+def _peak_mib() -> float:
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / 2**20 if sys.platform == "darwin" else rss / 2**10
+
+
+def _trainer(plan: TrainPlan, folder: str, tok: Any, path: Path, out: Path, device: str,
+             show_progress: bool) -> Any:
+    """TRL's trainer for the plan (LoRA through peft when asked), seeded."""
+    import torch
+    from datasets import load_dataset
+    from datasets.utils.logging import disable_progress_bar
+    from transformers import AutoModelForCausalLM
+
+    disable_progress_bar()  # its per-step map bars; the trainer's own bar shows the training
+
+    torch.manual_seed(plan.seed)
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    keep = (["prompt", "completion", "messages"] if plan.trainer == "sft"
+            else ["prompt", "chosen", "rejected"])
+    data = load_dataset("json", data_files=str(path), split="train")
+    data = data.remove_columns([c for c in data.column_names if c not in keep])
+    common = dict(output_dir=str(out), num_train_epochs=plan.epochs,
+                  per_device_train_batch_size=plan.batch_size,
+                  learning_rate=plan.learning_rate, seed=plan.seed, data_seed=plan.seed,
+                  report_to=[], logging_steps=10, save_strategy="steps",
+                  save_steps=plan.save_steps, save_total_limit=1, use_cpu=device == "cpu",
+                  disable_tqdm=not show_progress, max_length=plan.max_length)
+    peft_config = None
+    if plan.lora:
+        from peft import LoraConfig
+
+        peft_config = LoraConfig(r=plan.lora_r, lora_alpha=2 * plan.lora_r,
+                                 target_modules="all-linear", task_type="CAUSAL_LM")
+    if plan.trainer == "sft":
+        from trl import SFTConfig, SFTTrainer
+
+        return SFTTrainer(model=model, args=SFTConfig(**common), train_dataset=data,
+                          processing_class=tok, peft_config=peft_config)
+    from trl import DPOConfig, DPOTrainer
+
+    return DPOTrainer(model=model, args=DPOConfig(**common, beta=plan.beta),
+                      train_dataset=data, processing_class=tok, peft_config=peft_config)
+
+
+@contextlib.contextmanager
+def _quiet_trl() -> Iterator[None]:
+    """TRL 1.x calls transformers' gradient_checkpointing names, deprecated in transformers 5
+    for activation_checkpointing: their warning, on every run, about code that is not ours."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*gradient_checkpointing\S* is deprecated",
+                                category=FutureWarning)
+        yield
+
+
+def model_card(plan: TrainPlan, s: dict[str, Any]) -> str:
+    """What the student is, what it learned from, and how it was trained."""
+    req = s["data"].get("request", {})
+    knobs = ", ".join(f"{k}={v}" for k, v in (req.get("knobs") or {}).items())
+    return "\n".join([
+        "---", "library_name: transformers", "tags: [w2s, distillation, trl]", "---", "",
+        f"# Student distilled by w2s ({plan.trainer.upper()})", "",
+        f"Fine-tuned from `{plan.student}` with TRL's {plan.trainer.upper()} trainer on "
+        f"{s['rows']} rows that `w2s distill data` wrote by running **{req.get('method')}**"
+        f"{f' ({knobs})' if knobs else ''} over {s['data'].get('prompts')} prompts on the base "
+        f"`{req.get('base')}`, guided by `{json.dumps(req.get('guide'))}`"
+        f"{'' if plan.trainer == 'sft' else ' (pairs: ' + str(s['data'].get('pairs')) + ')'}.",
+        "",
+        f"- trainer: {plan.trainer}, epochs {plan.epochs:g}, learning rate "
+        f"{plan.learning_rate:g}, batch {plan.batch_size}, seed {plan.seed}"
+        + (f", beta {plan.beta:g}" if plan.trainer == "dpo" else "")
+        + (f", LoRA r={plan.lora_r} (merged)" if plan.lora else ""),
+        f"- {s['steps']} steps, final training loss {s['train_loss']:.4f}, "
+        f"{s['seconds']:.0f} s, peak memory {s['peak_rss_mib']:.0f} MiB", "",
+        f"Settings and data manifest: `{TRAIN}`.", ""])

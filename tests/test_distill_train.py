@@ -1,0 +1,124 @@
+"""``w2s distill train``: TRL's SFT and DPO trainers on a ``distill data`` folder.
+
+A tiny student (the zoo's base, 6 M parameters) trains in seconds: SFT makes the searched
+completions more likely than they were, DPO widens the chosen-over-rejected margin, a seed
+repeats the weights exactly, a killed run resumes from its checkpoint, and a student with
+another tokenizer, a finished or foreign run in --out, or data without the needed rows are
+refused in one line before any training.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("trl")
+
+import w2s  # noqa: E402
+from w2s.distill import DistillPlan, run_distill_data  # noqa: E402
+from w2s.distill.train import TrainPlan, train_student  # noqa: E402
+from w2s.request import parse_request  # noqa: E402
+
+PROMPTS = ["the movie was", "i thought this film", "the acting", "this book is",
+           "the plot of the story", "my favourite scene"]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("distill") / "data"
+    req = parse_request({"base": "zoo:base", "guide": {"tuned": "zoo:tuned",
+                                                        "untuned": "zoo:untuned"},
+                         "method": "bon", "n": 4, "sampling": {"max_new_tokens": 12}})
+    run_distill_data(DistillPlan(req, PROMPTS, seeds=2), out, show_progress=False)
+    return out
+
+
+def _rows(data: Path, name: str) -> list[dict]:
+    return [json.loads(x) for x in (data / name).read_text().splitlines()]
+
+
+def _loglik(model: w2s.HFModel, prompts: list[str], texts: list[str]) -> list[float]:
+    return model.token_loglik(prompts, model.encode_responses(texts))
+
+
+def _digest(folder: Path) -> str:
+    return hashlib.sha256((folder / "model.safetensors").read_bytes()).hexdigest()
+
+
+def test_sft_makes_the_searched_completions_likelier_and_a_seed_repeats(data, tmp_path):
+    plan = TrainPlan(str(data), "zoo:base", "sft", epochs=3, learning_rate=1e-3, batch_size=4)
+    s = train_student(plan, tmp_path / "a", show_progress=False)
+    assert s["done"] and s["rows"] == 12 and s["steps"] == 9  # 3 epochs x ceil(12 / 4)
+    rows = _rows(data, "sft.jsonl")
+    prompts, texts = [r["prompt"] for r in rows], [r["completion"] for r in rows]
+    before = sum(_loglik(w2s.HFModel.load("zoo:base"), prompts, texts))
+    after = sum(_loglik(w2s.HFModel.load(tmp_path / "a"), prompts, texts))
+    assert after > before + 10  # nats, over 12 completions of up to 12 tokens
+    card = (tmp_path / "a" / "README.md").read_text()
+    assert "**bon** (n=4)" in card and "12 rows" in card
+    train_student(plan, tmp_path / "b", show_progress=False)
+    assert _digest(tmp_path / "a") == _digest(tmp_path / "b")
+
+
+def test_dpo_widens_the_chosen_over_rejected_margin(data, tmp_path):
+    plan = TrainPlan(str(data), "zoo:base", "dpo", epochs=3, learning_rate=1e-3, batch_size=4,
+                     beta=0.5, lora=True, lora_r=4)
+    s = train_student(plan, tmp_path / "d", show_progress=False)
+    rows = _rows(data, "preference.jsonl")
+    assert s["rows"] == len(rows) > 0
+
+    def margin(model: w2s.HFModel) -> float:
+        p = [r["prompt"] for r in rows]
+        return sum(_loglik(model, p, [r["chosen"] for r in rows])) - \
+            sum(_loglik(model, p, [r["rejected"] for r in rows]))
+
+    assert margin(w2s.HFModel.load(tmp_path / "d")) > margin(w2s.HFModel.load("zoo:base")) + 1
+    assert not (tmp_path / "d" / "adapter_config.json").exists()  # LoRA merged: a plain model
+
+
+def test_a_killed_run_resumes_from_its_checkpoint(data, tmp_path, monkeypatch):
+    from transformers import Trainer
+
+    plan = TrainPlan(str(data), "zoo:base", "sft", epochs=2, learning_rate=1e-3, batch_size=4,
+                     save_steps=2)
+    real, calls = Trainer.training_step, [0]
+
+    def dies(self, *a, **kw):  # noqa: ANN001, ANN002, ANN003
+        calls[0] += 1
+        if calls[0] == 4:
+            raise KeyboardInterrupt
+        return real(self, *a, **kw)
+
+    monkeypatch.setattr(Trainer, "training_step", dies)
+    with pytest.raises(KeyboardInterrupt):
+        train_student(plan, tmp_path / "k", show_progress=False)
+    monkeypatch.setattr(Trainer, "training_step", real)
+    assert (tmp_path / "k" / "checkpoint-2").is_dir()
+    s = train_student(plan, tmp_path / "k", show_progress=False)
+    assert s["resumed"] and s["steps"] == 6
+    assert not list((tmp_path / "k").glob("checkpoint-*"))
+    whole = train_student(plan, tmp_path / "w", show_progress=False)
+    assert whole["steps"] == 6
+
+
+def test_what_cannot_train_is_refused_before_training(data, tmp_path):
+    from w2s.zoo import ZOO_DIR
+
+    with pytest.raises(w2s.W2SError, match="has another tokenizer than the base"):
+        train_student(TrainPlan(str(data), str(ZOO_DIR / "xuntuned")), tmp_path / "x")
+    assert not (tmp_path / "x").exists()
+    with pytest.raises(w2s.W2SError, match="not a w2s distill data folder"):
+        train_student(TrainPlan(str(tmp_path), "zoo:base"), tmp_path / "y")
+    with pytest.raises(w2s.W2SError, match="trainer must be one of"):
+        TrainPlan(str(data), "zoo:base", "ppo")  # type: ignore[arg-type]
+    with pytest.raises(w2s.W2SError, match="learning_rate is out of range"):
+        TrainPlan(str(data), "zoo:base", learning_rate=0.0)
+    plan = TrainPlan(str(data), "zoo:base", epochs=0.5, batch_size=8)
+    train_student(plan, tmp_path / "z", show_progress=False)
+    with pytest.raises(w2s.W2SError, match="holds this run, finished"):
+        train_student(plan, tmp_path / "z", show_progress=False)
+    with pytest.raises(w2s.W2SError, match="holds another training run"):
+        train_student(TrainPlan(str(data), "zoo:base", epochs=1.0), tmp_path / "z")
