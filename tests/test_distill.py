@@ -134,6 +134,11 @@ def test_a_folder_of_another_run_or_other_files_is_refused_untouched(tmp_path):
         run_distill_data(_plan({"method": "bon", "n": 2}), tmp_path / "other",
                          show_progress=False)
     assert [p.name for p in (tmp_path / "other").iterdir()] == ["notes.txt"]
+    # refused on its first search (CBS with W = 1 keeps one candidate): no folder, no claim
+    with pytest.raises(w2s.W2SError, match="at least two candidates"):
+        run_distill_data(_plan({"method": "cbs", "w": 1, "k": 2, "l": 5}), tmp_path / "one",
+                         show_progress=False)
+    assert not (tmp_path / "one").exists()
 
 
 def test_the_cli_writes_the_datasets_and_refuses_in_one_line(tmp_path):

@@ -16,6 +16,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +37,7 @@ from w2s.request import Request, Resolver
 from w2s.textfile import strict_json
 
 RAW, MANIFEST = "raw.jsonl", "distill.json"
+LOCK = RAW + ".lock"
 FILES = {"sft": "sft.jsonl", "preference": "preference.jsonl", "kto": "kto.jsonl"}
 
 
@@ -104,12 +106,9 @@ def check_prompts(prompts: Sequence[str]) -> None:
 
 
 def open_folder(plan: DistillPlan, out: Path, restart: bool) -> None:
-    """Claim ``out`` for this run: a folder holding another run (its manifest differs) is
-    refused; ``restart`` discards this folder's earlier rows and files."""
-    from w2s.evaluate.run import check_out_dir
-
-    check_out_dir(out)
-    out.mkdir(parents=True, exist_ok=True)
+    """Check that ``out`` (its lock held) can take this run: a folder holding another run (its
+    manifest differs) or other files is refused; ``restart`` discards this folder's earlier
+    rows and files."""
     path = out / MANIFEST
     if restart:
         for name in (RAW, MANIFEST, *FILES.values()):
@@ -122,11 +121,18 @@ def open_folder(plan: DistillPlan, out: Path, restart: bool) -> None:
         if had.get("run") != plan.run_hash():
             raise W2SError(f"{out} holds another distill run ({_differs(had, plan.manifest())});"
                            " use another --out, or --restart to discard it")
-    elif any(out.iterdir()):
+    elif any(p.name != LOCK for p in out.iterdir()):
         raise W2SError(f"{out} is not empty and holds no distill run; give an empty or new "
                        "folder")
-    _atomic(path, json.dumps({"run": plan.run_hash(), **plan.manifest(),
-                              "base_tokenizer": base_fingerprint(plan)}, indent=2) + "\n")
+
+
+def claim(plan: DistillPlan, out: Path) -> None:
+    """Write ``distill.json`` (with the first rows: a run refused before it found anything
+    leaves no claim behind)."""
+    if not (out / MANIFEST).is_file():
+        _atomic(out / MANIFEST, json.dumps({"run": plan.run_hash(), **plan.manifest(),
+                                            "base_tokenizer": base_fingerprint(plan)},
+                                           indent=2) + "\n")
 
 
 def base_fingerprint(plan: DistillPlan) -> str | None:
@@ -152,13 +158,24 @@ def run_distill_data(plan: DistillPlan, out: Path, *, resolver: Resolver | None 
                      prompts_per_call: int | None = None) -> dict[str, int]:
     """Search every (seed, prompt) not yet in ``out``, append its raw row at once, then write
     the datasets; returns how many rows each file got."""
-    from w2s.evaluate.run import exclusive
+    from w2s.evaluate.run import check_out_dir, exclusive
 
-    open_folder(plan, out, restart)
-    with exclusive(out / (RAW + ".lock")):
-        _search_missing(plan, out, resolver or Resolver(chat=plan.request.chat),
-                        show_progress, prompts_per_call)
-        return write_datasets(plan, out)
+    check_out_dir(out)
+    new, had_lock = not out.exists(), (out / LOCK).exists()
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        with exclusive(out / LOCK):  # before anything is read or written: one writer
+            open_folder(plan, out, restart)
+            _search_missing(plan, out, resolver or Resolver(chat=plan.request.chat),
+                            show_progress, prompts_per_call)
+            return write_datasets(plan, out)
+    except W2SError:
+        if not (out / MANIFEST).exists():  # refused before any row: leave nothing behind
+            if new:
+                shutil.rmtree(out, ignore_errors=True)
+            elif not had_lock:
+                (out / LOCK).unlink(missing_ok=True)
+        raise
 
 
 def _search_missing(plan: DistillPlan, out: Path, resolver: Resolver, show_progress: bool,
@@ -186,6 +203,7 @@ def _search_missing(plan: DistillPlan, out: Path, resolver: Resolver, show_progr
             for lo in range(0, len(idx), per_call):
                 part = idx[lo: lo + per_call]
                 found = _search(plan, backend, guide, seed, part, golds)
+                claim(plan, out)
                 store.append({"hash": run, "seed": seed, "prompt_index": s.prompt_index,
                               "prompt": s.prompt,
                               "candidates": [c.to_dict() for c in s.candidates],
@@ -251,6 +269,7 @@ def read_searched(plan: DistillPlan, out: Path) -> list[Searched]:
 
 def write_datasets(plan: DistillPlan, out: Path) -> dict[str, int]:
     """sft.jsonl, and with pairs preference.jsonl and kto.jsonl, from every raw row."""
+    claim(plan, out)
     req = plan.request
     knobs = req.knobs.to_dict() if req.knobs is not None else {}
     method, chat = req.method, req.chat
