@@ -92,7 +92,7 @@ def main() -> None:
     guide = TimedGuide(w2s.PairGuide(w2s.HFModel.load(args.tuned, **kw),
                                      w2s.HFModel.load(args.untuned, **kw)))
     prompts = load_prompts(limit=args.prompts)
-    sp = w2s.SamplingParams(max_new_tokens=args.max_new, temperature=0.7, ignore_eos=True)
+    sp = w2s.SamplingParams(max_new_tokens=args.max_new, temperature=0.7, ignore_eos=True, seed=0)
     n = args.w * args.k
 
     def timed(fn):  # noqa: ANN001, ANN202

@@ -55,7 +55,7 @@ def main() -> None:
     quiet_libraries()
     guide = TimedGuide(w2s.PairGuide.load(str(ZOO_DIR / "tuned"), str(ZOO_DIR / "untuned")))
     prompts = load_prompts(limit=args.prompts)
-    sp = w2s.SamplingParams(max_new_tokens=args.max_new, temperature=0.7, ignore_eos=True)
+    sp = w2s.SamplingParams(max_new_tokens=args.max_new, temperature=0.7, ignore_eos=True, seed=0)
     n, search = args.w * args.k, w2s.SearchParams(args.w, args.k, args.l)
     print(f"vLLM (CPU build) serving the zoo base; {len(prompts)} prompts in flight, "
           f"{args.max_new} new tokens, CBS({args.w},{args.k},{args.l}) vs sampling {n} per "

@@ -112,7 +112,7 @@ def main() -> None:
     print(f"{'new tokens':>10} {'naive s':>9} {'w2s s':>8} {'speed-up':>9} {'same output':>12}")
     t_fast, t_naive = [], []
     for n in args.lengths:
-        sp = w2s.SamplingParams(max_new_tokens=n, temperature=0.7, ignore_eos=True)
+        sp = w2s.SamplingParams(max_new_tokens=n, temperature=0.7, ignore_eos=True, seed=0)
         t0 = time.perf_counter()
         fast = w2s.cbs(base, guide, prompts, search, sp)
         tf = time.perf_counter() - t0

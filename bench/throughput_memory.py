@@ -44,7 +44,7 @@ def rss_bytes() -> int:
 def one_memory_run(w: int, k: int, prompts: int, max_new: int, device: str) -> None:
     quiet_libraries()
     base, guide = load(device, 1 << 20)
-    sp = w2s.SamplingParams(max_new_tokens=max_new, ignore_eos=True)
+    sp = w2s.SamplingParams(max_new_tokens=max_new, ignore_eos=True, seed=0)
     run = lambda: w2s.cbs(base, guide, load_prompts(limit=prompts), w2s.SearchParams(w, k, 5), sp)  # noqa: E731
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
@@ -80,7 +80,7 @@ def main() -> None:
         return
     quiet_libraries()
     prompts = load_prompts(limit=args.prompts)
-    sp = w2s.SamplingParams(max_new_tokens=args.max_new, ignore_eos=True)
+    sp = w2s.SamplingParams(max_new_tokens=args.max_new, ignore_eos=True, seed=0)
     print(f"device={args.device} threads={torch.get_num_threads()} prompts={len(prompts)} "
           f"max_new_tokens={args.max_new} CBS(4,4,5)")
     print(f"{'rows/batch':>10} {'prompts/batch':>13} {'prompts/s':>10}")

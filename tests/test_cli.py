@@ -104,21 +104,22 @@ def test_generate_matches_python_api(models, tiny_paths):
 def test_generate_cross_vocabulary_and_chat(tiny_paths):
     proc = run_w2s("generate", "--base", tiny_paths["base"], "--tuned", tiny_paths["xtuned"],
                    "--untuned", tiny_paths["xuntuned"], "--method", "cbs", "--chat",
-                   "--prompt", "Review this film.", "--max-new-tokens", "6", "--json")
+                   "--prompt", "Review this film.", "--max-new-tokens", "6", "--seed", "0",
+                   "--json")
     assert proc.returncode == 0, proc.stderr
     row = json.loads(proc.stdout)
     base = w2s.HFModel.load(tiny_paths["base"], chat=True)
     guide = w2s.PairGuide.load(tiny_paths["xtuned"], tiny_paths["xuntuned"], chat=True)
     [want] = w2s.cbs(base, guide, ["Review this film."], w2s.SearchParams(),
-                     w2s.SamplingParams(max_new_tokens=6))
+                     w2s.SamplingParams(seed=0, max_new_tokens=6))
     assert (row["response"], row["token_ids"]) == (want.text, want.token_ids)
     assert row["score"] == pytest.approx(want.score, abs=1e-4)
 
 
 def test_plain_text_output(models, base):
     proc = run_w2s("generate", *models, "--method", "sample", "--prompt", "The movie was",
-                   "--max-new-tokens", "5")
-    [want] = w2s.sample(base, None, ["The movie was"], w2s.SamplingParams(max_new_tokens=5))
+                   "--max-new-tokens", "5", "--seed", "0")
+    [want] = w2s.sample(base, None, ["The movie was"], w2s.SamplingParams(seed=0, max_new_tokens=5))
     assert proc.returncode == 0 and proc.stdout.startswith("The movie was\u2192" + want.text)
 
 

@@ -123,7 +123,7 @@ def test_eft_with_beta_zero_is_plain_sampling(base, pair):
 
 def test_eft_refuses_different_vocabularies(base, xpair):
     with pytest.raises(W2SError, match=r"eft needs one vocabulary.*tuned model.*cbs or bon"):
-        w2s.eft(base, xpair, ["The movie was"], EFTParams(1.0), SamplingParams(max_new_tokens=3))
+        w2s.eft(base, xpair, ["The movie was"], EFTParams(1.0), SamplingParams(seed=0, max_new_tokens=3))
 
 
 # --------------------------------------------------------------------- stopping
@@ -279,3 +279,22 @@ def test_memory_is_checked_before_an_impossible_batch(base):
     with pytest.raises(W2SError, match=r"GiB of KV cache.*lower --batch-size"):
         base.check_memory(10**7, 10**5)
     base.check_memory(16, 64)  # a small batch passes
+
+
+def test_a_missing_seed_is_fresh_randomness_recorded_in_the_result(base, pair):
+    """As OpenAI and vLLM: no seed, a new draw every call; the seed drawn is in the result, and
+    giving it back repeats the response exactly."""
+    import dataclasses
+
+    sp = SamplingParams(max_new_tokens=8, temperature=1.0)
+    assert sp.seed is None
+    runs = [w2s.sample(base, None, ["The movie was"], sp)[0] for _ in range(3)]
+    assert len({r.seed for r in runs}) == 3 and all(isinstance(r.seed, int) for r in runs)
+    assert len({r.text for r in runs}) > 1
+    for r in runs:
+        again = w2s.sample(base, None, ["The movie was"], dataclasses.replace(sp, seed=r.seed))
+        assert again[0].text == r.text and again[0].seed == r.seed
+    [c] = w2s.cbs(base, pair, ["The movie was"], w2s.SearchParams(2, 2, 4), sp)
+    [d] = w2s.cbs(base, pair, ["The movie was"], w2s.SearchParams(2, 2, 4),
+                  dataclasses.replace(sp, seed=c.seed))
+    assert (d.text, d.params["seed"]) == (c.text, c.seed)

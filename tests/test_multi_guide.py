@@ -69,7 +69,7 @@ def test_a_shared_untuned_model_is_stepped_once_per_token(base, tiny_paths):
             return _step(*a, **k)
         m.step = counted
     guide = 0.5 * PairGuide(tuned_a, untuned) + 0.5 * PairGuide(tuned_b, untuned)
-    w2s.eft(base, guide, ["The movie was"], EFTParams(), SamplingParams(max_new_tokens=8,
+    w2s.eft(base, guide, ["The movie was"], EFTParams(), SamplingParams(seed=0, max_new_tokens=8,
                                                                          ignore_eos=True))
     assert calls["untuned"] == calls["a"] == 7  # one step per token after the first
 
@@ -344,10 +344,11 @@ def test_eft_with_an_arm_guide_from_the_cli_equals_the_library(tiny_paths, base)
 
     out = CliRunner().invoke(cli, [
         "generate", "--base", tiny_paths["base"], "--arm", tiny_paths["tuned"], "--method",
-        "eft", "--beta", "0.5", "--prompt", "The movie", "--max-new-tokens", "6", "--json"])
+        "eft", "--beta", "0.5", "--prompt", "The movie", "--max-new-tokens", "6", "--seed", "0",
+        "--json"])
     assert out.exit_code == 0, out.output
     [ref] = w2s.eft(base, 1.0 * ARMGuide(HFModel.load(tiny_paths["tuned"])), ["The movie"],
-                    EFTParams(beta=0.5), SamplingParams(max_new_tokens=6))
+                    EFTParams(beta=0.5), SamplingParams(seed=0, max_new_tokens=6))
     assert json.loads(out.output)["token_ids"] == ref.token_ids
     bad = CliRunner().invoke(cli, [
         "generate", "--base", tiny_paths["base"], "--arm", tiny_paths["tuned"], "--method",
@@ -374,4 +375,4 @@ def test_a_prompt_that_fits_the_base_but_not_a_guide_is_refused_naming_the_guide
     with pytest.raises(W2SError, match=r"^guide: prompt of \d+ tokens \+ max_new_tokens 11 "
                                        r"exceeds the context of .*tuned.* \(12 tokens\)"):
         spec.run(base, guide, ["The movie was"], spec.make_params({}),
-                 SamplingParams(max_new_tokens=10))
+                 SamplingParams(seed=0, max_new_tokens=10))

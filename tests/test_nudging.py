@@ -100,7 +100,7 @@ def test_nudging_over_http_hands_over_where_the_engine_is_unsure(zoo_pair):
     try:
         base = OpenAIBackend(engine.url, "fake")
         [r] = w2s.nudging(base, zoo_pair, ["the movie was"],
-                          NudgingParams(gamma=0.4, chunk=6), SamplingParams(max_new_tokens=12))
+                          NudgingParams(gamma=0.4, chunk=6), SamplingParams(seed=0, max_new_tokens=12))
         top = [b for b in engine.bodies if b.get("logprobs") == 1]
         assert top and all(b["max_tokens"] <= 6 for b in top)
         # every hand-over came right after the engine's sure words: none of the kept engine
@@ -132,9 +132,9 @@ def test_nudging_from_the_cli_matches_the_python_api(zoo_base, zoo_pair):
     out = CliRunner().invoke(cli, ["generate", "--base", "zoo:base", "--tuned", "zoo:tuned",
                                    "--untuned", "zoo:untuned", "--method", "nudging",
                                    "--gamma", "0.2", "--chunk", "4", "--max-new-tokens", "10",
-                                   "--prompt", "the movie was", "--json"])
+                                   "--prompt", "the movie was", "--seed", "0", "--json"])
     assert out.exit_code == 0, out.output
     row = json.loads(out.output)
     [want] = w2s.nudging(zoo_base, zoo_pair, ["the movie was"],
-                         NudgingParams(gamma=0.2, chunk=4), SamplingParams(max_new_tokens=10))
+                         NudgingParams(gamma=0.2, chunk=4), SamplingParams(seed=0, max_new_tokens=10))
     assert row["response"] == want.text and row["params"]["gamma"] == 0.2

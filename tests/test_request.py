@@ -204,7 +204,7 @@ def extended():
 
 
 def _want_echo(base, times, n=6):  # noqa: ANN001, ANN202
-    [s] = w2s.sample(base, None, ["The movie was"], SamplingParams(max_new_tokens=n))
+    [s] = w2s.sample(base, None, ["The movie was"], SamplingParams(seed=0, max_new_tokens=n))
     return s.text * times
 
 
@@ -215,7 +215,7 @@ def test_a_new_decoder_and_guide_kind_reach_the_cli(extended, tiny_paths, base):
     assert "--times INTEGER [echo] How often the echo repeats" in text
     out = runner.invoke(cli, ["generate", "--base", tiny_paths["base"], "--method", "echo",
                               "--times", "3", "--prompt", "The movie was",
-                              "--max-new-tokens", "6", "--json"])
+                              "--max-new-tokens", "6", "--seed", "0", "--json"])
     assert out.exit_code == 0, out.output
     assert json.loads(out.output)["response"] == _want_echo(base, 3)
     bad = runner.invoke(cli, ["generate", "--base", tiny_paths["base"], "--method", "echo",
@@ -224,12 +224,12 @@ def test_a_new_decoder_and_guide_kind_reach_the_cli(extended, tiny_paths, base):
     # the guide kind: its term on the command line, its knobs checked, Best-of-N ranks by it
     out = runner.invoke(cli, ["generate", "--base", tiny_paths["base"], "--method", "bon",
                               "--n", "4", "--guide-term", 'length:{"target": 2}',
-                              "--prompt", "The movie was", "--max-new-tokens", "6", "--json",
+                              "--prompt", "The movie was", "--max-new-tokens", "6", "--seed", "0", "--json",
                               "--return-all"])
     assert out.exit_code == 0, out.output
     row = json.loads(out.output)
     want = w2s.best_of_n(base, LengthGuide(2), ["The movie was"], w2s.BestOfNParams(4),
-                         SamplingParams(max_new_tokens=6))[0]
+                         SamplingParams(seed=0, max_new_tokens=6))[0]
     assert row["response"] == want.text and row["score"] == want.score
     bad = runner.invoke(cli, ["generate", "--base", tiny_paths["base"], "--method", "bon",
                               "--guide-term", 'length:{"target": -1}', "--prompt", "x"])
@@ -268,7 +268,7 @@ def test_a_new_decoder_and_guide_kind_reach_the_server(extended, base):
         assert methods["echo"]["available"] and methods["echo"]["knobs"] == [
             {"name": "times", "type": "integer", "default": 2,
              "doc": "How often the echo repeats the base's sample."}]
-        r = client.post("/v1/completions", json={"prompt": "The movie was", "max_tokens": 6,
+        r = client.post("/v1/completions", json={"prompt": "The movie was", "max_tokens": 6, "seed": 0,
                                                  "w2s": {"method": "echo", "times": 3}})
         assert r.status_code == 200, r.text
         assert r.json()["choices"][0]["text"] == _want_echo(base, 3)
@@ -278,10 +278,10 @@ def test_a_new_decoder_and_guide_kind_reach_the_server(extended, base):
         assert bad.status_code == 400 and bad.json()["error"]["param"] == "w2s.times"
         assert bad.json()["error"]["message"] == "w2s.times must be >= 1, got 0"
         # the server's guide is the new kind: Best-of-N ranks by it
-        r = client.post("/v1/completions", json={"prompt": "The movie was", "max_tokens": 6,
+        r = client.post("/v1/completions", json={"prompt": "The movie was", "max_tokens": 6, "seed": 0,
                                                  "w2s": {"method": "bon", "n": 4}})
         want = w2s.best_of_n(base, LengthGuide(2), ["The movie was"], w2s.BestOfNParams(4),
-                             SamplingParams(max_new_tokens=6))[0]
+                             SamplingParams(seed=0, max_new_tokens=6))[0]
         assert r.json()["choices"][0]["text"] == want.text
 
 
@@ -379,9 +379,9 @@ def test_a_plugin_package_reaches_every_face(tmp_path, tiny_paths, base):
     assert "shout: a base sample, shouted (a plugin)" in help_text
     assert "--marks INTEGER [shout] Exclamation marks" in help_text
     out = w2s_cli("generate", "--base", tiny_paths["base"], "--method", "shout", "--marks", "3",
-                  "--prompt", "The movie was", "--max-new-tokens", "6", "--json")
+                  "--prompt", "The movie was", "--max-new-tokens", "6", "--seed", "0", "--json")
     assert out.returncode == 0, out.stderr
-    [s] = w2s.sample(base, None, ["The movie was"], SamplingParams(max_new_tokens=6))
+    [s] = w2s.sample(base, None, ["The movie was"], SamplingParams(seed=0, max_new_tokens=6))
     assert json.loads(out.stdout)["response"] == s.text + "!!!"
     bad = w2s_cli("generate", "--base", tiny_paths["base"], "--method", "shout", "--marks",
                   "-1", "--prompt", "x")

@@ -72,10 +72,10 @@ def test_a_registered_decoder_shows_in_help_and_runs_from_the_cli(toy_registered
     assert "--copies INTEGER" in help_text and "[toy] How many base samples" in help_text
     out = runner.invoke(cli, ["generate", "--base", tiny_paths["base"], "--method", "toy",
                               "--copies", "3", "--prompt", "The movie was",
-                              "--max-new-tokens", "6", "--json"])
+                              "--max-new-tokens", "6", "--seed", "0", "--json"])
     assert out.exit_code == 0, out.output
     row = json.loads(out.output)
-    s = w2s.sample(base, None, ["The movie was"], SamplingParams(max_new_tokens=6), n=3)[0]
+    s = w2s.sample(base, None, ["The movie was"], SamplingParams(seed=0, max_new_tokens=6), n=3)[0]
     assert row["method"] == "toy" and row["token_ids"] == s.candidates[2].token_ids
     assert row["params"] == {"method": "toy", "copies": 3}
     # its knob is validated by its dataclass, and refused for other methods
@@ -104,12 +104,12 @@ def test_the_cli_takes_the_same_model_references_as_eval_configs(base):
     """One resolver: ``zoo:ROLE`` works on the command line as in a config."""
     out = CliRunner().invoke(cli, ["generate", "--base", "zoo:base", "--tuned", "zoo:tuned",
                                    "--untuned", "zoo:untuned", "--method", "bon", "--n", "2",
-                                   "--prompt", "the film", "--max-new-tokens", "4", "--json"])
+                                   "--prompt", "the film", "--max-new-tokens", "4", "--seed", "0", "--json"])
     assert out.exit_code == 0, out.output
     zoo = w2s.zoo.ZOO_DIR
     [want] = w2s.best_of_n(w2s.HFModel.load(str(zoo / "base")),
                            w2s.PairGuide.load(str(zoo / "tuned"), str(zoo / "untuned")),
-                           ["the film"], BestOfNParams(2), SamplingParams(max_new_tokens=4))
+                           ["the film"], BestOfNParams(2), SamplingParams(seed=0, max_new_tokens=4))
     assert json.loads(out.output)["token_ids"] == want.token_ids
 
 
@@ -164,7 +164,7 @@ def test_text_only_backend_runs_the_sampling_methods(run):
 
 def test_text_only_backend_gets_one_requests_per_parent_with_n():
     backend = ScriptedBackend()
-    w2s.cbs(backend, CountGuide(), ["p"], SearchParams(2, 3, 2), SamplingParams(max_new_tokens=4))
+    w2s.cbs(backend, CountGuide(), ["p"], SearchParams(2, 3, 2), SamplingParams(seed=0, max_new_tokens=4))
     first, second = backend.calls[:2]
     assert first["parents"] == [[]] * 6 and len(second["parents"]) == 6
 

@@ -71,7 +71,7 @@ def test_a_cancelled_decode_stops_at_its_next_checkpoint(base, pair):
     spec = get_decoder("cbs")
     with watching(rec), pytest.raises(Cancelled):
         spec.run(base, pair, ["The movie was"], spec.make_params({"w": 2, "k": 2, "l": 2}),
-                 SamplingParams(max_new_tokens=20))
+                 SamplingParams(seed=0, max_new_tokens=20))
     assert rec.calls == 3
 
 
@@ -154,3 +154,27 @@ def test_the_config_file_is_checked_key_by_key(tmp_path):
         bad.write_text(text)
         with pytest.raises(W2SError, match=msg):
             read_serve_config(bad)
+
+
+def test_a_batch_of_unseeded_jobs_takes_each_prompt_once():
+    """Without a seed, one decoder call draws one fresh seed for all its prompts: two choices of
+    one prompt in one call would be the same text, so they go to separate calls; seeded jobs
+    with equal keys share a call as before (the same seed and prompt: the same answer)."""
+    import asyncio
+
+    from w2s.serve.batcher import Batcher, Job
+
+    loop = asyncio.new_event_loop()
+    try:
+        b = Batcher(max_rows=100, max_queue=10)
+
+        def job(prompt: str, fresh: bool) -> Job:
+            return Job(prompt, ("sample", fresh), 1, lambda p: [], loop, fresh=fresh)
+
+        b.queue = [job("a", True), job("a", True), job("b", True), job("a", False),
+                   job("a", False)]
+        assert [(j.prompt, j.fresh) for j in b._take()] == [("a", True), ("b", True)]
+        assert [(j.prompt, j.fresh) for j in b._take()] == [("a", True)]
+        assert [(j.prompt, j.fresh) for j in b._take()] == [("a", False), ("a", False)]
+    finally:
+        loop.close()

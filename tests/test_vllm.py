@@ -34,12 +34,12 @@ def zoo_pair():
 def test_n_continuations_with_counted_tokens_and_finish_reasons(engine):
     before = engine.stats["completion_tokens"]
     [conts] = engine.complete([Request("the movie was", streams=(1, 2, 3))], 8,
-                              SamplingParams(temperature=1.0))
+                              SamplingParams(seed=0, temperature=1.0))
     assert len(conts) == 3 and len({c.response for c in conts}) == 3
     assert all(c.finish_reason == "length" and c.n_tokens == 8 for c in conts)
     assert engine.stats["completion_tokens"] - before == 24  # usage agrees with the count
     again = engine.complete([Request("the movie was", streams=(1, 2, 3))], 8,
-                            SamplingParams(temperature=1.0))[0]
+                            SamplingParams(seed=0, temperature=1.0))[0]
     assert [c.response for c in again] == [c.response for c in conts]  # seeds repeat
 
 
@@ -59,7 +59,7 @@ def test_stop_strings_end_a_response_where_they_start(engine):
 def test_a_stop_string_that_spans_two_chunks_is_cut_client_side(engine):
     """The engine sees only a chunk's new text, so a stop string that begins in the response
     so far and ends in the new chunk is the client's to find (as CBS grows a response)."""
-    sp = SamplingParams(temperature=1.0)
+    sp = SamplingParams(seed=0, temperature=1.0)
     [[a]] = engine.complete([Request("the movie was", streams=(7,))], 4, sp)
     grow = Request("the movie was", a.response, None, (7,), tokens=4)
     [[b]] = engine.complete([grow], 4, sp)
@@ -67,7 +67,7 @@ def test_a_stop_string_that_spans_two_chunks_is_cut_client_side(engine):
     assert len(a.response) >= 2 and len(new) >= 2
     stop = a.response[-2:] + new[:2]
     full = a.response + new
-    [[cut]] = engine.complete([grow], 4, SamplingParams(temperature=1.0, stop=(stop,)))
+    [[cut]] = engine.complete([grow], 4, SamplingParams(seed=0, temperature=1.0, stop=(stop,)))
     assert cut.response == full[: full.index(stop)] and cut.finish_reason == "stop"
 
 
@@ -113,9 +113,9 @@ def test_the_budget_searches_run_through_the_engine(engine, zoo_pair, method, kn
 def test_chat_prompts_are_templated_client_side(vllm_url):
     chat = OpenAIBackend(vllm_url, "zoo-base", chat=True,
                          tokenizer=str(ZOO_DIR / "base"))
-    body = chat.body(Request("Review this film.", " it"), 5, SamplingParams())
+    body = chat.body(Request("Review this film.", " it"), 5, SamplingParams(seed=0))
     assert body["prompt"] == "<|user|>Review this film.<|assistant|> it"
-    [r] = w2s.sample(chat, None, ["Review this film."], SamplingParams(max_new_tokens=6))
+    [r] = w2s.sample(chat, None, ["Review this film."], SamplingParams(seed=0, max_new_tokens=6))
     assert r.text and "<|" not in r.text
 
 
@@ -160,7 +160,7 @@ def test_nudging_through_the_engine_reports_the_small_models_share(engine, zoo_p
     for r in got:
         assert r.text and 0 <= r.stats["small_fraction"] <= 1 and r.cost.base_tokens > 0
     assert any(r.stats["nudges"] > 0 for r in got)
-    top = engine.complete_top([Request("the movie was", streams=(5,))], 4, SamplingParams())[0][0]
+    top = engine.complete_top([Request("the movie was", streams=(5,))], 4, SamplingParams(seed=0))[0][0]
     assert len(top.top_logprobs) == 4 == len(top.prefixes) - 1
     assert all(lp <= 0 for lp in top.top_logprobs) and top.prefixes[-1] == top.response
     assert all(a == b[: len(a)] for a, b in zip(top.prefixes, top.prefixes[1:]))

@@ -69,8 +69,10 @@ class SamplingParams(_Params):
     """Keep only the k most likely tokens (0 = no limit)."""
     stop: tuple[str, ...] = field(default_factory=tuple)
     """Strings that end a response; the response text is cut before the stop string."""
-    seed: int = 0
-    """Random seed: a response is a deterministic function of (prompt, seed, knobs)."""
+    seed: int | None = None
+    """Random seed: a response is a deterministic function of (prompt, seed, knobs); none:
+    fresh randomness on every call (as OpenAI and vLLM), the seed drawn recorded in the
+    result's params."""
     ignore_eos: bool = False
     """Keep sampling past EOS up to max_new_tokens (benchmarks of fixed length)."""
 
@@ -81,15 +83,15 @@ class SamplingParams(_Params):
             object.__setattr__(self, "stop", tuple(self.stop))
         _check(isinstance(self.stop, tuple), f"stop must be a string or a list of strings, got "
                f"{self.stop!r}")
-        for name in ("max_new_tokens", "top_k", "seed"):
+        for name in ("max_new_tokens", "top_k") + (("seed",) if self.seed is not None else ()):
             _integer(name, getattr(self, name))
         for name in ("temperature", "top_p"):
             _number(name, getattr(self, name))
         _check(isinstance(self.ignore_eos, bool), f"ignore_eos must be true or false, got "
                f"{self.ignore_eos!r}")
         _check(self.max_new_tokens >= 1, f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
-        _check(-(2**63) <= self.seed < 2**63, f"seed must be a 64-bit signed integer "
-               f"(-2**63 to 2**63-1), got {self.seed}")
+        _check(self.seed is None or -(2**63) <= self.seed < 2**63, f"seed must be a 64-bit "
+               f"signed integer (-2**63 to 2**63-1), got {self.seed}")
         _check(self.temperature >= 0, f"temperature must be >= 0, got {self.temperature}")
         _check(0 < self.top_p <= 1, f"top_p must be in (0, 1], got {self.top_p}")
         _check(self.top_k >= 0, f"top_k must be >= 0, got {self.top_k}")

@@ -69,6 +69,13 @@ class Result:
     ``small_fraction`` and ``nudges`` (Nudging: the share of tokens the small model wrote)."""
 
     @property
+    def seed(self) -> int | None:
+        """The seed the response was sampled with (drawn fresh when none was given): pass it
+        in ``SamplingParams(seed=...)`` to get the same response again."""
+        seed = self.params.get("seed")
+        return int(seed) if isinstance(seed, int) else None
+
+    @property
     def finish_reason(self) -> str:
         """OpenAI's word for how the response ended: ``stop`` (EOS or a stop string) or
         ``length`` (max_new_tokens)."""

@@ -40,9 +40,11 @@ def sampling_options(f: Any) -> Any:
         elif typing.get_origin(typ) is tuple:
             opts.append(click.option(flag(fld.name), multiple=True, help=f"{doc} (repeatable)"))
         else:
-            ctype = {int: click.INT, float: click.FLOAT}.get(typ, click.STRING)
+            inner = [t for t in typing.get_args(typ) if t is not type(None)] or [typ]
+            ctype = {int: click.INT, float: click.FLOAT}.get(inner[0], click.STRING)
+            shown = "fresh" if value is None else value
             opts.append(click.option(flag(fld.name), type=ctype, default=None,
-                                     help=f"{doc} [default: {value}]"))
+                                     help=f"{doc} [default: {shown}]"))
     for opt in reversed(opts):
         f = opt(f)
     return f

@@ -65,12 +65,19 @@ CAPABILITY = {Backend: "sampled continuations", SearchBackend: "per-row search s
 
 
 def sampling_of(sampling: Any) -> SamplingParams:
-    """The sampling settings (defaults for None); anything else is refused in one line."""
+    """The sampling settings (defaults for None) with a seed: a missing one is drawn fresh
+    here, once per call, so the call repeats with the seed its results record in ``params``.
+    Anything else is refused in one line."""
     if sampling is None:
-        return SamplingParams()
+        sampling = SamplingParams()
     if not isinstance(sampling, SamplingParams):
         raise W2SError(f"sampling must be a w2s.SamplingParams, got {type(sampling).__name__} "
                        "(e.g. SamplingParams(max_new_tokens=50, seed=0))")
+    if sampling.seed is None:
+        import dataclasses
+        import secrets
+
+        sampling = dataclasses.replace(sampling, seed=secrets.randbits(63))
     return sampling
 
 

@@ -157,7 +157,7 @@ def parse_config(data: dict[str, Any], path: Path) -> EvalConfig:
     base = (f"{engine['model']}@{engine['url']}" if engine
             else _model_ref(data["base"], "base", path))
     guide = _guide(data.get("guide"), path)
-    sampling = _sampling(data.get("sampling") or {}, SamplingParams(), where)
+    sampling = _sampling(data.get("sampling") or {}, SamplingParams(seed=0), where)
     seeds = _seeds(data.get("seeds", 1), where)
     prompts, batch_size, dtype, chat = _scalars(data, where)
     methods_in = data["methods"]

@@ -136,7 +136,7 @@ def _completion_routes(app: FastAPI, server: Server, batcher: Batcher, auth: Cal
         loop = asyncio.get_running_loop()
         events: asyncio.Queue | None = asyncio.Queue() if req.stream else None
         jobs = [Job(prompt, (p.spec.name, p.params, s, p.weights), p.rows,
-                    runner(server, p, s), loop, events=events)
+                    runner(server, p, s), loop, events=events, fresh=s.seed is None)
                 for prompt in p.prompts for s in p.samplings]
         try:
             batcher.submit(jobs)

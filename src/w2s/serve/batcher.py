@@ -4,6 +4,7 @@ Why batch: a decoder call over 32 prompts costs far less than 32 calls (the base
 passes are batched). Requests are *compatible* when everything but the prompt is equal (method,
 knobs, sampling settings, seed included): then one call gives each of them exactly what it
 would get alone, because every random number is a function of (seed, prompt, slot, position).
+Unseeded requests share calls too (each call draws one fresh seed), one per prompt text.
 
 The queue: a request waits up to ``gather_s`` for company, then its batch takes every queued
 compatible request, in arrival order, up to ``max_rows`` candidate rows. One batch runs at a
@@ -45,6 +46,9 @@ class Job:
     """Set for streamed jobs: receives ``(job, committed_text)`` while the decode runs, then
     ``(job, None)`` when it is done (a request's jobs may share one queue)."""
     cancelled: bool = False
+    fresh: bool = False
+    """Unseeded: its call draws one fresh seed for all its prompts, so a call takes each
+    prompt text once (two choices of one prompt in one call would be the same text)."""
 
     def __post_init__(self) -> None:
         self.done = self.loop.create_future()
@@ -114,11 +118,13 @@ class Batcher:
     def _take(self) -> list[Job]:
         """The next batch: the oldest job and the queued jobs compatible with it."""
         first = self.queue[0]
-        batch, rows = [], 0
+        batch, rows, texts = [], 0, set()
         for j in self.queue:
-            if j.key == first.key and (not batch or rows + j.rows <= self.max_rows):
+            if (j.key == first.key and (not batch or rows + j.rows <= self.max_rows)
+                    and not (j.fresh and j.prompt in texts)):
                 batch.append(j)
                 rows += j.rows
+                texts.add(j.prompt)
         taken = set(map(id, batch))
         self.queue = [j for j in self.queue if id(j) not in taken]
         return batch

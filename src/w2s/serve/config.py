@@ -36,7 +36,7 @@ class DefaultsFile(BaseModel):
     temperature: float = SamplingParams().temperature
     top_p: float = SamplingParams().top_p
     top_k: int = SamplingParams().top_k
-    seed: int = SamplingParams().seed
+    seed: int | None = SamplingParams().seed
     stop: list[str] = Field(default_factory=list)
 
     def sampling(self) -> SamplingParams:

@@ -90,7 +90,9 @@ def plan(server: Server, req: Any, prompts: list[str], max_tokens: int | None) -
             guide.check_prompts(list(dict.fromkeys(prompts)), max_new)
     except W2SError as e:
         raise ApiError(400, str(e), param="prompt") from None
-    samplings = [replace(base, seed=_wrap(base.seed + i)) for i in range(req.n)]
+    # without a seed every choice is fresh: the batcher keeps one prompt per call (see Job)
+    samplings = [base if base.seed is None else replace(base, seed=_wrap(base.seed + i))
+                 for i in range(req.n)]
     return Plan(spec, params, prompts, samplings, rows, guide,
                 tuple(weights) if weights is not None else None)
 

@@ -28,7 +28,8 @@ from pydantic import (
 from w2s.decoding.registry import DecoderSpec
 
 SEED = Field(None, description="Random seed: the answer is a deterministic function of "
-             "(prompt, seed, settings); default 0 (bounds: w2s.params.SamplingParams).")
+             "(prompt, seed, settings); none: fresh randomness (the server's --seed default "
+             "when it has one; bounds: w2s.params.SamplingParams).")
 _NEUTRAL: dict[str, tuple[Any, ...]] = {
     "frequency_penalty": (None, 0, 0.0), "presence_penalty": (None, 0, 0.0),
     "logprobs": (None, False), "top_logprobs": (None, 0), "echo": (None, False),
@@ -67,7 +68,8 @@ class _Common(_Strict):
                               "tokens (0: no limit).")
     stop: str | list[str] | None = Field(None, description="Up to 8 non-empty stop strings.")
     seed: int | None = SEED
-    n: int = Field(1, ge=1, description="Choices; choice i uses seed + i.")
+    n: int = Field(1, ge=1, description="Choices; choice i uses seed + i (fresh seeds "
+                   "without one).")
     stream: bool = False
     stream_options: StreamOptions | None = None
     user: str | None = Field(None, max_length=256)
@@ -191,6 +193,9 @@ class CostInfo(BaseModel):
 
 class ChoiceInfo(BaseModel):
     index: int
+    seed: int | None = None
+    """The seed this choice was sampled with (drawn fresh when the request gave none): send it
+    back to get the same answer."""
     score: float | None
     finished: bool
     stats: dict[str, float]

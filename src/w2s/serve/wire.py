@@ -31,7 +31,8 @@ def prompt_tokens(backend: Backend, prompt: str) -> int:
 
 
 def info(p: Plan, results: list[Result]) -> S.W2SInfo:
-    choices = [S.ChoiceInfo(index=i, score=r.score, finished=r.finished,
+    choices = [S.ChoiceInfo(index=i, seed=r.params.get("seed"), score=r.score,
+                            finished=r.finished,
                             stats={k: float(v) for k, v in r.stats.items()},
                             cost=S.CostInfo(base_tokens=r.cost.base_tokens,
                                             guide_tokens=r.cost.guide_tokens,
