@@ -90,7 +90,7 @@ class HFModel:
         """Load a causal LM and its tokenizer from a local folder, ``zoo:ROLE`` or a hub id."""
         from transformers import AutoModelForCausalLM
 
-        from w2s.models.refs import resolve_model
+        from w2s.models.resolve import resolve_model
 
         path = resolve_model(path)
         dev = resolve_device(device)

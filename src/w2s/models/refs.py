@@ -8,41 +8,12 @@ a reference into a backend, so a new kind of backend (an engine URL) is added he
 
 from __future__ import annotations
 
-import os
-import re
 from pathlib import Path
 from typing import Any
 
-from w2s.errors import W2SError
+from w2s.models.resolve import ZOO_DIR, resolve_model  # noqa: E402  (re-exported)
 
-ZOO_DIR = Path(__file__).resolve().parent.parent / "zoo" / "models"
-"""Where the shipped zoo's models live (package data; ``w2s.zoo`` re-exports it)."""
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
-
-
-def resolve_model(ref: str | os.PathLike[str], base_dir: Path | None = None) -> str:
-    """``zoo:ROLE`` -> the shipped zoo; a folder (relative to ``base_dir``, then to the working
-    directory); otherwise a hub id. A path-looking reference that does not exist is an error."""
-    if isinstance(ref, os.PathLike):
-        ref = os.fspath(ref)
-    if not isinstance(ref, str) or not ref.strip():
-        raise W2SError(f"a model is named by a non-empty string or a path, got {ref!r}")
-    base_dir = base_dir if base_dir is not None else Path.cwd()
-    if ref.startswith("zoo:"):
-        folder = ZOO_DIR / ref[4:]
-        if not (folder / "config.json").is_file():
-            roles = sorted(p.name for p in ZOO_DIR.iterdir() if (p / "config.json").is_file())
-            raise W2SError(f"no zoo model {ref!r}; the zoo has {', '.join('zoo:' + r for r in roles)}")
-        return str(folder)
-    local = Path(ref).expanduser()
-    for cand in ([local] if local.is_absolute() else [base_dir / local, local]):
-        if cand.is_dir():
-            return str(cand)
-    looks_like_path = ref.startswith((".", "/", "~")) or ref.count("/") > 1 or "\\" in ref
-    if looks_like_path or not _HUB_ID.match(ref):
-        raise W2SError(f"model {ref!r} does not exist (no such folder; looked relative to "
-                       f"{base_dir} and to the working directory)")
-    return ref  # a hub id: from_pretrained will fetch it (or say in one line why it cannot)
+__all__ = ["ZOO_DIR", "load_engine", "load_model", "resolve_model"]
 
 
 def load_model(ref: str, *, base_dir: Path | None = None, dtype: str = "auto",
