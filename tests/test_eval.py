@@ -377,7 +377,8 @@ def test_instructions_task_writes_alpaca_eval_outputs(tmp_path):
     assert [set(o) for o in outputs] == [{"instruction", "output", "generator"}] * 2
     assert outputs[0]["generator"] == "bon(n=2)"
     data["task"] = {"name": "instructions", "dataset": "tatsu-lab/alpaca_eval"}
-    with pytest.raises(W2SError, match="datasets"):
+    # one line either way: without the datasets package (install it), or offline (no hub)
+    with pytest.raises(W2SError, match="datasets|could not load dataset 'tatsu-lab/alpaca_eval'"):
         run_eval(parse(tmp_path, data), tmp_path / "o2", show_progress=False)
 
 
