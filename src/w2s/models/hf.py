@@ -379,9 +379,10 @@ class HFModel:
 
         def record(scores: torch.Tensor, tok: torch.Tensor, taken: list[int],
                    new: list[list[int]]) -> None:
-            logp = scores.float().log_softmax(-1)  # (B, V)
-            took = logp.gather(-1, tok.view(-1, 1).to(logp.device)).squeeze(-1).tolist()  # (B,)
-            best = logp.amax(-1).tolist() if top else None  # (B,) top-1 log-probabilities
+            x = scores.float()  # (B, V); one logsumexp, no (B, V) log-softmax on the hot path
+            norm = x.logsumexp(-1)  # (B,)
+            took = (x.gather(-1, tok.view(-1, 1).to(x.device)).squeeze(-1) - norm).tolist()
+            best = (x.amax(-1) - norm).tolist() if top else None  # (B,) top-1 log-probabilities
             for i in taken:
                 chunk[i] += took[i]
                 if best is not None:
