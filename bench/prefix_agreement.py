@@ -8,6 +8,11 @@ same-prompt pairs (gold apart by >= 0.1) that the prefix score orders as the fin
 (what a selection among one prompt's candidates needs), and Spearman's rho over all samples.
 
     python bench/prefix_agreement.py [--prompts 64] [--n 8] [--tokens 32]
+
+On the SmolLM2 family (`w2s zoo get smollm2 && w2s zoo family` first):
+
+    python bench/prefix_agreement.py --base ~/.cache/w2s/smollm2 \
+        --guide ~/.cache/w2s/smollm2-family --prompt-file src/w2s/zoo/models/prompts-cased.jsonl
 """
 
 from __future__ import annotations
@@ -26,14 +31,23 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=8)
     ap.add_argument("--tokens", type=int, default=32)
     ap.add_argument("--prefixes", type=int, nargs="+", default=[4, 8, 16])
+    ap.add_argument("--base", default=None, help="base model folder (default: the zoo's)")
+    ap.add_argument("--guide", default=None,
+                    help="folder holding tuned/ and untuned/ (default: the zoo)")
+    ap.add_argument("--prompt-file", default=None, help="task prompts (default: the zoo's)")
     a = ap.parse_args()
     quiet_libraries()
+    from pathlib import Path
+
     z = w2s.zoo.ZOO_DIR
-    base = w2s.HFModel.load(str(z / "base"))
-    guide = w2s.PairGuide.load(str(z / "tuned"), str(z / "untuned"))
+    g = Path(a.guide).expanduser() if a.guide else z
+    base = w2s.HFModel.load(str(Path(a.base).expanduser() if a.base else z / "base"))
+    guide = w2s.PairGuide.load(str(g / "tuned"), str(g / "untuned"))
     from w2s.tasks import build_task
 
-    task = build_task({"name": "sentiment"}, z)
+    spec = {"name": "sentiment", **({"path": str(Path(a.prompt_file).resolve())}
+                                    if a.prompt_file else {})}
+    task = build_task(spec, z)
     prompts = task.prompts[: a.prompts]
     sp = w2s.SamplingParams(max_new_tokens=a.tokens, temperature=0.7, seed=0)
     results = w2s.sample(base, None, prompts, sp, n=a.n)
@@ -41,7 +55,7 @@ def main() -> None:
     groups = [p for p, _ in cands]
     golds = {name: fn([p for p, _ in cands], [c.text for _, c in cands])
              for name, fn in task.golds.items()}
-    print(f"zoo, {len(prompts)} held-out prompts x {a.n} samples of up to {a.tokens} tokens")
+    print(f"{'zoo' if not a.base else a.base}, {len(prompts)} held-out prompts x {a.n} samples of up to {a.tokens} tokens")
     print(f"{'guide scores':22s} " + "  ".join(f"{g + ' pairs':>14s} {g + ' rho':>12s}"
                                                for g in golds))
     for t in [*a.prefixes, None]:

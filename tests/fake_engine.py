@@ -7,7 +7,10 @@ with ``finish_reason: length``. ``faults`` is a queue: each completion request f
 next fault, if any: ``("status", code, retry_after)``, ``("slow", seconds)``, ``("drop",)``
 (headers promise a body that is cut off), ``("truncated",)`` (200 with half a JSON document).
 Each sampled word has log-probability -0.5; with ``logprobs: 1`` each word's top-1 log-probability is -0.1, or -2.3 (probability 0.1)
-when its number is a multiple of 5. Every request body is recorded. It exists to test what a real engine cannot be made to do on
+when its number is a multiple of 5. Every request body is recorded. With ``tokenize``, it
+also has vLLM's ``/tokenize`` (each word of a prompt is the id 1000 + its position) and takes
+token-id prompts, answering ``return_tokens_as_token_ids`` with ``token_id:<k>`` for word
+``w<k>``; without it, ``/tokenize`` is not found (404), as on engines that lack it. It exists to test what a real engine cannot be made to do on
 demand (fail); the real engine's tests run against vLLM.
 """
 
@@ -20,8 +23,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
 class FakeEngine:
-    def __init__(self, model: str = "fake", *, logprobs: bool = True) -> None:
+    def __init__(self, model: str = "fake", *, logprobs: bool = True,
+                 tokenize: bool = False) -> None:
         self.model = model
+        self.tokenize = tokenize
+        self.tokenized: list[str] = []
         self.logprobs = logprobs  # False: a server that reports no log-probabilities
         self.faults: list[tuple] = []
         self.bodies: list[dict] = []
@@ -53,6 +59,13 @@ class FakeEngine:
 
             def do_POST(self) -> None:  # noqa: N802
                 body = json.loads(self.rfile.read(int(self.headers["content-length"])))
+                if self.path == "/tokenize" and engine.tokenize:
+                    with engine.lock:
+                        engine.tokenized.append(body["prompt"])
+                    ids = [1000 + i for i in range(len(body["prompt"].split()))]
+                    return self._send(200, json.dumps({"tokens": ids, "count": len(ids)}).encode())
+                if self.path != "/v1/completions":
+                    return self._send(404, b'{"detail": "Not Found"}')
                 with engine.lock:
                     engine.bodies.append(body)
                     fault = engine.faults.pop(0) if engine.faults else None
@@ -97,7 +110,9 @@ class FakeEngine:
             kept = words[: len(text.split())]
             # the model is sure of a word unless its number is a multiple of 5 (top-1 0.1)
             tops = [{w: (-2.3 if int(w[2:]) % 5 == 0 else -0.1)} for w in kept]
-            lp = {"tokens": kept, "token_logprobs": [-0.5] * len(kept)}
+            lp = {"tokens": ([f"token_id:{w[2:]}" for w in kept]
+                             if body.get("return_tokens_as_token_ids") else kept),
+                  "token_logprobs": [-0.5] * len(kept)}
             if body.get("logprobs") == 1:
                 lp["top_logprobs"] = tops
             choices.append({"index": j, "text": text, "finish_reason": reason,

@@ -77,6 +77,59 @@ def test_cbs_runs_over_http_with_n_per_parent_and_fresh_seeds_per_round(engine):
     assert again[0].text == r.text  # seeds repeat
 
 
+def test_kept_prefixes_travel_as_token_ids_where_the_engine_tokenizes():
+    e = FakeEngine(tokenize=True)
+    try:
+        [r] = w2s.cbs(backend(e), CountGuide(), ["p q"], SearchParams(2, 3, 2), SP,
+                      return_all=True)
+        first, *rest = e.bodies
+        assert e.tokenized == ["p q"]  # once per prompt, by the engine's own tokenizer
+        assert first["prompt"] == [1000, 1001] and first["return_tokens_as_token_ids"] is True
+        for body in rest:  # the prompt's ids, then the kept response's sampled ids, exactly
+            assert body["prompt"][:2] == [1000, 1001] and len(body["prompt"]) in (4, 6)
+        kept = {tuple(b["prompt"][2:]) for b in e.bodies[-2:]}
+        assert all(all(0 <= i < 97 for i in k) for k in kept)
+        assert r.token_ids == [int(w[1:]) for w in r.text.split()]  # the ids of the text
+        # the text path draws the same continuations (the engine's randomness is the seed)
+        text = FakeEngine()
+        try:
+            [t] = w2s.cbs(backend(text), CountGuide(), ["p q"], SearchParams(2, 3, 2), SP)
+            assert t.text == r.text and all(isinstance(b["prompt"], str) for b in text.bodies)
+        finally:
+            text.close()
+    finally:
+        e.close()
+
+
+def test_an_engine_without_tokenize_gets_text_with_one_note(engine, caplog):
+    b = backend(engine)
+    with caplog.at_level("WARNING", logger="w2s"):
+        w2s.sample(b, None, ["p"], SP, n=2)
+        w2s.sample(b, None, ["q"], SP, n=2)
+    notes = [r.getMessage() for r in caplog.records if r.name == "w2s"]
+    assert len(notes) == 1 and "has no /tokenize" in notes[0] and "as text" in notes[0]
+    assert all(isinstance(x["prompt"], str) for x in engine.bodies)
+    with pytest.raises(W2SError, match=r"127\.0\.0\.1:\d+ has no /tokenize: it cannot take"):
+        w2s.sample(backend(engine, token_prompts=True), None, ["p"], SP)
+    w2s.sample(backend(engine, token_prompts=False), None, ["p"], SP)  # asks nothing
+
+
+def test_a_response_cut_client_side_keeps_no_token_ids():
+    e = FakeEngine(tokenize=True)
+    try:
+        b = backend(e)
+        req = Request("p", " w1", (1,), (0,), tokens=1)
+        [[full]] = b.complete([req], 3, SamplingParams(seed=0))
+        new = full.response[len(" w1"):]
+        assert full.token_ids == [int(w[1:]) for w in new.split()] and len(full.token_ids) == 3
+        assert e.bodies[-1]["prompt"] == [1000, 1]
+        stop = "1" + new[:3]  # spans the kept response and the new text: found client-side
+        [[cut]] = b.complete([req], 3, SamplingParams(seed=0, stop=(stop,)))
+        assert cut.response == " w" and cut.ended and cut.token_ids is None
+    finally:
+        e.close()
+
+
 def test_a_stop_string_split_across_chunks_is_found_client_side(engine):
     b = backend(engine)
     [r] = w2s.sample(b, None, ["p"], SamplingParams(max_new_tokens=4, seed=3))
@@ -129,7 +182,9 @@ def test_errors_that_retrying_cannot_fix_are_one_line(engine, pair):
 def test_bad_settings_are_refused(engine):
     for kw, msg in [({"max_concurrency": 0}, "max_concurrency must be >= 1"),
                     ({"timeout": 0}, "timeout must be > 0"),
-                    ({"chat": True}, "--chat needs a tokenizer with a chat template")]:
+                    ({"chat": True}, "--chat needs a tokenizer with a chat template"),
+                    ({"token_prompts": "yes"}, "token_prompts must be true, false or unset"),
+                    ({"token_prompts": True, "logprobs": False}, "token_prompts needs logprobs")]:
         with pytest.raises(W2SError, match=msg):
             OpenAIBackend(engine.url, "fake", **kw)
     with pytest.raises(W2SError, match="must start with http"):

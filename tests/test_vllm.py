@@ -199,3 +199,85 @@ def test_w2s_serve_in_front_of_the_engine_answers_like_the_library(vllm_url, eng
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_token_id_prompts_continue_exactly_like_text_prompts(vllm_url):
+    """A kept prefix sent as the engine's own prompt ids + the sampled ids draws the same
+    continuation as its text, for the same seed, wherever the text re-tokenizes to those ids
+    (and only the ids are exact where it does not)."""
+    from w2s.models.loading import load_tokenizer
+
+    by_ids = OpenAIBackend(vllm_url, "zoo-base", token_prompts=True)
+    by_text = OpenAIBackend(vllm_url, "zoo-base", token_prompts=False)
+    sp = SamplingParams(seed=0, temperature=0.8)
+    first = [Request(p, streams=(3, 4)) for p in PROMPTS]
+    a, b = by_ids.complete(first, 6, sp), by_text.complete(first, 6, sp)
+    assert [[c.response for c in x] for x in a] == [[c.response for c in x] for x in b]
+    tok = load_tokenizer(str(ZOO_DIR / "base"))
+    for x in a:
+        for c in x:  # the ids are the engine's sampled tokens: they decode to the response
+            assert c.token_ids is not None and len(c.token_ids) == c.n_tokens
+            assert tok.decode(c.token_ids) == c.response
+    second = [Request(p, x[0].response, tuple(x[0].token_ids), (5,), tokens=6)
+              for p, x in zip(PROMPTS, a)]
+    a2, b2 = by_ids.complete(second, 6, sp), by_text.complete(second, 6, sp)
+    assert by_ids.stats["token_prompts"] == 4 and by_text.stats["token_prompts"] == 0
+    canonical = 0
+    for p, r, x, y in zip(PROMPTS, second, a2, b2):
+        prompt_ids = by_ids._ids[p]
+        if tok(p + r.response)["input_ids"] == prompt_ids + list(r.response_ids):
+            canonical += 1
+            assert x[0].response == y[0].response
+    assert canonical >= 1, "no kept prefix re-tokenized to its sampled ids: nothing compared"
+
+
+def test_token_ids_out_of_the_engines_vocabulary_are_one_line(vllm_url):
+    b = OpenAIBackend(vllm_url, "zoo-base", token_prompts=True, max_retries=0)
+    with pytest.raises(w2s.W2SError, match=r"127\.0\.0\.1:\d+/v1/completions refused the "
+                                           r"request \(HTTP 400\)") as e:
+        b.complete([Request("the movie was", " x", (10**7,), (0,), tokens=1)], 4,
+                   SamplingParams(seed=0))
+    assert "\n" not in str(e.value)
+
+
+def test_a_guide_model_behind_the_engine_scores_like_the_same_model_in_process(vllm_url):
+    """The zoo base served by vLLM as one model of a pair (``REF@URL``): its log-likelihoods,
+    and the pair's scores, equal the in-process model's within float tolerance; searches pick
+    the same candidates."""
+    from w2s.models.engine_lm import EngineLM
+    from w2s.models.refs import load_model
+
+    served = load_model(f"zoo:base@{vllm_url}")
+    assert isinstance(served, EngineLM) and served.model == "zoo-base"
+    local = w2s.HFModel.load("zoo:base")
+    texts = [" a great film, i loved it", " boring and far too long", " ok", ""]
+    ids = local.encode_responses(texts)
+    prompts = PROMPTS + PROMPTS
+    assert served.encode_prompt(PROMPTS[0]) == local.encode_prompt(PROMPTS[0])
+    got, want = served.token_loglik(prompts, ids), local.token_loglik(prompts, ids)
+    assert got[-1] == want[-1] == 0.0
+    assert got == pytest.approx(want, abs=2e-3, rel=1e-4)
+    remote = w2s.PairGuide.load(f"zoo:base@{vllm_url}", "zoo:untuned")
+    inproc = w2s.PairGuide(local, remote.untuned)
+    ended = [True, False, True, False]
+    assert remote.score(prompts, texts, ended).tolist() == pytest.approx(
+        inproc.score(prompts, texts, ended).tolist(), abs=2e-3, rel=1e-4)
+    sp = SamplingParams(max_new_tokens=12, temperature=0.8, seed=4)
+    a = w2s.cbs(local, remote, PROMPTS, SearchParams(2, 2, 4), sp)
+    b = w2s.cbs(local, inproc, PROMPTS, SearchParams(2, 2, 4), sp)
+    assert [r.text for r in a] == [r.text for r in b]
+    assert [r.score for r in a] == pytest.approx([r.score for r in b], abs=2e-3, rel=1e-4)
+
+
+def test_a_guide_url_serving_another_tokenizer_is_one_line(vllm_url, tiny_paths):
+    from w2s.models.engine_lm import EngineLM
+
+    other = EngineLM(vllm_url, tiny_paths["base"])
+    with pytest.raises(w2s.W2SError, match=r"/v1 serves 'zoo-base' with another tokenizer "
+                                           r"than .* names") as e:
+        other.token_loglik(["hi"], [[1, 2]])
+    assert "\n" not in str(e.value)
+    with pytest.raises(w2s.W2SError, match=r"'http://' is not an engine URL"):
+        w2s.PairGuide.load("zoo:base@http://", "zoo:untuned")
+    with pytest.raises(w2s.W2SError, match=r"serves zoo-base, not 'nope'"):
+        EngineLM(vllm_url, "zoo:base", model="nope")

@@ -59,3 +59,21 @@ def render(tokenizer: Any, prompt: str, chat: bool, name: str) -> str | None:
     if not getattr(tokenizer, "chat_template", None):
         raise W2SError(f"model {name!r} has no chat template, so it cannot format chat messages")
     return tokenizer.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False)
+
+
+def prompt_ids(tokenizer: Any, prompt: str, chat: bool, name: str) -> list[int]:
+    """A prompt's token ids as a model formats it: its chat template for a :class:`ChatPrompt`
+    (or one user turn when ``chat``), else plain text with the tokenizer's special tokens
+    (BOS); an empty prompt is the BOS token alone. In-process and engine-served models share
+    it, so both read a prompt as the same tokens."""
+    text = render(tokenizer, prompt, chat, name)
+    if text is not None:
+        ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    else:
+        ids = tokenizer(prompt, add_special_tokens=True)["input_ids"]
+    if not ids:
+        if tokenizer.bos_token_id is None:
+            raise W2SError(f"the prompt {prompt!r} is empty for {name!r} (no tokens and "
+                           "no BOS token to condition on)")
+        ids = [tokenizer.bos_token_id]
+    return list(ids)

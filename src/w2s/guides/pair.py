@@ -23,7 +23,7 @@ from w2s.guides.tail_tokenizer import ResponseTokenizer, same_tokenization
 from w2s.logits import same_vocabulary
 from w2s.models.base import Backend, LogitsBackend, ParamCount
 from w2s.models.hf import HFModel
-from w2s.models.refs import resolve_model
+from w2s.models.refs import load_model
 
 
 def check_guide_model(model: HFModel, prompts: Sequence[str], max_new_tokens: int) -> None:
@@ -71,8 +71,10 @@ class PairGuide(Guide):
     @classmethod
     def load(cls, tuned: str | os.PathLike[str], untuned: str | os.PathLike[str], *,
              dtype: str = "auto", device: str = "cpu", chat: bool = False) -> PairGuide:
-        return cls(HFModel.load(resolve_model(tuned), dtype=dtype, device=device, chat=chat),
-                   HFModel.load(resolve_model(untuned), dtype=dtype, device=device, chat=chat))
+        """Each model from a folder, ``zoo:ROLE``, a hub id, or ``REF@URL`` (served by an
+        engine)."""
+        return cls(load_model(os.fspath(tuned), dtype=dtype, device=device, chat=chat),
+                   load_model(os.fspath(untuned), dtype=dtype, device=device, chat=chat))
 
     def check_prompts(self, prompts: Sequence[str], max_new_tokens: int) -> None:
         for m in (self.tuned, self.untuned):
@@ -114,6 +116,10 @@ class PairGuide(Guide):
         return (tuned - untuned).float(), n1 + n2
 
     def session(self, prompts: Sequence[str]) -> ScoringSession:
+        """KV-cached incremental scoring when both models are in process; a model behind an
+        engine re-scores whole responses each round (one batched request per model)."""
+        if not all(isinstance(m, HFModel) for m in (self.tuned, self.untuned)):
+            return ScoringSession(self, prompts)
         return PairSession(self, prompts)
 
 

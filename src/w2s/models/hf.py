@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from w2s.chat import render
+from w2s.chat import prompt_ids
 from w2s.errors import W2SError
 from w2s.models.base import Continuation, Request
 from w2s.models.kv_cache import growing_cache, set_spare
@@ -125,18 +125,7 @@ class HFModel:
     def encode_prompt(self, prompt: str) -> list[int]:
         """Prompt token ids: the chat template for a :class:`~w2s.chat.ChatPrompt` (or one user
         turn when ``chat``), else plain text."""
-        tok = self.tokenizer
-        text = render(tok, prompt, self.chat, self.name)
-        if text is not None:
-            ids = tok(text, add_special_tokens=False)["input_ids"]
-        else:
-            ids = tok(prompt, add_special_tokens=True)["input_ids"]
-        if not ids:
-            if tok.bos_token_id is None:
-                raise W2SError(f"the prompt {prompt!r} is empty for {self.name!r} (no tokens and "
-                               "no BOS token to condition on)")
-            ids = [tok.bos_token_id]
-        return list(ids)
+        return prompt_ids(self.tokenizer, prompt, self.chat, self.name)
 
     def encode_response(self, text: str) -> list[int]:
         """Response token ids, with no special tokens added."""

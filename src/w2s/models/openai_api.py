@@ -12,6 +12,12 @@ unchanged; token-level methods refuse it (it gives no next-token distribution).
   set), and a ``seed`` derived from the row's random stream and its length, so runs repeat and
   rounds draw fresh randomness. Every kept prefix is sent again as a prompt: an engine with
   prefix caching (vLLM: ``--enable-prefix-caching``) serves it from cache.
+- **Exact prefixes.** Where the engine takes token ids as the prompt (vLLM), a kept prefix is
+  sent as the prompt's token ids (from the engine's own ``/tokenize``, once per prompt) + the
+  response's sampled ids (vLLM's ``return_tokens_as_token_ids``): it is never re-tokenized, so
+  the next chunk continues exactly the tokens sampled and the cache blocks match exactly. An
+  engine without ``/tokenize`` gets text, with a one-line note (``token_prompts=None``, the
+  default); ``token_prompts=True`` insists, ``False`` always sends text.
 - ``logprobs=0`` asks for the sampled tokens, which count each choice's tokens exactly (some
   servers' ``usage`` counts one choice only); without them ``usage`` is split evenly.
 - Chat models: the chat template is applied client-side from a tokenizer the user names, so a
@@ -26,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import logging
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -38,6 +45,12 @@ from w2s.rng import engine_seed
 from w2s.stopping import first_stop
 
 RETRY_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
+MISSING_STATUS = frozenset({404, 405, 501})
+"""What a server answers for an endpoint it does not have."""
+TOKEN_ID_PREFIX = "token_id:"
+"""How vLLM writes a token with ``return_tokens_as_token_ids``."""
+
+log = logging.getLogger("w2s")
 
 
 class _Retryable(Exception):
@@ -74,7 +87,7 @@ class OpenAIBackend:
     def __init__(self, base_url: str, model: str, *, api_key: str | None = None,
                  chat: bool = False, tokenizer: Any = None, max_concurrency: int = 64,
                  timeout: float = 120.0, max_retries: int = 6, batch_size: int = 256,
-                 logprobs: bool = True) -> None:
+                 logprobs: bool = True, token_prompts: bool | None = None) -> None:
         if not base_url.startswith(("http://", "https://")):
             raise W2SError(f"base URL must start with http:// or https://, got {base_url!r}")
         if not model:
@@ -86,6 +99,11 @@ class OpenAIBackend:
             raise W2SError(f"max_retries must be >= 0, got {max_retries!r}")
         if not timeout > 0:
             raise W2SError(f"timeout must be > 0 seconds, got {timeout!r}")
+        if token_prompts not in (None, True, False):
+            raise W2SError(f"token_prompts must be true, false or unset, got {token_prompts!r}")
+        if token_prompts and not logprobs:
+            raise W2SError("token_prompts needs logprobs: the sampled tokens' ids come with "
+                           "their log-probabilities")
         root = base_url.rstrip("/")
         self.base_url = root if root.endswith("/v1") else root + "/v1"
         self.model = model
@@ -95,6 +113,8 @@ class OpenAIBackend:
         self.max_concurrency, self.timeout, self.max_retries = max_concurrency, timeout, max_retries
         self.batch_size = batch_size
         self.logprobs = logprobs
+        self.token_prompts = token_prompts
+        self._ids: dict[str, list[int]] = {}  # formatted prompt -> the engine's token ids
         if isinstance(tokenizer, str):
             from w2s.models.loading import load_tokenizer
 
@@ -105,7 +125,8 @@ class OpenAIBackend:
                            "(--base-tokenizer): the template is applied client-side so a "
                            "partial assistant turn can be continued")
         self._checked = False
-        self.stats = {"requests": 0, "retries": 0, "prompt_tokens": 0, "completion_tokens": 0}
+        self.stats = {"requests": 0, "retries": 0, "prompt_tokens": 0, "completion_tokens": 0,
+                      "token_prompts": 0}
 
     # ---------------------------------------------------------------- prompts
     def format_prompt(self, prompt: str) -> str:
@@ -173,7 +194,9 @@ class OpenAIBackend:
 
     def _complete(self, requests: Sequence[Request], max_tokens: int, sampling: SamplingParams,
                   top: bool) -> list[list[Continuation]]:
-        bodies = [self.body(r, max_tokens, sampling) for r in requests]
+        if not top:  # Nudging cuts at a token's text: it needs the tokens' strings, not ids
+            self.tokenize_prompts([r.prompt for r in requests])
+        bodies = [self.body(r, max_tokens, sampling, token_ids=not top) for r in requests]
         if top:
             for body in bodies:
                 body["logprobs"] = 1
@@ -218,26 +241,69 @@ class OpenAIBackend:
     def _post_all(self, bodies: list[dict[str, Any] | None]) -> list[dict[str, Any] | None]:
         """POST every body to ``/completions`` concurrently (at most ``max_concurrency`` in
         flight); answers in order, None where the body is None."""
+        return self.post_all_to("/completions", bodies)
+
+    def post_all_to(self, path: str, bodies: Sequence[dict[str, Any] | None], *,
+                    missing_ok: bool = False) -> list[Any]:
+        """POST every body to ``path`` (under the API root, or a whole URL) concurrently, with
+        retries; answers in order, None where the body is None (or, with ``missing_ok``, where
+        the server has no such endpoint)."""
         if not any(b is not None for b in bodies):
             return [None] * len(bodies)
 
-        async def all_() -> list[dict[str, Any] | None]:
+        async def all_() -> list[Any]:
             gate = asyncio.Semaphore(self.max_concurrency)
             async with self._client() as client:
-                async def one(body: dict[str, Any] | None) -> dict[str, Any] | None:
+                async def one(body: dict[str, Any] | None) -> Any:
                     if body is None:
                         return None
                     async with gate:
-                        return await self._post(client, "/completions", body)
+                        return await self._post(client, path, body, missing_ok=missing_ok)
 
                 return list(await asyncio.gather(*(one(b) for b in bodies)))
 
         return _run(all_())
 
-    def body(self, req: Request, max_tokens: int, sampling: SamplingParams) -> dict[str, Any]:
-        """The JSON body of one request (public: tests and docs show exactly what is sent)."""
+    def tokenize_prompts(self, prompts: Sequence[str]) -> None:
+        """Learn each formatted prompt's token ids from the engine's ``/tokenize`` (once per
+        prompt), so requests can send token ids; the first time, whether the engine has it."""
+        if self.token_prompts is False or not self.logprobs:
+            return
+        todo = list(dict.fromkeys(t for t in map(self.format_prompt, prompts)
+                                  if t not in self._ids))
+        if not todo:
+            return
+        root = self.base_url.removesuffix("/v1")
+        answers = self.post_all_to(root + "/tokenize", [{"model": self.model, "prompt": t}
+                                                        for t in todo], missing_ok=True)
+        if any(a is None for a in answers):
+            if self.token_prompts:
+                raise W2SError(f"{root} has no /tokenize: it cannot take token-id prompts "
+                               "(token_prompts false sends text)")
+            log.warning("%s has no /tokenize: prefixes are sent as text (re-tokenized by the "
+                        "engine each round)", root)
+            self.token_prompts = False
+            return
+        for text, a in zip(todo, answers):
+            ids = a.get("tokens") if isinstance(a, dict) else None
+            if not isinstance(ids, list) or not all(isinstance(i, int) for i in ids):
+                raise W2SError(f"{root}/tokenize answered without token ids")
+            self._ids[text] = ids
+        self.token_prompts = True if self.token_prompts is None else self.token_prompts
+
+    def body(self, req: Request, max_tokens: int, sampling: SamplingParams, *,
+             token_ids: bool = True) -> dict[str, Any]:
+        """The JSON body of one request (public: tests and docs show exactly what is sent).
+        With ``token_ids`` and the prompt's ids known (:meth:`tokenize_prompts`), the prompt
+        is the token ids of prompt + response when the response's ids are known."""
+        text = self.format_prompt(req.prompt)
+        prompt: str | list[int] = text + req.response
+        exact = token_ids and self.token_prompts and text in self._ids
+        if exact and (req.response_ids is not None or not req.response):
+            prompt = self._ids[text] + list(req.response_ids or ())
+            self.stats["token_prompts"] += 1
         body: dict[str, Any] = {
-            "model": self.model, "prompt": self.format_prompt(req.prompt) + req.response,
+            "model": self.model, "prompt": prompt,
             "max_tokens": max_tokens, "n": len(req.streams),
             "temperature": sampling.temperature, "top_p": sampling.top_p,
             "seed": engine_seed(req.streams[0], req.tokens),
@@ -246,14 +312,18 @@ class OpenAIBackend:
             body["stop"] = list(sampling.stop)
         if self.logprobs:
             body["logprobs"] = 0
+        if exact:
+            body["return_tokens_as_token_ids"] = True  # vLLM: the next round sends them back
         if sampling.top_k > 0:
             body["top_k"] = sampling.top_k  # vLLM / SGLang extension
         if sampling.ignore_eos:
             body["ignore_eos"] = True  # vLLM / SGLang extension
         return body
 
-    async def _post(self, client: Any, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        """POST with retries on 429/5xx, timeouts and dropped connections (tenacity)."""
+    async def _post(self, client: Any, path: str, body: dict[str, Any], *,
+                    missing_ok: bool = False) -> Any:
+        """POST with retries on 429/5xx, timeouts and dropped connections (tenacity).
+        ``missing_ok``: None when the server has no such endpoint (404, 405, 501)."""
         import httpx
         from tenacity import (
             AsyncRetrying,
@@ -286,6 +356,8 @@ class OpenAIBackend:
                         raise _Retryable(f"no answer within {self.timeout:g} s") from None
                     except httpx.TransportError as e:
                         raise _Retryable(f"{type(e).__name__}: {_first_line(str(e))}") from None
+                    if missing_ok and r.status_code in MISSING_STATUS:
+                        return None
                     if r.status_code in RETRY_STATUS:
                         raise _Retryable(f"HTTP {r.status_code}: {_first_line(r.text)}",
                                          _retry_after(r.headers.get("retry-after")))
@@ -329,7 +401,8 @@ class OpenAIBackend:
             if cut >= 0:  # a stop string the engine could not see: it spans two chunks
                 response, ended = response[:cut], True
             lps = logprobs.get("token_logprobs")
-            cont = Continuation(response, None, n_tokens, "stop" if ended else "length",
+            ids = _token_ids(tokens) if cut < 0 else None  # a cut: the ids overrun the text
+            cont = Continuation(response, ids, n_tokens, "stop" if ended else "length",
                                 logprob=None if not lps or None in lps else float(sum(lps)))
             if top:
                 cont.top_logprobs, cont.prefixes = self._top(logprobs, req.response, text,
@@ -352,6 +425,22 @@ class OpenAIBackend:
             ends.append(at)
         prefixes = [before] + [(before + text[:e])[: len(response)] for e in ends]
         return best, prefixes
+
+
+def _token_ids(tokens: list[str] | None) -> list[int] | None:
+    """The ids of tokens written ``token_id:N`` (vLLM's ``return_tokens_as_token_ids``);
+    None when any is not (the engine ignored the option)."""
+    if not tokens:
+        return None if tokens is None else []
+    ids = []
+    for t in tokens:
+        if not isinstance(t, str) or not t.startswith(TOKEN_ID_PREFIX):
+            return None
+        try:
+            ids.append(int(t[len(TOKEN_ID_PREFIX):]))
+        except ValueError:
+            return None
+    return ids
 
 
 def _error_message(r: Any) -> str:

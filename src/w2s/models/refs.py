@@ -11,18 +11,25 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from w2s.models.resolve import ZOO_DIR, resolve_model  # noqa: E402  (re-exported)
+from w2s.models.resolve import ZOO_DIR, engine_ref, resolve_model  # noqa: E402  (re-exported)
 
-__all__ = ["ZOO_DIR", "load_engine", "load_model", "resolve_model"]
+__all__ = ["ZOO_DIR", "engine_ref", "load_engine", "load_model", "resolve_model"]
 
 
 def load_model(ref: str, *, base_dir: Path | None = None, dtype: str = "auto",
                device: str = "cpu", chat: bool = False, batch_size: int = 64) -> Any:
-    """The language model ``ref`` names, loaded (today: a white-box ``HFModel``)."""
+    """The language model ``ref`` names: a white-box ``HFModel``, or an
+    :class:`~w2s.models.engine_lm.EngineLM` for ``REF@URL`` (a model an engine serves)."""
+    path = resolve_model(ref, base_dir)
+    served = engine_ref(path)
+    if served is not None:
+        from w2s.models.engine_lm import EngineLM
+
+        local, url, name = served
+        return EngineLM(url, local, model=name, chat=chat, batch_size=batch_size)
     from w2s.models.hf import HFModel
 
-    return HFModel.load(resolve_model(ref, base_dir), dtype=dtype, device=device, chat=chat,
-                        batch_size=batch_size)
+    return HFModel.load(path, dtype=dtype, device=device, chat=chat, batch_size=batch_size)
 
 
 def load_engine(url: str, model: str, *, chat: bool = False, tokenizer: str | None = None,
