@@ -31,6 +31,7 @@ class FakeEngine:
         self.logprobs = logprobs  # False: a server that reports no log-probabilities
         self.faults: list[tuple] = []
         self.bodies: list[dict] = []
+        self.headers: list[dict] = []  # each completion request's headers, lower-cased names
         self.lock = threading.Lock()
         engine = self
 
@@ -68,6 +69,7 @@ class FakeEngine:
                     return self._send(404, b'{"detail": "Not Found"}')
                 with engine.lock:
                     engine.bodies.append(body)
+                    engine.headers.append({k.lower(): v for k, v in self.headers.items()})
                     fault = engine.faults.pop(0) if engine.faults else None
                 if body.get("model") != engine.model:
                     msg = {"error": {"message": f"The model `{body.get('model')}` does not exist."}}

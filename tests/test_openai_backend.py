@@ -101,6 +101,17 @@ def test_kept_prefixes_travel_as_token_ids_where_the_engine_tokenizes():
         e.close()
 
 
+def test_every_request_of_one_prompt_carries_one_affinity_key(engine):
+    w2s.cbs(backend(engine), CountGuide(), ["p", "q"], SearchParams(2, 3, 2), SP)
+    keys: dict[str, set[str]] = {}
+    for body, headers in zip(engine.bodies, engine.headers):
+        keys.setdefault(body["prompt"].split()[0], set()).add(headers["x-session-id"])
+    assert set(keys) == {"p", "q"} and all(len(k) == 1 for k in keys.values())
+    assert keys["p"] != keys["q"]  # prompts spread over replicas
+    w2s.sample(backend(engine, affinity_header=None), None, ["p"], SP)
+    assert "x-session-id" not in engine.headers[-1]
+
+
 def test_an_engine_without_tokenize_gets_text_with_one_note(engine, caplog):
     b = backend(engine)
     with caplog.at_level("WARNING", logger="w2s"):

@@ -281,3 +281,55 @@ def test_a_guide_url_serving_another_tokenizer_is_one_line(vllm_url, tiny_paths)
         w2s.PairGuide.load("zoo:base@http://", "zoo:untuned")
     with pytest.raises(w2s.W2SError, match=r"serves zoo-base, not 'nope'"):
         EngineLM(vllm_url, "zoo:base", model="nope")
+
+
+def _served(url: str) -> float:
+    """Requests a vLLM server has finished, from its Prometheus metrics."""
+    import httpx
+
+    text = httpx.get(url.removesuffix("/v1") + "/metrics", timeout=10).text
+    return sum(float(line.split()[-1]) for line in text.splitlines()
+               if line.startswith("vllm:request_success_total"))
+
+
+def test_two_replicas_behind_vllm_router_keep_each_prompt_on_one(vllm_url, tmp_path):
+    """Two vLLM servers behind vllm-router (consistent hashing on X-Session-ID): every request
+    of one prompt's search lands on one replica (read from each server's metrics), prompts use
+    both, results equal one replica's (seeded), and a router left with no live replica is one
+    line."""
+    from w2s.vllm_server import router_binary, stop_server, vllm_router, vllm_server
+
+    try:
+        router_binary()
+    except w2s.W2SError as e:
+        pytest.skip(str(e))
+    prompts = ["the movie was", "i thought this film", "the plot", "what a", "the actors",
+               "this was the"]
+    sp = SamplingParams(max_new_tokens=12, temperature=0.8, seed=1)
+    guide = w2s.PairGuide.load("zoo:tuned", "zoo:untuned")
+    with vllm_server(ZOO_DIR / "base", "zoo-base", log=tmp_path / "b.log") as other:
+        with vllm_router([vllm_url, other], log=tmp_path / "router.log") as router:
+            routed = OpenAIBackend(router, "zoo-base")
+            used = []
+            for i, p in enumerate(prompts + [f"review number {k}:" for k in range(10)]):
+                before = (_served(vllm_url), _served(other))
+                if i < len(prompts):  # a search's rounds: 3 requests or more, one replica
+                    w2s.cbs(routed, guide, [p], SearchParams(2, 2, 4), sp)
+                else:
+                    w2s.sample(routed, None, [p], sp)
+                after = (_served(vllm_url), _served(other))
+                grew = [b - a for a, b in zip(before, after)]
+                assert min(grew) == 0 and max(grew) >= (3 if i < len(prompts) else 1), (p, grew)
+                used.append(grew.index(max(grew)))
+            assert 0 < sum(used) < len(used), f"16 prompts, replicas used: {used}"
+            direct = w2s.cbs(OpenAIBackend(vllm_url, "zoo-base"), guide, prompts,
+                             SearchParams(2, 2, 4), sp)
+            again = w2s.cbs(routed, guide, prompts, SearchParams(2, 2, 4), sp)
+            assert [r.text for r in again] == [r.text for r in direct]
+        with vllm_router([other], log=tmp_path / "router1.log") as lonely:
+            b = OpenAIBackend(lonely, "zoo-base", max_retries=1, timeout=20)
+            w2s.sample(b, None, prompts[:1], sp)
+            stop_server(other)  # the router's only replica goes down
+            with pytest.raises(w2s.W2SError) as e:
+                w2s.sample(b, None, prompts[1:2], sp)
+            assert "\n" not in str(e.value) and lonely in str(e.value)

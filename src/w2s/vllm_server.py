@@ -21,6 +21,7 @@ from pathlib import Path
 from w2s.errors import W2SError
 
 ENGINE_VENV = Path(__file__).resolve().parents[2] / ".venv-engine"
+_RUNNING: dict[str, subprocess.Popen] = {}  # API root -> the server this process started
 
 
 def engine_python(venv: Path | None = None) -> Path:
@@ -79,6 +80,71 @@ def vllm_server(model: str | Path, name: str, *, max_model_len: int = 256,
                     raise W2SError(f"the vLLM server did not answer within {timeout:g} s; "
                                    f"see {log}")
                 time.sleep(1)
+            _RUNNING[url] = proc
+            yield url
+        finally:
+            _RUNNING.pop(url, None)
+            _stop(proc)
+
+
+def stop_server(url: str) -> None:
+    """Stop a server :func:`vllm_server` started, before its block ends (a replica going
+    down, in tests of what a router and w2s do then)."""
+    proc = _RUNNING.get(url)
+    if proc is None:
+        raise W2SError(f"no vLLM server started here answers at {url}")
+    _stop(proc)
+
+
+ROUTER_VERSION = "0.1.17"
+
+
+def router_binary(venv: Path | None = None) -> Path:
+    """vllm-router in the engine venv (``make engine`` installs it), or a one-line error."""
+    venv = Path(os.environ.get("W2S_ENGINE_VENV", venv or ENGINE_VENV))
+    if (venv / "ROUTER_UNAVAILABLE").is_file():
+        raise W2SError("vllm-router unavailable: "
+                       + (venv / "ROUTER_UNAVAILABLE").read_text().strip())
+    binary = venv / "bin" / "vllm-router"
+    if not binary.is_file():
+        raise W2SError(f"vllm-router not set up in {venv}: run `make engine` (make test does)")
+    return binary
+
+
+@contextlib.contextmanager
+def vllm_router(workers: list[str], *, policy: str = "consistent_hash",
+                log: Path | None = None, timeout: float = 120.0,
+                port: int | None = None) -> Iterator[str]:
+    """vllm-router (the vLLM project's router, pip ``vllm-router``) on loopback in front of
+    ``workers`` (their API roots); yields the router's API root. ``consistent_hash`` sends
+    every request that carries the same ``X-Session-ID`` header to the same worker, which is
+    how w2s keeps all of one prompt's requests on the replica that caches its prefix."""
+    import httpx
+
+    binary = router_binary()
+    port = port or free_port()
+    log = log or binary.parent.parent / "router.log"
+    args = [str(binary), "--host", "127.0.0.1", "--port", str(port), "--policy", policy,
+            "--worker-urls", *[w.removesuffix("/v1") for w in workers],
+            "--log-level", "warning"]
+    with open(log, "w") as out:
+        proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+        url = f"http://127.0.0.1:{port}/v1"
+        try:
+            deadline = time.monotonic() + timeout
+            while True:
+                if proc.poll() is not None:
+                    raise W2SError(f"vllm-router exited ({proc.returncode}); see {log}")
+                try:
+                    if httpx.get(url + "/models", timeout=2).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise W2SError(f"vllm-router did not answer within {timeout:g} s; "
+                                   f"see {log}")
+                time.sleep(0.5)
             yield url
         finally:
             _stop(proc)

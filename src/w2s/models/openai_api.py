@@ -22,6 +22,10 @@ unchanged; token-level methods refuse it (it gives no next-token distribution).
   servers' ``usage`` counts one choice only); without them ``usage`` is split evenly.
 - Chat models: the chat template is applied client-side from a tokenizer the user names, so a
   continuation of a partial assistant turn is exact (the chat endpoint cannot continue one).
+- **Several replicas** go behind a router that hashes a header (vLLM's ``vllm-router
+  --policy consistent_hash``): every request of one prompt carries the same
+  ``X-Session-ID`` (``affinity_header``; a digest of the formatted prompt), so all its rounds
+  reach the replica that caches its prefix, while prompts spread over replicas.
 - Requests run concurrently (asyncio + ``httpx``), at most ``max_concurrency`` in flight;
   429/5xx, timeouts and dropped connections are retried with exponential backoff and jitter
   (``tenacity``), honouring ``Retry-After``; when the budget is spent, one line says why.
@@ -87,7 +91,8 @@ class OpenAIBackend:
     def __init__(self, base_url: str, model: str, *, api_key: str | None = None,
                  chat: bool = False, tokenizer: Any = None, max_concurrency: int = 64,
                  timeout: float = 120.0, max_retries: int = 6, batch_size: int = 256,
-                 logprobs: bool = True, token_prompts: bool | None = None) -> None:
+                 logprobs: bool = True, token_prompts: bool | None = None,
+                 affinity_header: str | None = "X-Session-ID") -> None:
         if not base_url.startswith(("http://", "https://")):
             raise W2SError(f"base URL must start with http:// or https://, got {base_url!r}")
         if not model:
@@ -114,6 +119,7 @@ class OpenAIBackend:
         self.batch_size = batch_size
         self.logprobs = logprobs
         self.token_prompts = token_prompts
+        self.affinity_header = affinity_header
         self._ids: dict[str, list[int]] = {}  # formatted prompt -> the engine's token ids
         if isinstance(tokenizer, str):
             from w2s.models.loading import load_tokenizer
@@ -200,8 +206,16 @@ class OpenAIBackend:
         if top:
             for body in bodies:
                 body["logprobs"] = 1
-        return [self._parse(data, req, sampling, top)
-                for data, req in zip(self._post_all(bodies), requests)]
+        keys = [self.affinity_key(r.prompt) for r in requests]
+        answers = self.post_all_to("/completions", bodies, keys=keys)
+        return [self._parse(data, req, sampling, top) for data, req in zip(answers, requests)]
+
+    def affinity_key(self, prompt: str) -> str:
+        """The key every request of one prompt carries (a digest of its formatted text): a
+        router with consistent hashing sends them all to the replica that caches it."""
+        import hashlib
+
+        return hashlib.blake2b(self.format_prompt(prompt).encode(), digest_size=8).hexdigest()
 
     def loglik(self, prompts: Sequence[str], responses: Sequence[str]
                ) -> list[tuple[float, int]]:
@@ -244,23 +258,29 @@ class OpenAIBackend:
         return self.post_all_to("/completions", bodies)
 
     def post_all_to(self, path: str, bodies: Sequence[dict[str, Any] | None], *,
-                    missing_ok: bool = False) -> list[Any]:
+                    missing_ok: bool = False, keys: Sequence[str | None] | None = None
+                    ) -> list[Any]:
         """POST every body to ``path`` (under the API root, or a whole URL) concurrently, with
         retries; answers in order, None where the body is None (or, with ``missing_ok``, where
-        the server has no such endpoint)."""
+        the server has no such endpoint). ``keys[i]``: body ``i``'s affinity key, sent in the
+        ``affinity_header`` so a router sends equal keys to one replica."""
         if not any(b is not None for b in bodies):
             return [None] * len(bodies)
+        keys = keys if keys is not None else [None] * len(bodies)
 
         async def all_() -> list[Any]:
             gate = asyncio.Semaphore(self.max_concurrency)
             async with self._client() as client:
-                async def one(body: dict[str, Any] | None) -> Any:
+                async def one(body: dict[str, Any] | None, key: str | None) -> Any:
                     if body is None:
                         return None
+                    headers = ({self.affinity_header: key}
+                               if key is not None and self.affinity_header else None)
                     async with gate:
-                        return await self._post(client, path, body, missing_ok=missing_ok)
+                        return await self._post(client, path, body, missing_ok=missing_ok,
+                                                headers=headers)
 
-                return list(await asyncio.gather(*(one(b) for b in bodies)))
+                return list(await asyncio.gather(*(one(b, k) for b, k in zip(bodies, keys))))
 
         return _run(all_())
 
@@ -321,7 +341,7 @@ class OpenAIBackend:
         return body
 
     async def _post(self, client: Any, path: str, body: dict[str, Any], *,
-                    missing_ok: bool = False) -> Any:
+                    missing_ok: bool = False, headers: dict[str, str] | None = None) -> Any:
         """POST with retries on 429/5xx, timeouts and dropped connections (tenacity).
         ``missing_ok``: None when the server has no such endpoint (404, 405, 501)."""
         import httpx
@@ -350,7 +370,7 @@ class OpenAIBackend:
                 with attempt:
                     self.stats["requests"] += 1
                     try:
-                        r = await client.post(path, json=body)
+                        r = await client.post(path, json=body, headers=headers)
                         payload = r.content
                     except httpx.TimeoutException:
                         raise _Retryable(f"no answer within {self.timeout:g} s") from None
