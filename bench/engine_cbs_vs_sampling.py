@@ -2,15 +2,18 @@
 same number of tokens through the same engine.
 
 Starts vLLM (the CPU build from ``make engine``) serving the zoo's base, and prints, measured
-side by side in one run:
-  t(CBS(W,K,L) over HTTP)  /  t(sampling W*K sequences per prompt over HTTP)
-for each KV-cache block size (prefix caching on; up to prompts x W requests in flight, a
-round's worth), with the engine's prefix-cache hit rate
-during each method (from its /metrics counters), and CBS's wall time at several
-``max_concurrency`` values. EOS is ignored so every run samples exactly max_new_tokens. The
-guide (the zoo's pair) runs in this process; its share of CBS's time is printed too.
+side by side in one run, for each KV-cache block size (prefix caching on) and each way of
+sending kept prefixes (``text``: re-tokenized by the engine each round, as before;
+``ids``: the engine's prompt ids + the sampled ids, exact):
+  t(CBS(W,K,L)) / t(Best-of-W*K), t(CBS) / t(sampling W*K per prompt), the same ratio for the
+  engine side alone (CBS minus the guide's time), the guide's share of CBS, and the engine's
+  prefix-cache hit rate during each method (from its /metrics counters);
+then CBS's wall time at several ``max_concurrency`` values. EOS is ignored so every run samples
+exactly max_new_tokens; up to prompts x W requests are in flight (a round's worth). The guide
+(the zoo's pair) runs in this process.
 
     python bench/engine_cbs_vs_sampling.py [--prompts 16] [--max-new 50] [--blocks 32 128]
+        [--modes text ids]
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ def main() -> None:
     ap.add_argument("--blocks", type=int, nargs="+", default=[32, 128])
     ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16, 64])
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--modes", nargs="+", choices=["text", "ids"], default=["text", "ids"])
     args = ap.parse_args()
     quiet_libraries()
     guide = TimedGuide(w2s.PairGuide.load(str(ZOO_DIR / "tuned"), str(ZOO_DIR / "untuned")))
@@ -60,43 +64,50 @@ def main() -> None:
     print(f"vLLM (CPU build) serving the zoo base; {len(prompts)} prompts in flight, "
           f"{args.max_new} new tokens, CBS({args.w},{args.k},{args.l}) vs sampling {n} per "
           f"prompt; medians of {args.repeats}")
-    print(f"{'block':>5} {'sampling s':>11} {'cbs s':>8} {'ratio':>6} {'guide share':>12} "
-          f"{'hits sampling':>14} {'hits cbs':>9}")
+    print(f"{'block':>5} {'prefixes':>8} {'sample s':>9} {'BoN s':>7} {'CBS s':>7} "
+          f"{'CBS/BoN':>8} {'CBS/sample':>10} {'engine-side':>11} {'guide':>6} "
+          f"{'hits sample':>11} {'hits BoN':>8} {'hits CBS':>8}")
     for block in args.blocks:
         with vllm_server(ZOO_DIR / "base", "zoo-base", block_size=block,
                          kv_cache_bytes=1024 * 2**20) as url:
-            base = w2s.OpenAIBackend(url, "zoo-base", max_concurrency=len(prompts) * args.w)
-            w2s.sample(base, None, prompts[:2], sp, n=2)  # warm-up
+            for mode in args.modes:
+                base = w2s.OpenAIBackend(url, "zoo-base", max_concurrency=len(prompts) * args.w,
+                                         token_prompts=mode == "ids")
+                w2s.sample(base, None, prompts[:2], sp, n=2)  # warm-up
 
-            def run(fn):  # noqa: ANN001, ANN202
-                q0, h0 = cache_counters(url)  # noqa: B023
-                t0 = time.perf_counter()
-                fn()
-                t = time.perf_counter() - t0
-                q1, h1 = cache_counters(url)  # noqa: B023
-                return t, (h1 - h0) / max(1.0, q1 - q0)
+                def run(fn):  # noqa: ANN001, ANN202
+                    q0, h0 = cache_counters(url)  # noqa: B023
+                    guide.seconds = 0.0
+                    t0 = time.perf_counter()
+                    fn()
+                    t = time.perf_counter() - t0
+                    q1, h1 = cache_counters(url)  # noqa: B023
+                    return t, (h1 - h0) / max(1.0, q1 - q0), guide.seconds
 
-            t_s, t_c, share, hit_s, hit_c = [], [], [], [], []
-            for _ in range(args.repeats):  # interleaved, so drift hits both alike
-                t, h = run(lambda: w2s.sample(base, None, prompts, sp, n=n))  # noqa: B023
-                t_s.append(t)
-                hit_s.append(h)
-                guide.seconds = 0.0
-                t, h = run(lambda: w2s.cbs(base, guide, prompts, search, sp))  # noqa: B023
-                t_c.append(t)
-                hit_c.append(h)
-                share.append(guide.seconds / t)
-            ms, mc = statistics.median(t_s), statistics.median(t_c)
-            print(f"{block:>5} {ms:>11.2f} {mc:>8.2f} {mc / ms:>5.2f}x {statistics.median(share):>11.0%}"
-                  f" {statistics.median(hit_s):>13.0%} {statistics.median(hit_c):>8.0%}")
+                rows: dict[str, list[tuple[float, float, float]]] = {"s": [], "b": [], "c": []}
+                for _ in range(args.repeats):  # interleaved, so drift hits all alike
+                    rows["s"].append(run(lambda: w2s.sample(base, None, prompts, sp, n=n)))  # noqa: B023
+                    rows["b"].append(run(lambda: w2s.best_of_n(  # noqa: B023
+                        base, guide, prompts, w2s.BestOfNParams(n), sp)))  # noqa: B023
+                    rows["c"].append(run(lambda: w2s.cbs(base, guide, prompts, search, sp)))  # noqa: B023
+
+                def med(key: str, col: int) -> float:
+                    return statistics.median(r[col] for r in rows[key])  # noqa: B023
+
+                ms, mb, mc = med("s", 0), med("b", 0), med("c", 0)
+                engine_side = statistics.median(t - g for t, _, g in rows["c"])
+                print(f"{block:>5} {mode:>8} {ms:>9.2f} {mb:>7.2f} {mc:>7.2f} {mc / mb:>7.2f}x "
+                      f"{mc / ms:>9.2f}x {engine_side / ms:>10.2f}x "
+                      f"{med('c', 2) / mc:>6.0%} {med('s', 1):>11.0%} {med('b', 1):>8.0%} "
+                      f"{med('c', 1):>8.0%}")
             if block == args.blocks[0]:
-                rows = []
+                cells = []
                 for c in args.concurrency:
                     b = w2s.OpenAIBackend(url, "zoo-base", max_concurrency=c)
                     t0 = time.perf_counter()
                     w2s.cbs(b, guide, prompts, search, sp)
-                    rows.append(f"{c}: {time.perf_counter() - t0:.2f} s")
-                concurrency = "; ".join(rows)
+                    cells.append(f"{c}: {time.perf_counter() - t0:.2f} s")
+                concurrency = "; ".join(cells)
     print(f"CBS wall time by --max-concurrency (block {args.blocks[0]}): {concurrency}")
 
 

@@ -267,6 +267,12 @@ def test_a_guide_model_behind_the_engine_scores_like_the_same_model_in_process(v
     b = w2s.cbs(local, inproc, PROMPTS, SearchParams(2, 2, 4), sp)
     assert [r.text for r in a] == [r.text for r in b]
     assert [r.score for r in a] == pytest.approx([r.score for r in b], abs=2e-3, rel=1e-4)
+    args = ["generate", "--base", "zoo:base", "--untuned", "zoo:untuned", "--method", "cbs",
+            "--w", "2", "--k", "2", "--l", "4", "--max-new-tokens", "12", "--seed", "4",
+            "--prompt", PROMPTS[0], "--json"]
+    rows = [json.loads(CliRunner().invoke(cli, [*args, "--tuned", t]).output)
+            for t in (f"zoo:base@{vllm_url}", "zoo:base")]  # the CLI takes REF@URL too
+    assert rows[0]["response"] == rows[1]["response"] and rows[0]["response"]
 
 
 def test_a_guide_url_serving_another_tokenizer_is_one_line(vllm_url, tiny_paths):
