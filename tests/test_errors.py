@@ -114,6 +114,15 @@ def cases(zoo) -> list[tuple[str, str, Callable]]:  # noqa: ANN001
             "generate", "--base", "./no/such/model", "--method", "sample", "--prompt", "x")),
         ("CLI", "an unknown zoo role", cli_case("generate", "--base", "zoo:giant", "--method", "sample",
                                                    "--prompt", "x")),
+        ("CLI", "a guide model at a URL that is not one", cli_case(
+            "generate", "--base", "zoo:base", "--tuned", "zoo:tuned@http://", "--untuned",
+            "zoo:untuned", "--method", "bon", "--prompt", "x")),
+        ("CLI", "a guide model at a URL with no tokenizer named", cli_case(
+            "generate", "--base", "zoo:base", "--tuned", "@http://127.0.0.1:9/v1", "--untuned",
+            "zoo:untuned", "--method", "bon", "--prompt", "x")),
+        ("CLI", "a guide model at a URL nobody answers", cli_case(
+            "generate", "--base", "zoo:base", "--tuned", "zoo:tuned@http://127.0.0.1:9/v1",
+            "--untuned", "zoo:untuned", "--method", "bon", "--prompt", "x")),
         ("CLI", "a pair of two vocabularies", cli_case(
             "generate", "--base", "zoo:base", "--tuned", "zoo:tuned", "--untuned", "zoo:xuntuned",
             "--prompt", "x", "--max-new-tokens", "2")),
