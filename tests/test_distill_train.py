@@ -122,3 +122,41 @@ def test_what_cannot_train_is_refused_before_training(data, tmp_path):
         train_student(plan, tmp_path / "z", show_progress=False)
     with pytest.raises(w2s.W2SError, match="holds another training run"):
         train_student(TrainPlan(str(data), "zoo:base", epochs=1.0), tmp_path / "z")
+
+
+def test_rounds_train_each_student_on_its_own_search_and_resume(tmp_path):
+    """Two ReST rounds through the CLI: round 2 searches with round 1's student as the base,
+    each student is evaluated plainly on held-out prompts (rounds.json: round 0 is the base),
+    and a rerun redoes nothing."""
+    from click.testing import CliRunner
+
+    from w2s.cli import cli
+
+    train, held = tmp_path / "train.jsonl", tmp_path / "held.jsonl"
+    train.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in PROMPTS))
+    held.write_text("".join(json.dumps({"prompt": p}) + "\n"
+                            for p in ["the ending", "a film that", "the director"]))
+    out = tmp_path / "rounds"
+    args = ["distill", "rounds", "--base", "zoo:base", "--tuned", "zoo:tuned", "--untuned",
+            "zoo:untuned", "--method", "bon", "--n", "4", "--max-new-tokens", "10",
+            "--prompts-file", str(train), "--eval-prompts-file", str(held), "--rounds", "2",
+            "--gold", "vader", "--epochs", "2", "--learning-rate", "5e-4",
+            "--train-batch-size", "4", "--out", str(out), "--no-progress"]
+    first = CliRunner().invoke(cli, args)
+    assert first.exit_code == 0, first.output
+    summary = json.loads((out / "rounds.json").read_text())
+    assert [r["round"] for r in summary["rounds"]] == [0, 1, 2]
+    assert summary["rounds"][0]["model"].endswith("base") and summary["rounds"][0]["samples"] == 3
+    assert all({"guide", "guide_se", "vader", "vader_se"} <= set(r) for r in summary["rounds"])
+    r2 = json.loads((out / "round-2" / "data" / "distill.json").read_text())
+    assert r2["request"]["base"] == str(out / "round-1" / "student")  # the last student searched
+    t2 = json.loads((out / "round-2" / "student" / "train.json").read_text())
+    assert t2["plan"]["student"] == str(out / "round-1" / "student") and t2["done"]
+    model = out / "round-2" / "student" / "model.safetensors"
+    stamp = model.stat().st_mtime_ns
+    again = CliRunner().invoke(cli, args)
+    assert again.exit_code == 0, again.output
+    assert model.stat().st_mtime_ns == stamp and "round 2: guide" in again.output
+    leak = CliRunner().invoke(cli, [*args[:-3], "--eval-prompts-file", str(train), "--out",
+                                    str(tmp_path / "leak"), "--no-progress"])
+    assert leak.exit_code == 2 and "evaluation prompts are also training prompts" in leak.output

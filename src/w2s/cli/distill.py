@@ -16,6 +16,56 @@ from w2s.cli.options import read_prompts
 from w2s.cli.requests import RequestCommand, build_request, request_options, resolver_of
 
 
+def train_options(f: Any, *, in_rounds: bool = False) -> Any:
+    """The training flags ``distill train`` and ``distill rounds`` share (in ``rounds``, the
+    request's --seed, --batch-size, --beta and --device are the request's: training takes
+    --train-seed, --train-batch-size and --dpo-beta, and the request's device)."""
+    options = [
+        click.option("--trainer", type=click.Choice(["sft", "dpo"]), default="sft",
+                     show_default=True,
+                     help="TRL's SFTTrainer on sft.jsonl, or DPOTrainer on preference.jsonl."),
+        click.option("--epochs", type=click.FloatRange(min=0, min_open=True), default=1.0,
+                     show_default=True, help="Passes over the data."),
+        click.option("--learning-rate", type=click.FloatRange(min=0, max=1, min_open=True,
+                                                              max_open=True),
+                     default=1e-5, show_default=True,
+                     help="Peak learning rate (linear decay)."),
+        click.option("--train-batch-size" if in_rounds else "--batch-size", "train_batch_size",
+                     type=click.IntRange(min=1), default=8, show_default=True,
+                     help="Rows per optimizer step."),
+        click.option("--train-seed" if in_rounds else "--seed", "train_seed", type=int,
+                     default=0, show_default=True,
+                     help="Seed for initialisation, data order and dropout."),
+        click.option("--dpo-beta" if in_rounds else "--beta", "dpo_beta",
+                     type=click.FloatRange(min=0, min_open=True), default=0.1,
+                     show_default=True, help="DPO's KL weight."),
+        click.option("--lora", is_flag=True,
+                     help="Train LoRA adapters (peft), merged at the end."),
+        click.option("--lora-r", type=click.IntRange(min=1), default=16, show_default=True,
+                     help="LoRA rank."),
+        click.option("--max-length", type=click.IntRange(min=8), default=512,
+                     show_default=True,
+                     help="Tokens per training sequence (longer ones are cut)."),
+        click.option("--save-steps", type=click.IntRange(min=1), default=50,
+                     show_default=True,
+                     help="Checkpoint every N steps (what a rerun resumes from)."),
+    ]
+    if not in_rounds:
+        options.append(click.option("--device", default="cpu", show_default=True,
+                                    help="cpu, cuda or cuda:1."))
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def _train_plan(o: dict[str, Any], data: str, student: str) -> Any:
+    from w2s.distill.train import TrainPlan
+
+    return TrainPlan(data, student, o.pop("trainer"), o.pop("epochs"), o.pop("learning_rate"),
+                     o.pop("train_batch_size"), o.pop("train_seed"), o.pop("dpo_beta"),
+                     o.pop("lora"), o.pop("lora_r"), o.pop("max_length"), o.pop("save_steps"))
+
+
 @cli.group()
 def distill() -> None:
     """Search outputs as training data: SFT, preference and KTO datasets for TRL."""
@@ -72,27 +122,7 @@ def data(**o: Any) -> None:
 @click.option("--out", type=click.Path(path_type=Path), required=True, metavar="DIR",
               help="Folder for the student (a transformers folder), its model card and "
               "train.json; a rerun after a kill resumes from the last checkpoint.")
-@click.option("--trainer", type=click.Choice(["sft", "dpo"]), default="sft", show_default=True,
-              help="TRL's SFTTrainer on sft.jsonl, or DPOTrainer on preference.jsonl.")
-@click.option("--epochs", type=click.FloatRange(min=0, min_open=True), default=1.0,
-              show_default=True, help="Passes over the data.")
-@click.option("--learning-rate", type=click.FloatRange(min=0, max=1, min_open=True,
-                                                       max_open=True),
-              default=1e-5, show_default=True, help="Peak learning rate (linear decay).")
-@click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True,
-              help="Rows per optimizer step.")
-@click.option("--seed", type=int, default=0, show_default=True,
-              help="Seed for initialisation, data order and dropout.")
-@click.option("--beta", type=click.FloatRange(min=0, min_open=True), default=0.1,
-              show_default=True, help="DPO's KL weight.")
-@click.option("--lora", is_flag=True, help="Train LoRA adapters (peft), merged at the end.")
-@click.option("--lora-r", type=click.IntRange(min=1), default=16, show_default=True,
-              help="LoRA rank.")
-@click.option("--max-length", type=click.IntRange(min=8), default=512, show_default=True,
-              help="Tokens per training sequence (longer ones are cut).")
-@click.option("--save-steps", type=click.IntRange(min=1), default=50, show_default=True,
-              help="Checkpoint every N steps (what a rerun resumes from).")
-@click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:1.")
+@train_options
 @click.option("--restart", is_flag=True, help="Discard this folder's earlier run first.")
 @click.option("--no-progress", is_flag=True, help="No progress bar (logs, CI).")
 def train(**o: Any) -> None:
@@ -106,7 +136,7 @@ def train(**o: Any) -> None:
     import json
 
     from w2s.distill.data import MANIFEST
-    from w2s.distill.train import TrainPlan, train_student
+    from w2s.distill.train import train_student
     from w2s.errors import W2SError
 
     data_dir, out = o.pop("data_dir"), o.pop("out")
@@ -119,10 +149,66 @@ def train(**o: Any) -> None:
             raise W2SError("give --student: the data's base is not a model this command can "
                            "load (an engine, or no distill data folder)")
         student = base
-    plan = TrainPlan(str(data_dir), student, o["trainer"], o["epochs"], o["learning_rate"],
-                     o["batch_size"], o["seed"], o["beta"], o["lora"], o["lora_r"],
-                     o["max_length"], o["save_steps"])
-    s = train_student(plan, out, restart=o["restart"], device=o["device"],
+    device = o.pop("device")
+    plan = _train_plan(o, str(data_dir), student)
+    s = train_student(plan, out, restart=o["restart"], device=device,
                       show_progress=not o["no_progress"])
     click.echo(f"trained {s['steps']} steps on {s['rows']} rows in {s['seconds']:.0f} s "
                f"(final loss {s['train_loss']:.4f}); the student is in {out}")
+
+
+@distill.command("rounds", cls=RequestCommand)
+@request_options
+@click.option("--out", type=click.Path(path_type=Path), required=True, metavar="DIR",
+              help="Folder for round-R/data, round-R/student and rounds.json; a rerun resumes.")
+@click.option("--rounds", type=click.IntRange(min=1), default=2, show_default=True,
+              help="Grow (search with the last student as the base) and improve (train "
+              "it) this many times.")
+@click.option("--seeds", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Sampling seeds per training prompt and round.")
+@click.option("--gold", multiple=True, type=click.Choice(["vader", "textblob", "objectivity"]),
+              help="Score the data and each round's student with this gold scorer too.")
+@click.option("--eval-prompts-file", type=click.Path(exists=True, dir_okay=False,
+                                                     path_type=Path), required=True,
+              metavar="FILE.jsonl", help="Held-out prompts each round's student is sampled "
+              "on, plainly (none may be a training prompt).")
+@click.option("--eval-seeds", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Sampling seeds per held-out prompt.")
+@lambda f: train_options(f, in_rounds=True)
+@click.option("--no-progress", is_flag=True, help="No progress bar (logs, CI).")
+def rounds(**o: Any) -> None:
+    """ReST / RAFT: search with the student as the base, train it on the best, repeat.
+
+    Round r runs the method (and guide) with round r-1's student as the base (round 1: the
+    base), writes its TRL datasets and trains that student on them; each round's student is
+    then sampled plainly on held-out prompts and scored (the guide, --gold). DIR/rounds.json
+    holds every round's scores, round 0 being the base.
+
+    \b
+    Example:
+      w2s distill rounds --base zoo:base --tuned zoo:tuned --untuned zoo:untuned \\
+          --method cbs --prompts-file train.jsonl --eval-prompts-file test.jsonl \\
+          --rounds 2 --gold vader --epochs 2 --learning-rate 5e-5 --out rounds/cbs
+    """
+    from w2s.distill import DistillPlan
+    from w2s.distill.rounds import RoundsPlan, run_rounds
+
+    out, n, seeds, gold = o.pop("out"), o.pop("rounds"), o.pop("seeds"), o.pop("gold")
+    eval_file, eval_seeds, quiet = o.pop("eval_prompts_file"), o.pop("eval_seeds"), \
+        o.pop("no_progress")
+    if o.pop("return_all"):
+        raise click.UsageError("--return-all is implied here: rounds keep every candidate of "
+                               "a ranked method")
+    train = _train_plan(o, "", "")
+    request = build_request(o, return_all=False)
+    prompts = read_prompts(o["prompt"], o["prompts_file"])
+    ranked = request.spec.ranked
+    data = DistillPlan(request, prompts, seeds, "best-worst" if ranked else None, tuple(gold))
+    plan = RoundsPlan(data, train, n, read_prompts((), str(eval_file)), eval_seeds)
+    done = run_rounds(plan, out, device=o["device"], resolver=resolver_of(o),
+                      show_progress=not quiet)
+    for r in done:
+        scores = ", ".join(f"{k} {r[k]:+.3f} ± {r[k + '_se']:.3f}" for k in ["guide", *gold]
+                           if k in r)
+        click.echo(f"round {r['round']}: {scores}")
+    click.echo(f"rounds in {out} ({out / 'rounds.json'})")
