@@ -98,3 +98,25 @@ def test_guides_are_built_from_one_spec_with_the_callers_loader(tiny_paths, pair
     assert guide_from_spec(None, load_lm=load) is None
     with pytest.raises(W2SError, match="^tuned and untuned go together"):
         guide_from_spec({"tuned": tiny_paths["tuned"]}, load_lm=load)
+
+
+def test_weights_that_are_not_finite_numbers_are_refused_however_they_arrive(pair):
+    from w2s.guides.base import WeightedGuide
+
+    for make in (lambda: pair * float("nan"), lambda: float("-inf") * pair,
+                 lambda: WeightedGuide([(float("nan"), pair)]),
+                 lambda: (pair * 1e308) * 10.0):  # an overflow to inf, through the operator
+        with pytest.raises(W2SError, match=r"must be a finite number, got (nan|-?inf)"):
+            make()
+    with pytest.raises(W2SError, match="term 0 must be a w2s Guide, got str"):
+        WeightedGuide([(1.0, "zoo:tuned")])
+
+
+def test_loading_a_model_draws_no_progress_bar_and_leaves_the_setting_alone(capfd,
+                                                                            monkeypatch):
+    from transformers.utils import logging as hf_logging
+
+    monkeypatch.setattr(hf_logging, "_tqdm_active", True)  # a user's bars are on
+    w2s.HFModel.load("zoo:base")
+    assert "Loading weights" not in capfd.readouterr().err
+    assert hf_logging.is_progress_bar_enabled()  # the caller's choice is restored

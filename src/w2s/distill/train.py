@@ -183,7 +183,10 @@ def _trainer(plan: TrainPlan, folder: str, tok: Any, path: Path, out: Path, devi
     disable_progress_bar()  # its per-step map bars; the trainer's own bar shows the training
 
     torch.manual_seed(plan.seed)
-    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+    from w2s.models.loading import quiet_loading
+
+    with quiet_loading():
+        model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     keep = (["prompt", "completion", "messages"] if plan.trainer == "sft"

@@ -149,6 +149,12 @@ class WeightedGuide(Guide):
         if normalize not in NORMALIZATIONS:
             raise W2SError(f"normalize must be one of {', '.join(NORMALIZATIONS)}, got "
                            f"{normalize!r}")
+        for i, (w, g) in enumerate(terms):
+            if (not isinstance(w, (int, float)) or isinstance(w, bool)
+                    or not math.isfinite(w)):
+                raise W2SError(f"weights[{i}] must be a finite number, got {w!r}")
+            if not isinstance(g, Guide):
+                raise W2SError(f"term {i} must be a w2s Guide, got {type(g).__name__}")
         self.terms = [(float(w), g) for w, g in terms]
         self.normalize = normalize
 

@@ -10,7 +10,13 @@ import torch
 from w2s.chat import messages_of
 from w2s.errors import W2SError
 from w2s.guides.base import Guide
-from w2s.models.loading import load_error, load_tokenizer, resolve_device, resolve_dtype
+from w2s.models.loading import (
+    load_error,
+    load_tokenizer,
+    quiet_loading,
+    resolve_device,
+    resolve_dtype,
+)
 from w2s.models.refs import resolve_model
 
 
@@ -68,8 +74,9 @@ class RewardModelGuide(Guide):
         check_classifier(path)
         tok = load_tokenizer(path)
         try:
-            model = AutoModelForSequenceClassification.from_pretrained(
-                path, dtype=resolve_dtype(dtype, dev))
+            with quiet_loading():
+                model = AutoModelForSequenceClassification.from_pretrained(
+                    path, dtype=resolve_dtype(dtype, dev))
         except Exception as e:  # noqa: BLE001
             raise load_error(path, e) from None
         return cls(model.to(dev), tok, chat=chat, label=label, name=path)

@@ -22,7 +22,13 @@ from w2s.chat import prompt_ids
 from w2s.errors import W2SError
 from w2s.models.base import Continuation, Request
 from w2s.models.kv_cache import growing_cache, set_spare
-from w2s.models.loading import load_error, load_tokenizer, resolve_device, resolve_dtype
+from w2s.models.loading import (
+    load_error,
+    load_tokenizer,
+    quiet_loading,
+    resolve_device,
+    resolve_dtype,
+)
 from w2s.params import SamplingParams
 from w2s.stopping import Stopper
 from w2s.token_loop import decode_tokens
@@ -97,7 +103,8 @@ class HFModel:
         dt = resolve_dtype(dtype, dev)
         tokenizer = load_tokenizer(path)
         try:
-            model = AutoModelForCausalLM.from_pretrained(path, dtype=dt)
+            with quiet_loading():
+                model = AutoModelForCausalLM.from_pretrained(path, dtype=dt)
         except Exception as e:  # noqa: BLE001
             raise load_error(path, e) from None
         return cls(model.to(dev), tokenizer, chat=chat, name=path, batch_size=batch_size)

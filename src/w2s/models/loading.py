@@ -6,7 +6,9 @@ path or an unknown dtype reads the same whichever role the model plays.
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -39,6 +41,28 @@ def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
     if dtype not in DTYPES:
         raise W2SError(f"dtype must be one of auto, {', '.join(DTYPES)}; got {dtype!r}")
     return DTYPES[dtype]
+
+
+@contextlib.contextmanager
+def quiet_loading() -> Iterator[None]:
+    """No "Loading weights" bar from ``from_pretrained`` (a library call should not draw on
+    its caller's terminal); transformers' own setting is restored afterwards."""
+    try:
+        from transformers.utils import logging as hf_logging
+    except ImportError:  # pragma: no cover - transformers is a dependency
+        yield
+        return
+    was = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was:
+            import warnings
+
+            with warnings.catch_warnings():  # the hub's "cannot enable" when its env var is set
+                warnings.simplefilter("ignore")
+                hf_logging.enable_progress_bar()
 
 
 def load_error(path: str, e: Exception) -> W2SError:
