@@ -28,6 +28,16 @@ Z = ["--base", "zoo:base", "--tuned", "zoo:tuned", "--untuned", "zoo:untuned"]
 G = ["generate", *Z, "--prompt", "The movie was", "--max-new-tokens", "4"]
 
 
+
+def _row(**changed: object) -> bytes:
+    """One line of an eval results file with the keys a report reads, some changed."""
+    import json
+
+    row = {"method": "bon", "seed": 0, "prompt_index": 0, "gold": {"vader": 0.5}, "kl": 0.0,
+           "base_logp_per_token": -1.0, "base_tokens": 8, "guide_tokens": 8,
+           "wall_time_s": 1.0, **changed}
+    return (json.dumps(row) + "\n").encode()
+
 def cli_case(*args: str, files: dict[str, bytes] | None = None) -> Callable:
     def run(tmp: Path) -> tuple[str, str]:
         for name, data in (files or {}).items():
@@ -158,6 +168,12 @@ def cases(zoo) -> list[tuple[str, str, Callable]]:  # noqa: ANN001
             "report", "TMP/r.jsonl", files={"r.jsonl": b'{"a": 1}\n'})),
         ("CLI", "report: a malformed middle line", cli_case(
             "report", "TMP/m.jsonl", files={"m.jsonl": b'{"a": 1}\nnot json\n{"b": 2}\n'})),
+        ("CLI", "report: a JSON array line", cli_case(
+            "report", "TMP/a.jsonl", files={"a.jsonl": b'[1, 2]\n'})),
+        ("CLI", "report: a row with a seed of the wrong type", cli_case(
+            "report", "TMP/t.jsonl", files={"t.jsonl": _row(seed="x")})),
+        ("CLI", "report: a row whose gold is not a mapping", cli_case(
+            "report", "TMP/g.jsonl", files={"g.jsonl": _row(gold=5)})),
         ("CLI", "serve: --tuned without a base", cli_case("serve", "--tuned", "zoo:tuned")),
         ("CLI", "serve: an unknown default method", cli_case("serve", "--method", "zzz")),
         ("CLI", "zoo get: an unknown model", cli_case("zoo", "get", "gpt5")),

@@ -32,11 +32,30 @@ REQUIRED = ("method", "seed", "prompt_index", "gold", "kl", "base_logp_per_token
 
 
 def check_rows(rows: Sequence[dict[str, Any]], where: str = "the results") -> None:
+    """Every row is an object with the keys a report reads, of the types it reads them as."""
+    def number(v: Any) -> bool:
+        return v is None or (isinstance(v, (int, float)) and not isinstance(v, bool))
+
     for n, r in enumerate(rows, 1):
-        missing = [k for k in REQUIRED if k not in r] if isinstance(r, dict) else ["all"]
+        if not isinstance(r, dict):
+            raise W2SError(f"{where}: row {n} is a JSON {type(r).__name__}, not an object; is "
+                           "this a w2s eval results file?")
+        missing = [k for k in REQUIRED if k not in r]
         if missing:
             raise W2SError(f"{where}: row {n} lacks {', '.join(missing)}; is this a w2s eval "
                            "results file?")
+        wrong = [k for k, ok in (
+            ("method", isinstance(r["method"], str)),
+            ("seed", isinstance(r.get("seed"), int) and not isinstance(r.get("seed"), bool)),
+            ("prompt_index", isinstance(r.get("prompt_index"), int)),
+            ("gold", isinstance(r.get("gold"), dict) and all(
+                number(v) for v in r["gold"].values())),
+            *((k, number(r.get(k))) for k in ("kl", "base_logp_per_token", "base_tokens",
+                                               "guide_tokens", "wall_time_s")),
+        ) if k in r and not ok]
+        if wrong:
+            raise W2SError(f"{where}: row {n} has a {wrong[0]} of the wrong type "
+                           f"({r[wrong[0]]!r}); is this a w2s eval results file?")
 
 
 def unique_rows(rows: Sequence[dict[str, Any]]) -> tuple[list[dict[str, Any]], int]:

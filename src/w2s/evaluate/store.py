@@ -38,11 +38,15 @@ def _parse(data: bytes, path: Path) -> list[dict[str, Any]]:
         if not line.strip():
             continue
         try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
+            row = json.loads(line)
+        except (json.JSONDecodeError, UnicodeDecodeError):
             if n == len(lines):  # the last line has no newline: a write cut short
                 break
             raise W2SError(f"{path}:{n}: not a JSON row; is this a w2s results file?") from None
+        if not isinstance(row, dict):
+            raise W2SError(f"{path}:{n}: a JSON {type(row).__name__}, not a row (an object); "
+                           "is this a w2s results file?")
+        rows.append(row)
     return rows
 
 
