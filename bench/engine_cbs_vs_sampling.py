@@ -14,11 +14,18 @@ exactly max_new_tokens; up to prompts x W requests are in flight (a round's wort
 
     python bench/engine_cbs_vs_sampling.py [--prompts 16] [--max-new 50] [--blocks 32 128]
         [--modes text ids]
+
+On engines already running (a GPU machine: ``bench/gpu_engines.sh`` starts them), name them:
+
+    python bench/engine_cbs_vs_sampling.py --url http://127.0.0.1:9000/v1 --model base \
+        --metrics http://127.0.0.1:8000 http://127.0.0.1:8001 \
+        --tuned tuned@http://127.0.0.1:8002/v1 --untuned untuned@http://127.0.0.1:8003/v1
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import re
 import statistics
 import time
@@ -33,15 +40,19 @@ from w2s.vllm_server import vllm_server
 from w2s.zoo import ZOO_DIR
 
 
-def cache_counters(url: str) -> tuple[float, float]:
-    """(prefix-cache queries, hits) so far, in tokens, from vLLM's Prometheus metrics."""
-    text = httpx.get(url.removesuffix("/v1") + "/metrics", timeout=10).text
+def cache_counters(*urls: str) -> tuple[float, float]:
+    """(prefix-cache queries, hits) so far, in tokens, summed over vLLM servers' Prometheus
+    metrics (a router's replicas: each server's own)."""
+    q = h = 0.0
+    for url in urls:
+        text = httpx.get(url.removesuffix("/v1") + "/metrics", timeout=10).text
 
-    def total(name: str) -> float:
-        return sum(float(v) for v in re.findall(rf"^vllm:{name}_total{{[^}}]*}} (\S+)$", text,
-                                                 re.M))
+        def total(name: str) -> float:
+            return sum(float(v) for v in re.findall(  # noqa: B023
+                rf"^vllm:{name}_total{{[^}}]*}} (\S+)$", text, re.M))  # noqa: B023
 
-    return total("prefix_cache_queries"), total("prefix_cache_hits")
+        q, h = q + total("prefix_cache_queries"), h + total("prefix_cache_hits")
+    return q, h
 
 
 def main() -> None:
@@ -55,33 +66,45 @@ def main() -> None:
     ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16, 64])
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--modes", nargs="+", choices=["text", "ids"], default=["text", "ids"])
+    ap.add_argument("--url", help="a running engine (or router) instead of starting vLLM here")
+    ap.add_argument("--model", default="zoo-base", help="with --url: the served base's name")
+    ap.add_argument("--metrics", nargs="+", default=None,
+                    help="with --url: the vLLM servers whose /metrics count cache hits "
+                    "(default: --url itself)")
+    ap.add_argument("--tuned", default="zoo:tuned", help="guide model (REF or REF@URL)")
+    ap.add_argument("--untuned", default="zoo:untuned", help="guide model (REF or REF@URL)")
     args = ap.parse_args()
     quiet_libraries()
-    guide = TimedGuide(w2s.PairGuide.load(str(ZOO_DIR / "tuned"), str(ZOO_DIR / "untuned")))
+    guide = TimedGuide(w2s.PairGuide.load(args.tuned, args.untuned))
     prompts = load_prompts(limit=args.prompts)
     sp = w2s.SamplingParams(max_new_tokens=args.max_new, temperature=0.7, ignore_eos=True, seed=0)
     n, search = args.w * args.k, w2s.SearchParams(args.w, args.k, args.l)
-    print(f"vLLM (CPU build) serving the zoo base; {len(prompts)} prompts in flight, "
+    where = args.url or "vLLM (CPU build) serving the zoo base"
+    print(f"{where}; {len(prompts)} prompts in flight, "
           f"{args.max_new} new tokens, CBS({args.w},{args.k},{args.l}) vs sampling {n} per "
           f"prompt; medians of {args.repeats}")
     print(f"{'block':>5} {'prefixes':>8} {'sample s':>9} {'BoN s':>7} {'CBS s':>7} "
           f"{'CBS/BoN':>8} {'CBS/sample':>10} {'engine-side':>11} {'guide':>6} "
           f"{'hits sample':>11} {'hits BoN':>8} {'hits CBS':>8}")
-    for block in args.blocks:
-        with vllm_server(ZOO_DIR / "base", "zoo-base", block_size=block,
-                         kv_cache_bytes=1024 * 2**20) as url:
+    for block in args.blocks if not args.url else [0]:
+        server = (vllm_server(ZOO_DIR / "base", "zoo-base", block_size=block,
+                              kv_cache_bytes=1024 * 2**20) if not args.url
+                  else contextlib.nullcontext(args.url))
+        with server as url:
+            counted = args.metrics or [url]
             for mode in args.modes:
-                base = w2s.OpenAIBackend(url, "zoo-base", max_concurrency=len(prompts) * args.w,
+                base = w2s.OpenAIBackend(url, args.model,
+                                         max_concurrency=len(prompts) * args.w,
                                          token_prompts=mode == "ids")
                 w2s.sample(base, None, prompts[:2], sp, n=2)  # warm-up
 
                 def run(fn):  # noqa: ANN001, ANN202
-                    q0, h0 = cache_counters(url)  # noqa: B023
+                    q0, h0 = cache_counters(*counted)  # noqa: B023
                     guide.seconds = 0.0
                     t0 = time.perf_counter()
                     fn()
                     t = time.perf_counter() - t0
-                    q1, h1 = cache_counters(url)  # noqa: B023
+                    q1, h1 = cache_counters(*counted)  # noqa: B023
                     return t, (h1 - h0) / max(1.0, q1 - q0), guide.seconds
 
                 rows: dict[str, list[tuple[float, float, float]]] = {"s": [], "b": [], "c": []}
@@ -96,19 +119,19 @@ def main() -> None:
 
                 ms, mb, mc = med("s", 0), med("b", 0), med("c", 0)
                 engine_side = statistics.median(t - g for t, _, g in rows["c"])
-                print(f"{block:>5} {mode:>8} {ms:>9.2f} {mb:>7.2f} {mc:>7.2f} {mc / mb:>7.2f}x "
+                print(f"{block or '-':>5} {mode:>8} {ms:>9.2f} {mb:>7.2f} {mc:>7.2f} {mc / mb:>7.2f}x "
                       f"{mc / ms:>9.2f}x {engine_side / ms:>10.2f}x "
                       f"{med('c', 2) / mc:>6.0%} {med('s', 1):>11.0%} {med('b', 1):>8.0%} "
                       f"{med('c', 1):>8.0%}")
-            if block == args.blocks[0]:
+            if block in (0, args.blocks[0]):
                 cells = []
                 for c in args.concurrency:
-                    b = w2s.OpenAIBackend(url, "zoo-base", max_concurrency=c)
+                    b = w2s.OpenAIBackend(url, args.model, max_concurrency=c)
                     t0 = time.perf_counter()
                     w2s.cbs(b, guide, prompts, search, sp)
                     cells.append(f"{c}: {time.perf_counter() - t0:.2f} s")
                 concurrency = "; ".join(cells)
-    print(f"CBS wall time by --max-concurrency (block {args.blocks[0]}): {concurrency}")
+    print(f"CBS wall time by --max-concurrency ({'block ' + str(args.blocks[0]) if not args.url else args.url}): {concurrency}")
 
 
 if __name__ == "__main__":
