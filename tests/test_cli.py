@@ -223,3 +223,19 @@ def test_bare_commands_print_their_help_and_usage_errors_are_one_line():
     bad = run_w2s("generate", "--method", "beam", "--prompt", "x")
     assert_one_line_error(bad, "Invalid value for '--method'", "(see 'w2s generate --help')")
     assert bad.returncode == 2
+
+
+def test_vllms_flag_names_and_dtype_names_are_taken_too(models):
+    """A vLLM user's --served-model-name and --dtype half / float work unchanged."""
+    import torch
+
+    from w2s.cli.serve import serve
+    from w2s.models.loading import resolve_dtype
+
+    assert resolve_dtype("half", torch.device("cpu")) is torch.float16
+    assert resolve_dtype("float", torch.device("cpu")) is torch.float32
+    names = {n for p in serve.params for n in getattr(p, "opts", [])}
+    assert {"--served-name", "--served-model-name"} <= names
+    proc = run_w2s("generate", *models[:2], "--method", "sample", "--dtype", "float",
+                   "--max-new-tokens", "3", "--seed", "0", "--prompt", "the movie was", "--json")
+    assert proc.returncode == 0, proc.stderr

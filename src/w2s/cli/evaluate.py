@@ -24,7 +24,7 @@ from w2s.cli.group import cli
 @click.option("--batch-size", type=click.IntRange(min=1), default=None,
               help="Rows per forward pass [default: the config's, else 64].")
 @click.option("--device", default=None, help="cpu, cuda, cuda:1 or auto [default: the config's].")
-@click.option("--dtype", type=click.Choice(["auto", "float32", "bfloat16", "float16"]),
+@click.option("--dtype", type=click.Choice(["auto", "float32", "bfloat16", "float16", "half", "float"]),
               default=None, help="Weights' dtype [default: the config's, else auto].")
 @click.option("--no-progress", is_flag=True, help="No progress bar (logs, CI).")
 def eval_(config: str, out: str | None, limit: int | None, seeds: int | None, restart: bool,

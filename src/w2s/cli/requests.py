@@ -58,7 +58,7 @@ _PROMPTS = [
 ]
 _RUN = [
     click.option("--chat", is_flag=True, help="Format prompts with each model's chat template."),
-    click.option("--dtype", type=click.Choice(["auto", "float32", "bfloat16", "float16"]),
+    click.option("--dtype", type=click.Choice(["auto", "float32", "bfloat16", "float16", "half", "float"]),
                  default="auto", show_default=True, help="Weights' dtype (auto: fp32 on CPU)."),
     click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:1 or auto."),
     click.option("--batch-size", type=int, default=64, show_default=True,

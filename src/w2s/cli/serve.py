@@ -31,7 +31,7 @@ from w2s.cli.options import guide_options
               "playground page.")
 @click.option("--config", "config_file", metavar="FILE", help="YAML/TOML with these settings, "
               "default method, sampling settings and per-method knobs (flags win).")
-@click.option("--served-name", default="w2s", show_default=True,
+@click.option("--served-name", "--served-model-name", default="w2s", show_default=True,
               help="The model id clients name (GET /v1/models).")
 @click.option("--runs", metavar="DIR", default="runs", show_default=True,
               help="Folder of finished `w2s eval` runs that the playground shows.")
@@ -51,7 +51,7 @@ from w2s.cli.options import guide_options
               show_default=True, help="Largest request body.")
 @click.option("--gather-ms", type=click.FloatRange(0, 10_000), default=10.0, show_default=True,
               help="How long a request waits for compatible company to batch with.")
-@click.option("--dtype", type=click.Choice(["auto", "float32", "bfloat16", "float16"]),
+@click.option("--dtype", type=click.Choice(["auto", "float32", "bfloat16", "float16", "half", "float"]),
               default="auto", show_default=True, help="Weights' dtype (auto: fp32 on CPU).")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:1 or auto.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True,

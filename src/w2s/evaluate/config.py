@@ -48,7 +48,7 @@ ENGINE_KEYS = ("url", "model", "tokenizer", "max_concurrency", "timeout", "max_r
 """What a config's engine base may name (BaseRef's keys but the API key: no secrets in files)."""
 SAMPLING_FIELDS = [f.name for f in dataclasses.fields(SamplingParams) if f.name != "seed"]
 MAX_SEEDS = 10_000
-DTYPES = ("auto", "float32", "bfloat16", "float16")
+DTYPES = ("auto", "float32", "bfloat16", "float16", "half", "float")
 
 
 @dataclass(frozen=True)

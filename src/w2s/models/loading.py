@@ -15,7 +15,9 @@ import torch
 
 from w2s.errors import W2SError
 
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16,
+          "half": torch.float16, "float": torch.float32}
+"""vLLM's names too (``half``, ``float``), so its --dtype values work here unchanged."""
 
 
 def resolve_device(device: str) -> torch.device:
