@@ -315,3 +315,20 @@ def test_finished_eval_runs_are_listed_with_their_table_and_plots(w2s_server):
                 "/w2s/runs/nope/gold_bars.png", "/w2s/runs/..%2F..%2Fetc/passwd"):
         r = httpx.get(w2s_server.url + bad, headers=h)
         assert r.status_code == 404, bad
+
+
+def test_every_request_is_logged_at_the_default_level(w2s_server):
+    """``--log-level info`` (the default) logs each request: method, path and status."""
+    import time
+    from pathlib import Path
+
+    import httpx
+
+    r = httpx.get(w2s_server.url + "/v1/models", headers=w2s_server.headers(), timeout=30)
+    assert r.status_code == 200
+    for _ in range(50):
+        text = Path(w2s_server.log).read_text()
+        if '"GET /v1/models HTTP/1.1" 200' in text:
+            break
+        time.sleep(0.1)
+    assert '"GET /v1/models HTTP/1.1" 200' in text

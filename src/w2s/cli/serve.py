@@ -56,6 +56,12 @@ from w2s.cli.options import guide_options
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:1 or auto.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True,
               help="Rows per forward pass (bounds memory).")
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
+              default="info", show_default=True,
+              help="Server log level; at info and below every request is logged "
+              "(method, path, status, seconds).")
+@click.option("--no-access-log", "--disable-log-requests", "no_access_log", is_flag=True,
+              help="Do not log each request (vLLM's name works too).")
 @click.pass_context
 def serve(ctx: click.Context, **opts: Any) -> None:
     """Serve weak-to-strong search behind an OpenAI-compatible API, with a playground page.

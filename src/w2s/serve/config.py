@@ -74,6 +74,8 @@ class ServeFile(BaseModel):
     dtype: str | None = None
     device: str | None = None
     batch_size: int | None = Field(None, ge=1)
+    log_level: Literal["debug", "info", "warning", "error"] | None = None
+    no_access_log: bool | None = None
     defaults: DefaultsFile = Field(default_factory=DefaultsFile)
     methods: dict[str, dict[str, Any]] = Field(default_factory=dict)
 

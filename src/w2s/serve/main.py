@@ -7,6 +7,7 @@ line at start-up, never an error on the hundredth request.
 
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
 from typing import Any
@@ -110,4 +111,8 @@ def run_server(opts: dict[str, Any], explicit: set[str]) -> None:
     if host not in ("127.0.0.1", "localhost", "::1") and not server.api_key:
         print("w2s serve: warning: listening beyond this machine without --api-key",
               file=sys.stderr, flush=True)
-    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+    level = o.get("log_level") or "info"
+    access = not o.get("no_access_log") and level in ("debug", "info")
+    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: "
+                        "%(message)s", stream=sys.stderr)
+    uvicorn.run(app, host=host, port=port, log_level=level, access_log=access)
