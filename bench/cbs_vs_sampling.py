@@ -39,6 +39,11 @@ class TimedGuide(Guide):
         inner, timer = self.inner.session(prompts), self
 
         class Timed:
+            guide = timer
+
+            def __getattr__(self, name):  # noqa: ANN001, ANN204 - the session's other parts
+                return getattr(inner, name)
+
             def reindex(self, rows):  # noqa: ANN001, ANN202
                 t0 = time.perf_counter()
                 inner.reindex(rows)

@@ -309,15 +309,14 @@ def test_two_replicas_behind_vllm_router_keep_each_prompt_on_one(vllm_url, tmp_p
         router_binary()
     except w2s.W2SError as e:
         pytest.skip(str(e))
-    prompts = ["the movie was", "i thought this film", "the plot", "what a", "the actors",
-               "this was the"]
+    prompts = ["the movie was", "i thought this film", "the plot", "what a"]
     sp = SamplingParams(max_new_tokens=12, temperature=0.8, seed=1)
     guide = w2s.PairGuide.load("zoo:tuned", "zoo:untuned")
     with vllm_server(ZOO_DIR / "base", "zoo-base", log=tmp_path / "b.log") as other:
         with vllm_router([vllm_url, other], log=tmp_path / "router.log") as router:
             routed = OpenAIBackend(router, "zoo-base")
             used = []
-            for i, p in enumerate(prompts + [f"review number {k}:" for k in range(10)]):
+            for i, p in enumerate(prompts + [f"review number {k}:" for k in range(8)]):
                 before = (_served(vllm_url), _served(other))
                 if i < len(prompts):  # a search's rounds: 3 requests or more, one replica
                     w2s.cbs(routed, guide, [p], SearchParams(2, 2, 4), sp)
@@ -327,7 +326,7 @@ def test_two_replicas_behind_vllm_router_keep_each_prompt_on_one(vllm_url, tmp_p
                 grew = [b - a for a, b in zip(before, after)]
                 assert min(grew) == 0 and max(grew) >= (3 if i < len(prompts) else 1), (p, grew)
                 used.append(grew.index(max(grew)))
-            assert 0 < sum(used) < len(used), f"16 prompts, replicas used: {used}"
+            assert 0 < sum(used) < len(used), f"12 prompts, replicas used: {used}"
             direct = w2s.cbs(OpenAIBackend(vllm_url, "zoo-base"), guide, prompts,
                              SearchParams(2, 2, 4), sp)
             again = w2s.cbs(routed, guide, prompts, SearchParams(2, 2, 4), sp)
