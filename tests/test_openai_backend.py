@@ -300,3 +300,45 @@ def test_bad_engine_bases_in_configs(tmp_path, base, message):
     with pytest.raises(W2SError, match=message.replace("(", r"\(").replace(")", r"\)")):
         parse_config({**_engine_config("http://x", ["sample"]), "base": base},
                      tmp_path / "c.yaml")
+
+
+def test_overlapping_groups_give_the_same_results_and_take_turns_at_the_guide(engine):
+    """An engine base splits a search's prompts into ``overlap`` groups run at once: the
+    results equal one group at a time, the guide serves the groups from two threads, and
+    never two calls at once (one group scores while the other waits on the engine)."""
+    import threading
+
+    class SlowGuide(CountGuide):
+        def __init__(self) -> None:
+            super().__init__()
+            self.spans: list[tuple[float, float, str]] = []
+
+        def score_with_cost(self, prompts, responses, ended=None):  # noqa: ANN001
+            t0 = time.perf_counter()
+            time.sleep(0.02)
+            out = super().score_with_cost(prompts, responses, ended)
+            self.spans.append((t0, time.perf_counter(), threading.current_thread().name))
+            return out
+
+    prompts = ["p", "q", "r", "s"]
+    results = {}
+    for ways in (1, 2):
+        g = SlowGuide()
+        b = backend(engine, overlap=ways)
+        results[ways] = (w2s.cbs(b, g, prompts, SearchParams(2, 3, 2), SP, return_all=True),
+                         w2s.sample(b, None, prompts, SP, n=3))
+        threads = {name for _, _, name in g.spans}
+        if ways == 2:
+            assert len(threads) == 2 and all(n.startswith("w2s-group") for n in threads)
+            spans = sorted(g.spans)
+            assert all(a[1] <= b[0] for a, b in zip(spans, spans[1:]))  # never two at once
+        else:
+            assert threads == {threading.current_thread().name}
+    (cbs1, s1), (cbs2, s2) = results[1], results[2]
+    assert [r.to_dict() | {"cost": None} for r in cbs1] == \
+        [r.to_dict() | {"cost": None} for r in cbs2]
+    assert [r.cost.base_tokens for r in cbs1] == [r.cost.base_tokens for r in cbs2]
+    assert [[c.text for c in r.candidates] for r in s1] == [[c.text for c in r.candidates]
+                                                            for r in s2]
+    with pytest.raises(W2SError, match="overlap must be >= 1"):
+        backend(engine, overlap=0)

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,6 +20,7 @@ from w2s.models.base import (
     Backend,
     Continuation,
     LogitsBackend,
+    OverlappingBackend,
     PromptCounter,
     Request,
     SearchBackend,
@@ -229,9 +234,40 @@ class Frontier:
 
 
 def prompt_groups(backend: Backend, n_prompts: int, rows_per_prompt: int) -> list[range]:
-    """Split prompts so one group holds at most ``backend.batch_size`` rows (at least 1 prompt)."""
+    """Split prompts so one group holds at most ``backend.batch_size`` rows (at least 1
+    prompt); a backend that overlaps ``k`` groups gets at least ``k`` groups when there are
+    enough prompts."""
     cap = max(1, backend.batch_size // max(1, rows_per_prompt))
+    ways = backend.overlap if isinstance(backend, OverlappingBackend) else 1
+    if ways > 1 and n_prompts > 1:
+        cap = min(cap, -(-n_prompts // ways))
     return [range(lo, min(lo + cap, n_prompts)) for lo in range(0, n_prompts, cap)]
+
+
+_GUIDE_LOCK: contextvars.ContextVar[threading.Lock | None] = contextvars.ContextVar(
+    "w2s_guide_lock", default=None)
+"""Held around each scoring call while groups of prompts overlap: the guide's models and
+tokenizers then serve one group at a time, and only the waiting on the engine overlaps."""
+
+
+def run_groups(backend: Backend, groups: list[range], fn: Callable[[range], list[Any]]
+               ) -> list[Any]:
+    """``fn`` on every group, concatenated in order: one after another, or, for an
+    :class:`OverlappingBackend`, ``overlap`` at a time in threads (each in a copy of the
+    caller's context, so cancellation and progress watchers still see it) that take turns
+    at the guide."""
+    ways = backend.overlap if isinstance(backend, OverlappingBackend) else 1
+    if ways <= 1 or len(groups) <= 1:
+        return [x for g in groups for x in fn(g)]
+    lock = threading.Lock()
+
+    def one(g: range) -> list[Any]:
+        _GUIDE_LOCK.set(lock)
+        return fn(g)
+
+    with ThreadPoolExecutor(min(ways, len(groups)), thread_name_prefix="w2s-group") as pool:
+        futures = [pool.submit(contextvars.copy_context().run, one, g) for g in groups]
+        return [x for f in futures for x in f.result()]
 
 
 def score_entries(guide: Guide, prep: Prepared, owners: list[int], entries: list[Entry],
@@ -243,10 +279,12 @@ def score_entries(guide: Guide, prep: Prepared, owners: list[int], entries: list
     if not entries:
         return
     texts, ended = [e.text for e in entries], [e.ended for e in entries]
-    if session is not None:
-        values, tokens = session.score(texts, ended)
-    else:
-        values, tokens = guide.score_with_cost([prep.prompts[i] for i in owners], texts, ended)
+    with _GUIDE_LOCK.get() or contextlib.nullcontext():  # overlapping groups take turns here
+        if session is not None:
+            values, tokens = session.score(texts, ended)
+        else:
+            values, tokens = guide.score_with_cost([prep.prompts[i] for i in owners], texts,
+                                                   ended)
     for e, v in zip(entries, values.tolist()):
         e.score = float(v)
     # attribute guide tokens to prompts in proportion to their entries (exact for one prompt)
@@ -298,10 +336,10 @@ def run_search(method: str, backend: Backend, guide: Guide | None, prompts: Sequ
     backend = require(backend, Backend, method)
     prep = prepare(backend, prompts, sampling)
     cost = [Cost() for _ in prep.prompts]
-    out: list[tuple[list[Entry], dict[str, float]]] = []
-    for group in prompt_groups(backend, len(prep.prompts), rows(knob)):
-        out += search(backend, guide, prep.subset(group), knob, sampling,
-                      [cost[i] for i in group], list(group))
+    out: list[tuple[list[Entry], dict[str, float]]] = run_groups(
+        backend, prompt_groups(backend, len(prep.prompts), rows(knob)),
+        lambda group: search(backend, guide, prep.subset(group), knob, sampling,
+                             [cost[i] for i in group], list(group)))
     cost = finish_costs(prep, cost)
     params = {"method": method, **knob.to_dict(), **sampling.to_dict()}
     results = []

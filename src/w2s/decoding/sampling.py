@@ -15,6 +15,7 @@ from w2s.decoding.common import (
     prepare,
     prompt_groups,
     require,
+    run_groups,
     sampling_of,
     score_entries,
 )
@@ -35,8 +36,8 @@ def sample(backend: Backend, guide: Guide | None, prompts: Sequence[str],
     backend = require(backend, Backend, "sample")
     prep = prepare(backend, prompts, sampling)
     cost = [Cost() for _ in prep.prompts]
-    entries: list[Entry] = []
-    for group in prompt_groups(backend, len(prep.prompts), n):
+
+    def one_group(group: range) -> list[Entry]:
         sub = prep.subset(group)
         sub_cost = [cost[i] for i in group]
         frontier = Frontier(backend, sub, sampling, sub_cost, n)
@@ -49,7 +50,10 @@ def sample(backend: Backend, guide: Guide | None, prompts: Sequence[str],
             grown = frontier.grow(rows, sampling.max_new_tokens)
         if guide is not None:
             score_entries(guide, sub, [i for i, _, _ in rows], grown, sub_cost)
-        entries += grown
+        return grown
+
+    entries: list[Entry] = run_groups(backend, prompt_groups(backend, len(prep.prompts), n),
+                                      one_group)
     cost = finish_costs(prep, cost)
     params = {"method": "sample", "n": n, **sampling.to_dict()}
     results = [Result.from_candidates(p, "sample",

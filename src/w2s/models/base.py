@@ -183,6 +183,16 @@ class ScoringLM(Protocol):
 
 
 @runtime_checkable
+class OverlappingBackend(Backend, Protocol):
+    """A backend whose calls mostly wait on something else (an engine over HTTP): a search
+    runs ``overlap`` groups of prompts at once, so that one group's guide scoring (here) runs
+    while another group waits for its samples (there). Outputs do not change: every row's
+    randomness is its own stream, whatever group it is in."""
+
+    overlap: int
+
+
+@runtime_checkable
 class PromptCounter(Protocol):
     """A backend that knows how many tokens a prompt takes (the server's ``usage``)."""
 

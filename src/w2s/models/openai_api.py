@@ -26,7 +26,11 @@ unchanged; token-level methods refuse it (it gives no next-token distribution).
   --policy consistent_hash``): every request of one prompt carries the same
   ``X-Session-ID`` (``affinity_header``; a digest of the formatted prompt), so all its rounds
   reach the replica that caches its prefix, while prompts spread over replicas.
-- Requests run concurrently (asyncio + ``httpx``), at most ``max_concurrency`` in flight;
+- **Overlap** (:class:`~w2s.models.base.OverlappingBackend`): a search splits its prompts into
+  ``overlap`` groups (2 by default) run at once, so one group's guide scoring runs here while
+  another group's requests wait on the engine; outputs are the same as one group at a time.
+- Requests run concurrently (asyncio + ``httpx``), at most ``max_concurrency`` in flight
+  (per group);
   429/5xx, timeouts and dropped connections are retried with exponential backoff and jitter
   (``tenacity``), honouring ``Retry-After``; when the budget is spent, one line says why.
 - A stop string split across two chunks is found on the whole response text, client-side.
@@ -92,12 +96,13 @@ class OpenAIBackend:
                  chat: bool = False, tokenizer: Any = None, max_concurrency: int = 64,
                  timeout: float = 120.0, max_retries: int = 6, batch_size: int = 256,
                  logprobs: bool = True, token_prompts: bool | None = None,
-                 affinity_header: str | None = "X-Session-ID") -> None:
+                 affinity_header: str | None = "X-Session-ID", overlap: int = 2) -> None:
         if not base_url.startswith(("http://", "https://")):
             raise W2SError(f"base URL must start with http:// or https://, got {base_url!r}")
         if not model:
             raise W2SError("give the served model's name (--base-model)")
-        for name, v in (("max_concurrency", max_concurrency), ("batch_size", batch_size)):
+        for name, v in (("max_concurrency", max_concurrency), ("batch_size", batch_size),
+                        ("overlap", overlap)):
             if not isinstance(v, int) or v < 1:
                 raise W2SError(f"{name} must be >= 1, got {v!r}")
         if not isinstance(max_retries, int) or max_retries < 0:
@@ -120,6 +125,7 @@ class OpenAIBackend:
         self.logprobs = logprobs
         self.token_prompts = token_prompts
         self.affinity_header = affinity_header
+        self.overlap = overlap
         self._ids: dict[str, list[int]] = {}  # formatted prompt -> the engine's token ids
         if isinstance(tokenizer, str):
             from w2s.models.loading import load_tokenizer
