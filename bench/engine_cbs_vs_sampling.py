@@ -66,6 +66,8 @@ def main() -> None:
     ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16, 64])
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--modes", nargs="+", choices=["text", "ids"], default=["text", "ids"])
+    ap.add_argument("--overlaps", type=int, nargs="+", default=[2],
+                    help="prompt groups a search runs at once (OpenAIBackend overlap)")
     ap.add_argument("--url", help="a running engine (or router) instead of starting vLLM here")
     ap.add_argument("--model", default="zoo-base", help="with --url: the served base's name")
     ap.add_argument("--metrics", nargs="+", default=None,
@@ -83,7 +85,7 @@ def main() -> None:
     print(f"{where}; {len(prompts)} prompts in flight, "
           f"{args.max_new} new tokens, CBS({args.w},{args.k},{args.l}) vs sampling {n} per "
           f"prompt; medians of {args.repeats}")
-    print(f"{'block':>5} {'prefixes':>8} {'sample s':>9} {'BoN s':>7} {'CBS s':>7} "
+    print(f"{'block':>5} {'prefixes':>8} {'overlap':>7} {'sample s':>9} {'BoN s':>7} {'CBS s':>7} "
           f"{'CBS/BoN':>8} {'CBS/sample':>10} {'engine-side':>11} {'guide':>6} "
           f"{'hits sample':>11} {'hits BoN':>8} {'hits CBS':>8}")
     for block in args.blocks if not args.url else [0]:
@@ -92,10 +94,10 @@ def main() -> None:
                   else contextlib.nullcontext(args.url))
         with server as url:
             counted = args.metrics or [url]
-            for mode in args.modes:
+            for mode, overlap in [(m, o) for m in args.modes for o in args.overlaps]:
                 base = w2s.OpenAIBackend(url, args.model,
                                          max_concurrency=len(prompts) * args.w,
-                                         token_prompts=mode == "ids")
+                                         token_prompts=mode == "ids", overlap=overlap)
                 w2s.sample(base, None, prompts[:2], sp, n=2)  # warm-up
 
                 def run(fn):  # noqa: ANN001, ANN202
@@ -119,7 +121,7 @@ def main() -> None:
 
                 ms, mb, mc = med("s", 0), med("b", 0), med("c", 0)
                 engine_side = statistics.median(t - g for t, _, g in rows["c"])
-                print(f"{block or '-':>5} {mode:>8} {ms:>9.2f} {mb:>7.2f} {mc:>7.2f} {mc / mb:>7.2f}x "
+                print(f"{block or '-':>5} {mode:>8} {overlap:>7} {ms:>9.2f} {mb:>7.2f} {mc:>7.2f} {mc / mb:>7.2f}x "
                       f"{mc / ms:>9.2f}x {engine_side / ms:>10.2f}x "
                       f"{med('c', 2) / mc:>6.0%} {med('s', 1):>11.0%} {med('b', 1):>8.0%} "
                       f"{med('c', 1):>8.0%}")
