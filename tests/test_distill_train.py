@@ -160,3 +160,13 @@ def test_rounds_train_each_student_on_its_own_search_and_resume(tmp_path):
     leak = CliRunner().invoke(cli, [*args[:-3], "--eval-prompts-file", str(train), "--out",
                                     str(tmp_path / "leak"), "--no-progress"])
     assert leak.exit_code == 2 and "evaluation prompts are also training prompts" in leak.output
+
+
+def test_the_student_defaults_to_the_base_that_wrote_the_data(data, tmp_path):
+    from w2s.distill.train import default_student
+
+    s = train_student(TrainPlan(str(data), epochs=0.5, batch_size=8), tmp_path / "d",
+                      show_progress=False)
+    assert s["plan"]["student"] == "zoo:base" and s["done"]
+    with pytest.raises(w2s.W2SError, match="give --student: the data's base is not a model"):
+        default_student({"request": {"base": {"url": "http://127.0.0.1:9/v1", "model": "m"}}})

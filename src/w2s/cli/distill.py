@@ -133,22 +133,10 @@ def train(**o: Any) -> None:
       w2s distill train data/cbs --out students/cbs-sft --epochs 2 --learning-rate 5e-5
       w2s generate --base students/cbs-sft --method sample --prompt "The movie was"
     """
-    import json
-
-    from w2s.distill.data import MANIFEST
     from w2s.distill.train import train_student
-    from w2s.errors import W2SError
 
     data_dir, out = o.pop("data_dir"), o.pop("out")
-    student = o.pop("student")
-    if student is None:
-        meta = data_dir / MANIFEST
-        base = (json.loads(meta.read_text(encoding="utf-8")).get("request", {}).get("base")
-                if meta.is_file() else None)
-        if not isinstance(base, str):
-            raise W2SError("give --student: the data's base is not a model this command can "
-                           "load (an engine, or no distill data folder)")
-        student = base
+    student = o.pop("student") or ""
     device = o.pop("device")
     plan = _train_plan(o, str(data_dir), student)
     s = train_student(plan, out, restart=o["restart"], device=device,

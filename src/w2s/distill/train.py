@@ -16,6 +16,7 @@ experiment needs around them:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import resource
@@ -40,8 +41,9 @@ class TrainPlan:
 
     data: str
     """A ``w2s distill data`` folder."""
-    student: str
-    """The model to fine-tune (a folder, ``zoo:ROLE`` or a hub id): the base that wrote the data."""
+    student: str = ""
+    """The model to fine-tune (a folder, ``zoo:ROLE`` or a hub id); empty: the base that
+    wrote the data (read from its ``distill.json``)."""
     trainer: Literal["sft", "dpo"] = "sft"
     epochs: float = 1.0
     learning_rate: float = 1e-5
@@ -87,6 +89,15 @@ def _data_files(plan: TrainPlan) -> tuple[dict[str, Any], Path]:
                        + (", with --pairs best-worst or vs-sample)" if plan.trainer == "dpo"
                           else ")"))
     return meta, path
+
+
+def default_student(meta: dict[str, Any]) -> str:
+    """The base that wrote the data, when it is a model this process can train."""
+    base = meta.get("request", {}).get("base")
+    if not isinstance(base, str):
+        raise W2SError("give --student: the data's base is not a model this command can "
+                       "load (an engine)")
+    return base
 
 
 def check_student(meta: dict[str, Any], tok: Any, student: str) -> None:
@@ -135,6 +146,8 @@ def train_student(plan: TrainPlan, out: Path, *, restart: bool = False, device: 
     from w2s.models.loading import load_tokenizer
     from w2s.models.refs import resolve_model
 
+    if not plan.student:
+        plan = dataclasses.replace(plan, student=default_student(meta))
     folder = resolve_model(plan.student)
     tok = load_tokenizer(folder)
     check_student(meta, tok, plan.student)
