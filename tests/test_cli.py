@@ -239,3 +239,27 @@ def test_vllms_flag_names_and_dtype_names_are_taken_too(models):
     proc = run_w2s("generate", *models[:2], "--method", "sample", "--dtype", "float",
                    "--max-new-tokens", "3", "--seed", "0", "--prompt", "the movie was", "--json")
     assert proc.returncode == 0, proc.stderr
+
+
+def test_prompts_files_take_messages_stdin_and_pass_other_fields_through(models, tmp_path):
+    lines = [{"prompt": "the movie was", "id": "a-1"},
+             {"messages": [{"role": "user", "content": "the film"}], "id": "a-2", "k": [1]}]
+    text = "".join(json.dumps(x) + "\n" for x in lines)
+    proc = subprocess.run([sys.executable, "-m", "w2s.cli", "generate", *models[:2],
+                           "--method", "sample", "--max-new-tokens", "3", "--seed", "0",
+                           "--prompts-file", "-", "--json"], input=text, capture_output=True,
+                          text=True, timeout=120, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert proc.returncode == 0, proc.stderr
+    rows = [json.loads(x) for x in proc.stdout.splitlines()]
+    assert [r["id"] for r in rows] == ["a-1", "a-2"] and rows[1]["k"] == [1]
+    assert json.loads(rows[1]["prompt"]) == lines[1]["messages"]  # a chat prompt, as sent
+    bad = tmp_path / "bad.jsonl"
+    for line, needle in [({"prompt": "x", "response": 1}, "field 'response' is one of the "
+                          "output's own"),
+                         ({"prompt": "x", "messages": []}, "needs a string field 'prompt' or "
+                          "a list 'messages' (one of them)"),
+                         ({"messages": [{"role": "bot", "content": "x"}]},
+                          "bad.jsonl:1: messages[0] must be")]:
+        bad.write_text(json.dumps(line) + "\n")
+        assert_one_line_error(run_w2s("generate", *models[:2], "--method", "sample",
+                                      "--prompts-file", str(bad)), needle)

@@ -13,7 +13,7 @@ from typing import Any
 import click
 
 from w2s.cli.group import cli
-from w2s.cli.options import read_prompts
+from w2s.cli.options import read_prompt_rows
 from w2s.cli.requests import RequestCommand, build_request, request_options, resolver_of
 
 
@@ -31,7 +31,8 @@ def generate(**o: Any) -> None:
     """
     as_json, return_all = o.pop("as_json"), o.pop("return_all")
     request = build_request(o, return_all)
-    prompts = read_prompts(o["prompt"], o["prompts_file"])
+    rows = read_prompt_rows(o["prompt"], o["prompts_file"])
+    prompts = [p for p, _ in rows]
     resolver = resolver_of(o)
     resolver.check(request.base, request.guide)  # every model reference resolves before anything loads
     assert request.base is not None
@@ -41,18 +42,19 @@ def generate(**o: Any) -> None:
     guide = resolver.guide(request.guide)
     results = spec.run(backend, guide, prompts, request.knobs, request.sampling,
                        return_all=return_all)
-    _print(results, as_json, return_all)
+    _print(results, [extra for _, extra in rows], as_json, return_all)
 
 
-def _print(results: list[Any], as_json: bool, return_all: bool) -> None:
+def _print(results: list[Any], extras: list[dict[str, Any]], as_json: bool, return_all: bool
+           ) -> None:
     from w2s.textfile import strict_json
 
-    for r in results:
+    for r, extra in zip(results, extras):
         if as_json:
             row = r.to_dict()
             if not return_all:
                 row.pop("candidates")
-            click.echo(strict_json(row, ensure_ascii=False))
+            click.echo(strict_json({**extra, **row}, ensure_ascii=False))
         else:
             score = "" if r.score is None else f"  [score {r.score:+.3f}]"
             click.echo(f"{r.prompt}\u2192{r.text}{score}")

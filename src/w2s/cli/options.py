@@ -135,29 +135,68 @@ def guide_options(f: Any) -> Any:
     return f
 
 
-def read_prompts(prompt: tuple[str, ...], prompts_file: str | None) -> list[str]:
-    """Prompts from ``--prompt`` (repeatable) and/or a JSONL file with a ``prompt`` field."""
-    prompts = list(prompt)
+OUTPUT_FIELDS = frozenset({"prompt", "response", "method", "score", "finished", "finish_reason",
+                           "token_ids", "cost", "params", "stats", "candidates", "seed"})
+"""The fields of ``generate --json``'s rows: a prompts file's own fields may not reuse them."""
+
+
+def read_prompt_rows(prompt: tuple[str, ...], prompts_file: str | None
+                     ) -> list[tuple[str, dict[str, Any]]]:
+    """Prompts from ``--prompt`` (repeatable) and/or a JSONL file (``-``: standard input),
+    each with the line's other fields (ids and the like, passed through to the output).
+
+    A line holds ``prompt`` (text) or ``messages`` (a chat conversation, formatted by each
+    model's chat template), not both."""
+    rows: list[tuple[str, dict[str, Any]]] = [(p, {}) for p in prompt]
     if prompts_file:
-        path = Path(prompts_file)
-        if not path.is_file():
-            raise W2SError(f"prompts file {prompts_file!r} does not exist")
+        from w2s.chat import ChatPrompt
         from w2s.textfile import check_text, read_utf8
 
-        for n, line in enumerate(read_utf8(path).splitlines(), 1):
+        if prompts_file == "-":
+            text = click.get_text_stream("stdin").read()
+            name = "<stdin>"
+        else:
+            path = Path(prompts_file)
+            if not path.is_file():
+                raise W2SError(f"prompts file {prompts_file!r} does not exist")
+            text, name = read_utf8(path), prompts_file
+        for n, line in enumerate(text.splitlines(), 1):
             if not line.strip():
                 continue
+            where = f"{name}:{n}"
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as e:
-                raise W2SError(f"{prompts_file}:{n}: not valid JSON ({e.msg})") from None
-            if not isinstance(row, dict) or not isinstance(row.get("prompt"), str):
-                raise W2SError(f"{prompts_file}:{n}: each line needs a string field 'prompt'")
-            check_text(row["prompt"], f"{prompts_file}:{n}")
-            prompts.append(row["prompt"])
-        if not prompts:
+                raise W2SError(f"{where}: not valid JSON ({e.msg})") from None
+            if not isinstance(row, dict) or ("prompt" in row) == ("messages" in row):
+                raise W2SError(f"{where}: each line needs a string field 'prompt' or a list "
+                               "'messages' (one of them)")
+            check_text(row, where)
+            extra = {k: v for k, v in row.items() if k not in ("prompt", "messages")}
+            clash = sorted(set(extra) & OUTPUT_FIELDS)
+            if clash:
+                raise W2SError(f"{where}: field {clash[0]!r} is one of the output's own; "
+                               "rename it (other fields are passed through)")
+            if "messages" in row:
+                if not isinstance(row["messages"], list):
+                    raise W2SError(f"{where}: 'messages' must be a list of {{role, content}}")
+                try:
+                    rows.append((ChatPrompt(row["messages"]), extra))
+                except W2SError as e:
+                    raise W2SError(f"{where}: {e}") from None
+            elif isinstance(row["prompt"], str):
+                rows.append((row["prompt"], extra))
+            else:
+                raise W2SError(f"{where}: each line needs a string field 'prompt' or a list "
+                               "'messages' (one of them)")
+        if not rows:
             raise W2SError(f"prompts file {prompts_file!r} has no prompts")
-    if not prompts:
+    if not rows:
         raise W2SError("give a prompt with --prompt TEXT or --prompts-file FILE.jsonl")
-    return prompts
+    return rows
+
+
+def read_prompts(prompt: tuple[str, ...], prompts_file: str | None) -> list[str]:
+    """The prompts of :func:`read_prompt_rows`, without their other fields."""
+    return [p for p, _ in read_prompt_rows(prompt, prompts_file)]
 

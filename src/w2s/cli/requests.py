@@ -54,7 +54,9 @@ _BASE = [
 _PROMPTS = [
     click.option("--prompt", multiple=True, help="A prompt (repeatable)."),
     click.option("--prompts-file", metavar="FILE.jsonl",
-                 help="JSONL with a 'prompt' field per line."),
+                 help="JSONL, one prompt per line: {'prompt': text} or {'messages': [{role, "
+                 "content}, ...]}; other fields (ids) are copied to --json's rows; - reads "
+                 "standard input."),
 ]
 _RUN = [
     click.option("--chat", is_flag=True, help="Format prompts with each model's chat template."),
