@@ -332,3 +332,19 @@ def test_every_request_is_logged_at_the_default_level(w2s_server):
             break
         time.sleep(0.1)
     assert '"GET /v1/models HTTP/1.1" 200' in text
+
+
+def test_error_bodies_carry_openais_code_ids_and_the_param_at_fault(w2s_server):
+    """``code`` is a string id or null (never the status as a string), ``param`` the field."""
+    def error(body: dict, key: str | None = None) -> tuple[int, dict]:
+        headers = {"Authorization": f"Bearer {key or w2s_server.api_key}"}
+        r = httpx.post(w2s_server.url + "/v1/completions", json=body, headers=headers,
+                       timeout=30)
+        return r.status_code, r.json()["error"]
+
+    status, e = error({"model": "gpt-9", "prompt": "x"})
+    assert status == 404 and e["code"] == "model_not_found" and e["param"] == "model"
+    status, e = error({"prompt": "x", "top_p": 2})
+    assert status == 400 and e["code"] is None and e["param"] == "top_p"
+    status, e = error({"prompt": "x"}, key="wrong")
+    assert status == 401 and e["code"] == "invalid_api_key" and e["param"] is None

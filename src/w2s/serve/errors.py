@@ -15,21 +15,29 @@ from w2s.serve import schema as S
 log = logging.getLogger("w2s.serve")
 
 
+CODES = {401: "invalid_api_key", 404: "not_found", 413: "request_too_large",
+         429: "rate_limit_exceeded", 500: "internal_error"}
+"""OpenAI-style ``code`` ids by status; a plain invalid request has none (null), as OpenAI's."""
+
+
 class ApiError(Exception):
     """A refusal: an HTTP status and OpenAI's error body."""
 
     def __init__(self, status: int, message: str, *, kind: str = "invalid_request_error",
-                 param: str | None = None, headers: dict[str, str] | None = None) -> None:
+                 param: str | None = None, headers: dict[str, str] | None = None,
+                 code: str | None = None) -> None:
         super().__init__(message)
         self.status, self.message, self.kind, self.param = status, message, kind, param
-        self.headers = headers or {}
+        self.headers, self.code = headers or {}, code
 
 
 def error_response(status: int, message: str, kind: str = "invalid_request_error",
-                   param: str | None = None, headers: dict[str, str] | None = None
-                   ) -> JSONResponse:
+                   param: str | None = None, headers: dict[str, str] | None = None,
+                   code: str | None = None) -> JSONResponse:
+    """OpenAI's error body: ``code`` a string id (by default the status's, see
+    :data:`CODES`) or null, ``param`` the request field at fault or null."""
     body = S.ErrorBody(error=S.ErrorDetail(message=message, type=kind, param=param,
-                                           code=str(status)))
+                                           code=code or CODES.get(status)))
     return JSONResponse(body.model_dump(), status_code=status, headers=headers)
 
 
@@ -65,7 +73,7 @@ def install_error_handlers(app: FastAPI) -> None:
     path), unknown routes, and bugs (a 500 in one line)."""
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, e: ApiError) -> JSONResponse:
-        return error_response(e.status, e.message, e.kind, e.param, e.headers)
+        return error_response(e.status, e.message, e.kind, e.param, e.headers, e.code)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, e: RequestValidationError) -> JSONResponse:

@@ -46,7 +46,8 @@ def plan(server: Server, req: Any, prompts: list[str], max_tokens: int | None) -
     lim, d = server.limits, server.defaults
     if req.model is not None and req.model != server.model_id:
         raise ApiError(404, f"model {req.model!r} is not served here; this server serves "
-                       f"{server.model_id!r}", param="model", kind="not_found_error")
+                       f"{server.model_id!r}", param="model", kind="not_found_error",
+                       code="model_not_found")
     max_new = max_tokens if max_tokens is not None else d.max_tokens
     given = {"max_new_tokens": max_new, "temperature": req.temperature, "top_p": req.top_p,
              "top_k": req.top_k, "seed": req.seed, "ignore_eos": req.ignore_eos,
