@@ -348,3 +348,16 @@ def test_error_bodies_carry_openais_code_ids_and_the_param_at_fault(w2s_server):
     assert status == 400 and e["code"] is None and e["param"] == "top_p"
     status, e = error({"prompt": "x"}, key="wrong")
     assert status == 401 and e["code"] == "invalid_api_key" and e["param"] is None
+
+
+def test_best_of_is_best_of_n_ranked_by_the_guide(client):
+    a = client.completions.create(model="w2s", prompt="the movie was", best_of=4, seed=3,
+                                  max_tokens=8)
+    b = client.completions.create(model="w2s", prompt="the movie was", seed=3, max_tokens=8,
+                                  extra_body={"w2s": {"method": "bon", "n": 4}})
+    assert a.choices[0].text == b.choices[0].text
+    assert a.model_extra["w2s"]["method"] == "bon"
+    with pytest.raises(openai.BadRequestError) as e:
+        client.completions.create(model="w2s", prompt="x", best_of=4, max_tokens=8,
+                                  extra_body={"w2s": {"method": "cbs"}})
+    assert e.value.body["param"] == "best_of" and "disagrees" in e.value.body["message"]

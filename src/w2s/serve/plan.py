@@ -42,6 +42,20 @@ def _refused(e: W2SError, default_param: str | None, names: dict[str, str] | Non
     return ApiError(400, str(e), param=default_param)
 
 
+def _best_of(best_of: int | None, w2s: dict[str, Any], n: int) -> dict[str, Any]:
+    """OpenAI's ``best_of`` as w2s's Best-of-N: ``bon`` with ``n = best_of``, ranked by the
+    guide (``best_of`` 1 or absent asks for nothing)."""
+    if best_of is None or best_of == 1:
+        return w2s
+    if w2s.get("method", "bon") != "bon" or w2s.get("n", best_of) != best_of:
+        raise ApiError(400, f"best_of {best_of} asks for Best-of-N (w2s.method 'bon', n "
+                       f"{best_of}); it disagrees with the w2s field -- give one of them",
+                       param="best_of")
+    if best_of < n:
+        raise ApiError(400, f"best_of ({best_of}) must be at least n ({n})", param="best_of")
+    return {**w2s, "method": "bon", "n": best_of}
+
+
 def plan(server: Server, req: Any, prompts: list[str], max_tokens: int | None) -> Plan:
     lim, d = server.limits, server.defaults
     if req.model is not None and req.model != server.model_id:
@@ -53,6 +67,7 @@ def plan(server: Server, req: Any, prompts: list[str], max_tokens: int | None) -
              "top_k": req.top_k, "seed": req.seed, "ignore_eos": req.ignore_eos,
              "stop": req.stops() or None}
     w2s = req.w2s.model_dump(exclude_none=True) if req.w2s is not None else {}
+    w2s = _best_of(getattr(req, "best_of", None), w2s, req.n)
     weights = w2s.pop("weights", None)
     try:  # the one request parser: OpenAI's sampling fields, then the w2s field
         sampling = parse_sampling({k: v for k, v in given.items() if v is not None}, d.sampling,

@@ -33,7 +33,7 @@ SEED = Field(None, description="Random seed: the answer is a deterministic funct
 _NEUTRAL: dict[str, tuple[Any, ...]] = {
     "frequency_penalty": (None, 0, 0.0), "presence_penalty": (None, 0, 0.0),
     "logprobs": (None, False), "top_logprobs": (None, 0), "echo": (None, False),
-    "best_of": (None, 1), "logit_bias": (None, {}), "suffix": (None, ""),
+    "logit_bias": (None, {}), "suffix": (None, ""),
     "tools": (None, []), "tool_choice": (None, "none"), "response_format": (None,),
     "parallel_tool_calls": (None,), "functions": (None, []), "function_call": (None, "none"),
 }
@@ -161,7 +161,9 @@ def request_models(decoders: dict[str, DecoderSpec]) -> tuple[type[BaseModel], t
         prompt=(str | list[str], Field(description="A prompt, or a list of up to 64 prompts.")),
         echo=(bool | None, Field(None, description="Only false (not implemented).")),
         logprobs=(int | None, Field(None, description="Only null (not implemented).")),
-        best_of=(int | None, Field(None, description="Only 1; use w2s.method='bon'.")),
+        best_of=(int | None, Field(None, ge=1, le=1024, description="OpenAI's best_of: draw "
+                                   "this many and return the best -- here Best-of-N ranked "
+                                   "by the guide (w2s.method 'bon' with n = best_of).")),
         suffix=(str | None, Field(None, description="Only null (not implemented).")),
         w2s=w2s_field)
     chat = create_model(
