@@ -209,6 +209,7 @@ class OpenAIBackend:
         if not top:  # Nudging cuts at a token's text: it needs the tokens' strings, not ids
             self.tokenize_prompts([r.prompt for r in requests])
         bodies = [self.body(r, max_tokens, sampling, token_ids=not top) for r in requests]
+        self.stats["token_prompts"] += sum(isinstance(b["prompt"], list) for b in bodies)
         if top:
             for body in bodies:
                 body["logprobs"] = 1
@@ -327,7 +328,6 @@ class OpenAIBackend:
         exact = token_ids and self.token_prompts and text in self._ids
         if exact and (req.response_ids is not None or not req.response):
             prompt = self._ids[text] + list(req.response_ids or ())
-            self.stats["token_prompts"] += 1
         body: dict[str, Any] = {
             "model": self.model, "prompt": prompt,
             "max_tokens": max_tokens, "n": len(req.streams),
