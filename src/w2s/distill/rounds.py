@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +22,7 @@ from typing import Any
 from w2s.distill.data import DistillPlan, check_prompts, run_distill_data
 from w2s.distill.train import TRAIN, TrainPlan, train_student
 from w2s.errors import W2SError
+from w2s.evaluate.stats import prompt_mean_se
 from w2s.request import BaseRef, Resolver
 
 SUMMARY = "rounds.json"
@@ -59,30 +58,24 @@ class RoundsPlan:
                            "the base as a model (--base), not an engine URL")
 
 
-def _mean_se(xs: Sequence[float]) -> tuple[float, float]:
-    n = len(xs)
-    m = sum(xs) / n
-    if n < 2:
-        return m, 0.0
-    return m, math.sqrt(sum((x - m) ** 2 for x in xs) / (n - 1) / n)
-
-
 def evaluate_student(plan: RoundsPlan, student: str, resolver: Resolver) -> dict[str, Any]:
     """Plain samples of ``student`` on the held-out prompts: the guide's and each gold
-    scorer's mean and standard error over prompt x seed, and the tokens sampled."""
+    scorer's mean and standard error over prompts (seeds averaged first, as every report
+    does), and the tokens sampled."""
     import w2s
     from w2s.tasks.gold import GOLD_SCORERS
 
     req = plan.data.request
     model = resolver.lm(student)
     guide = resolver.guide(req.guide)
-    prompts, texts, ended, tokens = [], [], [], 0
+    prompts, texts, ended, index, tokens = [], [], [], [], 0
     for seed in range(plan.eval_seeds):
         sp = dataclasses.replace(req.sampling, seed=seed)
-        for r in w2s.sample(model, None, plan.eval_prompts, sp):
+        for i, r in enumerate(w2s.sample(model, None, plan.eval_prompts, sp)):
             prompts.append(r.prompt)
             texts.append(r.text)
             ended.append(r.finished)
+            index.append(i)
             tokens += len(r.token_ids)
     scores: dict[str, list[float]] = {}
     if guide is not None:
@@ -90,8 +83,9 @@ def evaluate_student(plan: RoundsPlan, student: str, resolver: Resolver) -> dict
     for g in plan.data.gold:
         scores[g] = list(GOLD_SCORERS[g](texts))
     out: dict[str, Any] = {"model": student, "samples": len(texts), "tokens": tokens}
-    for name, xs in scores.items():
-        out[name], out[f"{name}_se"] = _mean_se(xs)
+    for name, xs in scores.items():  # over prompts, each prompt's seeds averaged first
+        rows = [{"prompt_index": i, "v": x} for i, x in zip(index, xs)]
+        out[name], out[f"{name}_se"] = prompt_mean_se(rows, lambda r: r["v"]) or (0.0, 0.0)
     return out
 
 
