@@ -77,3 +77,10 @@ def prompt_ids(tokenizer: Any, prompt: str, chat: bool, name: str) -> list[int]:
                            "no BOS token to condition on)")
         ids = [tokenizer.bos_token_id]
     return list(ids)
+
+
+def response_ids(tokenizer: Any, texts: Sequence[str]) -> list[list[int]]:
+    """Responses' token ids (no special tokens), in one batched tokenizer call."""
+    if not texts:
+        return []
+    return [list(x) for x in tokenizer(list(texts), add_special_tokens=False)["input_ids"]]

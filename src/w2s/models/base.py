@@ -192,6 +192,18 @@ class OverlappingBackend(Backend, Protocol):
     overlap: int
 
 
+class TokenLoglik:
+    """:meth:`ScoringLM.token_loglik` for a model that has ``encode_prompt`` and per-token
+    ``token_logprobs(prefixes, targets)`` (in process, or served by an engine)."""
+
+    def token_loglik(self, prompts: Sequence[str], responses: Sequence[Sequence[int]]
+                     ) -> list[float]:
+        """``sum_t log p(y_t | prompt, y_<t)`` of each response's token ids."""
+        lps = self.token_logprobs([self.encode_prompt(p) for p in prompts],  # type: ignore[attr-defined]
+                                  [list(x) for x in responses])
+        return [float(x.double().sum()) for x in lps]
+
+
 @runtime_checkable
 class PromptCounter(Protocol):
     """A backend that knows how many tokens a prompt takes (the server's ``usage``)."""

@@ -28,8 +28,9 @@ from typing import Any
 
 import torch
 
-from w2s.chat import prompt_ids
+from w2s.chat import prompt_ids, response_ids
 from w2s.errors import W2SError
+from w2s.models.base import TokenLoglik
 from w2s.models.loading import load_tokenizer
 from w2s.models.resolve import resolve_model
 
@@ -37,7 +38,7 @@ PROBE = "Weak-to-strong search: 42 tokens, naïve café, 日本語, emoji 🙂 a
 """The text whose tokens the engine and the local tokenizer must agree on."""
 
 
-class EngineLM:
+class EngineLM(TokenLoglik):
     """A causal LM behind an OpenAI-compatible engine that echoes prompt log-probabilities."""
 
     def __init__(self, url: str, tokenizer: str, *, model: str | None = None,
@@ -63,21 +64,12 @@ class EngineLM:
 
     def _served_model(self) -> str:
         """The engine's one served model (a URL that serves several must name one)."""
-        import httpx
-
-        url = self.client.base_url
-        try:
-            r = httpx.get(url + "/models", timeout=min(self.client.timeout, 10.0),
-                          headers=({"Authorization": f"Bearer {self.client.api_key}"}
-                                   if self.client.api_key else {}))
-            served = [m.get("id") for m in r.json().get("data", [])] if r.status_code == 200 \
-                else []
-        except (httpx.HTTPError, ValueError, AttributeError) as e:
-            raise W2SError(f"cannot reach {url} ({type(e).__name__})") from None
+        served = self.client.served_models() or []
         if len(served) != 1:
-            raise W2SError(f"{url} serves {', '.join(map(str, served)) or 'no model it lists'}; "
+            url = self.client.base_url
+            raise W2SError(f"{url} serves {', '.join(served) or 'no model it lists'}; "
                            f"name one: {self.ref}@{url}#SERVED_NAME")
-        return str(served[0])
+        return served[0]
 
     # --------------------------------------------------------------- ScoringLM
     @property
@@ -88,16 +80,7 @@ class EngineLM:
         return prompt_ids(self.tokenizer, prompt, self.chat, self.name)
 
     def encode_responses(self, texts: Sequence[str]) -> list[list[int]]:
-        if not texts:
-            return []
-        return [list(x) for x in self.tokenizer(list(texts), add_special_tokens=False)
-                ["input_ids"]]
-
-    def token_loglik(self, prompts: Sequence[str], responses: Sequence[Sequence[int]]
-                     ) -> list[float]:
-        lps = self.token_logprobs([self.encode_prompt(p) for p in prompts],
-                                  [list(x) for x in responses])
-        return [float(x.double().sum()) for x in lps]
+        return response_ids(self.tokenizer, texts)
 
     @cached_property
     def n_params(self) -> int:
@@ -118,18 +101,15 @@ class EngineLM:
         if self._checked:
             return
         self._checked = True
-        root = self.client.base_url.removesuffix("/v1")
-        [answer] = self.client.post_all_to(root + "/tokenize",
-                                           [{"model": self.model, "prompt": PROBE}],
-                                           missing_ok=True)
+        answer = self.client.engine_tokenize([PROBE])
         if answer is None:
             return  # an engine without /tokenize: nothing to compare with
         mine = list(self.tokenizer(PROBE, add_special_tokens=True)["input_ids"])
-        if answer.get("tokens") != mine:
+        if answer[0] != mine:
             raise W2SError(f"{self.client.base_url} serves {self.model!r} with another "
                            f"tokenizer than {self.ref!r} names (the probe text tokenizes to "
-                           f"{len(answer.get('tokens') or [])} tokens there, {len(mine)} "
-                           "here): serve the guide's own model, or name its tokenizer")
+                           f"{len(answer[0])} tokens there, {len(mine)} here): serve the "
+                           "guide's own model, or name its tokenizer")
 
     def token_logprobs(self, prefixes: Sequence[Sequence[int]],
                        targets: Sequence[Sequence[int]]) -> list[torch.Tensor]:

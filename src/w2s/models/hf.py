@@ -18,9 +18,9 @@ from typing import Any
 
 import torch
 
-from w2s.chat import prompt_ids
+from w2s.chat import prompt_ids, response_ids
 from w2s.errors import W2SError
-from w2s.models.base import Continuation, Request
+from w2s.models.base import Continuation, Request, TokenLoglik
 from w2s.models.kv_cache import growing_cache, set_spare
 from w2s.models.loading import (
     load_error,
@@ -59,7 +59,7 @@ class SearchState:
         return self.state.mask.shape[0]
 
 
-class HFModel:
+class HFModel(TokenLoglik):
     """A ``transformers`` causal LM with its tokenizer and prompt format.
 
     Build one with :meth:`load` (a local folder or a hub id), or from objects you already hold.
@@ -140,9 +140,7 @@ class HFModel:
 
     def encode_responses(self, texts: Sequence[str]) -> list[list[int]]:
         """Many responses at once (one batched tokenizer call)."""
-        if not texts:
-            return []
-        return [list(x) for x in self.tokenizer(list(texts), add_special_tokens=False)["input_ids"]]
+        return response_ids(self.tokenizer, texts)
 
     @cached_property
     def n_params(self) -> int:
@@ -155,13 +153,6 @@ class HFModel:
 
     def prompt_tokens(self, prompt: str) -> int:
         return len(self.encode_prompt(prompt))
-
-    def token_loglik(self, prompts: Sequence[str], responses: Sequence[Sequence[int]]
-                     ) -> list[float]:
-        """:class:`~w2s.models.base.ScoringLM`: each response's summed log-probability."""
-        lps = self.token_logprobs([self.encode_prompt(p) for p in prompts],
-                                  [list(x) for x in responses])
-        return [float(x.double().sum()) for x in lps]
 
     def decode(self, ids: Sequence[int]) -> str:
         return self.tokenizer.decode(list(ids), skip_special_tokens=True)

@@ -170,6 +170,17 @@ class OpenAIBackend:
             self._checked = True
 
     async def _check_server(self) -> None:
+        served = await self._served()
+        if served and self.model not in served:
+            raise W2SError(f"{self.base_url} serves {', '.join(map(str, served))}, not "
+                           f"{self.model!r} (--base-model)")
+
+    def served_models(self) -> list[str] | None:
+        """The model names ``GET /models`` lists (None: the server has no such list); one
+        line if the server cannot be reached or refuses the key."""
+        return _run(self._served())
+
+    async def _served(self) -> list[str] | None:
         import httpx
 
         async with self._client() as client:
@@ -182,14 +193,11 @@ class OpenAIBackend:
             raise W2SError(f"{self.base_url} refused the API key (HTTP {r.status_code}); set "
                            "OPENAI_API_KEY or --api-key")
         if r.status_code != 200:
-            return  # a server without /models: the first completion will say what is wrong
+            return None  # a server without /models: the first completion says what is wrong
         try:
-            served = [m.get("id") for m in r.json().get("data", [])]
+            return [str(m.get("id")) for m in r.json().get("data", [])]
         except (ValueError, AttributeError):
-            return
-        if served and self.model not in served:
-            raise W2SError(f"{self.base_url} serves {', '.join(map(str, served))}, not "
-                           f"{self.model!r} (--base-model)")
+            return None
 
     # ------------------------------------------------------------- sampling
     def complete(self, requests: Sequence[Request], max_tokens: int,
@@ -300,10 +308,9 @@ class OpenAIBackend:
                                   if t not in self._ids))
         if not todo:
             return
+        answers = self.engine_tokenize(todo)
         root = self.base_url.removesuffix("/v1")
-        answers = self.post_all_to(root + "/tokenize", [{"model": self.model, "prompt": t}
-                                                        for t in todo], missing_ok=True)
-        if any(a is None for a in answers):
+        if answers is None:
             if self.token_prompts:
                 raise W2SError(f"{root} has no /tokenize: it cannot take token-id prompts "
                                "(token_prompts false sends text)")
@@ -311,12 +318,24 @@ class OpenAIBackend:
                         "engine each round)", root)
             self.token_prompts = False
             return
-        for text, a in zip(todo, answers):
+        self._ids.update(zip(todo, answers))
+        self.token_prompts = True if self.token_prompts is None else self.token_prompts
+
+    def engine_tokenize(self, texts: Sequence[str]) -> list[list[int]] | None:
+        """Each text's token ids by the engine's own tokenizer (vLLM's ``/tokenize``, special
+        tokens added as a text prompt gets them); None when the engine has no ``/tokenize``."""
+        root = self.base_url.removesuffix("/v1")
+        answers = self.post_all_to(root + "/tokenize", [{"model": self.model, "prompt": t}
+                                                        for t in texts], missing_ok=True)
+        if any(a is None for a in answers):
+            return None
+        out = []
+        for a in answers:
             ids = a.get("tokens") if isinstance(a, dict) else None
             if not isinstance(ids, list) or not all(isinstance(i, int) for i in ids):
                 raise W2SError(f"{root}/tokenize answered without token ids")
-            self._ids[text] = ids
-        self.token_prompts = True if self.token_prompts is None else self.token_prompts
+            out.append(ids)
+        return out
 
     def body(self, req: Request, max_tokens: int, sampling: SamplingParams, *,
              token_ids: bool = True) -> dict[str, Any]:
