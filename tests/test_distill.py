@@ -155,3 +155,85 @@ def test_the_cli_writes_the_datasets_and_refuses_in_one_line(tmp_path):
     assert not (tmp_path / "e").exists()
     r = CliRunner().invoke(cli, [*args, "--return-all", "--out", str(tmp_path / "e")])
     assert r.exit_code == 2 and "--return-all is implied" in r.output
+
+
+def test_rank_by_a_gold_scorer_writes_the_candidate_it_prefers(tmp_path):
+    plan = _plan({"method": "bon", "n": 4}, seeds=2, pairs="best-worst", rank_by="vader")
+    assert plan.gold == ("vader",)  # the ranking scorer is scored
+    run_distill_data(plan, tmp_path / "d", show_progress=False)
+    raw, sft = _lines(tmp_path / "d" / "raw.jsonl"), _lines(tmp_path / "d" / "sft.jsonl")
+    pref = _lines(tmp_path / "d" / "preference.jsonl")
+    assert len(sft) == 6 and all(r["rank_by"] == "vader" for r in sft + pref)
+    moved = 0
+    for r, row in zip(raw, sft):
+        by_vader = sorted(r["candidates"], key=lambda c: -c["gold"]["vader"])
+        assert row["completion"] == by_vader[0]["text"]
+        assert row["gold"]["vader"] == max(c["gold"]["vader"] for c in r["candidates"])
+        moved += by_vader[0]["text"] != r["candidates"][0]["text"]  # the guide's first
+    assert moved >= 1  # the gold scorer chose otherwise than the guide at least once
+    for p in pref:
+        assert p["gold_chosen"]["vader"] >= p["gold_rejected"]["vader"]
+    assert json.loads((tmp_path / "d" / "distill.json").read_text())["rank_by"] == "vader"
+
+
+def test_demonstrations_are_shown_before_each_prompt_and_the_rows_keep_the_bare_prompt(
+        tmp_path):
+    from w2s.decoding import get_decoder
+    from w2s.distill.data import DEMO_SEP, DEMO_STOP
+    from w2s.params import SamplingParams
+    from w2s.request import Resolver
+
+    demos = (("the movie was", " great"), ("a b", " fine\n###\nnext"), ("c d", " sad"),
+             ("e f", " ok"))
+    plan = _plan({"method": "sample"}, pairs=None, demos=demos, shots=2)
+    shown = plan.in_context(0, 0)
+    blocks = shown.split(DEMO_SEP)
+    assert blocks[-1] == "the movie was" and len(blocks) == 3
+    assert set(blocks[:2]) <= {"a b fine \nnext", "c d sad", "e f ok"}  # never its own
+    assert plan.in_context(0, 0) == shown and DEMO_STOP not in "".join(blocks[:2])
+    assert {plan.in_context(0, s) for s in range(8)} != {shown}  # seeds draw other demos
+    run_distill_data(plan, tmp_path / "d", show_progress=False)
+    sft = _lines(tmp_path / "d" / "sft.jsonl")
+    assert [r["prompt"] for r in sft] == PROMPTS and all(r["in_context_shots"] == 2
+                                                        for r in sft)
+    # each completion is the base's answer to the prompt after its demonstrations
+    backend = Resolver().base(plan.request.base)
+    sampling = SamplingParams(max_new_tokens=10, seed=0, stop=(DEMO_STOP,))
+    want = get_decoder("sample").run(backend, None, [plan.in_context(i, 0) for i in range(3)],
+                                     None, sampling)
+    assert [r["completion"] for r in sft] == [w.text for w in want]
+    manifest = json.loads((tmp_path / "d" / "distill.json").read_text())
+    assert manifest["demos"]["shots"] == 2 and manifest["demos"]["count"] == 4
+
+
+@pytest.mark.parametrize("make,needle", [
+    (lambda: _plan({"method": "sample"}, pairs=None, rank_by="vader"),
+     "--rank-by vader orders a method's candidates"),
+    (lambda: _plan({"method": "sample"}, pairs=None, demos=(("x", " y"),) * 2, shots=2),
+     "--shots 2 needs more than 2 demonstrations"),
+    (lambda: _plan({"method": "sample"}, pairs=None, demos=(("x", " y"), ("z", " w")), shots=0),
+     "shots must be an integer >= 1"),
+])
+def test_bad_ranking_and_demonstrations_are_one_line(make, needle):
+    with pytest.raises(w2s.W2SError, match=needle):
+        make()
+
+
+def test_the_cli_reads_demonstrations_and_refuses_bad_ones(tmp_path):
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in PROMPTS[:2]))
+    demos = tmp_path / "demos.jsonl"
+    demos.write_text("".join(json.dumps({"prompt": p, "completion": " good"}) + "\n"
+                             for p in ("a", "b", "c")))
+    args = ["distill", "data", "--base", "zoo:base", "--method", "sample", "--pairs", "none",
+            "--max-new-tokens", "6", "--prompts-file", str(prompts), "--no-progress"]
+    r = CliRunner().invoke(cli, [*args, "--demos", str(demos), "--shots", "2", "--out",
+                                 str(tmp_path / "d")])
+    assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(cli, [*args, "--shots", "2", "--out", str(tmp_path / "e")])
+    assert r.exit_code == 2 and "give them with --demos FILE" in r.output
+    demos.write_text(json.dumps({"messages": []}) + "\n")
+    r = CliRunner().invoke(cli, [*args, "--demos", str(demos), "--out", str(tmp_path / "e")])
+    assert r.exit_code == 2 and "demos.jsonl:1: a demonstration needs string 'prompt'" \
+        in r.output
+    assert not (tmp_path / "e").exists()

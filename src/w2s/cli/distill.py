@@ -84,6 +84,15 @@ def distill() -> None:
               "(West-of-N), against a plain base sample of the same seed, or none (SFT only).")
 @click.option("--gold", multiple=True, type=click.Choice(["vader", "textblob", "objectivity"]),
               help="Also score every response with this gold scorer (repeatable).")
+@click.option("--rank-by", type=click.Choice(["vader", "textblob", "objectivity"]),
+              help="Order each prompt's candidates by this gold scorer instead of the guide: "
+              "the answers the gold reward would choose (a weak-to-strong ceiling).")
+@click.option("--demos", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              metavar="FILE", help="Plain-text SFT rows (e.g. a weak model's sft.jsonl) shown "
+              "in context before each prompt, --shots of them: in-context refinement of weak "
+              "labels. The rows keep the bare prompt.")
+@click.option("--shots", type=click.IntRange(min=1), metavar="N",
+              help="Demonstrations per prompt with --demos.  [default: 4]")
 @click.option("--restart", is_flag=True, help="Discard this folder's earlier rows first.")
 @click.option("--no-progress", is_flag=True, help="No progress bar (logs, CI).")
 def data(**o: Any) -> None:
@@ -99,15 +108,21 @@ def data(**o: Any) -> None:
           --method cbs --prompts-file train.jsonl --seeds 2 --gold vader --out data/cbs
     """
     from w2s.distill import DistillPlan, run_distill_data
+    from w2s.distill.data import read_demos
 
     out, seeds, pairs = o.pop("out"), o.pop("seeds"), o.pop("pairs")
+    rank_by, demos, shots = o.pop("rank_by"), o.pop("demos"), o.pop("shots")
+    if shots is not None and demos is None:
+        raise click.UsageError("--shots counts demonstrations; give them with --demos FILE")
     gold, restart, quiet = o.pop("gold"), o.pop("restart"), o.pop("no_progress")
     if o.pop("return_all"):
         raise click.UsageError("--return-all is implied here: distill data keeps every "
                                "candidate of a ranked method")
     request = build_request(o, return_all=False)
     prompts = read_prompts(o["prompt"], o["prompts_file"])
-    plan = DistillPlan(request, prompts, seeds, None if pairs == "none" else pairs, tuple(gold))
+    plan = DistillPlan(request, prompts, seeds, None if pairs == "none" else pairs, tuple(gold),
+                       rank_by=rank_by, demos=read_demos(demos) if demos else (),
+                       shots=shots or 4)
     counts = run_distill_data(plan, out, resolver=resolver_of(o), restart=restart,
                               show_progress=not quiet)
     made = ", ".join(f"{n} {name} rows" for name, n in counts.items())

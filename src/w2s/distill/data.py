@@ -16,6 +16,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import random
 import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -37,6 +38,10 @@ from w2s.request import Request, Resolver
 from w2s.textfile import strict_json
 
 RAW, MANIFEST = "raw.jsonl", "distill.json"
+DEMO_SEP = "\n###\n"
+"""Between demonstrations, and (its first line) the response's stop string: a mark that
+review text does not hold, so that a response may have paragraphs of its own."""
+DEMO_STOP = DEMO_SEP.rstrip("\n")
 LOCK = RAW + ".lock"
 FILES = {"sft": "sft.jsonl", "preference": "preference.jsonl", "kto": "kto.jsonl"}
 
@@ -52,9 +57,19 @@ class DistillPlan:
     """How preference and KTO rows pair responses; None: SFT rows only."""
     gold: tuple[str, ...] = ()
     """Gold scorers (w2s.tasks.gold) to score every response with, beside the guide."""
+    rank_by: str | None = None
+    """A gold scorer that orders each prompt's candidates instead of the guide: the answers
+    the gold reward itself would choose (the ceiling of a weak-to-strong experiment). It is
+    added to ``gold`` when missing."""
+    demos: tuple[tuple[str, str], ...] = ()
+    """(prompt, completion) demonstrations, ``shots`` of them shown before each prompt: the
+    base answers with weak labels in context (in-context refinement, Somerstep et al.)."""
+    shots: int = 4
 
     def __post_init__(self) -> None:
         check_prompts(self.prompts)
+        if self.rank_by is not None and self.rank_by not in self.gold:
+            object.__setattr__(self, "gold", (*self.gold, self.rank_by))
         if isinstance(self.seeds, bool) or not isinstance(self.seeds, int) or self.seeds < 1:
             raise W2SError(f"seeds must be an integer >= 1, got {self.seeds!r}")
         if self.pairs is not None and self.pairs not in PAIRS:
@@ -71,6 +86,33 @@ class DistillPlan:
             raise W2SError(f"--method {spec.name} returns one response per prompt; best-against-"
                            "worst preference rows need a ranked method (bon, cbs, ...), or "
                            "--pairs vs-sample, or --pairs none")
+        if self.rank_by is not None and not spec.ranked:
+            raise W2SError(f"--rank-by {self.rank_by} orders a method's candidates; --method "
+                           f"{spec.name} returns one response per prompt (use bon, cbs, ...)")
+        self._check_demos()
+
+    def _check_demos(self) -> None:
+        if isinstance(self.shots, bool) or not isinstance(self.shots, int) or self.shots < 1:
+            raise W2SError(f"shots must be an integer >= 1, got {self.shots!r}")
+        if not self.demos:
+            return
+        if self.request.chat:
+            raise W2SError("--demos shows plain-text demonstrations before each prompt; with a "
+                           "chat template use a base without --chat")
+        if len({p for p, _ in self.demos}) <= self.shots:
+            raise W2SError(f"--shots {self.shots} needs more than {self.shots} demonstrations "
+                           f"with distinct prompts (one may be the prompt itself); the file has "
+                           f"{len({p for p, _ in self.demos})}")
+
+    def in_context(self, index: int, seed: int) -> str:
+        """Prompt ``index`` after ``shots`` demonstrations of other prompts, drawn by (seed,
+        index) so that a rerun shows the same ones; each demonstration is its prompt and
+        completion as one text, then ``DEMO_SEP``."""
+        prompt = self.prompts[index]
+        pool = [d for d in self.demos if d[0] != prompt]
+        chosen = random.Random(f"demos:{seed}:{index}").sample(pool, self.shots)
+        shown = "".join(f"{p}{c}".replace(DEMO_STOP, " ").strip() + DEMO_SEP for p, c in chosen)
+        return shown + prompt
 
     @property
     def ranked(self) -> bool:
@@ -82,8 +124,14 @@ class DistillPlan:
         if isinstance(request.get("base"), dict):
             request["base"].pop("api_key", None)
         digest = hashlib.sha256(json.dumps(self.prompts).encode()).hexdigest()
-        return {"format": 1, "request": request, "prompts": len(self.prompts),
+        made = {"format": 1, "request": request, "prompts": len(self.prompts),
                 "prompts_sha256": digest, "pairs": self.pairs, "gold": list(self.gold)}
+        if self.rank_by is not None:  # only when set: earlier folders keep their identity
+            made["rank_by"] = self.rank_by
+        if self.demos:
+            made["demos"] = {"shots": self.shots, "count": len(self.demos), "sha256":
+                             hashlib.sha256(json.dumps(self.demos).encode()).hexdigest()}
+        return made
 
     def run_hash(self) -> str:
         return hashlib.sha256(json.dumps(self.manifest(), sort_keys=True).encode()
@@ -227,7 +275,12 @@ def _search(plan: DistillPlan, backend: Any, guide: Any, seed: int, idx: list[in
     req = plan.request
     sampling = dataclasses.replace(req.sampling, seed=seed)
     prompts = [plan.prompts[i] for i in idx]
-    results = req.spec.run(backend, guide, prompts, req.knobs, sampling,
+    asked, searched = prompts, sampling
+    if plan.demos:  # the base answers after demonstrations; the rows keep the bare prompt
+        asked = [plan.in_context(i, seed) for i in idx]
+        searched = dataclasses.replace(sampling, stop=tuple(dict.fromkeys(
+            (*sampling.stop, DEMO_STOP))))
+    results = req.spec.run(backend, guide, asked, req.knobs, searched,
                            return_all=plan.ranked)
     samples = (get_decoder("sample").run(backend, None, prompts, None, sampling)
                if plan.pairs == "vs-sample" else [None] * len(prompts))
@@ -274,7 +327,14 @@ def write_datasets(plan: DistillPlan, out: Path) -> dict[str, int]:
     knobs = req.knobs.to_dict() if req.knobs is not None else {}
     method, chat = req.method, req.chat
     sft, pref, kto = [], [], []
+    extra: dict[str, Any] = {}
+    if plan.rank_by is not None:
+        extra["rank_by"] = plan.rank_by
+    if plan.demos:
+        extra["in_context_shots"] = plan.shots
     for s in read_searched(plan, out):
+        if plan.rank_by is not None:
+            s = dataclasses.replace(s, candidates=by_gold(s.candidates, plan.rank_by))
         sft.append(sft_row(s, method, knobs, chat))
         if plan.pairs is not None:
             row = preference_row(s, method, knobs, chat, plan.pairs)
@@ -282,10 +342,41 @@ def write_datasets(plan: DistillPlan, out: Path) -> dict[str, int]:
                 pref.append(row)
             kto += kto_rows(s, method, knobs, chat, plan.pairs)
     made = {"sft": sft} if plan.pairs is None else {"sft": sft, "preference": pref, "kto": kto}
+    for rows in made.values():
+        for r in rows:
+            r.update(extra)
     for name, rows in made.items():
         _atomic(out / FILES[name], "".join(strict_json(r, ensure_ascii=False) + "\n"
                                            for r in rows))
     return {name: len(rows) for name, rows in made.items()}
+
+
+def by_gold(cands: Sequence[Scored], name: str) -> list[Scored]:
+    """The candidates best first by the gold scorer ``name`` (ties keep the guide's order)."""
+    return sorted(cands, key=lambda c: -c.gold[name])
+
+
+def read_demos(path: Path) -> tuple[tuple[str, str], ...]:
+    """(prompt, completion) pairs from a JSONL file of SFT rows (e.g. another ``distill
+    data`` folder's sft.jsonl: the weak model's answers)."""
+    from w2s.textfile import read_utf8
+
+    found = []
+    for n, line in enumerate(read_utf8(path).splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError:
+            raise W2SError(f"{path}:{n}: not JSON") from None
+        if not (isinstance(row, dict) and isinstance(row.get("prompt"), str)
+                and isinstance(row.get("completion"), str)):
+            raise W2SError(f"{path}:{n}: a demonstration needs string 'prompt' and "
+                           "'completion' fields (plain-text SFT rows)")
+        found.append((row["prompt"], row["completion"]))
+    if not found:
+        raise W2SError(f"{path} holds no demonstrations")
+    return tuple(found)
 
 
 def _atomic(path: Path, text: str) -> None:
