@@ -1,7 +1,8 @@
-"""``w2s distill train``: TRL's SFT and DPO trainers on a ``distill data`` folder.
+"""``w2s distill train``: TRL's SFT, DPO and KTO trainers on a ``distill data`` folder.
 
 A tiny student (the zoo's base, 6 M parameters) trains in seconds: SFT makes the searched
-completions more likely than they were, DPO widens the chosen-over-rejected margin, a seed
+completions more likely than they were, DPO widens the chosen-over-rejected margin, KTO
+raises the desirable completions over the undesirable ones, a seed
 repeats the weights exactly, a killed run resumes from its checkpoint, and a student with
 another tokenizer, a finished or foreign run in --out, or data without the needed rows are
 refused in one line before any training.
@@ -77,6 +78,21 @@ def test_dpo_widens_the_chosen_over_rejected_margin(data, tmp_path):
 
     assert margin(w2s.HFModel.load(tmp_path / "d")) > margin(w2s.HFModel.load("zoo:base")) + 1
     assert not (tmp_path / "d" / "adapter_config.json").exists()  # LoRA merged: a plain model
+
+
+def test_kto_raises_the_desirable_over_the_undesirable_completions(data, tmp_path):
+    plan = TrainPlan(str(data), "zoo:base", "kto", epochs=3, learning_rate=1e-3, batch_size=4,
+                     beta=0.5)
+    s = train_student(plan, tmp_path / "t", show_progress=False)
+    rows = _rows(data, "kto.jsonl")
+    assert s["rows"] == len(rows) > 0 and {r["label"] for r in rows} == {True, False}
+
+    def margin(model: w2s.HFModel) -> float:
+        ll = _loglik(model, [r["prompt"] for r in rows], [r["completion"] for r in rows])
+        return sum(v if r["label"] else -v for v, r in zip(ll, rows))
+
+    assert margin(w2s.HFModel.load(tmp_path / "t")) > margin(w2s.HFModel.load("zoo:base")) + 1
+    assert "KTO" in (tmp_path / "t" / "README.md").read_text()
 
 
 def test_a_killed_run_resumes_from_its_checkpoint(data, tmp_path, monkeypatch):

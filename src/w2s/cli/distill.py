@@ -21,9 +21,10 @@ def train_options(f: Any, *, in_rounds: bool = False) -> Any:
     request's --seed, --batch-size, --beta and --device are the request's: training takes
     --train-seed, --train-batch-size and --dpo-beta, and the request's device)."""
     options = [
-        click.option("--trainer", type=click.Choice(["sft", "dpo"]), default="sft",
+        click.option("--trainer", type=click.Choice(["sft", "dpo", "kto"]), default="sft",
                      show_default=True,
-                     help="TRL's SFTTrainer on sft.jsonl, or DPOTrainer on preference.jsonl."),
+                     help="TRL's SFTTrainer on sft.jsonl, DPOTrainer on preference.jsonl, or "
+                     "KTOTrainer on kto.jsonl."),
         click.option("--epochs", type=click.FloatRange(min=0, min_open=True), default=1.0,
                      show_default=True, help="Passes over the data."),
         click.option("--learning-rate", type=click.FloatRange(min=0, max=1, min_open=True,
@@ -38,7 +39,7 @@ def train_options(f: Any, *, in_rounds: bool = False) -> Any:
                      help="Seed for initialisation, data order and dropout."),
         click.option("--dpo-beta" if in_rounds else "--beta", "dpo_beta",
                      type=click.FloatRange(min=0, min_open=True), default=0.1,
-                     show_default=True, help="DPO's KL weight."),
+                     show_default=True, help="DPO's and KTO's KL weight."),
         click.option("--lora", is_flag=True,
                      help="Train LoRA adapters (peft), merged at the end."),
         click.option("--lora-r", type=click.IntRange(min=1), default=16, show_default=True,

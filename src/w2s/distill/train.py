@@ -1,8 +1,8 @@
 """``w2s distill train``: fine-tune a student on a ``distill data`` folder with TRL.
 
-Why TRL: its ``SFTTrainer`` and ``DPOTrainer`` are what users of this field already run, and
-they read the datasets ``distill data`` writes as they are. w2s adds what a reproducible
-experiment needs around them:
+Why TRL: its ``SFTTrainer``, ``DPOTrainer`` and ``KTOTrainer`` are what users of this field
+already run, and they read the datasets ``distill data`` writes as they are. w2s adds what a
+reproducible experiment needs around them:
 
 - the student must share the tokenizer of the base that wrote the data (weak-to-strong
   distillation trains the strong model on its own, searched, text): checked before training;
@@ -32,7 +32,12 @@ from typing import Any, Literal
 from w2s.errors import W2SError
 
 TRAIN = "train.json"
-TRAINERS = ("sft", "dpo")
+TRAINERS = ("sft", "dpo", "kto")
+DATA = {"sft": "sft", "dpo": "preference", "kto": "kto"}
+"""Which ``distill data`` file each trainer reads."""
+KEEP = {"sft": ["prompt", "completion", "messages"], "dpo": ["prompt", "chosen", "rejected"],
+        "kto": ["prompt", "completion", "label"]}
+"""The columns each TRL trainer reads (the rows' scores and origin stay in the files)."""
 
 
 @dataclass(frozen=True)
@@ -44,13 +49,13 @@ class TrainPlan:
     student: str = ""
     """The model to fine-tune (a folder, ``zoo:ROLE`` or a hub id); empty: the base that
     wrote the data (read from its ``distill.json``)."""
-    trainer: Literal["sft", "dpo"] = "sft"
+    trainer: Literal["sft", "dpo", "kto"] = "sft"
     epochs: float = 1.0
     learning_rate: float = 1e-5
     batch_size: int = 8
     seed: int = 0
     beta: float = 0.1
-    """DPO's KL weight."""
+    """DPO's and KTO's KL weight."""
     lora: bool = False
     lora_r: int = 16
     max_length: int = 512
@@ -81,13 +86,13 @@ def _data_files(plan: TrainPlan) -> tuple[dict[str, Any], Path]:
         raise W2SError(f"{folder} is not a w2s distill data folder (no {MANIFEST}); make one "
                        "with `w2s distill data`")
     meta = json.loads(manifest.read_text(encoding="utf-8"))
-    path = folder / FILES["sft" if plan.trainer == "sft" else "preference"]
+    path = folder / FILES[DATA[plan.trainer]]
     if not path.is_file() or not path.read_text(encoding="utf-8").strip():
-        raise W2SError(f"{path} is missing or empty: --trainer {plan.trainer} needs "
-                       f"{'SFT' if plan.trainer == 'sft' else 'preference'} rows (run "
-                       "`w2s distill data` to the end"
-                       + (", with --pairs best-worst or vs-sample)" if plan.trainer == "dpo"
-                          else ")"))
+        kind = {"sft": "SFT", "dpo": "preference", "kto": "KTO"}[plan.trainer]
+        raise W2SError(f"{path} is missing or empty: --trainer {plan.trainer} needs {kind} "
+                       "rows (run `w2s distill data` to the end"
+                       + (")" if plan.trainer == "sft" else
+                          ", with --pairs best-worst or vs-sample)"))
     return meta, path
 
 
@@ -202,8 +207,7 @@ def _trainer(plan: TrainPlan, folder: str, tok: Any, path: Path, out: Path, devi
         model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
-    keep = (["prompt", "completion", "messages"] if plan.trainer == "sft"
-            else ["prompt", "chosen", "rejected"])
+    keep = KEEP[plan.trainer]
     data = load_dataset("json", data_files=str(path), split="train")
     data = data.remove_columns([c for c in data.column_names if c not in keep])
     common = dict(output_dir=str(out), num_train_epochs=plan.epochs,
@@ -223,6 +227,11 @@ def _trainer(plan: TrainPlan, folder: str, tok: Any, path: Path, out: Path, devi
 
         return SFTTrainer(model=model, args=SFTConfig(**common), train_dataset=data,
                           processing_class=tok, peft_config=peft_config)
+    if plan.trainer == "kto":
+        from trl import KTOConfig, KTOTrainer
+
+        return KTOTrainer(model=model, args=KTOConfig(**common, beta=plan.beta),
+                          train_dataset=data, processing_class=tok, peft_config=peft_config)
     from trl import DPOConfig, DPOTrainer
 
     return DPOTrainer(model=model, args=DPOConfig(**common, beta=plan.beta),
@@ -254,7 +263,7 @@ def model_card(plan: TrainPlan, s: dict[str, Any]) -> str:
         "",
         f"- trainer: {plan.trainer}, epochs {plan.epochs:g}, learning rate "
         f"{plan.learning_rate:g}, batch {plan.batch_size}, seed {plan.seed}"
-        + (f", beta {plan.beta:g}" if plan.trainer == "dpo" else "")
+        + (f", beta {plan.beta:g}" if plan.trainer != "sft" else "")
         + (f", LoRA r={plan.lora_r} (merged)" if plan.lora else ""),
         f"- {s['steps']} steps, final training loss {s['train_loss']:.4f}, "
         f"{s['seconds']:.0f} s, peak memory {s['peak_rss_mib']:.0f} MiB", "",
