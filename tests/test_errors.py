@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import httpx
@@ -26,6 +26,10 @@ ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "errors.md"
 Z = ["--base", "zoo:base", "--tuned", "zoo:tuned", "--untuned", "zoo:untuned"]
 G = ["generate", *Z, "--prompt", "The movie was", "--max-new-tokens", "4"]
+PROMPTS = b'{"prompt": "the movie was"}\n{"prompt": "the acting"}\n{"prompt": "a film"}\n'
+D = ["distill", "data", *Z, "--max-new-tokens", "4", "--no-progress"]
+DATA = [*D, "--method", "bon", "--n", "2", "--prompts-file", "TMP/p.jsonl", "--out", "TMP/d"]
+"""A small distill data folder (TMP/d) that the distill train cases start from."""
 
 
 
@@ -45,6 +49,18 @@ def cli_case(*args: str, files: dict[str, bytes] | None = None) -> Callable:
         argv = [a.replace("TMP", str(tmp)) for a in args]
         res = CliRunner().invoke(cli, argv, prog_name="w2s")
         return res.output, f"exit {res.exit_code}"
+    return run
+
+
+def cli_after(first: Sequence[str], *args: str, files: dict[str, bytes] | None = None
+              ) -> Callable:
+    """The last of two commands, the first one (which must succeed) making what it needs."""
+    def run(tmp: Path) -> tuple[str, str]:
+        for name, data in (files or {}).items():
+            (tmp / name).write_bytes(data)
+        res = CliRunner().invoke(cli, [a.replace("TMP", str(tmp)) for a in first])
+        assert res.exit_code == 0, res.output
+        return cli_case(*args)(tmp)
     return run
 
 
@@ -186,6 +202,35 @@ def cases(zoo) -> list[tuple[str, str, Callable]]:  # noqa: ANN001
         ("CLI", "--guide-term of an unknown kind", cli_case(*G, "--guide-term", "lenght:{}")),
         ("CLI", "--guide-term with knobs that are not JSON",
          cli_case(*G, "--guide-term", "length:{target: 2}")),
+        # ---------------------------------------------------------------- w2s distill
+        ("CLI", "distill: an empty prompt set", cli_case(
+            *D, "--method", "bon", "--prompts-file", "TMP/p.jsonl", "--out", "TMP/d",
+            files={"p.jsonl": b""})),
+        ("CLI", "distill: a prompt twice", cli_case(
+            *D, "--method", "bon", "--prompts-file", "TMP/p.jsonl", "--out", "TMP/d",
+            files={"p.jsonl": PROMPTS + b'{"prompt": "the acting"}\n'})),
+        ("CLI", "distill: preference rows from a method with one answer", cli_case(
+            *D, "--method", "sample", "--prompt", "x", "--out", "TMP/d")),
+        ("CLI", "distill: --rank-by on a method with one answer", cli_case(
+            *D, "--method", "sample", "--pairs", "none", "--rank-by", "vader", "--prompt", "x",
+            "--out", "TMP/d")),
+        ("CLI", "distill: --shots without --demos", cli_case(
+            *D, "--method", "bon", "--shots", "2", "--prompt", "x", "--out", "TMP/d")),
+        ("CLI", "distill: demonstrations that are chat rows", cli_case(
+            *D, "--method", "bon", "--demos", "TMP/demos.jsonl", "--prompt", "x", "--out",
+            "TMP/d", files={"demos.jsonl": b'{"messages": []}\n'})),
+        ("CLI", "distill: an output folder holding another run", cli_after(
+            DATA, *DATA[:-6], "--n", "3", *DATA[-4:], files={"p.jsonl": PROMPTS})),
+        ("CLI", "distill: training data that is not a distill folder",
+         cli_case("distill", "train", "TMP", "--out", "TMP/s")),
+        ("CLI", "distill: a student with another tokenizer than the data's base", cli_after(
+            DATA, "distill", "train", "TMP/d", "--student", "zoo:xtuned", "--out", "TMP/s",
+            files={"p.jsonl": PROMPTS})),
+        ("CLI", "distill: DPO on data made without pairs", cli_after(
+            [*DATA, "--pairs", "none"], "distill", "train", "TMP/d", "--trainer", "dpo",
+            "--out", "TMP/s", files={"p.jsonl": PROMPTS})),
+        ("CLI", "distill: a training folder that holds other files", cli_after(
+            DATA, "distill", "train", "TMP/d", "--out", "TMP", files={"p.jsonl": PROMPTS})),
         # ---------------------------------------------------------------- Python API
         ("API", "SamplingParams in the knobs' place",
          api_case(lambda: w2s.cbs(base, pair, ["x"], S()))),
