@@ -32,7 +32,7 @@ class DefaultsFile(BaseModel):
     method: str | None = None
     """[default: cbs with a guide, else sample]"""
     # types here; bounds are SamplingParams' own (checked by read_serve_config)
-    max_tokens: int = 32
+    max_tokens: int = SamplingParams().max_new_tokens
     temperature: float = SamplingParams().temperature
     top_p: float = SamplingParams().top_p
     top_k: int = SamplingParams().top_k
