@@ -90,6 +90,10 @@ def test_family_build_is_seeded_and_recorded(tiny_family, tiny_paths):
         assert "| seed | 0 |" in card and "w2s zoo family" in card
     recorded = json.loads((out / "a" / "build.json").read_text())
     assert recorded["config"] == {**cfg.__dict__} and recorded["gold"] == "length_gold"
+    env = recorded["environment"]  # what decided the float arithmetic
+    assert env["torch threads"] == torch.get_num_threads()
+    assert env["versions"]["torch"] in (torch.__version__, torch.__version__.split("+")[0])
+    assert env["versions"]["transformers"] and env["minutes"] >= 0
     assert recorded["models"]["untuned"]["base samples"] == summary["models"]["untuned"][
         "base samples"] == again["models"]["untuned"]["base samples"]
     agree = recorded["agreement with gold on held-out base samples"]["this family's pair"]

@@ -3,8 +3,8 @@
 Why not ``torch.Generator``: a shared generator makes a sample depend on how many other rows
 were in the batch and in what order. Here the uniform that picks token ``t`` of candidate slot
 ``j`` for a prompt is a pure hash of ``(seed, prompt text, j, t)``, computed on the device with
-SplitMix64. That makes outputs independent of batching, and it makes the equivalences in
-DESIGN.md hold exactly: CBS with W=K=1 draws the same numbers as plain sampling (slot 0), and CBS
+SplitMix64. That makes outputs independent of batching, and it makes the equivalences the
+design requires (docs/architecture.md; pinned by tests/test_decoding.py) hold exactly: CBS with W=K=1 draws the same numbers as plain sampling (slot 0), and CBS
 with L >= max_new_tokens draws the same numbers as Best-of-N with N = W*K (slots 0..N-1).
 
 Tokens are drawn by inverse-CDF sampling, which needs one uniform per row per step.

@@ -16,6 +16,12 @@ def zoo() -> None:
     """The shipped tiny model zoo (base, tuned/untuned pairs)."""
 
 
+THREADS = click.option(
+    "--threads", type=click.IntRange(min=1), default=None,
+    help="torch threads [default: torch's choice]; recorded in build.json with the library "
+    "versions, since the thread count changes the order of float reductions.")
+
+
 @zoo.command("build")
 @click.option("--out", default=None, metavar="DIR", help="Output folder [default: the package's zoo].")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for everything.")
@@ -23,11 +29,15 @@ def zoo() -> None:
               show_default=True, help="Train on this fraction of the corpus (smoke builds).")
 @click.option("--cache", metavar="DIR", default=None,
               help="Where the downloaded source distributions are kept.")
-def zoo_build(out: str | None, seed: int, data_fraction: float, cache: str | None) -> None:
+@THREADS
+def zoo_build(out: str | None, seed: int, data_fraction: float, cache: str | None,
+              threads: int | None) -> None:
     """Retrain every zoo model from scratch (about 40 minutes on 2 CPU cores)."""
     from w2s.zoo import ZOO_DIR
     from w2s.zoo.build import BuildConfig, build_zoo
+    from w2s.zoo.record import set_threads
 
+    set_threads(threads)
     build_zoo(Path(out) if out else ZOO_DIR, cfg=BuildConfig(seed=seed, data_fraction=data_fraction),
               cache=Path(cache) if cache else None)
 
@@ -46,16 +56,19 @@ def zoo_build(out: str | None, seed: int, data_fraction: float, cache: str | Non
               "guide ranks in search) or of the untuned model's own samples.")
 @click.option("--cache", metavar="DIR", default=None,
               help="Where the downloaded source distributions are kept.")
+@THREADS
 def zoo_family(name: str, out: str | None, seed: int, prompts: int, engine: bool,
-               dpo_data: str, cache: str | None) -> None:
+               dpo_data: str, cache: str | None, threads: int | None) -> None:
     """Build a small tuned/untuned pair matched to a real pretrained base (smollm2): an
     untuned model distilled from the base's own samples, with the base's tokenizer, and its
     DPO-tuned sibling. Seeded; about 40 minutes on 2 CPU cores; a rerun reuses the base samples.
     """
     from w2s.quiet import quiet_libraries
     from w2s.zoo.family import FamilyConfig, build_family, family_dir
+    from w2s.zoo.record import set_threads
 
     quiet_libraries()
+    set_threads(threads)
     build_family(Path(out) if out else family_dir(name),
                  cfg=FamilyConfig(base=name, seed=seed, prompts=prompts, engine=engine,
                                   dpo_data=dpo_data),

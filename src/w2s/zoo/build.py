@@ -365,7 +365,9 @@ def build_expert(out: Path = ZOO_DIR, role: str = "otuned", *, cfg: BuildConfig 
 def build_zoo(out: Path = ZOO_DIR, *, cfg: BuildConfig | None = None,
               cache: Path | None = None) -> dict:
     from w2s.tasks.gold import objectivity, vader
+    from w2s.zoo.record import build_environment
 
+    started = time.time()
     cfg = cfg or BuildConfig()
     cache = cache or Path.home() / ".cache" / "w2s" / "zoo-data"
     torch.manual_seed(cfg.seed)
@@ -407,6 +409,7 @@ def build_zoo(out: Path = ZOO_DIR, *, cfg: BuildConfig | None = None,
         summary["models"][role] = tune(out, role, src, tok, gold, dpo_prompts, ppl_texts, cfg)
     rows = [{"prompt": " ".join(t.split()[:5])} for t in prompt_texts if len(t.split()) >= 8]
     (out / "prompts.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    summary["environment"] = build_environment(started)
     (out / "build.json").write_text(json.dumps(summary, indent=1) + "\n")
     log(f"zoo written to {out}; {len(rows)} held-out prompts in {out / 'prompts.jsonl'}")
     return summary

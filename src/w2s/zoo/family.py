@@ -363,6 +363,7 @@ def build_family(out: Path | None = None, *, cfg: FamilyConfig | None = None,
     from transformers import AutoTokenizer
 
     from w2s.tasks.gold import vader
+    from w2s.zoo.record import build_environment
 
     gold = gold or vader
     cfg = cfg or FamilyConfig()
@@ -395,6 +396,7 @@ def build_family(out: Path | None = None, *, cfg: FamilyConfig | None = None,
     summary = {"config": asdict(cfg), "gold": gold.__name__, "base folder": str(folder),
                "sampling minutes": sample_minutes,
                "total minutes": round((time.time() - t_start) / 60, 1),
+               "environment": build_environment(t_start),
                "models": {"untuned": card_u, "tuned": card_t},
                "agreement with gold on held-out base samples": _agreements(out, val_samples,
                                                                            gold)}
