@@ -298,3 +298,13 @@ def test_real_demo_quick_runs_every_method(tmp_path):
     assert examples.count("## “") == 3 and "| best-of-16 [" in examples
     for f in ("summary.md", "comparisons.md", "gold_bars.png", "gold_vs_kl.png"):
         assert (tmp_path / f).is_file()
+
+
+def test_build_log_lines_give_the_time_left_at_the_rate_so_far(monkeypatch):
+    import time
+
+    from w2s.zoo.build import eta
+
+    monkeypatch.setattr(time, "time", lambda: 1000.0)
+    assert eta(1, 4, 940.0) == "1/4, 3.0 min left"  # one in 60 s: three more in 180 s
+    assert eta(0, 4, 940.0) == "0/4" and eta(4, 4, 940.0) == "4/4, 0.0 min left"

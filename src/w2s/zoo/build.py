@@ -58,6 +58,15 @@ def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
+def eta(done: int, total: int, started: float) -> str:
+    """``done``/``total`` with the time left at the rate so far (a build's log lines, which
+    read the same on a terminal and in a CI log)."""
+    if not done:
+        return f"0/{total}"
+    left = (time.time() - started) / done * (total - done)
+    return f"{done}/{total}, {left / 60:.1f} min left"
+
+
 # ------------------------------------------------------------------ tokenizers
 def train_tokenizer(texts: list[str], vocab_size: int):  # noqa: ANN201
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
@@ -167,8 +176,9 @@ def train_lm(model, seqs: list[list[int]], pad: int, *, epochs: float, batch: in
             step, seen = step + 1, seen + int(mask.sum())
             losses.append(float(loss.detach()))
             if step % 100 == 0 or step == steps:
-                log(f"{name}: step {step}/{steps} loss {statistics.fmean(losses[-100:]):.3f} "
-                    f"({seen / (time.time() - t0):.0f} tok/s)")
+                log(f"{name}: step {eta(step, steps, t0)}, loss "
+                    f"{statistics.fmean(losses[-100:]):.3f} ({seen / (time.time() - t0):.0f} "
+                    "tok/s)")
             if step >= steps:
                 break
     model.eval()
@@ -261,7 +271,7 @@ def dpo(policy, ref, tok, pairs: list[dict], cfg: BuildConfig, name: str) -> dic
     policy.train()
     if not pairs:
         raise W2SError(f"{name}: no preference pairs (every prompt's samples scored alike)")
-    bs, stats = min(32, len(pairs)), {}
+    bs, stats, t0 = min(32, len(pairs)), {}, time.time()
     for epoch in range(cfg.dpo_epochs):
         rng.shuffle(pairs)
         accs, losses = [], []
@@ -282,7 +292,7 @@ def dpo(policy, ref, tok, pairs: list[dict], cfg: BuildConfig, name: str) -> dic
             losses.append(float(loss.detach()))
         stats = {"epoch": epoch + 1, "loss": sum(losses) / len(losses),
                  "reward_accuracy": sum(accs) / len(accs)}
-        log(f"{name} DPO epoch {epoch + 1}: loss {stats['loss']:.3f} "
+        log(f"{name} DPO epoch {eta(epoch + 1, cfg.dpo_epochs, t0)}: loss {stats['loss']:.3f} "
             f"implicit-reward accuracy {stats['reward_accuracy']:.3f}")
     policy.eval()
     return stats

@@ -44,6 +44,7 @@ from w2s.zoo.build import (
     _seq_logps,
     best_and_worst,
     dpo,
+    eta,
     log,
     n_params,
     preference_pairs,
@@ -134,7 +135,7 @@ def _key(*parts: Any) -> str:
 
 
 def base_samples(backend: Any, prompts: Sequence[str], cfg: FamilyConfig, path: Path,
-                 *, seed: int, chunk: int = 128) -> list[dict]:
+                 *, seed: int, chunk: int = 32) -> list[dict]:
     """``cfg.samples`` base continuations per prompt, appended to ``path`` chunk by chunk (a
     killed build resumes at the next chunk). Rows: prompt, response, finished."""
     import w2s
@@ -150,6 +151,9 @@ def base_samples(backend: Any, prompts: Sequence[str], cfg: FamilyConfig, path: 
     todo = [p for p in dict.fromkeys(prompts) if p not in have]
     sp = w2s.SamplingParams(max_new_tokens=cfg.max_new, temperature=cfg.temperature, seed=seed)
     t0 = time.time()
+    if todo:
+        log(f"base samples: {len(todo)} prompts x {cfg.samples} to sample"
+            + (f" ({len(have)} done earlier)" if have else ""))
     with path.open("a") as f:
         for i in range(0, len(todo), chunk):
             part = todo[i: i + chunk]
@@ -160,7 +164,8 @@ def base_samples(backend: Any, prompts: Sequence[str], cfg: FamilyConfig, path: 
             f.flush()
             done += rows
             rate = (i + len(part)) * cfg.samples * cfg.max_new / (time.time() - t0)
-            log(f"base samples: {i + len(part)}/{len(todo)} prompts (~{rate:.0f} tok/s)")
+            log(f"base samples: {eta(i + len(part), len(todo), t0)} prompts (~{rate:.0f} "
+                "tok/s)")
     keep = set(prompts)
     return [r for r in done if r["prompt"] in keep]
 
