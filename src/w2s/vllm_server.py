@@ -24,6 +24,31 @@ ENGINE_VENV = Path(__file__).resolve().parents[2] / ".venv-engine"
 _RUNNING: dict[str, subprocess.Popen] = {}  # API root -> the server this process started
 
 
+RECOMMENDED: tuple[tuple[str, str], ...] = (
+    ("--enable-prefix-caching",
+     "a search re-sends every kept prefix each round; cached blocks skip its prefill "
+     "(vLLM's V1 default; keep it on)"),
+    ("--block-size 16 on a GPU, 32 on the CPU build (its smallest)",
+     "only whole blocks hit the cache: on 32-token responses 128-token blocks hit 0 %, "
+     "32-token blocks 49 % (bench/RESULTS.md section 4)"),
+    ("--max-num-seqs >= W*K x prompts in flight",
+     "a CBS round sends W*K continuations of each prompt at once; fewer slots queue them"),
+    ("--max-logprobs >= 1",
+     "a guide served by the engine scores candidates by echoed prompt log-probabilities"),
+    ("the same --served-model-name on every replica, behind vllm-router "
+     "--policy consistent_hash",
+     "w2s sends X-Session-ID per prompt, so all of one prompt's requests reach the replica "
+     "that caches its prefixes"),
+)
+"""Engine settings for search traffic, with why; printed by ``make engine`` and
+``python -m w2s.vllm_server``."""
+
+
+def recommended_settings() -> str:
+    return "w2s recommends, for a vLLM server that a search talks to:\n" + "\n".join(
+        f"  {flag}\n      {why}" for flag, why in RECOMMENDED)
+
+
 def engine_python(venv: Path | None = None) -> Path:
     """The engine venv's Python, or a one-line error saying why there is none."""
     venv = Path(os.environ.get("W2S_ENGINE_VENV", venv or ENGINE_VENV))
@@ -153,3 +178,7 @@ def _stop(proc: subprocess.Popen) -> None:
             return
         except subprocess.TimeoutExpired:
             continue
+
+
+if __name__ == "__main__":
+    print(recommended_settings())
