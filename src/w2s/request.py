@@ -250,7 +250,7 @@ class Resolver:
     """Turns references into loaded objects, each model once: the cache a server or an eval
     run keeps for its lifetime, and the one place where a request's models are loaded."""
 
-    def __init__(self, *, dtype: str = "auto", device: str = "cpu", chat: bool = False,
+    def __init__(self, *, dtype: str = "auto", device: str = "auto", chat: bool = False,
                  batch_size: int = 64, base_dir: Path | None = None) -> None:
         self.dtype, self.device, self.chat = dtype, device, chat
         self.batch_size, self.base_dir = batch_size, base_dir

@@ -52,8 +52,9 @@ def train_options(f: Any, *, in_rounds: bool = False) -> Any:
                      help="Checkpoint every N steps (what a rerun resumes from)."),
     ]
     if not in_rounds:
-        options.append(click.option("--device", default="cpu", show_default=True,
-                                    help="cpu, cuda or cuda:1."))
+        options.append(click.option("--device", default="auto", show_default=True,
+                                    help="auto (a CUDA GPU when torch sees one), cpu or "
+                                    "cuda."))
     for option in reversed(options):
         f = option(f)
     return f

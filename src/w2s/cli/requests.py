@@ -62,7 +62,8 @@ _RUN = [
     click.option("--chat", is_flag=True, help="Format prompts with each model's chat template."),
     click.option("--dtype", type=click.Choice(["auto", "float32", "bfloat16", "float16", "half", "float"]),
                  default="auto", show_default=True, help="Weights' dtype (auto: fp32 on CPU)."),
-    click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:1 or auto."),
+    click.option("--device", default="auto", show_default=True,
+                 help="auto (a CUDA GPU when torch sees one, else cpu), cpu, cuda or cuda:1."),
     click.option("--batch-size", type=int, default=64, show_default=True,
                  help="Rows per forward pass (bounds memory)."),
 ]

@@ -53,7 +53,8 @@ from w2s.cli.options import guide_options
               help="How long a request waits for compatible company to batch with.")
 @click.option("--dtype", type=click.Choice(["auto", "float32", "bfloat16", "float16", "half", "float"]),
               default="auto", show_default=True, help="Weights' dtype (auto: fp32 on CPU).")
-@click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:1 or auto.")
+@click.option("--device", default="auto", show_default=True,
+              help="auto (a CUDA GPU when torch sees one, else cpu), cpu, cuda or cuda:1.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True,
               help="Rows per forward pass (bounds memory).")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),

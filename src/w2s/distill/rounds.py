@@ -103,7 +103,7 @@ def _trained(folder: Path, plan: TrainPlan) -> bool:
     return bool(had.get("done")) and had.get("plan") == plan.identity()
 
 
-def run_rounds(plan: RoundsPlan, out: Path, *, device: str = "cpu",
+def run_rounds(plan: RoundsPlan, out: Path, *, device: str = "auto",
                resolver: Resolver | None = None, show_progress: bool = True
                ) -> list[dict[str, Any]]:
     """Run (or resume) every round into ``out/round-R/{data,student}``; returns the

@@ -143,7 +143,7 @@ def open_out(plan: TrainPlan, out: Path, restart: bool) -> bool:
     return False
 
 
-def train_student(plan: TrainPlan, out: Path, *, restart: bool = False, device: str = "cpu",
+def train_student(plan: TrainPlan, out: Path, *, restart: bool = False, device: str = "auto",
                   show_progress: bool = True) -> dict[str, Any]:
     """Fine-tune ``plan.student`` on the data with TRL; the merged model, its tokenizer, a
     model card and ``train.json`` (settings, time, peak memory, final loss) land in ``out``."""

@@ -174,7 +174,7 @@ def parse_config(data: dict[str, Any], path: Path) -> EvalConfig:
         methods += _at_budgets(points, budgets, f"{where}: methods[{n}]", context)
     return EvalConfig(name=str(data.get("name") or path.stem), path=path.resolve(), task=task,
                       base=base, methods=_distinct(methods, where), prompts=prompts,
-                      seeds=seeds, dtype=dtype, device=data.get("device", "cpu"),
+                      seeds=seeds, dtype=dtype, device=data.get("device", "auto"),
                       batch_size=batch_size, chat=chat, engine=engine)
 
 

@@ -37,7 +37,7 @@ class ARMGuide(Guide):
         return (self.arm, None)  # GenARM: log pi_arm itself is the shift
 
     @classmethod
-    def load(cls, path: str, *, dtype: str = "auto", device: str = "cpu",
+    def load(cls, path: str, *, dtype: str = "auto", device: str = "auto",
              chat: bool = False) -> ARMGuide:
         return cls(HFModel.load(resolve_model(path), dtype=dtype, device=device, chat=chat))
 

@@ -97,7 +97,7 @@ class _Loader:
 
 
 def build_guide(ref: GuideRef | None, *, load_lm: Callable[[str], Any], dtype: str = "auto",
-                device: str = "cpu", chat: bool = False, base_dir: Path | None = None
+                device: str = "auto", chat: bool = False, base_dir: Path | None = None
                 ) -> Guide | None:
     """The loaded guide a :class:`~w2s.guides.spec.GuideRef` names (None for none).
 
@@ -128,7 +128,7 @@ def build_guide(ref: GuideRef | None, *, load_lm: Callable[[str], Any], dtype: s
 
 
 def guide_from_spec(spec: Mapping[str, Any] | None, *, load_lm: Callable[[str], Any],
-                    dtype: str = "auto", device: str = "cpu", chat: bool = False,
+                    dtype: str = "auto", device: str = "auto", chat: bool = False,
                     base_dir: Path | None = None) -> Guide | None:
     """:func:`build_guide` of the mapping ``spec`` (see :mod:`w2s.guides.spec` for its keys),
     checked by :meth:`GuideRef.parse` first."""

@@ -70,7 +70,7 @@ class PairGuide(Guide):
 
     @classmethod
     def load(cls, tuned: str | os.PathLike[str], untuned: str | os.PathLike[str], *,
-             dtype: str = "auto", device: str = "cpu", chat: bool = False) -> PairGuide:
+             dtype: str = "auto", device: str = "auto", chat: bool = False) -> PairGuide:
         """Each model from a folder, ``zoo:ROLE``, a hub id, or ``REF@URL`` (served by an
         engine)."""
         return cls(load_model(os.fspath(tuned), dtype=dtype, device=device, chat=chat),

@@ -65,7 +65,7 @@ class RewardModelGuide(Guide):
             model.config.pad_token_id = pad
 
     @classmethod
-    def load(cls, path: str, *, dtype: str = "auto", device: str = "cpu", chat: bool = False,
+    def load(cls, path: str, *, dtype: str = "auto", device: str = "auto", chat: bool = False,
              label: int | None = None) -> RewardModelGuide:
         from transformers import AutoModelForSequenceClassification
 

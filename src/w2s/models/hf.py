@@ -91,23 +91,37 @@ class HFModel(TokenLoglik):
 
     # ----------------------------------------------------------------- loading
     @classmethod
-    def load(cls, path: str | os.PathLike[str], *, dtype: str = "auto", device: str = "cpu",
-             chat: bool = False, batch_size: int = 64) -> HFModel:
-        """Load a causal LM and its tokenizer from a local folder, ``zoo:ROLE`` or a hub id."""
+    def load(cls, path: str | os.PathLike[str], *, dtype: str = "auto", device: str = "auto",
+             chat: bool = False, batch_size: int = 64, **from_pretrained: Any) -> HFModel:
+        """Load a causal LM and its tokenizer from a local folder, ``zoo:ROLE`` or a hub id.
+
+        Other keywords go to ``from_pretrained`` as they are (``revision``,
+        ``trust_remote_code``, ``attn_implementation``, ``device_map`` ...); ``revision`` and
+        ``trust_remote_code`` reach the tokenizer too. With ``device_map`` the model stays
+        where accelerate put it (``device`` is then only used to choose the dtype)."""
         from transformers import AutoModelForCausalLM
 
         from w2s.models.resolve import resolve_model
 
+        if "dtype" in from_pretrained or "torch_dtype" in from_pretrained:
+            raise W2SError("give the dtype as dtype='bfloat16' (auto, float32, bfloat16, "
+                           "float16), not through from_pretrained's keywords")
         path = resolve_model(path)
         dev = resolve_device(device)
         dt = resolve_dtype(dtype, dev)
-        tokenizer = load_tokenizer(path)
+        shared = {k: from_pretrained[k] for k in ("revision", "trust_remote_code")
+                  if k in from_pretrained}
+        tokenizer = load_tokenizer(path, **shared)
         try:
             with quiet_loading():
-                model = AutoModelForCausalLM.from_pretrained(path, dtype=dt)
+                model = AutoModelForCausalLM.from_pretrained(path, dtype=dt, **from_pretrained)
+        except TypeError as e:  # an unknown keyword: the user's, named
+            raise W2SError(f"from_pretrained refused a keyword for {path!r}: {e}") from None
         except Exception as e:  # noqa: BLE001
             raise load_error(path, e) from None
-        return cls(model.to(dev), tokenizer, chat=chat, name=path, batch_size=batch_size)
+        if "device_map" not in from_pretrained:
+            model = model.to(dev)
+        return cls(model, tokenizer, chat=chat, name=path, batch_size=batch_size)
 
     # ------------------------------------------------------------- properties
     @property

@@ -76,11 +76,11 @@ def load_error(path: str, e: Exception) -> W2SError:
     return W2SError(f"cannot load model {path!r}: {first}")
 
 
-def load_tokenizer(path: str) -> Any:
+def load_tokenizer(path: str, **from_pretrained: Any) -> Any:
     from transformers import AutoTokenizer
 
     try:
-        return AutoTokenizer.from_pretrained(path)
+        return AutoTokenizer.from_pretrained(path, **from_pretrained)
     except Exception as e:  # noqa: BLE001 - any loader failure is the user's path
         raise load_error(path, e) from None
 

@@ -17,7 +17,7 @@ __all__ = ["ZOO_DIR", "engine_ref", "load_engine", "load_model", "resolve_model"
 
 
 def load_model(ref: str, *, base_dir: Path | None = None, dtype: str = "auto",
-               device: str = "cpu", chat: bool = False, batch_size: int = 64) -> Any:
+               device: str = "auto", chat: bool = False, batch_size: int = 64) -> Any:
     """The language model ``ref`` names: a white-box ``HFModel``, or an
     :class:`~w2s.models.engine_lm.EngineLM` for ``REF@URL`` (a model an engine serves)."""
     path = resolve_model(ref, base_dir)

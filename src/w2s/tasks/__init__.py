@@ -19,7 +19,7 @@ __all__ = ["GoldFn", "Task", "build_golds", "build_task", "pick_field", "read_re
 
 
 def build_task(spec: dict[str, Any], base_dir: Path, *, dtype: str = "auto",
-               device: str = "cpu") -> Task:
+               device: str = "auto") -> Task:
     """The task named by ``spec['name']``, with its prompts loaded and gold scorers ready."""
     from w2s.tasks import instructions, sentiment, summarization
 
