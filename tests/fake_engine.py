@@ -12,6 +12,20 @@ also has vLLM's ``/tokenize`` (each word of a prompt is the id 1000 + its positi
 token-id prompts, answering ``return_tokens_as_token_ids`` with ``token_id:<k>`` for word
 ``w<k>``; without it, ``/tokenize`` is not found (404), as on engines that lack it. It exists to test what a real engine cannot be made to do on
 demand (fail); the real engine's tests run against vLLM.
+
+``flavour`` answers as another engine's documentation and source say it does (SGLang and
+llama.cpp do not install on this machine, so these are modelled on what they document, not
+recorded from a live server):
+
+- ``"sglang"`` (sgl-project/sglang ``srt/entrypoints/openai/serving_completions.py``,
+  ``serving_tokenize.py``): ``/tokenize`` takes ``prompt`` and answers ``tokens``, ``count``
+  and ``max_model_len``; token-id prompts are taken; ``return_tokens_as_token_ids`` is not an
+  option (tokens stay text; ``return_token_ids`` is its own, other field);
+- ``"llama.cpp"`` (ggml-org/llama.cpp ``tools/server/README.md``, ``server-common.cpp``,
+  ``utils.hpp``): ``/tokenize`` reads ``content`` (a body without it tokenizes the empty text:
+  no tokens); ``n`` > 1 is refused ("Only one completion choice is allowed", older builds);
+  ``echo`` is refused ("Only no echo is supported"); ``logprobs`` come as
+  ``{"content": [{"id", "token", "bytes", "logprob", "top_logprobs"}]}``.
 """
 
 from __future__ import annotations
@@ -24,9 +38,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 class FakeEngine:
     def __init__(self, model: str = "fake", *, logprobs: bool = True,
-                 tokenize: bool = False) -> None:
+                 tokenize: bool = False, flavour: str = "vllm") -> None:
         self.model = model
-        self.tokenize = tokenize
+        self.flavour = flavour
+        self.tokenize = tokenize or flavour != "vllm"
         self.tokenized: list[str] = []
         self.logprobs = logprobs  # False: a server that reports no log-probabilities
         self.faults: list[tuple] = []
@@ -61,10 +76,14 @@ class FakeEngine:
             def do_POST(self) -> None:  # noqa: N802
                 body = json.loads(self.rfile.read(int(self.headers["content-length"])))
                 if self.path == "/tokenize" and engine.tokenize:
+                    text = body.get("content", "") if engine.flavour == "llama.cpp" else \
+                        body["prompt"]
                     with engine.lock:
-                        engine.tokenized.append(body["prompt"])
-                    ids = [1000 + i for i in range(len(body["prompt"].split()))]
-                    return self._send(200, json.dumps({"tokens": ids, "count": len(ids)}).encode())
+                        engine.tokenized.append(text)
+                    ids = [1000 + i for i in range(len(text.split()))]
+                    answer = ({"tokens": ids} if engine.flavour == "llama.cpp" else
+                              {"tokens": ids, "count": len(ids), "max_model_len": 256})
+                    return self._send(200, json.dumps(answer).encode())
                 if self.path != "/v1/completions":
                     return self._send(404, b'{"detail": "Not Found"}')
                 with engine.lock:
@@ -79,6 +98,11 @@ class FakeEngine:
                     return self._send(fault[1], b'{"error": {"message": "busy"}}', headers)
                 if fault and fault[0] == "slow":
                     time.sleep(fault[1])
+                refused = engine.refuses(body)
+                if refused:
+                    msg = {"error": {"code": 400, "message": refused,
+                                     "type": "invalid_request_error"}}
+                    return self._send(400, json.dumps(msg).encode())
                 payload = json.dumps(engine.answer(body)).encode()
                 if fault and fault[0] == "drop":
                     self._send(200, payload[: len(payload) // 3], length=len(payload))
@@ -92,6 +116,16 @@ class FakeEngine:
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
+
+    def refuses(self, body: dict) -> str | None:
+        """What llama.cpp's server refuses in a completions body (None: nothing)."""
+        if self.flavour != "llama.cpp":
+            return None
+        if body.get("n", 1) > 1:
+            return "Only one completion choice is allowed"
+        if body.get("echo"):
+            return "Only no echo is supported"
+        return None
 
     def answer(self, body: dict) -> dict:
         if body.get("echo"):  # scoring: every word of the prompt has log-probability -1
@@ -112,11 +146,17 @@ class FakeEngine:
             kept = words[: len(text.split())]
             # the model is sure of a word unless its number is a multiple of 5 (top-1 0.1)
             tops = [{w: (-2.3 if int(w[2:]) % 5 == 0 else -0.1)} for w in kept]
-            lp = {"tokens": ([f"token_id:{w[2:]}" for w in kept]
-                             if body.get("return_tokens_as_token_ids") else kept),
+            as_ids = body.get("return_tokens_as_token_ids") and self.flavour == "vllm"
+            lp = {"tokens": [f"token_id:{w[2:]}" for w in kept] if as_ids else kept,
                   "token_logprobs": [-0.5] * len(kept)}
             if body.get("logprobs") == 1:
                 lp["top_logprobs"] = tops
+            if self.flavour == "llama.cpp":
+                lp = {"content": [
+                    {"id": int(w[2:]), "token": w, "bytes": list(w.encode()), "logprob": -0.5,
+                     "top_logprobs": [{"id": int(w[2:]), "token": w, "bytes": list(w.encode()),
+                                       "logprob": top[w]}] if body.get("logprobs") else []}
+                    for w, top in zip(kept, tops)]}
             choices.append({"index": j, "text": text, "finish_reason": reason,
                             **({"logprobs": lp} if self.logprobs else {})})
         used = sum(len(c["text"].split()) for c in choices)

@@ -118,11 +118,53 @@ def test_an_engine_without_tokenize_gets_text_with_one_note(engine, caplog):
         w2s.sample(b, None, ["p"], SP, n=2)
         w2s.sample(b, None, ["q"], SP, n=2)
     notes = [r.getMessage() for r in caplog.records if r.name == "w2s"]
-    assert len(notes) == 1 and "has no /tokenize" in notes[0] and "as text" in notes[0]
+    assert len(notes) == 1 and "has no usable /tokenize" in notes[0] and "as text" in notes[0]
     assert all(isinstance(x["prompt"], str) for x in engine.bodies)
-    with pytest.raises(W2SError, match=r"127\.0\.0\.1:\d+ has no /tokenize: it cannot take"):
+    with pytest.raises(W2SError, match=r"127\.0\.0\.1:\d+ has no usable /tokenize: it cannot take"):
         w2s.sample(backend(engine, token_prompts=True), None, ["p"], SP)
     w2s.sample(backend(engine, token_prompts=False), None, ["p"], SP)  # asks nothing
+
+
+def test_sglang_takes_token_id_prompts_but_returns_text_tokens_so_prefixes_go_as_text():
+    e, text = FakeEngine(flavour="sglang"), FakeEngine()
+    try:
+        [r] = w2s.cbs(backend(e), CountGuide(), ["p q"], SearchParams(2, 3, 2), SP)
+        first, *rest = e.bodies
+        assert e.tokenized == ["p q"] and first["prompt"] == [1000, 1001]
+        # no `token_id:N` tokens come back, so no kept response has ids: it goes as text
+        assert rest and all(isinstance(b["prompt"], str) for b in rest)
+        [t] = w2s.cbs(backend(text), CountGuide(), ["p q"], SearchParams(2, 3, 2), SP)
+        assert r.text == t.text  # the same search as through vLLM's text path
+    finally:
+        e.close()
+        text.close()
+
+
+def test_llama_cpps_documented_differences_are_met_or_refused_in_one_line(caplog):
+    e = FakeEngine(flavour="llama.cpp")
+    try:
+        b = backend(e)
+        with caplog.at_level("WARNING", logger="w2s"):
+            [r] = w2s.sample(b, None, ["p q"], SP)
+        # its /tokenize reads `content`: it gave no tokens for a non-empty prompt, which is
+        # no tokenizer to trust, so the prompts go as text, with one note
+        notes = [x.getMessage() for x in caplog.records if x.name == "w2s"]
+        assert len(notes) == 1 and "/tokenize" in notes[0] and "as text" in notes[0]
+        assert all(isinstance(x["prompt"], str) for x in e.bodies)
+        # its logprobs ({"content": [...]}, not OpenAI's token lists) are read
+        [[c]] = b.complete([Request("p", "", None, (0,))], 3, SamplingParams(seed=0))
+        assert c.n_tokens == 3 and c.logprob == pytest.approx(-1.5)
+        [[top]] = b.complete_top([Request("p", "", None, (0,))], 3, SamplingParams(seed=0))
+        assert top.top_logprobs == [-2.3 if int(w[1:]) % 5 == 0 else -0.1
+                                    for w in top.response.split()]
+        assert top.prefixes[-1] == top.response
+        with pytest.raises(W2SError, match=r"127\.0\.0\.1:\d+/v1/completions refused the "
+                           r"request \(HTTP 400\): Only one completion choice is allowed"):
+            w2s.sample(b, None, ["p"], SP, n=2)
+        with pytest.raises(W2SError, match="Only no echo is supported"):
+            b.loglik(["p"], [" w1"])
+    finally:
+        e.close()
 
 
 def test_a_response_cut_client_side_keeps_no_token_ids():

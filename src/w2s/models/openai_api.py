@@ -54,6 +54,9 @@ from w2s.stopping import first_stop
 
 RETRY_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
 MISSING_STATUS = frozenset({404, 405, 501})
+UNUSABLE_TOKENIZE = MISSING_STATUS | {400, 422}
+"""A ``/tokenize`` that refuses vLLM's body (llama.cpp's reads ``content``, not ``prompt``)
+is one w2s cannot use: as good as none."""
 """What a server answers for an endpoint it does not have."""
 TOKEN_ID_PREFIX = "token_id:"
 """How vLLM writes a token with ``return_tokens_as_token_ids``."""
@@ -273,11 +276,11 @@ class OpenAIBackend:
         return self.post_all_to("/completions", bodies)
 
     def post_all_to(self, path: str, bodies: Sequence[dict[str, Any] | None], *,
-                    missing_ok: bool = False, keys: Sequence[str | None] | None = None
-                    ) -> list[Any]:
+                    missing_ok: bool | frozenset[int] = False,
+                    keys: Sequence[str | None] | None = None) -> list[Any]:
         """POST every body to ``path`` (under the API root, or a whole URL) concurrently, with
         retries; answers in order, None where the body is None (or, with ``missing_ok``, where
-        the server has no such endpoint). ``keys[i]``: body ``i``'s affinity key, sent in the
+        the server has no such endpoint: True, or the statuses that say so). ``keys[i]``: body ``i``'s affinity key, sent in the
         ``affinity_header`` so a router sends equal keys to one replica."""
         if not any(b is not None for b in bodies):
             return [None] * len(bodies)
@@ -312,9 +315,9 @@ class OpenAIBackend:
         root = self.base_url.removesuffix("/v1")
         if answers is None:
             if self.token_prompts:
-                raise W2SError(f"{root} has no /tokenize: it cannot take token-id prompts "
+                raise W2SError(f"{root} has no usable /tokenize: it cannot take token-id prompts "
                                "(token_prompts false sends text)")
-            log.warning("%s has no /tokenize: prefixes are sent as text (re-tokenized by the "
+            log.warning("%s has no usable /tokenize: prefixes are sent as text (re-tokenized by the "
                         "engine each round)", root)
             self.token_prompts = False
             return
@@ -322,18 +325,23 @@ class OpenAIBackend:
         self.token_prompts = True if self.token_prompts is None else self.token_prompts
 
     def engine_tokenize(self, texts: Sequence[str]) -> list[list[int]] | None:
-        """Each text's token ids by the engine's own tokenizer (vLLM's ``/tokenize``, special
-        tokens added as a text prompt gets them); None when the engine has no ``/tokenize``."""
+        """Each text's token ids by the engine's own tokenizer (vLLM's and SGLang's
+        ``/tokenize``, special tokens added as a text prompt gets them); None when the engine
+        has no ``/tokenize`` that w2s can use: none, one that refuses vLLM's body, or one that
+        gives no token for a text that has some (llama.cpp's reads another field)."""
         root = self.base_url.removesuffix("/v1")
         answers = self.post_all_to(root + "/tokenize", [{"model": self.model, "prompt": t}
-                                                        for t in texts], missing_ok=True)
+                                                        for t in texts],
+                                   missing_ok=UNUSABLE_TOKENIZE)
         if any(a is None for a in answers):
             return None
         out = []
-        for a in answers:
+        for text, a in zip(texts, answers):
             ids = a.get("tokens") if isinstance(a, dict) else None
             if not isinstance(ids, list) or not all(isinstance(i, int) for i in ids):
                 raise W2SError(f"{root}/tokenize answered without token ids")
+            if text.strip() and not ids:
+                return None
             out.append(ids)
         return out
 
@@ -366,9 +374,12 @@ class OpenAIBackend:
         return body
 
     async def _post(self, client: Any, path: str, body: dict[str, Any], *,
-                    missing_ok: bool = False, headers: dict[str, str] | None = None) -> Any:
+                    missing_ok: bool | frozenset[int] = False,
+                    headers: dict[str, str] | None = None) -> Any:
         """POST with retries on 429/5xx, timeouts and dropped connections (tenacity).
-        ``missing_ok``: None when the server has no such endpoint (404, 405, 501)."""
+        ``missing_ok``: None when the server has no such endpoint (404, 405, 501; or these
+        statuses)."""
+        missing = MISSING_STATUS if missing_ok is True else (missing_ok or frozenset())
         import httpx
         from tenacity import (
             AsyncRetrying,
@@ -401,7 +412,7 @@ class OpenAIBackend:
                         raise _Retryable(f"no answer within {self.timeout:g} s") from None
                     except httpx.TransportError as e:
                         raise _Retryable(f"{type(e).__name__}: {_first_line(str(e))}") from None
-                    if missing_ok and r.status_code in MISSING_STATUS:
+                    if r.status_code in missing:
                         return None
                     if r.status_code in RETRY_STATUS:
                         raise _Retryable(f"HTTP {r.status_code}: {_first_line(r.text)}",
@@ -437,7 +448,7 @@ class OpenAIBackend:
         out = []
         for c in choices:
             text = c.get("text") or ""
-            logprobs = c.get("logprobs") or {}
+            logprobs = standard_logprobs(c.get("logprobs"))
             tokens = logprobs.get("tokens")
             n_tokens = len(tokens) if tokens is not None else round(
                 int(usage.get("completion_tokens") or 0) / n)
@@ -470,6 +481,25 @@ class OpenAIBackend:
             ends.append(at)
         prefixes = [before] + [(before + text[:e])[: len(response)] for e in ends]
         return best, prefixes
+
+
+def standard_logprobs(lp: Any) -> dict[str, Any]:
+    """A choice's ``logprobs`` in the completions API's shape (``tokens``, ``token_logprobs``,
+    ``top_logprobs``): as it came, or converted from the chat-style list that llama.cpp's
+    server sends on ``/v1/completions`` too (``{"content": [{"token", "logprob",
+    "top_logprobs": [{"token", "logprob"}]}]}``)."""
+    if not isinstance(lp, dict):
+        return {}
+    items = lp.get("content")
+    if "tokens" in lp or not isinstance(items, list):
+        return lp
+    try:
+        return {"tokens": [it["token"] for it in items],
+                "token_logprobs": [it["logprob"] for it in items],
+                "top_logprobs": [{t["token"]: t["logprob"] for t in it.get("top_logprobs") or []}
+                                 for it in items]}
+    except (KeyError, TypeError):
+        return {}
 
 
 def _token_ids(tokens: list[str] | None) -> list[int] | None:
