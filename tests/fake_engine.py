@@ -128,6 +128,12 @@ class FakeEngine:
         return None
 
     def answer(self, body: dict) -> dict:
+        prompt = body["prompt"]
+        if body.get("echo") and isinstance(prompt, list) and prompt and \
+                isinstance(prompt[0], list):  # token-id prompts, scored: each token -1
+            return {"choices": [{"index": i, "text": "", "finish_reason": "length",
+                                 "logprobs": {"token_logprobs": [None] + [-1.0] * (len(p) - 1)}}
+                                for i, p in enumerate(prompt)], "usage": {}}
         if body.get("echo"):  # scoring: every word of the prompt has log-probability -1
             words = body["prompt"].split(" ")
             tokens = [w if i == 0 else " " + w for i, w in enumerate(words)]

@@ -167,6 +167,26 @@ def test_llama_cpps_documented_differences_are_met_or_refused_in_one_line(caplog
         e.close()
 
 
+def test_a_slow_or_failing_guide_engine_is_retried_then_reported_in_one_line():
+    from w2s.models.engine_lm import EngineLM
+
+    e = FakeEngine()
+    try:
+        lm = EngineLM(e.url, "zoo:tuned", model="fake", timeout=1.0, max_retries=1)
+        lm._checked = True  # the fake engine's words are not the zoo's tokens (probe: vLLM tests)
+        e.faults = [("status", 503, None)]
+        [lp] = lm.token_logprobs([[5, 6]], [[7, 8, 9]])
+        assert lp.tolist() == [-1.0, -1.0, -1.0] and lm.client.stats["retries"] == 1
+        e.faults = [("slow", 1.5)]  # past the timeout once: retried
+        assert lm.token_logprobs([[5]], [[7]])[0].tolist() == [-1.0]
+        e.faults = [("slow", 1.5), ("slow", 1.5)]
+        with pytest.raises(W2SError, match=r"^http://127\.0\.0\.1:\d+/v1/completions: gave up "
+                           r"after 2 tries \(no answer within 1 s\)$"):
+            lm.token_logprobs([[5]], [[7]])
+    finally:
+        e.close()
+
+
 def test_a_response_cut_client_side_keeps_no_token_ids():
     e = FakeEngine(tokenize=True)
     try:
