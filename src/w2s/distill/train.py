@@ -199,6 +199,9 @@ def _trainer(plan: TrainPlan, folder: str, tok: Any, path: Path, out: Path, devi
     from transformers import AutoModelForCausalLM
 
     disable_progress_bar()  # its per-step map bars; the trainer's own bar shows the training
+    from w2s.models.loading import resolve_device
+
+    cpu = resolve_device(device).type == "cpu"  # "auto" on a machine without a GPU too
 
     torch.manual_seed(plan.seed)
     from w2s.models.loading import quiet_loading
@@ -214,7 +217,7 @@ def _trainer(plan: TrainPlan, folder: str, tok: Any, path: Path, out: Path, devi
                   per_device_train_batch_size=plan.batch_size,
                   learning_rate=plan.learning_rate, seed=plan.seed, data_seed=plan.seed,
                   report_to=[], logging_steps=10, save_strategy="steps",
-                  save_steps=plan.save_steps, save_total_limit=1, use_cpu=device == "cpu",
+                  save_steps=plan.save_steps, save_total_limit=1, use_cpu=cpu,
                   disable_tqdm=not show_progress, max_length=plan.max_length)
     peft_config = None
     if plan.lora:
