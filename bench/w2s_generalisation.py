@@ -18,9 +18,10 @@ second scorer, with SmolLM2's log-likelihood per token and distinct bigrams besi
 Printed: each model's scores; the performance gap recovered,
 PGR = (student - weak) / (ceiling - weak) (Burns et al.), and the gap recovered from the
 untrained strong model, (student - base) / (ceiling - base), each with a bootstrap standard
-error over prompts (every quantity on the same resampled prompts); the share of CBS's gain that
-each student keeps when sampled plainly; wall time and peak memory of every step. Every step
-resumes: a rerun does only what is missing.
+error over prompts (every quantity on the same resampled prompts) -- flagged undefined when the
+ceiling is not above the floor by 2 SE; the share of CBS's gain that each student keeps when
+sampled plainly; students against each other, paired; wall time and peak memory of every step.
+Every step resumes: a rerun does only what is missing.
 
     python bench/w2s_generalisation.py [--train-prompts 256] [--train-seeds 2] \
         [--out runs/w2s-generalisation]
@@ -159,7 +160,6 @@ def gap_recovered(rows: list[dict], student: list[str], floor: list[str], ceilin
 
 def report(a: argparse.Namespace) -> None:
     from w2s.evaluate.report import summarize
-    from w2s.evaluate.stats import paired_difference
     from w2s.evaluate.store import read_rows
 
     rows = read_rows(a.out / "eval" / "results.jsonl")
@@ -174,27 +174,38 @@ def report(a: argparse.Namespace) -> None:
     seeds = [f"s{s}" for s in range(a.train_seeds)]
     ceiling = [f"gold {s}" for s in seeds]
     for gold in ("vader", "textblob"):
-        print(f"\n{gold}: gap recovered (bootstrap SE over prompts)")
+        print(f"\n{gold}: gap recovered (bootstrap SE over prompts; students' seeds averaged)")
+        for floor in ("weak", "base"):
+            d = paired(rows, ceiling, [floor], gold)
+            usable = abs(d[0]) > 2 * d[1]
+            print(f"  ceiling - {floor}: {d[0]:+.3f} ± {d[1]:.3f}"
+                  + ("" if usable else "  (not above the floor: (S - F) / (C - F) is undefined)"))
+            for cond in CONDITIONS[:-1]:
+                labels = [f"{cond} {s}" for s in seeds]
+                r = gap_recovered(rows, labels, [floor], ceiling, gold)
+                each = ", ".join(f"{gap_recovered(rows, [x], [floor], ceiling, gold)[0]:+.2f}"
+                                 for x in labels)
+                print(f"    {cond:<5} (S - {floor}) / (C - {floor}) = {r[0]:+.2f} ± {r[1]:.2f} "
+                      f"(per seed {each})" + ("" if usable else "  [undefined]"))
+        gain = paired(rows, ["cbs"], ["base"], gold)
+        print(f"  CBS - base {gain[0]:+.3f} ± {gain[1]:.3f}; each student - base, and its share "
+              "of CBS's gain:")
         for cond in CONDITIONS:
-            labels = [f"{cond} {s}" for s in seeds]
-            pgr = gap_recovered(rows, labels, ["weak"], ceiling, gold)
-            from_base = gap_recovered(rows, labels, ["base"], ceiling, gold)
-            each = ", ".join(f"{gap_recovered(rows, [x], ['weak'], ceiling, gold)[0]:.2f}"
-                             for x in labels)
-            print(f"  {cond:<5} PGR {pgr[0]:+.2f} ± {pgr[1]:.2f} (per seed {each});  from "
-                  f"the base {from_base[0]:+.2f} ± {from_base[1]:.2f}")
-        gain = paired_difference(rows, "cbs", "base", gold)
-        print(f"  cbs - base {gain['mean']:+.3f} ± {gain['se']:.3f}")
-        for cond in CONDITIONS:
-            for s in seeds:
-                d = paired_difference(rows, f"{cond} {s}", "base", gold)
-                c = paired_difference(rows, f"{cond} {s}", "cbs", gold)
-                w = paired_difference(rows, f"{cond} {s}", "weak", gold)
-                print(f"  {cond} {s} - base {d['mean']:+.3f} ± {d['se']:.3f} "
-                      f"({d['mean'] / gain['mean']:.0%} of CBS's gain); - cbs "
-                      f"{c['mean']:+.3f} ± {c['se']:.3f}; - weak {w['mean']:+.3f} ± "
-                      f"{w['se']:.3f}")
+            d = paired(rows, [f"{cond} {s}" for s in seeds], ["base"], gold)
+            c = paired(rows, [f"{cond} {s}" for s in seeds], ["cbs"], gold)
+            print(f"    {cond:<5} {d[0]:+.3f} ± {d[1]:.3f} ({d[0] / gain[0]:.0%}); - CBS "
+                  f"{c[0]:+.3f} ± {c[1]:.3f}")
+        print("  between students (seeds averaged):")
+        for x, y in (("cbs", "gold"), ("cbs", "weak"), ("weak", "gold"), ("icl", "weak")):
+            d = paired(rows, [f"{x} {s}" for s in seeds], [f"{y} {s}" for s in seeds], gold)
+            print(f"    {x} - {y} {d[0]:+.3f} ± {d[1]:.3f}")
 
+
+def paired(rows: list[dict], a: list[str], b: list[str], gold: str) -> tuple[float, float]:
+    """Mean over prompts of (a - b), each side its labels' and seeds' mean, and its SE."""
+    x, y = per_prompt(rows, a, gold), per_prompt(rows, b, gold)
+    diffs = [x[k] - y[k] for k in sorted(set(x) & set(y))]
+    return statistics.fmean(diffs), statistics.stdev(diffs) / len(diffs) ** 0.5
 
 if __name__ == "__main__":
     if "--report" in sys.argv:
