@@ -1,8 +1,8 @@
 """Weak-to-strong generalisation on the SmolLM2 family: how much of the gap does a student recover?
 
 Weak = the family's small tuned model; strong = SmolLM2-135M. The strong model is fine-tuned
-(TRL SFT, the same settings for every condition, once per training seed) on 256 training-review
-openings answered by:
+(TRL SFT, the same settings for every condition, once per training seed) on 255 training-review
+openings (256 drawn, one repeat removed) answered by:
 
   (a) weak    -- the weak model's own samples (naive weak-to-strong fine-tuning);
   (b) icl     -- SmolLM2's samples with four of the weak model's answers in context (the
@@ -112,7 +112,7 @@ def main() -> None:
                 f"distill train {name} s{s}", [*W2S, "distill", "train", str(a.out / "data" / name), "--student",
                  str(a.base), "--out", str(folder), "--epochs", str(a.epochs),
                  "--learning-rate", str(a.learning_rate), "--batch-size", "8", "--seed",
-                 str(s), "--no-progress", "--restart"])
+                 str(s), "--no-progress"])
     config = {"name": "w2s-generalisation", "task": {
                   "name": "sentiment",
                   "path": str(Path(__file__).resolve().parent.parent
@@ -177,7 +177,7 @@ def report(a: argparse.Namespace) -> None:
         print(f"\n{gold}: gap recovered (bootstrap SE over prompts; students' seeds averaged)")
         for floor in ("weak", "base"):
             d = paired(rows, ceiling, [floor], gold)
-            usable = abs(d[0]) > 2 * d[1]
+            usable = d[0] > 2 * d[1]
             print(f"  ceiling - {floor}: {d[0]:+.3f} ± {d[1]:.3f}"
                   + ("" if usable else "  (not above the floor: (S - F) / (C - F) is undefined)"))
             for cond in CONDITIONS[:-1]:

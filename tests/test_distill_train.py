@@ -53,6 +53,7 @@ def test_sft_makes_the_searched_completions_likelier_and_a_seed_repeats(data, tm
     plan = TrainPlan(str(data), "zoo:base", "sft", epochs=3, learning_rate=1e-3, batch_size=4)
     s = train_student(plan, tmp_path / "a", show_progress=False)
     assert s["done"] and s["rows"] == 12 and s["steps"] == 9  # 3 epochs x ceil(12 / 4)
+    assert s["device"] == "cpu" and s["precision"] in ("bf16", "fp16", "fp32")  # auto, no GPU
     rows = _rows(data, "sft.jsonl")
     prompts, texts = [r["prompt"] for r in rows], [r["completion"] for r in rows]
     before = sum(_loglik(w2s.HFModel.load("zoo:base"), prompts, texts))
@@ -60,6 +61,7 @@ def test_sft_makes_the_searched_completions_likelier_and_a_seed_repeats(data, tm
     assert after > before + 10  # nats, over 12 completions of up to 12 tokens
     card = (tmp_path / "a" / "README.md").read_text()
     assert "**bon** (n=4)" in card and "12 rows" in card
+    assert f"on cpu in {s['precision']}" in card  # TRL's mixed precision, as it ran
     train_student(plan, tmp_path / "b", show_progress=False)
     assert _digest(tmp_path / "a") == _digest(tmp_path / "b")
 
@@ -186,3 +188,11 @@ def test_the_student_defaults_to_the_base_that_wrote_the_data(data, tmp_path):
     assert s["plan"]["student"] == "zoo:base" and s["done"]
     with pytest.raises(w2s.W2SError, match="give --student: the data's base is not a model"):
         default_student({"request": {"base": {"url": "http://127.0.0.1:9/v1", "model": "m"}}})
+
+
+def test_kto_with_one_row_a_batch_and_an_indexed_gpu_are_refused(data, tmp_path):
+    with pytest.raises(w2s.W2SError, match="--trainer kto needs a batch size of at least 2"):
+        TrainPlan(str(data), "zoo:base", "kto", batch_size=1)
+    with pytest.raises(w2s.W2SError, match="distill train runs on auto, cpu or cuda, got 'cuda:1'"):
+        train_student(TrainPlan(str(data), "zoo:base"), tmp_path / "g", device="cuda:1")
+    assert not (tmp_path / "g").exists()

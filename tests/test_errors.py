@@ -229,6 +229,9 @@ def cases(zoo) -> list[tuple[str, str, Callable]]:  # noqa: ANN001
         ("CLI", "distill: DPO on data made without pairs", cli_after(
             [*DATA, "--pairs", "none"], "distill", "train", "TMP/d", "--trainer", "dpo",
             "--out", "TMP/s", files={"p.jsonl": PROMPTS})),
+        ("CLI", "distill: KTO with one row a batch", cli_after(
+            DATA, "distill", "train", "TMP/d", "--trainer", "kto", "--batch-size", "1",
+            "--out", "TMP/s", files={"p.jsonl": PROMPTS})),
         ("CLI", "distill: a training folder that holds other files", cli_after(
             DATA, "distill", "train", "TMP/d", "--out", "TMP", files={"p.jsonl": PROMPTS})),
         # ---------------------------------------------------------------- Python API

@@ -178,3 +178,22 @@ def test_a_batch_of_unseeded_jobs_takes_each_prompt_once():
         assert [(j.prompt, j.fresh) for j in b._take()] == [("a", False), ("a", False)]
     finally:
         loop.close()
+
+
+def test_the_servers_default_answer_length_is_the_cli_and_pythons(monkeypatch):
+    """One set of defaults: a request without max_tokens gets SamplingParams' 50 tokens (cut
+    to --max-tokens-limit when that is lower), as `w2s generate` and w2s.sample do."""
+    from click.testing import CliRunner
+
+    import w2s.serve.main as main
+    from w2s.cli import cli
+
+    built = []
+    monkeypatch.setattr(main, "run_server",
+                        lambda opts, explicit: built.append(main.build_server(
+                            main.merge(opts, explicit))))
+    for extra, want in (([], 50), (["--max-tokens-limit", "20"], 20)):
+        out = CliRunner().invoke(cli, ["serve", "--base", "zoo:base", *extra])
+        assert out.exit_code == 0, out.output
+        assert built[-1].defaults.max_tokens == want
+    assert SamplingParams().max_new_tokens == 50

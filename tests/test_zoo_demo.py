@@ -135,10 +135,6 @@ def test_base_loglik_matches_a_direct_forward_pass():
 def test_from_pretrained_keywords_pass_through_and_the_device_is_auto():
     import inspect
 
-    import torch
-
-    from w2s.models.loading import resolve_device
-
     plain = w2s.HFModel.load("zoo:base")
     assert plain.model.config._attn_implementation != "eager"  # so the keyword shows
     eager = w2s.HFModel.load("zoo:base", attn_implementation="eager")
@@ -146,5 +142,6 @@ def test_from_pretrained_keywords_pass_through_and_the_device_is_auto():
     assert w2s.HFModel.load("zoo:base", device_map="cpu").device.type == "cpu"
     with pytest.raises(w2s.W2SError, match="give the dtype as dtype="):
         w2s.HFModel.load("zoo:base", torch_dtype="float16")
+    with pytest.raises(w2s.W2SError, match="revision names a hub commit, but .* local folder"):
+        w2s.HFModel.load("zoo:base", revision="main")
     assert inspect.signature(w2s.HFModel.load).parameters["device"].default == "auto"
-    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")

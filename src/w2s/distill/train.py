@@ -72,6 +72,9 @@ class TrainPlan:
         for name, ok in checks:
             if not ok:
                 raise W2SError(f"{name} is out of range, got {getattr(self, name)!r}")
+        if self.trainer == "kto" and self.batch_size < 2:
+            raise W2SError("--trainer kto needs a batch size of at least 2 (KTO estimates its "
+                           f"reference point from the other rows of a batch), got {self.batch_size}")
 
     def identity(self) -> dict[str, Any]:
         return {"format": 1, **asdict(self), "data": str(Path(self.data).resolve())}
@@ -147,6 +150,9 @@ def train_student(plan: TrainPlan, out: Path, *, restart: bool = False, device: 
                   show_progress: bool = True) -> dict[str, Any]:
     """Fine-tune ``plan.student`` on the data with TRL; the merged model, its tokenizer, a
     model card and ``train.json`` (settings, time, peak memory, final loss) land in ``out``."""
+    if device not in ("auto", "cpu", "cuda"):
+        raise W2SError(f"distill train runs on auto, cpu or cuda, got {device!r} (choose the GPU "
+                       "with CUDA_VISIBLE_DEVICES)")
     meta, path = _data_files(plan)
     from w2s.models.loading import load_tokenizer
     from w2s.models.refs import resolve_model
@@ -175,7 +181,9 @@ def train_student(plan: TrainPlan, out: Path, *, restart: bool = False, device: 
     summary = {"plan": plan.identity(), "done": True, "seconds": time.perf_counter() - start,
                "peak_rss_mib": _peak_mib(), "train_loss": float(result.training_loss),
                "steps": int(result.global_step), "rows": _rows(path), "data": meta,
-               "resumed": resume}
+               "resumed": resume, "device": trainer.args.device.type,
+               "precision": "bf16" if trainer.args.bf16 else "fp16" if trainer.args.fp16
+               else "fp32"}
     (out / "README.md").write_text(model_card(plan, summary), encoding="utf-8")
     (out / TRAIN).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     return summary
@@ -262,12 +270,17 @@ def model_card(plan: TrainPlan, s: dict[str, Any]) -> str:
         f"{s['rows']} rows that `w2s distill data` wrote by running **{req.get('method')}**"
         f"{f' ({knobs})' if knobs else ''} over {s['data'].get('prompts')} prompts on the base "
         f"`{req.get('base')}`, guided by `{json.dumps(req.get('guide'))}`"
-        f"{'' if plan.trainer == 'sft' else ' (pairs: ' + str(s['data'].get('pairs')) + ')'}.",
+        + (f", each prompt's answer chosen by the gold scorer {s['data']['rank_by']}"
+           if s["data"].get("rank_by") else "")
+        + (f", with {s['data']['demos']['shots']} demonstrations in context"
+           if s["data"].get("demos") else "")
+        + f"{'' if plan.trainer == 'sft' else ' (pairs: ' + str(s['data'].get('pairs')) + ')'}.",
         "",
         f"- trainer: {plan.trainer}, epochs {plan.epochs:g}, learning rate "
         f"{plan.learning_rate:g}, batch {plan.batch_size}, seed {plan.seed}"
         + (f", beta {plan.beta:g}" if plan.trainer != "sft" else "")
         + (f", LoRA r={plan.lora_r} (merged)" if plan.lora else ""),
         f"- {s['steps']} steps, final training loss {s['train_loss']:.4f}, "
-        f"{s['seconds']:.0f} s, peak memory {s['peak_rss_mib']:.0f} MiB", "",
+        f"{s['seconds']:.0f} s, peak memory {s['peak_rss_mib']:.0f} MiB, on "
+        f"{s['device']} in {s['precision']}", "",
         f"Settings and data manifest: `{TRAIN}`.", ""])

@@ -59,6 +59,11 @@ class SearchState:
         return self.state.mask.shape[0]
 
 
+TOKENIZER_KEYWORDS = ("revision", "trust_remote_code", "token", "cache_dir", "local_files_only",
+                      "subfolder")
+"""``from_pretrained`` keywords that the tokenizer needs as much as the weights."""
+
+
 class HFModel(TokenLoglik):
     """A ``transformers`` causal LM with its tokenizer and prompt format.
 
@@ -96,8 +101,8 @@ class HFModel(TokenLoglik):
         """Load a causal LM and its tokenizer from a local folder, ``zoo:ROLE`` or a hub id.
 
         Other keywords go to ``from_pretrained`` as they are (``revision``,
-        ``trust_remote_code``, ``attn_implementation``, ``device_map`` ...); ``revision`` and
-        ``trust_remote_code`` reach the tokenizer too. With ``device_map`` the model stays
+        ``trust_remote_code``, ``attn_implementation``, ``device_map`` ...); those that say
+        where and how to fetch (``TOKENIZER_KEYWORDS``) reach the tokenizer too. With ``device_map`` the model stays
         where accelerate put it (``device`` is then only used to choose the dtype)."""
         from transformers import AutoModelForCausalLM
 
@@ -109,8 +114,9 @@ class HFModel(TokenLoglik):
         path = resolve_model(path)
         dev = resolve_device(device)
         dt = resolve_dtype(dtype, dev)
-        shared = {k: from_pretrained[k] for k in ("revision", "trust_remote_code")
-                  if k in from_pretrained}
+        if "revision" in from_pretrained and os.path.isdir(path):
+            raise W2SError(f"revision names a hub commit, but {path!r} is a local folder")
+        shared = {k: from_pretrained[k] for k in TOKENIZER_KEYWORDS if k in from_pretrained}
         tokenizer = load_tokenizer(path, **shared)
         try:
             with quiet_loading():

@@ -54,9 +54,6 @@ from w2s.stopping import first_stop
 
 RETRY_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
 MISSING_STATUS = frozenset({404, 405, 501})
-UNUSABLE_TOKENIZE = MISSING_STATUS | {400, 422}
-"""A ``/tokenize`` that refuses vLLM's body (llama.cpp's reads ``content``, not ``prompt``)
-is one w2s cannot use: as good as none."""
 """What a server answers for an endpoint it does not have."""
 TOKEN_ID_PREFIX = "token_id:"
 """How vLLM writes a token with ``return_tokens_as_token_ids``."""
@@ -327,12 +324,12 @@ class OpenAIBackend:
     def engine_tokenize(self, texts: Sequence[str]) -> list[list[int]] | None:
         """Each text's token ids by the engine's own tokenizer (vLLM's and SGLang's
         ``/tokenize``, special tokens added as a text prompt gets them); None when the engine
-        has no ``/tokenize`` that w2s can use: none, one that refuses vLLM's body, or one that
-        gives no token for a text that has some (llama.cpp's reads another field)."""
+        has no ``/tokenize`` that w2s can use: none, or one that gives no token for a text that
+        has some (llama.cpp's reads ``content``, not ``prompt``)."""
         root = self.base_url.removesuffix("/v1")
         answers = self.post_all_to(root + "/tokenize", [{"model": self.model, "prompt": t}
                                                         for t in texts],
-                                   missing_ok=UNUSABLE_TOKENIZE)
+                                   missing_ok=True)
         if any(a is None for a in answers):
             return None
         out = []

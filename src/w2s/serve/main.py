@@ -77,7 +77,8 @@ def build_server(o: dict[str, Any]) -> Any:
                     max_rows=o.get("max_rows") or backend.batch_size, max_queue=o["max_queue"],
                     max_body_bytes=o["max_body_bytes"], gather_ms=o["gather_ms"])
     # the built-in default answer length fits any limit; a configured one must fit by itself
-    max_tokens = d.max_tokens if d is not None else min(32, limits.max_tokens)
+    max_tokens = (d.max_tokens if d is not None
+                  else min(SamplingParams().max_new_tokens, limits.max_tokens))
     defaults = Defaults(method=method, max_tokens=max_tokens,
                         sampling=sampling, knobs=o.get("methods") or {})
     if defaults.max_tokens > limits.max_tokens:

@@ -27,7 +27,7 @@ class Limits:
 @dataclass
 class Defaults:
     method: str = field(default_factory=lambda: default_method(True))
-    max_tokens: int = 32
+    max_tokens: int = SamplingParams().max_new_tokens
     sampling: SamplingParams = field(default_factory=SamplingParams)
     knobs: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Per method: knob values that replace the knob dataclass's defaults."""
