@@ -234,9 +234,9 @@ def test_the_cli_reads_demonstrations_and_refuses_bad_ones(tmp_path):
     assert r.exit_code == 2 and "give them with --demos FILE" in r.output
     demos.write_text(json.dumps({"messages": []}) + "\n")
     r = CliRunner().invoke(cli, [*args, "--demos", str(demos), "--out", str(tmp_path / "e")])
-    assert r.exit_code == 2 and "demos.jsonl:1: a demonstration needs string 'prompt'" \
+    assert r.exit_code == 2 and "demos.jsonl: record 1: a demonstration needs string 'prompt'" \
         in r.output
     demos.write_text('{"prompt": "a", "completion": "x\\ud800"}\n')  # a lone surrogate
     r = CliRunner().invoke(cli, [*args, "--demos", str(demos), "--out", str(tmp_path / "e")])
-    assert r.exit_code == 2 and "demos.jsonl:1: surrogates not allowed" in r.output
+    assert r.exit_code == 2 and "demos.jsonl: record 1: surrogates not allowed" in r.output
     assert not (tmp_path / "e").exists()

@@ -359,21 +359,13 @@ def by_gold(cands: Sequence[Scored], name: str) -> list[Scored]:
 def read_demos(path: Path) -> tuple[tuple[str, str], ...]:
     """(prompt, completion) pairs from a JSONL file of SFT rows (e.g. another ``distill
     data`` folder's sft.jsonl: the weak model's answers)."""
-    from w2s.textfile import check_text, read_utf8
+    from w2s.tasks.base import read_records
 
     found = []
-    for n, line in enumerate(read_utf8(path).splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except ValueError:
-            raise W2SError(f"{path}:{n}: not JSON") from None
-        if not (isinstance(row, dict) and isinstance(row.get("prompt"), str)
-                and isinstance(row.get("completion"), str)):
-            raise W2SError(f"{path}:{n}: a demonstration needs string 'prompt' and "
+    for n, row in enumerate(read_records(path), 1):
+        if not (isinstance(row.get("prompt"), str) and isinstance(row.get("completion"), str)):
+            raise W2SError(f"{path}: record {n}: a demonstration needs string 'prompt' and "
                            "'completion' fields (plain-text SFT rows)")
-        check_text(row, f"{path}:{n}")
         found.append((row["prompt"], row["completion"]))
     if not found:
         raise W2SError(f"{path} holds no demonstrations")
