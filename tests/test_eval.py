@@ -471,9 +471,12 @@ def test_ctrl_c_says_how_to_resume(tmp_path):
                   prompts=24, seeds=[0], batch_size=4)
     (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(data))
     results = tmp_path / "out" / "results.jsonl"
+    # as from a terminal: a suite started in the background (`cmd &`, nohup) hands its children
+    # SIGINT ignored, and Python then keeps ignoring it, so the child gets Ctrl-C's default back
     proc = subprocess.Popen([sys.executable, "-m", "w2s.cli", "eval", str(tmp_path / "cfg.yaml"),
                              "--out", str(tmp_path / "out"), "--no-progress"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 120
     while time.time() < deadline and not (results.exists() and results.stat().st_size):
         time.sleep(0.05)
