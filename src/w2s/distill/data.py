@@ -99,10 +99,11 @@ class DistillPlan:
         if self.request.chat:
             raise W2SError("--demos shows plain-text demonstrations before each prompt; with a "
                            "chat template use a base without --chat")
-        if len({p for p, _ in self.demos}) <= self.shots:
+        distinct = len({p for p, _ in self.demos})
+        if distinct <= self.shots:
             raise W2SError(f"--shots {self.shots} needs more than {self.shots} demonstrations "
                            f"with distinct prompts (one may be the prompt itself); the file has "
-                           f"{len({p for p, _ in self.demos})}")
+                           f"{distinct}")
 
     def in_context(self, index: int, seed: int) -> str:
         """Prompt ``index`` after ``shots`` demonstrations of other prompts, drawn by (seed,

@@ -206,13 +206,12 @@ def _trainer(plan: TrainPlan, folder: str, tok: Any, path: Path, out: Path, devi
     from datasets.utils.logging import disable_progress_bar
     from transformers import AutoModelForCausalLM
 
-    disable_progress_bar()  # its per-step map bars; the trainer's own bar shows the training
-    from w2s.models.loading import resolve_device
+    from w2s.models.loading import quiet_loading, resolve_device
 
+    disable_progress_bar()  # its per-step map bars; the trainer's own bar shows the training
     cpu = resolve_device(device).type == "cpu"  # "auto" on a machine without a GPU too
 
     torch.manual_seed(plan.seed)
-    from w2s.models.loading import quiet_loading
 
     with quiet_loading():
         model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)

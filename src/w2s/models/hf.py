@@ -102,8 +102,9 @@ class HFModel(TokenLoglik):
 
         Other keywords go to ``from_pretrained`` as they are (``revision``,
         ``trust_remote_code``, ``attn_implementation``, ``device_map`` ...); those that say
-        where and how to fetch (``TOKENIZER_KEYWORDS``) reach the tokenizer too. With ``device_map`` the model stays
-        where accelerate put it (``device`` is then only used to choose the dtype)."""
+        where and how to fetch (``TOKENIZER_KEYWORDS``) reach the tokenizer too. With
+        ``device_map`` the model stays where accelerate put it (``device`` then only chooses
+        the dtype)."""
         from transformers import AutoModelForCausalLM
 
         from w2s.models.resolve import resolve_model

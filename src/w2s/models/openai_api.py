@@ -273,11 +273,11 @@ class OpenAIBackend:
         return self.post_all_to("/completions", bodies)
 
     def post_all_to(self, path: str, bodies: Sequence[dict[str, Any] | None], *,
-                    missing_ok: bool | frozenset[int] = False,
-                    keys: Sequence[str | None] | None = None) -> list[Any]:
+                    missing_ok: bool = False, keys: Sequence[str | None] | None = None
+                    ) -> list[Any]:
         """POST every body to ``path`` (under the API root, or a whole URL) concurrently, with
         retries; answers in order, None where the body is None (or, with ``missing_ok``, where
-        the server has no such endpoint: True, or the statuses that say so). ``keys[i]``: body ``i``'s affinity key, sent in the
+        the server has no such endpoint). ``keys[i]``: body ``i``'s affinity key, sent in the
         ``affinity_header`` so a router sends equal keys to one replica."""
         if not any(b is not None for b in bodies):
             return [None] * len(bodies)
@@ -328,8 +328,7 @@ class OpenAIBackend:
         has some (llama.cpp's reads ``content``, not ``prompt``)."""
         root = self.base_url.removesuffix("/v1")
         answers = self.post_all_to(root + "/tokenize", [{"model": self.model, "prompt": t}
-                                                        for t in texts],
-                                   missing_ok=True)
+                                                        for t in texts], missing_ok=True)
         if any(a is None for a in answers):
             return None
         out = []
@@ -371,12 +370,9 @@ class OpenAIBackend:
         return body
 
     async def _post(self, client: Any, path: str, body: dict[str, Any], *,
-                    missing_ok: bool | frozenset[int] = False,
-                    headers: dict[str, str] | None = None) -> Any:
+                    missing_ok: bool = False, headers: dict[str, str] | None = None) -> Any:
         """POST with retries on 429/5xx, timeouts and dropped connections (tenacity).
-        ``missing_ok``: None when the server has no such endpoint (404, 405, 501; or these
-        statuses)."""
-        missing = MISSING_STATUS if missing_ok is True else (missing_ok or frozenset())
+        ``missing_ok``: None when the server has no such endpoint (404, 405, 501)."""
         import httpx
         from tenacity import (
             AsyncRetrying,
@@ -409,7 +405,7 @@ class OpenAIBackend:
                         raise _Retryable(f"no answer within {self.timeout:g} s") from None
                     except httpx.TransportError as e:
                         raise _Retryable(f"{type(e).__name__}: {_first_line(str(e))}") from None
-                    if r.status_code in missing:
+                    if missing_ok and r.status_code in MISSING_STATUS:
                         return None
                     if r.status_code in RETRY_STATUS:
                         raise _Retryable(f"HTTP {r.status_code}: {_first_line(r.text)}",
