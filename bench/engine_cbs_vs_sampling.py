@@ -55,6 +55,16 @@ def cache_counters(*urls: str) -> tuple[float, float]:
     return q, h
 
 
+def pin(cpus: list[int]) -> None:
+    """This process (not the engine it started) on ``cpus``, with one torch thread each."""
+    import os
+
+    import torch
+
+    os.sched_setaffinity(0, cpus)
+    torch.set_num_threads(len(cpus))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--prompts", type=int, default=16)
@@ -68,6 +78,11 @@ def main() -> None:
     ap.add_argument("--modes", nargs="+", choices=["text", "ids"], default=["text", "ids"])
     ap.add_argument("--overlaps", type=int, nargs="+", default=[2],
                     help="prompt groups a search runs at once (OpenAIBackend overlap)")
+    ap.add_argument("--guide-cpus", type=int, nargs="+", default=None, metavar="CPU",
+                    help="run this process (the guide, the HTTP client) on these CPUs with as "
+                    "many torch threads, once the engine is up: on a CPU engine, the cores "
+                    "its worker is not bound to (vLLM binds it, VLLM_CPU_OMP_THREADS_BIND, and "
+                    "busy-waits 1 s after each step)")
     ap.add_argument("--url", help="a running engine (or router) instead of starting vLLM here")
     ap.add_argument("--model", default="zoo-base", help="with --url: the served base's name")
     ap.add_argument("--metrics", nargs="+", default=None,
@@ -82,6 +97,8 @@ def main() -> None:
     sp = w2s.SamplingParams(max_new_tokens=args.max_new, temperature=0.7, ignore_eos=True, seed=0)
     n, search = args.w * args.k, w2s.SearchParams(args.w, args.k, args.l)
     where = args.url or "vLLM (CPU build) serving the zoo base"
+    if args.guide_cpus:
+        where += f"; guide and client on CPUs {args.guide_cpus}"
     print(f"{where}; {len(prompts)} prompts in flight, "
           f"{args.max_new} new tokens, CBS({args.w},{args.k},{args.l}) vs sampling {n} per "
           f"prompt; medians of {args.repeats}")
@@ -93,6 +110,8 @@ def main() -> None:
                               kv_cache_bytes=1024 * 2**20) if not args.url
                   else contextlib.nullcontext(args.url))
         with server as url:
+            if args.guide_cpus:
+                pin(args.guide_cpus)
             counted = args.metrics or [url]
             for mode, overlap in [(m, o) for m in args.modes for o in args.overlaps]:
                 base = w2s.OpenAIBackend(url, args.model,

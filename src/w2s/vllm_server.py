@@ -35,6 +35,9 @@ RECOMMENDED: tuple[tuple[str, str], ...] = (
      "a CBS round sends W*K continuations of each prompt at once; fewer slots queue them"),
     ("--max-logprobs >= 1",
      "a guide served by the engine scores candidates by echoed prompt log-probabilities"),
+    ("on a CPU build: the guide on the cores the engine's worker is not bound to",
+     "vLLM binds its worker (VLLM_CPU_OMP_THREADS_BIND) and busy-waits 1 s after each step; "
+     "a guide sharing that core runs at half speed (taskset; bench/RESULTS.md section 4e)"),
     ("the same --served-model-name on every replica, behind vllm-router "
      "--policy consistent_hash",
      "w2s sends X-Session-ID per prompt, so all of one prompt's requests reach the replica "
