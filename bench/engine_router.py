@@ -12,8 +12,8 @@ sets per prompt), then measures, side by side in one run:
   over prompts (the two should agree in distribution; with the engine's seeded sampling
   they are mostly token-identical);
 * throughput: wall time of each, with each replica's requests and prefix-cache hit rate.
-  On a 2-core machine the two replicas share the cores that one had: this checks
-  correctness, not speed.
+  Each replica's worker is bound to its own core (0 and 1); the API servers, the router and
+  the guide share both. On a 2-core machine this checks correctness, not speed.
 
     python bench/engine_router.py [--prompts 64] [--seeds 0 1] [--max-new 32]
 """
@@ -69,8 +69,9 @@ def main() -> None:
     def sp(seed: int) -> w2s.SamplingParams:
         return w2s.SamplingParams(max_new_tokens=args.max_new, temperature=0.7, seed=seed)
 
-    with vllm_server(ZOO_DIR / "base", "zoo-base", log=logs / "a.log") as a, \
-            vllm_server(ZOO_DIR / "base", "zoo-base", log=logs / "b.log") as b, \
+    # each worker on its own core (both would take core 0 by default)
+    with vllm_server(ZOO_DIR / "base", "zoo-base", log=logs / "a.log", cpus="0") as a, \
+            vllm_server(ZOO_DIR / "base", "zoo-base", log=logs / "b.log", cpus="1") as b, \
             vllm_router([a, b], log=logs / "router.log") as router:
         replicas = [a, b]
         routed = w2s.OpenAIBackend(router, "zoo-base", max_concurrency=len(prompts) * args.w)

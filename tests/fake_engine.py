@@ -45,6 +45,7 @@ class FakeEngine:
         self.tokenized: list[str] = []
         self.logprobs = logprobs  # False: a server that reports no log-probabilities
         self.faults: list[tuple] = []
+        self.tokenize_faults: list[int] = []  # HTTP statuses /tokenize answers next
         self.bodies: list[dict] = []
         self.headers: list[dict] = []  # each completion request's headers, lower-cased names
         self.lock = threading.Lock()
@@ -75,6 +76,10 @@ class FakeEngine:
 
             def do_POST(self) -> None:  # noqa: N802
                 body = json.loads(self.rfile.read(int(self.headers["content-length"])))
+                if self.path == "/tokenize" and engine.tokenize_faults:
+                    with engine.lock:
+                        status = engine.tokenize_faults.pop(0)
+                    return self._send(status, b'{"error": {"message": "no worker"}}')
                 if self.path == "/tokenize" and engine.tokenize:
                     text = body.get("content", "") if engine.flavour == "llama.cpp" else \
                         body["prompt"]

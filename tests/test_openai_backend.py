@@ -237,6 +237,20 @@ def test_a_spent_retry_budget_is_one_line(engine):
         w2s.sample(backend(engine, max_retries=2), None, ["p"], SP)
 
 
+def test_a_failing_tokenize_endpoint_is_named_once_in_its_line():
+    """/tokenize lives outside the API root: its error names that URL, not the root glued to
+    it (a router with no live replica answered 503 there, and the line read
+    ``http://h/v1http://h/tokenize``)."""
+    e = FakeEngine(tokenize=True)
+    try:
+        e.tokenize_faults = [503] * 3
+        with pytest.raises(W2SError, match=r"^http://127\.0\.0\.1:\d+/tokenize: gave up after "
+                           r"2 tries \(HTTP 503: no worker\)$"):
+            w2s.sample(backend(e, max_retries=1), None, ["p"], SP)
+    finally:
+        e.close()
+
+
 def test_errors_that_retrying_cannot_fix_are_one_line(engine, pair):
     with pytest.raises(W2SError, match=r"serves fake, not 'nope' \(--base-model\)$"):
         w2s.sample(OpenAIBackend(engine.url, "nope"), None, ["p"], SP)

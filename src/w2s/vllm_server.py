@@ -73,10 +73,13 @@ def free_port() -> int:
 def vllm_server(model: str | Path, name: str, *, max_model_len: int = 256,
                 block_size: int = 32, kv_cache_bytes: int = 256 * 2**20,
                 prefix_caching: bool = True, log: Path | None = None,
-                timeout: float = 300.0, port: int | None = None) -> Iterator[str]:
+                timeout: float = 300.0, port: int | None = None,
+                cpus: str | None = None) -> Iterator[str]:
     """Serve ``model`` as ``name`` on loopback (``port``, else a free one); yields the API
     root URL. A fixed port keeps the URL, and so an eval's method hashes, the same across
-    runs: a rerun resumes."""
+    runs: a rerun resumes. ``cpus``: the cores its worker is bound to (vLLM's
+    ``VLLM_CPU_OMP_THREADS_BIND``, e.g. ``"1"`` or ``"0-3"``); by default vLLM picks, and two
+    servers on one machine both pick the same core."""
 
     python = engine_python()
     port = port or free_port()
@@ -89,7 +92,8 @@ def vllm_server(model: str | Path, name: str, *, max_model_len: int = 256,
             # sampler (vllm-cpu 0.32.0: "CPU Generator does not use offset"): never split
             "--no-enable-chunked-prefill", "--max-num-batched-tokens", str(8 * max_model_len)]
     args.append("--enable-prefix-caching" if prefix_caching else "--no-enable-prefix-caching")
-    with _started(args, port, log, timeout, "the vLLM server") as (url, proc):
+    env = {**os.environ, "VLLM_CPU_OMP_THREADS_BIND": cpus} if cpus else None
+    with _started(args, port, log, timeout, "the vLLM server", env) as (url, proc):
         _RUNNING[url] = proc
         try:
             yield url
@@ -141,15 +145,15 @@ def vllm_router(workers: list[str], *, policy: str = "consistent_hash",
 
 
 @contextlib.contextmanager
-def _started(args: list[str], port: int, log: Path, timeout: float, what: str
-             ) -> Iterator[tuple[str, subprocess.Popen]]:
+def _started(args: list[str], port: int, log: Path, timeout: float, what: str,
+             env: dict[str, str] | None = None) -> Iterator[tuple[str, subprocess.Popen]]:
     """Run ``args`` in its own process group, logging to ``log``, until its ``/v1/models``
     answers (one line naming ``what`` if it exits or stays silent); stopped at the end."""
     import httpx
 
     with open(log, "w") as out:
         proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+                                start_new_session=True, env=env)
         url = f"http://127.0.0.1:{port}/v1"
         try:
             deadline = time.monotonic() + timeout

@@ -383,6 +383,7 @@ class OpenAIBackend:
         )
 
         backoff = wait_random_exponential(multiplier=0.5, max=30.0)  # "full jitter"
+        where = path if "://" in path else self.base_url + path  # a whole URL, or under the root
 
         def wait(state: Any) -> float:
             exc = state.outcome.exception() if state.outcome else None
@@ -408,10 +409,10 @@ class OpenAIBackend:
                     if missing_ok and r.status_code in MISSING_STATUS:
                         return None
                     if r.status_code in RETRY_STATUS:
-                        raise _Retryable(f"HTTP {r.status_code}: {_first_line(r.text)}",
+                        raise _Retryable(f"HTTP {r.status_code}: {_error_message(r)}",
                                          _retry_after(r.headers.get("retry-after")))
                     if r.status_code >= 400:
-                        raise W2SError(f"{self.base_url}{path} refused the request (HTTP "
+                        raise W2SError(f"{where} refused the request (HTTP "
                                        f"{r.status_code}): {_error_message(r)}")
                     try:
                         import json
@@ -421,7 +422,7 @@ class OpenAIBackend:
                         raise _Retryable("the answer was not complete JSON") from None
         except RetryError as e:
             last = e.last_attempt.exception()
-            raise W2SError(f"{self.base_url}{path}: gave up after {self.max_retries + 1} tries "
+            raise W2SError(f"{where}: gave up after {self.max_retries + 1} tries "
                            f"({last})") from None
         raise AssertionError("unreachable")  # pragma: no cover
 
