@@ -5,6 +5,7 @@ finish reasons, token counts, repeatable seeds and client-side chat templates ar
 
 from __future__ import annotations
 
+import contextlib
 import json
 
 import pytest
@@ -298,43 +299,126 @@ def _served(url: str) -> float:
                if line.startswith("vllm:request_success_total"))
 
 
+def _eval_config(url: str, where):  # noqa: ANN001, ANN202
+    from w2s.evaluate.config import parse_config
+
+    return parse_config({"name": "routed", "task": "sentiment",
+                         "base": {"url": url, "model": "zoo-base", "max_retries": 1,
+                                  "timeout": 20},
+                         "guide": {"tuned": "zoo:tuned", "untuned": "zoo:untuned"},
+                         "prompts": 4, "seeds": [0, 1], "sampling": {"max_new_tokens": 8},
+                         "methods": ["sample", {"method": "cbs", "w": 2, "k": 2, "l": 4}]},
+                        where / "c.yaml")
+
+
+def _eval_until_a_replica_dies(cfg, out, replica):  # noqa: ANN001, ANN202
+    """Run the eval in a thread, stop ``replica`` once 4 rows are written; the eval's error
+    (None if it finished)."""
+    import threading
+    import time
+
+    from w2s.evaluate.run import run_eval
+    from w2s.vllm_server import stop_server
+
+    failed: list[BaseException | None] = [None]
+
+    def go() -> None:
+        try:
+            run_eval(cfg, out, show_progress=False)
+        except BaseException as e:  # noqa: BLE001 - handed to the test
+            failed[0] = e
+
+    thread = threading.Thread(target=go)
+    thread.start()
+    results, deadline = out / "results.jsonl", time.monotonic() + 120
+    while not (results.is_file() and results.read_text().count("\n") >= 4):
+        assert thread.is_alive() and time.monotonic() < deadline, failed[0]
+        time.sleep(0.05)
+    stop_server(replica)
+    thread.join()
+    return failed[0]
+
+
+def _rows(out):  # noqa: ANN001, ANN202
+    from w2s.evaluate.store import read_rows
+
+    return {(r["method"], r["prompt"], r["seed"]): r for r in read_rows(out / "results.jsonl")}
+
+
 def test_two_replicas_behind_vllm_router_keep_each_prompt_on_one(vllm_url, tmp_path):
     """Two vLLM servers behind vllm-router (consistent hashing on X-Session-ID): every request
     of one prompt's search lands on one replica (read from each server's metrics), prompts use
-    both, results equal one replica's (seeded), and a router left with no live replica is one
-    line."""
-    from w2s.vllm_server import router_binary, stop_server, vllm_router, vllm_server
+    both, results equal one replica's (seeded). Faults lose nothing: an eval whose router loses
+    its only replica stops with one line and resumes once the replica is back; an eval that
+    loses one of two replicas is finished by the other, with the same rows."""
+    import time
+
+    import httpx
+
+    from w2s.evaluate.run import run_eval
+    from w2s.vllm_server import free_port, router_binary, vllm_router, vllm_server
 
     try:
         router_binary()
     except w2s.W2SError as e:
         pytest.skip(str(e))
+    port = free_port()  # the second replica comes back on the same port
+    quick = ["--health-check-interval-secs", "1", "--cb-timeout-duration-secs", "2"]
+    with contextlib.ExitStack() as stack:
+        b = stack.enter_context(vllm_server(ZOO_DIR / "base", "zoo-base", port=port,
+                                            log=tmp_path / "b.log"))
+        lonely = stack.enter_context(vllm_router([b], log=tmp_path / "r1.log", flags=quick))
+        cfg, out = _eval_config(lonely, tmp_path), tmp_path / "lonely"
+        e = _eval_until_a_replica_dies(cfg, out, b)
+        assert isinstance(e, w2s.W2SError), e  # the router's only replica went down
+        assert "\n" not in str(e) and str(e).startswith(lonely), str(e)
+        before = _rows(out)
+        assert 4 <= len(before) < 16
+        other = stack.enter_context(vllm_server(ZOO_DIR / "base", "zoo-base", port=port,
+                                                log=tmp_path / "b2.log"))
+        deadline = time.monotonic() + 60  # until the router's health check admits it again
+        while httpx.post(lonely + "/completions", json={"model": "zoo-base", "prompt": "a",
+                                                        "max_tokens": 1}).status_code != 200:
+            assert time.monotonic() < deadline, "the router did not take the replica back"
+            time.sleep(0.5)
+        run_eval(cfg, out, show_progress=False)  # resumes where it stopped
+        after = _rows(out)
+        assert len(after) == 16 and all(after[k] == r for k, r in before.items())
+
+        _two_replicas(vllm_url, other, tmp_path)
+
+
+def _two_replicas(vllm_url: str, other: str, tmp_path) -> None:  # noqa: ANN001
+    from w2s.evaluate.run import run_eval
+    from w2s.vllm_server import vllm_router
+
     prompts = ["the movie was", "i thought this film", "the plot", "what a"]
     sp = SamplingParams(max_new_tokens=12, temperature=0.8, seed=1)
     guide = w2s.PairGuide.load("zoo:tuned", "zoo:untuned")
-    with vllm_server(ZOO_DIR / "base", "zoo-base", log=tmp_path / "b.log") as other:
-        with vllm_router([vllm_url, other], log=tmp_path / "router.log") as router:
-            routed = OpenAIBackend(router, "zoo-base")
-            used = []
-            for i, p in enumerate(prompts + [f"review number {k}:" for k in range(8)]):
-                before = (_served(vllm_url), _served(other))
-                if i < len(prompts):  # a search's rounds: 3 requests or more, one replica
-                    w2s.cbs(routed, guide, [p], SearchParams(2, 2, 4), sp)
-                else:
-                    w2s.sample(routed, None, [p], sp)
-                after = (_served(vllm_url), _served(other))
-                grew = [b - a for a, b in zip(before, after)]
-                assert min(grew) == 0 and max(grew) >= (3 if i < len(prompts) else 1), (p, grew)
-                used.append(grew.index(max(grew)))
-            assert 0 < sum(used) < len(used), f"12 prompts, replicas used: {used}"
-            direct = w2s.cbs(OpenAIBackend(vllm_url, "zoo-base"), guide, prompts,
-                             SearchParams(2, 2, 4), sp)
-            again = w2s.cbs(routed, guide, prompts, SearchParams(2, 2, 4), sp)
-            assert [r.text for r in again] == [r.text for r in direct]
-        with vllm_router([other], log=tmp_path / "router1.log") as lonely:
-            b = OpenAIBackend(lonely, "zoo-base", max_retries=1, timeout=20)
-            w2s.sample(b, None, prompts[:1], sp)
-            stop_server(other)  # the router's only replica goes down
-            with pytest.raises(w2s.W2SError) as e:
-                w2s.sample(b, None, prompts[1:2], sp)
-            assert "\n" not in str(e.value) and lonely in str(e.value)
+    with vllm_router([vllm_url, other], log=tmp_path / "router.log") as router:
+        routed = OpenAIBackend(router, "zoo-base")
+        used = []
+        for i, p in enumerate(prompts + [f"review number {k}:" for k in range(8)]):
+            before = (_served(vllm_url), _served(other))
+            if i < len(prompts):  # a search's rounds: 3 requests or more, one replica
+                w2s.cbs(routed, guide, [p], SearchParams(2, 2, 4), sp)
+            else:
+                w2s.sample(routed, None, [p], sp)
+            after = (_served(vllm_url), _served(other))
+            grew = [b - a for a, b in zip(before, after)]
+            assert min(grew) == 0 and max(grew) >= (3 if i < len(prompts) else 1), (p, grew)
+            used.append(grew.index(max(grew)))
+        assert 0 < sum(used) < len(used), f"12 prompts, replicas used: {used}"
+        direct = w2s.cbs(OpenAIBackend(vllm_url, "zoo-base"), guide, prompts,
+                         SearchParams(2, 2, 4), sp)
+        again = w2s.cbs(routed, guide, prompts, SearchParams(2, 2, 4), sp)
+        assert [r.text for r in again] == [r.text for r in direct]
+
+        # one of two replicas dies during an eval: the router sends the rest to the other
+        run_eval(_eval_config(vllm_url, tmp_path), tmp_path / "direct", show_progress=False)
+        e = _eval_until_a_replica_dies(_eval_config(router, tmp_path), tmp_path / "routed", other)
+        assert e is None, e
+        routed_rows, direct_rows = _rows(tmp_path / "routed"), _rows(tmp_path / "direct")
+        assert len(routed_rows) == 16 and \
+            {k: r["response"] for k, r in routed_rows.items()} == \
+            {k: r["response"] for k, r in direct_rows.items()}

@@ -15,7 +15,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from w2s.errors import W2SError
@@ -128,18 +128,24 @@ def router_binary(venv: Path | None = None) -> Path:
 @contextlib.contextmanager
 def vllm_router(workers: list[str], *, policy: str = "consistent_hash",
                 log: Path | None = None, timeout: float = 120.0,
-                port: int | None = None) -> Iterator[str]:
+                port: int | None = None, flags: Sequence[str] = ()) -> Iterator[str]:
     """vllm-router (the vLLM project's router, pip ``vllm-router``) on loopback in front of
     ``workers`` (their API roots); yields the router's API root. ``consistent_hash`` sends
     every request that carries the same ``X-Session-ID`` header to the same worker, which is
-    how w2s keeps all of one prompt's requests on the replica that caches its prefix."""
+    how w2s keeps all of one prompt's requests on the replica that caches its prefix.
+    ``flags``: more of vllm-router's own (e.g. ``--health-check-interval-secs 2``: a replica
+    that failed is tried again only after its circuit breaker's timeout and a health check,
+    60 s by default)."""
 
     binary = router_binary()
     port = port or free_port()
     log = log or binary.parent.parent / "router.log"
     args = [str(binary), "--host", "127.0.0.1", "--port", str(port), "--policy", policy,
             "--worker-urls", *[w.removesuffix("/v1") for w in workers],
-            "--log-level", "warning"]
+            "--log-level", "warning",
+            # its metrics listener takes a fixed port (29000) by default: a second router on
+            # the machine would exit with "Address already in use"
+            "--prometheus-host", "127.0.0.1", "--prometheus-port", str(free_port()), *flags]
     with _started(args, port, log, timeout, "vllm-router") as (url, _):
         yield url
 
