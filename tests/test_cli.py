@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import subprocess
@@ -46,20 +47,39 @@ def test_help_reads_well():
     assert "Beam width" in gen.stdout  # field docstrings feed --help
 
 
-def test_the_top_level_help_and_import_w2s_load_no_torch():
-    """`w2s --help` answers at once: neither torch nor transformers is imported for it, nor
-    by `import w2s` (its names load on first use), while `w2s.cbs` and `w2s.zoo` still work."""
+def test_help_and_import_w2s_load_no_torch():
+    """`w2s --help` and every command's `--help` answer at once: neither torch nor
+    transformers is imported for them (the decoders are listed from the registry, imported on
+    first use), nor by `import w2s` (its names load on first use), while `w2s.cbs`, the
+    registry's decoders and `w2s.zoo` still work."""
     code = ("import sys, w2s; from w2s.cli import cli\n"
-            "try:\n    cli(['--help'], prog_name='w2s')\nexcept SystemExit:\n    pass\n"
-            "heavy = sorted(m for m in ('torch', 'transformers') if m in sys.modules)\n"
-            "print('HEAVY', heavy)\n"
-            "print('LAZY', w2s.cbs.__name__, w2s.zoo.ZOO_DIR.name, 'torch' in sys.modules)")
+            "for args in (['--help'], ['generate', '--help'], ['eval', '--help'],\n"
+            "             ['serve', '--help'], ['distill', 'data', '--help'],\n"
+            "             ['zoo', 'build', '--help'], ['demo', '--help']):\n"
+            "    try:\n        cli(args, prog_name='w2s')\n    except SystemExit:\n        pass\n"
+            "    heavy = sorted(m for m in ('torch', 'transformers') if m in sys.modules)\n"
+            "    print('HEAVY', args[0], heavy)\n"
+            "from w2s.decoding import get_decoder\n"
+            "print('LAZY', w2s.cbs.__name__, w2s.zoo.ZOO_DIR.name, 'torch' in sys.modules,\n"
+            "      get_decoder('cbs').at_budget(w2s.SearchParams(w=9, k=4, l=5), 16, 50))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=120)
     assert out.returncode == 0, out.stderr
-    assert "HEAVY []" in out.stdout and "LAZY cbs models True" in out.stdout
+    heavy = [line for line in out.stdout.splitlines() if line.startswith("HEAVY")]
+    assert len(heavy) == 7 and all(line.endswith(" []") for line in heavy), heavy
+    assert "LAZY cbs models True SearchParams(w=4, k=4, l=5" in out.stdout, out.stdout
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         w2s.nope  # noqa: B018
+    from w2s import decoding, models
+
+    for module in (decoding, models):
+        with pytest.raises(AttributeError, match="no attribute 'nope'"):
+            module.nope  # noqa: B018
+    assert decoding.cbs is w2s.cbs and models.HFModel is w2s.HFModel
+    importlib.import_module("w2s.decoding.pruned_bon")  # named like its decoder: the name
+    # stays the function
+    assert decoding.pruned_bon.__name__ == "pruned_bon" and callable(decoding.pruned_bon)
+    assert decoding.get_decoder("pruned_bon").fn.__module__ == "w2s.decoding.pruned_bon"
 
 
 @pytest.mark.parametrize("method", ["sample", "bon", "cbs", "eft"])

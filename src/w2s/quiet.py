@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import os
+import sys
 
 
 def quiet_libraries() -> None:
+    """Before ``transformers`` is imported, its environment variables are enough (it reads
+    them at import), so the CLI does not import it to answer ``--help`` (0.7 s); once it is
+    imported, its logging is set directly."""
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if "transformers" not in sys.modules:
+        return
     try:
         from transformers.utils import logging as hf_logging
 

@@ -11,18 +11,21 @@ call.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import importlib
 import typing
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from w2s.decoding.common import require
 from w2s.errors import W2SError
-from w2s.guides import Guide
 from w2s.models.base import Backend, ParamCount
 from w2s.params import SamplingParams, field_docs
 from w2s.plugins import Registry
 from w2s.result import Result
+
+if TYPE_CHECKING:
+    from w2s.guides import Guide
 
 GuideNeed = Literal["optional", "any", "pair"]
 """``optional``: scores its outputs when given one; ``any``: a pair, a reward model or a sum;
@@ -31,6 +34,25 @@ tuned model)."""
 KLKind = Literal["exact", "bound", "none"]
 """What ``Result.stats`` holds: ``kl`` (exact, summed along the path), ``kl_bound``, or none."""
 
+
+
+def lazy(target: str) -> Callable[..., Any]:
+    """``"module:function"`` as a function that imports its module on the first call: the
+    built-in decoders are registered this way, so listing them (``--help``, ``/w2s/methods``,
+    config checks) does not import torch."""
+    module, name = target.split(":")
+
+    @functools.cache
+    def resolve() -> Callable[..., Any]:
+        return getattr(importlib.import_module(module), name)
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        return resolve()(*args, **kwargs)
+
+    call.__name__ = call.__qualname__ = name
+    call.__module__ = module
+    call.__doc__ = f"{target}, imported on first call."
+    return call
 
 
 def _one(params: Any) -> int:
@@ -127,6 +149,8 @@ class DecoderSpec:
                     rm_name: str = "a reward model") -> None:
         """Refuse, in one line, a loaded guide this decoder cannot use; the guide says what it
         is made of (:meth:`~w2s.guides.Guide.parts`, :meth:`~w2s.guides.Guide.expert`)."""
+        from w2s.guides import Guide
+
         parts = [g for _, g in guide.parts()] if isinstance(guide, Guide) else []
         problem = self.guide_problem(any(g.expert() is not None for g in parts),
                                      any(g.expert() is None for g in parts),
@@ -136,12 +160,16 @@ class DecoderSpec:
 
     def check_backend(self, backend: object) -> None:
         """Refuse, in one line, a base that lacks a capability this decoder needs."""
+        from w2s.decoding.common import require
+
         for cap in self.needs:
             require(backend, cap, self.name)
 
     def run(self, backend: Backend, guide: Guide | None, prompts: Sequence[str], params: Any,
             sampling: SamplingParams, *, return_all: bool = False) -> list[Result]:
         """Call the decoder with the uniform signature every caller uses."""
+        from w2s.guides import Guide
+
         self.check_backend(backend)
         if isinstance(guide, Guide) and isinstance(sampling, SamplingParams):
             guide.check_prompts([prompts] if isinstance(prompts, str) else list(prompts),
@@ -157,6 +185,8 @@ def estimate_flops(results: Sequence[Result], backend: object, guide: Guide | No
     """``cost.flops`` = 2 * (base parameters * (sampled + read base tokens) + the guide's
     parameters per scored token * guide tokens): the compute axis' FLOPs, forward passes
     only (a model of unknown size counts 0)."""
+    from w2s.guides import Guide
+
     n_base = backend.n_params if isinstance(backend, ParamCount) else 0
     n_guide = guide.n_params() if isinstance(guide, Guide) else 0
     for r in results:

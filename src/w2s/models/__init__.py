@@ -1,4 +1,11 @@
-"""Backends: the base model behind declared capability protocols (``base``)."""
+"""Backends: the base model behind declared capability protocols (``base``).
+
+``HFModel`` and ``OpenAIBackend`` load on first use: the protocols alone import no torch (the
+CLI's ``--help`` lists the decoders and what they need without it)."""
+
+from __future__ import annotations
+
+from typing import Any
 
 from w2s.models.base import (
     Backend,
@@ -10,8 +17,17 @@ from w2s.models.base import (
     ScoringLM,
     SearchBackend,
 )
-from w2s.models.hf import HFModel
-from w2s.models.openai_api import OpenAIBackend
+
+_LAZY = {"HFModel": "w2s.models.hf", "OpenAIBackend": "w2s.models.openai_api"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = ["Backend", "Continuation", "HFModel", "LogitsBackend", "OpenAIBackend",
            "ParamCount", "PromptCounter", "Request", "ScoringLM", "SearchBackend"]

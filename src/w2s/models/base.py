@@ -27,12 +27,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol, runtime_checkable
-
-import torch
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 from w2s.params import SamplingParams
 from w2s.stopping import Stopper
+
+if TYPE_CHECKING:  # annotations only: the protocols load without torch (fast --help)
+    import torch
 
 FinishReason = Literal["stop", "length"]
 
