@@ -17,7 +17,7 @@ demo: setup
 
 test: setup engine browser
 	.venv/bin/ruff check src tests bench
-	.venv/bin/python -m pytest -q
+	.venv/bin/python -m pytest -q --durations=15
 
 lint: setup
 	.venv/bin/ruff check src tests bench

@@ -299,11 +299,11 @@ def _served(url: str) -> float:
                if line.startswith("vllm:request_success_total"))
 
 
-def _eval_config(url: str, where):  # noqa: ANN001, ANN202
+def _eval_config(url: str, where, retries: int = 1):  # noqa: ANN001, ANN202
     from w2s.evaluate.config import parse_config
 
     return parse_config({"name": "routed", "task": "sentiment",
-                         "base": {"url": url, "model": "zoo-base", "max_retries": 1,
+                         "base": {"url": url, "model": "zoo-base", "max_retries": retries,
                                   "timeout": 20},
                          "guide": {"tuned": "zoo:tuned", "untuned": "zoo:untuned"},
                          "prompts": 4, "seeds": [0, 1], "sampling": {"max_new_tokens": 8},
@@ -414,9 +414,11 @@ def _two_replicas(vllm_url: str, other: str, tmp_path) -> None:  # noqa: ANN001
         again = w2s.cbs(routed, guide, prompts, SearchParams(2, 2, 4), sp)
         assert [r.text for r in again] == [r.text for r in direct]
 
-        # one of two replicas dies during an eval: the router sends the rest to the other
+        # one of two replicas dies during an eval: w2s retries (its default budget) until the
+        # router's circuit breaker sends that replica's prompts to the other
         run_eval(_eval_config(vllm_url, tmp_path), tmp_path / "direct", show_progress=False)
-        e = _eval_until_a_replica_dies(_eval_config(router, tmp_path), tmp_path / "routed", other)
+        e = _eval_until_a_replica_dies(_eval_config(router, tmp_path, retries=6),
+                                       tmp_path / "routed", other)
         assert e is None, e
         routed_rows, direct_rows = _rows(tmp_path / "routed"), _rows(tmp_path / "direct")
         assert len(routed_rows) == 16 and \
