@@ -26,33 +26,23 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import re
 import statistics
 import time
 
-import httpx
 from cbs_vs_sampling import TimedGuide
 
 import w2s
 from w2s.quiet import quiet_libraries
 from w2s.tasks.sentiment import load_prompts
-from w2s.vllm_server import vllm_server
+from w2s.vllm_server import metric_totals, vllm_server
 from w2s.zoo import ZOO_DIR
 
 
 def cache_counters(*urls: str) -> tuple[float, float]:
     """(prefix-cache queries, hits) so far, in tokens, summed over vLLM servers' Prometheus
     metrics (a router's replicas: each server's own)."""
-    q = h = 0.0
-    for url in urls:
-        text = httpx.get(url.removesuffix("/v1") + "/metrics", timeout=10).text
-
-        def total(name: str) -> float:
-            return sum(float(v) for v in re.findall(  # noqa: B023
-                rf"^vllm:{name}_total{{[^}}]*}} (\S+)$", text, re.M))  # noqa: B023
-
-        q, h = q + total("prefix_cache_queries"), h + total("prefix_cache_hits")
-    return q, h
+    counts = [metric_totals(u, "prefix_cache_queries", "prefix_cache_hits") for u in urls]
+    return sum(q for q, _ in counts), sum(h for _, h in counts)
 
 
 def pin(cpus: list[int]) -> None:

@@ -26,22 +26,19 @@ import tempfile
 import time
 from pathlib import Path
 
-import httpx
 from engine_cbs_vs_sampling import cache_counters
 
 import w2s
 from w2s.quiet import quiet_libraries
 from w2s.tasks.gold import textblob, vader
 from w2s.tasks.sentiment import load_prompts
-from w2s.vllm_server import vllm_router, vllm_server
+from w2s.vllm_server import metric_totals, vllm_router, vllm_server
 from w2s.zoo import ZOO_DIR
 
 
 def served(url: str) -> float:
-    """Requests a vLLM server has finished, from its Prometheus metrics."""
-    text = httpx.get(url.removesuffix("/v1") + "/metrics", timeout=10).text
-    return sum(float(line.split()[-1]) for line in text.splitlines()
-               if line.startswith("vllm:request_success_total"))
+    """Requests a vLLM server has finished."""
+    return metric_totals(url, "request_success")[0]
 
 
 def mean_se(xs: list[float]) -> tuple[float, float]:

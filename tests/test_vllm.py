@@ -291,12 +291,10 @@ def test_a_guide_url_serving_another_tokenizer_is_one_line(vllm_url, tiny_paths)
 
 
 def _served(url: str) -> float:
-    """Requests a vLLM server has finished, from its Prometheus metrics."""
-    import httpx
+    """Requests a vLLM server has finished, from its metrics."""
+    from w2s.vllm_server import metric_totals
 
-    text = httpx.get(url.removesuffix("/v1") + "/metrics", timeout=10).text
-    return sum(float(line.split()[-1]) for line in text.splitlines()
-               if line.startswith("vllm:request_success_total"))
+    return metric_totals(url, "request_success")[0]
 
 
 def _eval_config(url: str, where, retries: int = 1):  # noqa: ANN001, ANN202

@@ -110,6 +110,20 @@ def stop_server(url: str) -> None:
     _stop(proc)
 
 
+def metric_totals(url: str, *names: str) -> list[float]:
+    """A vLLM server's counters ``vllm:<name>_total`` (e.g. ``request_success``,
+    ``prefix_cache_hits``), each summed over its labels, from one read of its Prometheus
+    ``/metrics`` (``url``: the server's root or API root; a router's replicas are read one by
+    one)."""
+    import re
+
+    import httpx
+
+    text = httpx.get(url.removesuffix("/v1") + "/metrics", timeout=10).text
+    return [sum(float(v) for v in re.findall(rf"^vllm:{name}_total(?:{{[^}}]*}})? (\S+)$",
+                                             text, re.M)) for name in names]
+
+
 ROUTER_VERSION = "0.1.17"
 
 
