@@ -100,3 +100,35 @@ def test_non_finite_metrics_are_written_as_null_never_as_invalid_json():
     text = strict_json({"kl": float("inf"), "gold": {"v": float("nan")}, "xs": [1.0, -math.inf]})
     assert json.loads(text) == {"kl": None, "gold": {"v": None}, "xs": [1.0, None]}
     assert "Infinity" not in text and "NaN" not in text
+
+
+def _knob_classes() -> list[type]:
+    from w2s.decoding import decoders
+
+    return [SamplingParams] + sorted({s.params for s in decoders().values() if s.params},
+                                     key=lambda c: c.__name__)
+
+
+@pytest.mark.parametrize("cls", _knob_classes(), ids=lambda c: c.__name__)
+def test_a_value_of_the_wrong_type_is_refused_naming_its_field(cls):
+    """Every field of every knob dataclass (each decoder's and the sampling parameters), given
+    a value of the wrong type, is refused with a FieldError for that very field: the message
+    opens with its name, which each face turns into its own terms (``--w``, ``methods[2].w``,
+    the server's ``param``). A message naming another field, or none, would send the user to
+    the wrong flag."""
+    import typing
+
+    from w2s.errors import FieldError
+
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        typ = hints[f.name]
+        bad = 3 if typ is str else [1] if typing.get_origin(typ) is tuple else "x"
+        with pytest.raises(FieldError) as e:
+            cls(**{f.name: bad})
+        assert e.value.field == f.name and str(e.value).startswith(f"{f.name} "), str(e.value)
+
+
+def test_unknown_fields_are_listed_by_name():
+    with pytest.raises(W2SError, match=r"^unknown SearchParams field\(s\): bogus, nope$"):
+        SearchParams.from_dict({"w": 2, "nope": 1, "bogus": 2})

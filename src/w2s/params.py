@@ -95,7 +95,9 @@ class SamplingParams(_Params):
         _check(self.temperature >= 0, f"temperature must be >= 0, got {self.temperature}")
         _check(0 < self.top_p <= 1, f"top_p must be in (0, 1], got {self.top_p}")
         _check(self.top_k >= 0, f"top_k must be >= 0, got {self.top_k}")
-        _check(all(isinstance(s, str) and s for s in self.stop), "stop strings must be non-empty")
+        _check(all(isinstance(s, str) for s in self.stop),
+               f"stop must be a string or a list of strings, got {list(self.stop)!r}")
+        _check(all(self.stop), "stop must not hold an empty string")
 
 
 @dataclass(frozen=True)
