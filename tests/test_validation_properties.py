@@ -19,6 +19,7 @@ from w2s.params import (
     DLFParams,
     EFTParams,
     NudgingParams,
+    ParticleParams,
     SamplingParams,
     SearchParams,
 )
@@ -132,3 +133,22 @@ def test_a_value_of_the_wrong_type_is_refused_naming_its_field(cls):
 def test_unknown_fields_are_listed_by_name():
     with pytest.raises(W2SError, match=r"^unknown SearchParams field\(s\): bogus, nope$"):
         SearchParams.from_dict({"w": 2, "nope": 1, "bogus": 2})
+
+
+@pytest.mark.parametrize(("cls", "name", "accepted", "refused"), [
+    (DLFParams, "alpha_max", [1e-9, 0.5, 100], [0, 100.001]),      # (0, 100]
+    (NudgingParams, "gamma", [0, 1], [-1e-9, 1.001]),               # [0, 1]
+    (NudgingParams, "chunk", [1], [0]),                             # >= 1
+    (NudgingParams, "word_tokens", [1], [0]),                       # >= 1
+    (ParticleParams, "ess", [1e-9, 1], [0, 1.001]),                 # (0, 1]
+], ids=lambda v: getattr(v, "__name__", None))
+def test_a_knobs_documented_bounds_are_exact(cls, name, accepted, refused):
+    """Each bound its message states is the bound it enforces: the edge values are accepted and
+    the values just outside refused, naming the field."""
+    from w2s.errors import FieldError
+
+    for v in accepted:
+        assert getattr(cls(**{name: v}), name) == v
+    for v in refused:
+        with pytest.raises(FieldError, match=rf"^{name} must "):
+            cls(**{name: v})
