@@ -59,9 +59,7 @@ _lazy = {name: lazy(f"w2s.decoding.{module}:{name}") for name, module in _HOME.i
 def __getattr__(name: str) -> Any:
     """``from w2s.decoding import cbs`` and friends: the real function, imported now."""
     if name in _HOME:
-        import importlib
-
-        fn = getattr(importlib.import_module(f"w2s.decoding.{_HOME[name]}"), name)
+        fn = _lazy[name].resolve()
         globals()[name] = fn  # found directly from now on
         return fn
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -52,6 +52,7 @@ def lazy(target: str) -> Callable[..., Any]:
     call.__name__ = call.__qualname__ = name
     call.__module__ = module
     call.__doc__ = f"{target}, imported on first call."
+    call.resolve = resolve  # type: ignore[attr-defined]  # the real function, imported now
     return call
 
 
