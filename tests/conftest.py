@@ -75,7 +75,7 @@ def vllm_url():
         engine_python()
     except W2SError as e:
         pytest.skip(str(e))
-    with vllm_server(ZOO_DIR / "base", "zoo-base") as url:
+    with vllm_server(ZOO_DIR / "base", "zoo-base", one_process=True) as url:
         yield url
 
 

@@ -1,4 +1,8 @@
-"""The CLI contract, end to end, in real subprocesses."""
+"""The CLI contract. Most tests call the real ``w2s`` click group in this process (click's
+``CliRunner``: the same parsing, loading and one-line errors, without a new interpreter
+importing torch for ~3 s each); ``run_w2s_process`` runs ``python -m w2s.cli`` as a real
+process where the process itself is under test: exit codes and a clean stderr from the
+entry point, and the warnings a fresh interpreter would print."""
 
 from __future__ import annotations
 
@@ -7,21 +11,43 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import dataclass
 
 import pytest
+from click.testing import CliRunner
 
 import w2s
 
 pytestmark = pytest.mark.slow
 
 
-def run_w2s(*args: str, timeout: int = 120) -> subprocess.CompletedProcess:
+@dataclass
+class Ran:
+    """What a run of ``w2s`` gave: the fields of ``subprocess.CompletedProcess`` tests read."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def run_w2s(*args: str, input: str | None = None) -> Ran:
+    """``w2s ARGS`` through the real click group, in this process."""
+    from w2s.cli import cli
+
+    result = CliRunner().invoke(cli, list(args), prog_name="w2s", input=input,
+                                catch_exceptions=False)
+    return Ran(result.exit_code, result.stdout, result.stderr)
+
+
+def run_w2s_process(*args: str, timeout: int = 120) -> Ran:
+    """``python -m w2s.cli ARGS`` as a real process."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    return subprocess.run([sys.executable, "-m", "w2s.cli", *args], capture_output=True,
-                          text=True, timeout=timeout, env=env)
+    p = subprocess.run([sys.executable, "-m", "w2s.cli", *args], capture_output=True,
+                       text=True, timeout=timeout, env=env)
+    return Ran(p.returncode, p.stdout, p.stderr)
 
 
-def assert_one_line_error(proc: subprocess.CompletedProcess, *needles: str) -> None:
+def assert_one_line_error(proc: Ran, *needles: str) -> None:
     assert proc.returncode != 0
     assert "Traceback" not in proc.stderr
     lines = [x for x in proc.stderr.strip().splitlines() if x.strip()]
@@ -37,7 +63,7 @@ def models(tiny_paths):
 
 
 def test_help_reads_well():
-    top = run_w2s("--help")
+    top = run_w2s_process("--help")
     assert top.returncode == 0 and "generate" in top.stdout and "demo" in top.stdout
     gen = run_w2s("generate", "--help")
     assert gen.returncode == 0
@@ -108,10 +134,11 @@ def test_generate_json_contract(models, tmp_path, method, base, pair):
 
 
 def test_generate_matches_python_api(models, tiny_paths):
-    proc = run_w2s("generate", *models, "--method", "cbs", "--prompt", "The movie was",
+    """The entry point as a user runs it: same tokens as the Python API, nothing on stderr."""
+    proc = run_w2s_process("generate", *models, "--method", "cbs", "--prompt", "The movie was",
                    "--w", "2", "--k", "3", "--l", "4", "--max-new-tokens", "10", "--seed", "3",
                    "--json", "--return-all")
-    assert proc.returncode == 0, proc.stderr
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
     row = json.loads(proc.stdout)
     base = w2s.HFModel.load(tiny_paths["base"])
     guide = w2s.PairGuide.load(tiny_paths["tuned"], tiny_paths["untuned"])
@@ -167,8 +194,8 @@ def test_knobs_of_another_method_are_refused_not_ignored(models):
 
 
 def test_missing_model_path(tmp_path):
-    missing = str(tmp_path / "nope")
-    assert_one_line_error(run_w2s("generate", "--base", missing, "--method", "sample",
+    missing = str(tmp_path / "nope")  # a real process: nothing printed above the error
+    assert_one_line_error(run_w2s_process("generate", "--base", missing, "--method", "sample",
                                   "--prompt", "x"), f"model {missing!r} does not exist")
     # the guide's references are resolved before the base is loaded
     assert_one_line_error(run_w2s("generate", "--base", "zoo:base", "--tuned", "zoo:tuned",
@@ -212,7 +239,7 @@ def test_guide_required_and_pairs_go_together(tiny_paths):
 
 def test_eval_shipped_sentiment_config_quick_look(tmp_path):
     proc = run_w2s("eval", "sentiment", "--limit", "1", "--seeds", "1", "--out", str(tmp_path),
-                   "--no-progress", timeout=300)
+                   "--no-progress")
     assert proc.returncode == 0, proc.stderr
     for label in ("base sampling", "small tuned alone", "bon(n=16)", "eft(beta=1.0)",
                   "nudging(gamma=0.3)", "cbs(w=4,k=4,l=5)", "cbs cross-vocab"):
@@ -238,9 +265,9 @@ def test_eval_and_report_help():
 
 
 def test_bare_commands_print_their_help_and_usage_errors_are_one_line():
-    out = run_w2s()
+    out = run_w2s_process()
     assert out.returncode == 0 and out.stdout.startswith("Usage: w2s") and not out.stderr
-    bad = run_w2s("generate", "--method", "beam", "--prompt", "x")
+    bad = run_w2s_process("generate", "--method", "beam", "--prompt", "x")
     assert_one_line_error(bad, "Invalid value for '--method'", "(see 'w2s generate --help')")
     assert bad.returncode == 2
 
@@ -265,10 +292,8 @@ def test_prompts_files_take_messages_stdin_and_pass_other_fields_through(models,
     lines = [{"prompt": "the movie was", "id": "a-1"},
              {"messages": [{"role": "user", "content": "the film"}], "id": "a-2", "k": [1]}]
     text = "".join(json.dumps(x) + "\n" for x in lines)
-    proc = subprocess.run([sys.executable, "-m", "w2s.cli", "generate", *models[:2],
-                           "--method", "sample", "--max-new-tokens", "3", "--seed", "0",
-                           "--prompts-file", "-", "--json"], input=text, capture_output=True,
-                          text=True, timeout=120, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    proc = run_w2s("generate", *models[:2], "--method", "sample", "--max-new-tokens", "3",
+                   "--seed", "0", "--prompts-file", "-", "--json", input=text)
     assert proc.returncode == 0, proc.stderr
     rows = [json.loads(x) for x in proc.stdout.splitlines()]
     assert [r["id"] for r in rows] == ["a-1", "a-2"] and rows[1]["k"] == [1]

@@ -364,7 +364,7 @@ def test_two_replicas_behind_vllm_router_keep_each_prompt_on_one(vllm_url, tmp_p
     quick = ["--health-check-interval-secs", "1", "--cb-timeout-duration-secs", "2"]
     with contextlib.ExitStack() as stack:
         b = stack.enter_context(vllm_server(ZOO_DIR / "base", "zoo-base", port=port,
-                                            log=tmp_path / "b.log"))
+                                            log=tmp_path / "b.log", one_process=True))
         lonely = stack.enter_context(vllm_router([b], log=tmp_path / "r1.log", flags=quick))
         cfg, out = _eval_config(lonely, tmp_path), tmp_path / "lonely"
         e = _eval_until_a_replica_dies(cfg, out, b)
@@ -373,7 +373,7 @@ def test_two_replicas_behind_vllm_router_keep_each_prompt_on_one(vllm_url, tmp_p
         before = _rows(out)
         assert 4 <= len(before) < 16
         other = stack.enter_context(vllm_server(ZOO_DIR / "base", "zoo-base", port=port,
-                                                log=tmp_path / "b2.log"))
+                                                log=tmp_path / "b2.log", one_process=True))
         deadline = time.monotonic() + 60  # until the router's health check admits it again
         while httpx.post(lonely + "/completions", json={"model": "zoo-base", "prompt": "a",
                                                         "max_tokens": 1}).status_code != 200:

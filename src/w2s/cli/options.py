@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 import typing
 from pathlib import Path
 from typing import Any
@@ -153,7 +154,7 @@ def read_prompt_rows(prompt: tuple[str, ...], prompts_file: str | None
         from w2s.textfile import check_text, read_utf8
 
         if prompts_file == "-":
-            text = click.get_text_stream("stdin").read()
+            text = sys.stdin.read()  # click.get_text_stream is deprecated in Click 8.5
             name = "<stdin>"
         else:
             path = Path(prompts_file)
