@@ -15,9 +15,15 @@ browser: setup
 demo: setup
 	.venv/bin/w2s demo
 
+# The test files run in parallel, one pytest-xdist worker per core (at most 4: each worker loads
+# its own models and servers). A file's tests stay in one worker (`--dist loadfile`): the vLLM
+# server of test_vllm.py starts once. (`--dist loadgroup` would group by mark, but does not
+# group at all on pytest 9.2: pytest-xdist#1386.) TEST_JOBS=0 runs them one by one.
+TEST_JOBS ?= $(shell n=$$(nproc 2>/dev/null || echo 1); echo $$(( n < 4 ? n : 4 )))
+
 test: setup engine browser
 	.venv/bin/ruff check src tests bench
-	.venv/bin/python -m pytest -q --durations=15
+	.venv/bin/python -m pytest -q -n $(TEST_JOBS) --dist loadfile --durations=15
 
 lint: setup
 	.venv/bin/ruff check src tests bench

@@ -10,6 +10,12 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # `make test` runs the test files in pytest-xdist workers, one per core (`--dist loadfile`:
+    # a file's tests share a worker, so test_vllm.py's vLLM server starts once): one torch
+    # thread each, in the processes they start too, or their thread pools fight over the same
+    # cores. Set before torch is imported, which reads it once.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 @pytest.fixture(scope="session")
@@ -138,3 +144,5 @@ def w2s_server(tmp_path_factory):
         proc.wait(timeout=10)
     except Exception:  # noqa: BLE001
         proc.kill()
+
+
