@@ -197,3 +197,35 @@ def test_the_servers_default_answer_length_is_the_cli_and_pythons(monkeypatch):
         assert out.exit_code == 0, out.output
         assert built[-1].defaults.max_tokens == want
     assert SamplingParams().max_new_tokens == 50
+
+
+def test_the_api_key_is_the_whole_key_and_only_it(base, pair):
+    """In process (so mutation testing sees it; tests/test_serve.py checks the same through a
+    real `w2s serve`): without a key, with a near key (a prefix, an extension, another case,
+    one character changed) the API answers 401 with OpenAI's error body; with the key, 200;
+    /health and the playground page are public. A server without a key lets everyone in."""
+    from fastapi.testclient import TestClient
+
+    from w2s.serve.app import Server, create_app
+
+    key = "sk-w2s-0123456789"
+    with TestClient(create_app(Server(base, pair, api_key=key))) as c:
+        def models(k: str | None):  # noqa: ANN202
+            return c.get("/v1/models", headers={"Authorization": f"Bearer {k}"} if k else {})
+
+        none = models(None)
+        assert none.status_code == 401 and none.json()["error"] == {
+            "message": "this server needs an API key: send Authorization: Bearer KEY",
+            "type": "authentication_error", "param": None, "code": "invalid_api_key"}
+        # (extra spaces between "Bearer" and the key are allowed, RFC 9110's 1*SP: the key is
+        # still the whole key)
+        for near in (key[:-1], key + "x", key[:1], key.upper(), key[:-1] + "8", key + " x", ""):
+            r = models(near)
+            assert r.status_code == 401, near
+            assert r.json()["error"]["type"] == "authentication_error", near
+        assert models(key[:-1] + "8").json()["error"]["message"] == "wrong API key"
+        assert models(key).status_code == 200
+        assert c.post("/v1/completions", json={"prompt": "x", "max_tokens": 1}).status_code == 401
+        assert c.get("/health").status_code == 200 and c.get("/").status_code == 200
+    with TestClient(create_app(Server(base, pair))) as c:
+        assert c.get("/v1/models").status_code == 200
