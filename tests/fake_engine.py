@@ -145,7 +145,8 @@ class FakeEngine:
             offsets = [sum(map(len, tokens[:i])) for i in range(len(tokens))]
             lp = {"tokens": tokens, "token_logprobs": [None] + [-1.0] * (len(tokens) - 1),
                   "text_offset": offsets}
-            return {"choices": [{"index": 0, "text": body["prompt"], "logprobs": lp,
+            return {"choices": [{"index": 0, "text": body["prompt"],
+                                 "logprobs": lp if self.logprobs else None,
                                  "finish_reason": "length"}], "usage": {}}
         choices = []
         for j in range(body.get("n", 1)):

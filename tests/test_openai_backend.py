@@ -215,6 +215,45 @@ def test_a_stop_string_split_across_chunks_is_found_client_side(engine):
     assert cut.finished and stop not in cut.text and r.text.startswith(cut.text)
 
 
+def test_a_log_likelihood_is_an_echo_that_samples_nothing(engine):
+    """loglik asks for the echoed prompt's log-probabilities with max_tokens 0 (an engine's
+    default would sample 16 more tokens, which the echo would then include), greedy, and asks
+    nothing for an empty response; an engine that echoes no log-probabilities is one line."""
+    b = backend(engine)
+    assert b.loglik(["Hi", "Hi"], [" a b", ""]) == [(-2.0, 2), (0.0, 0)]
+    [body] = engine.bodies  # the empty response sent no request
+    assert {k: body[k] for k in ("prompt", "max_tokens", "echo", "logprobs", "temperature")} \
+        == {"prompt": "Hi a b", "max_tokens": 0, "echo": True, "logprobs": 0,
+            "temperature": 0.0}
+    quiet = FakeEngine(logprobs=False)
+    try:
+        q = backend(quiet)
+        with pytest.raises(W2SError) as e:
+            q.loglik(["Hi"], [" a"])
+        assert str(e.value) == (f"{q.base_url}/completions gave no echoed log-probabilities "
+                                "(it needs echo with logprobs)")
+    finally:
+        quiet.close()
+
+
+def test_top_log_probabilities_line_up_with_the_text_each_token_ends(engine):
+    """Nudging's top-1 reading of a chunk: each token's best log-probability (0 where the
+    engine lists none) and the response after each token. A partial UTF-8 token ("bytes:...")
+    adds no text; prefixes stop where a client-side stop string cut the response."""
+    b = backend(engine)
+    lp = {"tokens": ["bytes:\\xc3", "\u00e9", "!", "x"],
+          "top_logprobs": [{"a": -0.2, "b": -0.1}, {}, {"!": -0.3}, {"x": -0.4}]}
+    best, prefixes = b._top(lp, "P", "\u00e9!x", "P\u00e9!")
+    assert best == [-0.1, 0.0, -0.3, -0.4]
+    assert prefixes == ["P", "P", "P\u00e9", "P\u00e9!", "P\u00e9!"]
+    for bad in ({"tokens": ["a", "b"], "top_logprobs": [{"a": -1.0}]},  # lengths differ
+                {"top_logprobs": [{"a": -1.0}]}, {"tokens": ["a"]}):
+        with pytest.raises(W2SError) as e:
+            b._top(bad, "", "ab", "ab")
+        assert str(e.value) == (f"{b.base_url}/completions gave no top log-probabilities "
+                                "(this method needs logprobs=1)")
+
+
 @pytest.mark.parametrize("fault", [("status", 503, None), ("status", 500, None),
                                    ("status", 429, 0.3), ("drop",), ("truncated",),
                                    ("slow", 2.0)])
@@ -229,6 +268,26 @@ def test_transient_failures_are_retried(engine, fault):
     assert b.stats["retries"] == 1
     if fault[0] == "status" and fault[2] is not None:
         assert time.perf_counter() - t0 >= fault[2]  # Retry-After honoured
+
+
+def test_retry_after_and_error_bodies_are_read_as_engines_send_them():
+    """Retry-After in seconds (never negative; an HTTP date falls back to w2s's own backoff),
+    and the one line quoted from an error body: OpenAI's {"error": {"message"}}, a bare
+    {"message"}, other JSON as it came, or the text."""
+    import httpx
+
+    from w2s.models.openai_api import _error_message, _retry_after
+
+    assert [_retry_after(v) for v in ("0", "2.5", "-3", "", None,
+                                      "Wed, 21 Oct 2026 07:28:00 GMT")] == \
+        [0.0, 2.5, 0.0, None, None, None]
+    bodies = [({"error": {"message": "model not found\nmore"}}, "model not found"),
+              ({"error": "plain"}, "plain"), ({"message": "bad thing"}, "bad thing"),
+              ({"detail": "x"}, "{'detail': 'x'}"), (["boom"], "['boom']")]
+    for body, want in bodies:
+        assert _error_message(httpx.Response(400, json=body)) == want, body
+    assert _error_message(httpx.Response(502, text="Bad Gateway\n<html>")) == "Bad Gateway"
+    assert _error_message(httpx.Response(502, text="")) == "no message"
 
 
 def test_a_spent_retry_budget_is_one_line(engine):

@@ -227,5 +227,8 @@ def test_the_api_key_is_the_whole_key_and_only_it(base, pair):
         assert models(key).status_code == 200
         assert c.post("/v1/completions", json={"prompt": "x", "max_tokens": 1}).status_code == 401
         assert c.get("/health").status_code == 200 and c.get("/").status_code == 200
+        schemes = c.get("/openapi.json").json()["components"]["securitySchemes"]
+        assert schemes == {"HTTPBearer": {"type": "http", "scheme": "bearer",
+                                          "description": "--api-key (when the server has one)"}}
     with TestClient(create_app(Server(base, pair))) as c:
         assert c.get("/v1/models").status_code == 200
