@@ -5,7 +5,8 @@ word of the prompt scores -1): choice ``j`` of a request
 with seed ``s`` is ``max_tokens`` words ``" w<k>"``, ``k`` a function of ``(s, j, t)``, ending
 with ``finish_reason: length``. ``faults`` is a queue: each completion request first takes the
 next fault, if any: ``("status", code, retry_after)``, ``("slow", seconds)``, ``("drop",)``
-(headers promise a body that is cut off), ``("truncated",)`` (200 with half a JSON document).
+(headers promise a body that is cut off), ``("truncated",)`` (200 with half a JSON document),
+``("answer", f)`` (200 with ``f(answer)``: choices out of order, missing, too few).
 Each sampled word has log-probability -0.5; with ``logprobs: 1`` each word's top-1 log-probability is -0.1, or -2.3 (probability 0.1)
 when its number is a multiple of 5. Every request body is recorded. With ``tokenize``, it
 also has vLLM's ``/tokenize`` (each word of a prompt is the id 1000 + its position) and takes
@@ -108,7 +109,10 @@ class FakeEngine:
                     msg = {"error": {"code": 400, "message": refused,
                                      "type": "invalid_request_error"}}
                     return self._send(400, json.dumps(msg).encode())
-                payload = json.dumps(engine.answer(body)).encode()
+                answer = engine.answer(body)
+                if fault and fault[0] == "answer":
+                    answer = fault[1](answer)
+                payload = json.dumps(answer).encode()
                 if fault and fault[0] == "drop":
                     self._send(200, payload[: len(payload) // 3], length=len(payload))
                     self.close_connection = True

@@ -270,6 +270,26 @@ def test_transient_failures_are_retried(engine, fault):
         assert time.perf_counter() - t0 >= fault[2]  # Retry-After honoured
 
 
+def test_choices_are_taken_by_index_and_usage_is_summed(engine):
+    """The API does not promise choices in order: they are matched to streams by ``index``.
+    Token usage adds up over requests; a 200 without choices, or with another number of them
+    than asked, is one line naming the URL."""
+    b = backend(engine)
+    reqs = [Request("Hi", "", None, (1, 2)), Request("Yo", "", None, (3, 4))]
+    want = b.complete(reqs, 4, SP)
+    assert (b.stats["prompt_tokens"], b.stats["completion_tokens"]) == (6, 16)
+    engine.faults = [("answer", lambda a: {**a, "choices": a["choices"][::-1]})]
+    assert b.complete(reqs[:1], 4, SP) == want[:1]
+    assert (b.stats["prompt_tokens"], b.stats["completion_tokens"]) == (9, 24)
+    for change, message in [(lambda a: {"usage": a["usage"]}, "answered without choices"),
+                            (lambda a: {**a, "choices": a["choices"][:1]},
+                             "returned 1 choices for n=2")]:
+        engine.faults = [("answer", change)]
+        with pytest.raises(W2SError) as e:
+            b.complete(reqs[:1], 4, SP)
+        assert str(e.value) == f"{b.base_url}/completions {message}"
+
+
 def test_retry_after_and_error_bodies_are_read_as_engines_send_them():
     """Retry-After in seconds (never negative; an HTTP date falls back to w2s's own backoff),
     and the one line quoted from an error body: OpenAI's {"error": {"message"}}, a bare
