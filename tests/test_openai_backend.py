@@ -281,6 +281,17 @@ def test_choices_are_taken_by_index_and_usage_is_summed(engine):
     engine.faults = [("answer", lambda a: {**a, "choices": a["choices"][::-1]})]
     assert b.complete(reqs[:1], 4, SP) == want[:1]
     assert (b.stats["prompt_tokens"], b.stats["completion_tokens"]) == (9, 24)
+    # the token count: the tokens listed, else the usage shared over the choices; text may be
+    # null; an answer without usage adds nothing
+    engine.faults = [("answer", lambda a: {**a, "usage": {"completion_tokens": 100}})]
+    assert [c.n_tokens for c in b.complete(reqs[:1], 4, SP)[0]] == [4, 4]
+    bare = [{"index": j, "text": None, "finish_reason": "length"} for j in (1, 0)]
+    engine.faults = [("answer", lambda a: {"choices": bare, "usage": {"completion_tokens": 6}})]
+    conts = b.complete(reqs[:1], 3, SP)[0]
+    assert [(c.response, c.n_tokens, c.logprob) for c in conts] == [("", 3, None)] * 2
+    engine.faults = [("answer", lambda a: {"choices": a["choices"]})]
+    b.complete(reqs[:1], 4, SP)
+    assert (b.stats["prompt_tokens"], b.stats["completion_tokens"]) == (9, 130)
     for change, message in [(lambda a: {"usage": a["usage"]}, "answered without choices"),
                             (lambda a: {**a, "choices": a["choices"][:1]},
                              "returned 1 choices for n=2")]:
