@@ -281,6 +281,9 @@ def test_choices_are_taken_by_index_and_usage_is_summed(engine):
     engine.faults = [("answer", lambda a: {**a, "choices": a["choices"][::-1]})]
     assert b.complete(reqs[:1], 4, SP) == want[:1]
     assert (b.stats["prompt_tokens"], b.stats["completion_tokens"]) == (9, 24)
+    engine.faults = [("answer", lambda a: {**a, "choices": [  # no index: the order sent
+        {k: v for k, v in c.items() if k != "index"} for c in a["choices"]]})]
+    assert b.complete(reqs[:1], 4, SP) == want[:1]
     # the token count: the tokens listed, else the usage shared over the choices; text may be
     # null; an answer without usage adds nothing
     engine.faults = [("answer", lambda a: {**a, "usage": {"completion_tokens": 100}})]
@@ -290,8 +293,21 @@ def test_choices_are_taken_by_index_and_usage_is_summed(engine):
     conts = b.complete(reqs[:1], 3, SP)[0]
     assert [(c.response, c.n_tokens, c.logprob) for c in conts] == [("", 3, None)] * 2
     engine.faults = [("answer", lambda a: {"choices": a["choices"]})]
-    b.complete(reqs[:1], 4, SP)
-    assert (b.stats["prompt_tokens"], b.stats["completion_tokens"]) == (9, 130)
+    assert [c.finish_reason for c in b.complete(reqs[:1], 4, SP)[0]] == ["length"] * 2
+    assert (b.stats["prompt_tokens"], b.stats["completion_tokens"]) == (12, 138)
+    engine.faults = [("answer", lambda a: {"choices": [{"index": 0, "text": " x"}]})]
+    [[one]] = b.complete([Request("Hi", "", None, (1,))], 3, SP)
+    assert (one.response, one.n_tokens) == (" x", 0)  # nothing listed, no usage: 0 counted
+    # a stop string that starts the response (its first part came in the chunk before) cuts
+    # it all, and drops the token ids (they overrun the text); the other choice keeps its ids
+    ids = {"tokens": ["token_id:5", "token_id:6"], "token_logprobs": [-0.5, -0.5]}
+    engine.faults = [("answer", lambda a: {**a, "choices": [
+        {"index": j, "text": text, "finish_reason": "length", "logprobs": ids}
+        for j, text in enumerate(("b c", "c d"))]})]
+    [[cut, kept]] = b.complete([Request("Hi", "a", None, (1, 2))], 2,
+                               SamplingParams(max_new_tokens=6, seed=3, stop=("ab",)))
+    assert (cut.response, cut.finish_reason, cut.token_ids) == ("", "stop", None)
+    assert (kept.response, kept.finish_reason, kept.token_ids) == ("ac d", "length", [5, 6])
     for change, message in [(lambda a: {"usage": a["usage"]}, "answered without choices"),
                             (lambda a: {**a, "choices": a["choices"][:1]},
                              "returned 1 choices for n=2")]:
