@@ -555,3 +555,23 @@ def test_nudging_rows_have_the_base_loglik_of_their_text(tmp_path):
         want = reference.logprob_sum(str(ZOO_DIR / "base"), r["prompt"], ids)
         assert r["base_logp"] == pytest.approx(want, abs=1e-3)
         assert r["base_logp_per_token"] == pytest.approx(want / len(ids), abs=1e-4)
+
+
+def test_the_printed_table_keeps_each_method_on_one_line():
+    """A long method label ("cbs (4,4,5) cross-vocab") once wrapped in the demo's table and read
+    as an extra row; the method column does not wrap, at the 160 columns used off a terminal."""
+    import io
+
+    from rich.console import Console
+
+    from w2s.evaluate.report import rich_table
+
+    row = {"gold": {"vader": (0.7, 0.02), "textblob": (0.3, 0.01)}, "kl": (27.41, 0.0),
+           "kl_kind": "bound", "base_logp_per_token": -3.47, "words": 36.6, "distinct_2": 0.58,
+           "base_tokens": 710.0, "guide_tokens": 1420.0, "wall_time_s": 1.234, "rows": 192}
+    summary = [{**row, "method": m} for m in ("base sampling", "cbs (4,4,5) cross-vocab")]
+    console = Console(width=160, record=True, file=io.StringIO())
+    console.print(rich_table(summary, "w2s demo"))
+    lines = console.export_text().splitlines()
+    assert any("cbs (4,4,5) cross-vocab" in line for line in lines), "\n".join(lines)
+    assert sum(line.startswith("│") for line in lines) == 2  # two rows, no continuation line

@@ -187,6 +187,13 @@ def test_a_slow_or_failing_guide_engine_is_retried_then_reported_in_one_line():
         e.close()
 
 
+def test_a_guide_engine_without_a_model_name_takes_the_one_it_serves(engine):
+    from w2s.models.engine_lm import EngineLM
+
+    assert backend(engine).served_models() == ["fake"]
+    assert EngineLM(engine.url, "zoo:tuned", timeout=1.0, max_retries=1).model == "fake"
+
+
 def test_a_response_cut_client_side_keeps_no_token_ids():
     e = FakeEngine(tokenize=True)
     try:

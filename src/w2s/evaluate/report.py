@@ -157,8 +157,8 @@ def rich_table(summary: Sequence[dict[str, Any]], title: str):  # noqa: ANN201
 
     head, body = table_rows(summary)
     table = Table(title=title)
-    for i, h in enumerate(head):
-        table.add_column(h, justify="left" if i == 0 else "right")
+    for i, h in enumerate(head):  # a wrapped method label would read as one more row
+        table.add_column(h, justify="left" if i == 0 else "right", no_wrap=i == 0)
     for row in body:
         table.add_row(*row)
     return table
