@@ -29,6 +29,7 @@ from pathlib import Path
 from engine_cbs_vs_sampling import cache_counters
 
 import w2s
+from w2s.plots import mean_se
 from w2s.quiet import quiet_libraries
 from w2s.tasks.gold import textblob, vader
 from w2s.tasks.sentiment import load_prompts
@@ -39,10 +40,6 @@ from w2s.zoo import ZOO_DIR
 def served(url: str) -> float:
     """Requests a vLLM server has finished."""
     return metric_totals(url, "request_success")[0]
-
-
-def mean_se(xs: list[float]) -> tuple[float, float]:
-    return statistics.fmean(xs), statistics.stdev(xs) / len(xs) ** 0.5
 
 
 def main() -> None:

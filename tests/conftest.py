@@ -144,5 +144,3 @@ def w2s_server(tmp_path_factory):
         proc.wait(timeout=10)
     except Exception:  # noqa: BLE001
         proc.kill()
-
-
