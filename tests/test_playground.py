@@ -30,21 +30,39 @@ def page():
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
         page = browser.new_page(viewport={"width": 1400, "height": 900})
+        page.said = []  # what the page printed and fetched: the message of a failed wait
+        page.on("console", lambda m: page.said.append(f"console {m.type}: {m.text}"))
+        page.on("requestfailed", lambda r: page.said.append(f"failed {r.url}: {r.failure}"))
+        page.on("response", lambda r: page.said.append(f"{r.status} {r.url}"))
         yield page
         browser.close()
+
+
+def wait_for(page, server, selector: str, timeout: float = 30_000) -> None:
+    """``page.wait_for_selector``, but a timeout says what the page showed, what it fetched
+    and what the server logged, so that a failure on CI can be read without rerunning it."""
+    from playwright.sync_api import TimeoutError as PageTimeout
+
+    try:
+        page.wait_for_selector(selector, timeout=timeout)
+    except PageTimeout:
+        shown = page.locator("#cols").inner_text()[:600]
+        log = Path(server.log).read_text()[-1500:]
+        pytest.fail(f"no {selector} after {timeout / 1000:.0f} s\n#cols: {shown}\n"
+                    "page: " + "\n".join(page.said[-20:]) + f"\nserver log:\n{log}")
 
 
 def test_the_playground_compares_methods_side_by_side(page, w2s_server):
     page.goto(w2s_server.url + "/")
     page.fill("#apikey", w2s_server.api_key)
     page.dispatch_event("#apikey", "change")
-    page.wait_for_selector('.col[data-method="cbs"] input[data-knob="w"]')
+    wait_for(page, w2s_server, '.col[data-method="cbs"] input[data-knob="w"]')
     page.fill("#prompt", "The movie was")
     page.fill("#max_tokens", "16")
     page.click("#run")
     columns = ["sample", "bon", "cbs", "eft"]
     for m in columns:
-        page.wait_for_selector(f'.col[data-method="{m}"][data-state="done"]', timeout=60_000)
+        wait_for(page, w2s_server, f'.col[data-method="{m}"][data-state="done"]', 60_000)
     for m in columns:
         col = page.locator(f'.col[data-method="{m}"]')
         assert col.locator(".response").inner_text().strip()
@@ -57,9 +75,9 @@ def test_the_playground_compares_methods_side_by_side(page, w2s_server):
     if os.environ.get("W2S_UPDATE_SCREENSHOT") == "1":
         shutil.copy(art / "playground.png", ROOT / "docs" / "playground.png")
     page.click('nav button[data-tab="runs"]')
-    page.wait_for_selector("#runview table")
+    wait_for(page, w2s_server, "#runview table")
     assert "method" in page.locator("#runview table th").first.inner_text().lower()
-    page.wait_for_selector("#runview img", timeout=20_000)
+    wait_for(page, w2s_server, "#runview img", 20_000)
     page.screenshot(path=str(art / "playground-runs.png"), full_page=True)
 
 
@@ -68,5 +86,5 @@ def test_a_wrong_key_says_so_on_the_page(page, w2s_server):
     page.evaluate("localStorage.removeItem('w2s-api-key')")
     page.fill("#apikey", "not-the-key")
     page.dispatch_event("#apikey", "change")
-    page.wait_for_selector("#keyerror")
+    wait_for(page, w2s_server, "#keyerror")
     assert "API key" in page.locator("#keyerror").inner_text()

@@ -232,3 +232,37 @@ def test_the_api_key_is_the_whole_key_and_only_it(base, pair):
                                           "description": "--api-key (when the server has one)"}}
     with TestClient(create_app(Server(base, pair))) as c:
         assert c.get("/v1/models").status_code == 200
+
+
+def test_the_methods_list_parses_no_source_while_serving(base, pair, monkeypatch):
+    """The knobs' help is read from the params classes' source once, when the server is built,
+    never per request. Bug (CI, 2026-12-05): ``GET /w2s/methods`` parsed ``params.py`` with
+    ``ast.parse`` on every call; after a test session's worth of requests CPython 3.11 raised
+    "SystemError: AST constructor recursion depth mismatch" there, the route answered 500 and
+    the playground showed no columns. Here, once the app is built, parsing is made to fail:
+    the methods list and the request schema must not need it."""
+    import ast
+    import traceback
+
+    from fastapi.testclient import TestClient
+
+    from w2s.serve.app import Server, create_app
+
+    with TestClient(create_app(Server(base, pair))) as c:
+        parse, ours = ast.parse, []
+
+        def watched(*a, **k):  # noqa: ANN002, ANN003, ANN202
+            if any(f.name == "field_docs" for f in traceback.extract_stack()):
+                ours.append("".join(traceback.format_stack(limit=8)))
+            return parse(*a, **k)
+
+        monkeypatch.setattr(ast, "parse", watched)
+        r = c.get("/w2s/methods")
+        assert r.status_code == 200, r.text
+        cbs = next(m for m in r.json()["methods"] if m["name"] == "cbs")
+        assert next(k for k in cbs["knobs"] if k["name"] == "w")["doc"]
+        r = c.post("/v1/completions", json={"prompt": "x", "max_tokens": 2,
+                                            "w2s": {"method": "sample"}})
+        assert r.status_code == 200, r.text
+        assert c.get("/openapi.json").status_code == 200
+        assert ours == []

@@ -9,6 +9,7 @@ they never hold models or tokenizers (as vLLM's ``SamplingParams`` and ``transfo
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import re
 from dataclasses import dataclass, field
@@ -319,7 +320,17 @@ class MCTSParams(_Params):
 
 
 def field_docs(cls: type) -> dict[str, str]:
-    """The docstring under each dataclass field (they feed ``--help`` and the API docs)."""
+    """The docstring under each dataclass field (they feed ``--help`` and the API docs).
+
+    Read once per class: the source does not change while a process runs, and parsing it per
+    request is what broke the server's methods list (CPython 3.11's AST builder raised
+    "SystemError: AST constructor recursion depth mismatch" after a session of requests).
+    Callers get a copy, so the cached one cannot be edited."""
+    return dict(_read_field_docs(cls))
+
+
+@functools.cache
+def _read_field_docs(cls: type) -> dict[str, str]:
     import ast
     import inspect
     import textwrap
