@@ -308,3 +308,6 @@ def test_build_log_lines_give_the_time_left_at_the_rate_so_far(monkeypatch):
     monkeypatch.setattr(time, "time", lambda: 1000.0)
     assert eta(1, 4, 940.0) == "1/4, 3.0 min left"  # one in 60 s: three more in 180 s
     assert eta(0, 4, 940.0) == "0/4" and eta(4, 4, 940.0) == "4/4, 0.0 min left"
+    # the unit follows the count, not the time left ("32/256, 5.9 min left prompts" before)
+    assert eta(1, 4, 940.0, "prompts") == "1/4 prompts, 3.0 min left"
+    assert eta(0, 4, 940.0, "prompts") == "0/4 prompts"

@@ -58,13 +58,14 @@ def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
-def eta(done: int, total: int, started: float) -> str:
-    """``done``/``total`` with the time left at the rate so far (a build's log lines, which
-    read the same on a terminal and in a CI log)."""
+def eta(done: int, total: int, started: float, unit: str = "") -> str:
+    """``done``/``total`` (of ``unit``) with the time left at the rate so far (a build's log
+    lines, which read the same on a terminal and in a CI log)."""
+    count = f"{done}/{total}" + (f" {unit}" if unit else "")
     if not done:
-        return f"0/{total}"
+        return count
     left = (time.time() - started) / done * (total - done)
-    return f"{done}/{total}, {left / 60:.1f} min left"
+    return f"{count}, {left / 60:.1f} min left"
 
 
 # ------------------------------------------------------------------ tokenizers

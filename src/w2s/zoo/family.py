@@ -164,8 +164,8 @@ def base_samples(backend: Any, prompts: Sequence[str], cfg: FamilyConfig, path: 
             f.flush()
             done += rows
             rate = (i + len(part)) * cfg.samples * cfg.max_new / (time.time() - t0)
-            log(f"base samples: {eta(i + len(part), len(todo), t0)} prompts (~{rate:.0f} "
-                "tok/s)")
+            log(f"base samples: {eta(i + len(part), len(todo), t0, 'prompts')} "
+                f"(~{rate:.0f} tok/s)")
     keep = set(prompts)
     return [r for r in done if r["prompt"] in keep]
 
