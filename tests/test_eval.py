@@ -575,3 +575,30 @@ def test_the_printed_table_keeps_each_method_on_one_line():
     lines = console.export_text().splitlines()
     assert any("cbs (4,4,5) cross-vocab" in line for line in lines), "\n".join(lines)
     assert sum(line.startswith("│") for line in lines) == 2  # two rows, no continuation line
+
+
+def test_off_a_terminal_the_table_is_as_wide_as_its_rows():
+    """Off a terminal (a log, a pipe, summary.txt) no cell wraps: at a fixed 160 columns the
+    real demo's six methods, with "nudging (gamma=0.1) (small wrote 17%)" and a KL of 128.92 ±
+    2.30, wrapped every '±' cell onto a second line."""
+    import io
+
+    from rich.console import Console
+
+    from w2s.evaluate.report import rich_table, unwrapped_width
+
+    row = {"gold": {"vader": (0.397, 0.039), "textblob": (0.128, 0.020)}, "kl": (128.92, 2.30),
+           "kl_kind": "exact", "base_logp_per_token": -1.86, "words": 35.4, "distinct_2": 0.79,
+           "base_tokens": 791.0, "guide_tokens": 1901.0, "wall_time_s": 2.875, "rows": 128}
+    labels = ["base sampling", "small tuned alone", "best-of-16", "cbs (4,4,5)", "eft (beta=1)",
+              "nudging (gamma=0.1) (small wrote 17%)"]
+    table = rich_table([{**row, "method": m} for m in labels], "w2s demo --real")
+
+    def body_lines(width: int) -> int:
+        console = Console(width=width, record=True, file=io.StringIO())
+        console.print(table)
+        return sum(line.startswith("│") for line in console.export_text().splitlines())
+
+    assert body_lines(160) > len(labels)  # what the fixed width did
+    assert body_lines(unwrapped_width(table)) == len(labels)
+    assert unwrapped_width(rich_table([{**row, "method": "x"}], "t")) >= 80

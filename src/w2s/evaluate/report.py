@@ -164,6 +164,14 @@ def rich_table(summary: Sequence[dict[str, Any]], title: str):  # noqa: ANN201
     return table
 
 
+def unwrapped_width(table: Any) -> int:
+    """The width at which no cell of ``table`` wraps (at least 80). Off a terminal a table is
+    bound to no screen, and a wrapped "±" cell or method label reads as one more row."""
+    from rich.console import Console
+
+    return max(80, Console(width=100_000, file=io.StringIO()).measure(table).maximum)
+
+
 def write_report(rows: Sequence[dict[str, Any]], out: Path, *, title: str = "",
                  gold: str | None = None, console: Any = None) -> dict[str, Any]:
     """Print the table; write summary.md, summary.json, the plots and alpaca_eval files."""
@@ -187,8 +195,9 @@ def write_report(rows: Sequence[dict[str, Any]], out: Path, *, title: str = "",
     title = title or (f"{rows[0].get('run', 'w2s eval')}: {n_prompts} prompt{'s' * (n_prompts > 1)}"
                       f" × {n_seeds} seed{'s' * (n_seeds > 1)}")
     # a terminal gets its own width; a pipe or a log gets the table unwrapped
-    console = console or (Console() if sys.stdout.isatty() else Console(width=160))
     table = rich_table(summary, title)
+    console = console or (Console() if sys.stdout.isatty()
+                          else Console(width=unwrapped_width(table)))
     console.print(table)
     if duplicated:
         console.print(f"note: {duplicated} duplicated row(s) (same method, seed and prompt) "
@@ -197,7 +206,7 @@ def write_report(rows: Sequence[dict[str, Any]], out: Path, *, title: str = "",
                                     f"prompt's seeds averaged first)\n\n{markdown(summary)}",
                                     encoding="utf-8")
     (out / "summary.json").write_text(strict_json(summary, indent=1), encoding="utf-8")
-    rec = Console(width=160, record=True, file=io.StringIO())
+    rec = Console(width=unwrapped_width(table), record=True, file=io.StringIO())
     rec.print(table)
     (out / "summary.txt").write_text(rec.export_text(), encoding="utf-8")
     paths: dict[str, Any] = {"summary": summary, "markdown": out / "summary.md",
