@@ -559,7 +559,7 @@ def test_nudging_rows_have_the_base_loglik_of_their_text(tmp_path):
 
 def test_the_printed_table_keeps_each_method_on_one_line():
     """A long method label ("cbs (4,4,5) cross-vocab") once wrapped in the demo's table and read
-    as an extra row; the method column does not wrap, at the 160 columns used off a terminal."""
+    as an extra row; the method column does not wrap, even at 160 columns (a terminal of that width)."""
     import io
 
     from rich.console import Console
