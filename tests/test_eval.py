@@ -602,3 +602,27 @@ def test_off_a_terminal_the_table_is_as_wide_as_its_rows():
     assert body_lines(160) > len(labels)  # what the fixed width did
     assert body_lines(unwrapped_width(table)) == len(labels)
     assert unwrapped_width(rich_table([{**row, "method": "x"}], "t")) >= 80
+
+
+def test_the_writer_lock_leaves_no_file_and_a_late_opener_does_not_share_it(tmp_path):
+    """One writer per results folder (an OS lock), and no ``results.jsonl.lock`` left in the
+    folder after the run (a newcomer found one after ``w2s demo --quick``). Removing the file
+    on release must not let two writers in: one that opened the file just before it was
+    removed gets the lock of a file no longer there, and must see that and take the new one."""
+    import fcntl
+
+    from w2s.evaluate.run import _still_there, exclusive
+
+    lock = tmp_path / "results.jsonl.lock"
+    with exclusive(lock):
+        assert lock.read_text().startswith("pid ")
+        late = open(lock, "a+")  # noqa: SIM115 - opened before the holder lets go
+        with pytest.raises(W2SError, match="another w2s eval"), exclusive(lock):
+            pass
+    assert not lock.exists()
+    fcntl.flock(late, fcntl.LOCK_EX | fcntl.LOCK_NB)  # the old file's lock is free now...
+    assert not _still_there(late, lock)  # ...but it is no longer the folder's lock
+    with exclusive(lock):  # the next writer is not kept out by the stale holder
+        assert lock.exists() and _still_there(open(lock), lock)
+    late.close()
+    assert list(tmp_path.iterdir()) == []

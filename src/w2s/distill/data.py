@@ -210,7 +210,7 @@ def run_distill_data(plan: DistillPlan, out: Path, *, resolver: Resolver | None 
     from w2s.evaluate.run import check_out_dir, exclusive
 
     check_out_dir(out)
-    new, had_lock = not out.exists(), (out / LOCK).exists()
+    new = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     try:
         with exclusive(out / LOCK):  # before anything is read or written: one writer
@@ -219,11 +219,8 @@ def run_distill_data(plan: DistillPlan, out: Path, *, resolver: Resolver | None 
                             show_progress, prompts_per_call)
             return write_datasets(plan, out)
     except W2SError:
-        if not (out / MANIFEST).exists():  # refused before any row: leave nothing behind
-            if new:
-                shutil.rmtree(out, ignore_errors=True)
-            elif not had_lock:
-                (out / LOCK).unlink(missing_ok=True)
+        if new and not (out / MANIFEST).exists():  # refused before any row: leave nothing
+            shutil.rmtree(out, ignore_errors=True)  # (the lock file goes with its release)
         raise
 
 

@@ -85,30 +85,47 @@ def run_eval(cfg: EvalConfig, out: Path, *, limit: int | None = None, restart: b
 def exclusive(lock: Path) -> Iterator[None]:
     """Hold ``lock`` for the whole run: a second ``w2s eval`` on the same folder would append
     every row again (and reports would count each prompt twice), so it is refused. The lock
-    is the OS's (``fcntl.flock``): a killed run releases it at once."""
+    is the OS's (``fcntl.flock``): a killed run releases it at once. The file is removed on
+    release, while still held, so a finished run leaves no ``.lock`` in its folder; a writer
+    that opened it just before then holds a file no longer there, sees that, and retries."""
     try:
         import fcntl
     except ImportError:  # pragma: no cover - not POSIX: no lock, as before
         yield
         return
-    with open(lock, "a+") as f:
+    while True:
+        f = open(lock, "a+")  # noqa: SIM115 - held until the run ends
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             f.seek(0)
             who = f.read().strip() or "another process"
+            f.close()
             raise W2SError(f"another w2s eval ({who}) is writing to {lock.parent}; wait for it "
                            "or use another --out") from None
+        if _still_there(f, lock):
+            break
+        f.close()
+    try:
         f.seek(0)
         f.truncate()
         f.write(f"pid {os.getpid()}")
         f.flush()
-        try:
-            yield
-        finally:
-            f.seek(0)
-            f.truncate()
-            fcntl.flock(f, fcntl.LOCK_UN)
+        yield
+    finally:
+        lock.unlink(missing_ok=True)
+        fcntl.flock(f, fcntl.LOCK_UN)
+        f.close()
+
+
+def _still_there(f: Any, path: Path) -> bool:
+    """Whether the open file ``f`` is still the file at ``path`` (not removed or replaced)."""
+    try:
+        now = path.stat()
+    except FileNotFoundError:
+        return False
+    held = os.fstat(f.fileno())
+    return (now.st_dev, now.st_ino) == (held.st_dev, held.st_ino)
 
 
 def _run_locked(cfg: EvalConfig, out: Path, task: Any, prompts: list[str], seeds: list[int],
