@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from w2s import W2SError
+from w2s.errors import FieldError
 from w2s.params import (
     BestOfNParams,
     DLFParams,
@@ -130,6 +131,26 @@ def test_a_value_of_the_wrong_type_is_refused_naming_its_field(cls):
         assert e.value.field == f.name and str(e.value).startswith(f"{f.name} "), str(e.value)
 
 
+def test_a_schedule_draws_w_of_the_round_before_times_k_of_this_one():
+    """The memory plan and the KL bound of a schedule, by hand on pairs whose W and K all
+    differ (a W of one round and a K of the next are easy to swap, and the repeating last
+    round is easy to take from the wrong end): 8:2 draws 8 x 2; then 8 kept x 5; then 3 kept
+    x 7; from then on the last pair repeats, 2 kept x 7."""
+    p = SearchParams(schedule="8:2,3:5,2:7")
+    assert p.rounds() == [(8, 2), (3, 5), (2, 7)]
+    assert p.draws() == [16, 40, 21, 14] and p.max_rows() == 40
+    assert SearchParams(schedule="2:3,5:7").draws() == [6, 14, 35]
+    assert SearchParams(w=3, k=5).draws() == [15]
+    # a bad schedule names its field, as every knob's error does (the server's ``param``)
+    with pytest.raises(FieldError, match=r"^schedule must have at most 64 rounds, got 65$"):
+        SearchParams(schedule=",".join(["2:2"] * 65))
+    with pytest.raises(FieldError, match=r"^schedule must have W and K >= 1, got '0:2'$"):
+        SearchParams(schedule="4:4,0:2")
+    with pytest.raises(FieldError, match=r"^schedule must be W:K pairs separated by commas"):
+        SearchParams(schedule="4x4")
+    assert len(SearchParams(schedule=",".join(["2:2"] * 64)).rounds()) == 64
+
+
 def test_unknown_fields_are_listed_by_name():
     with pytest.raises(W2SError, match=r"^unknown SearchParams field\(s\): bogus, nope$"):
         SearchParams.from_dict({"w": 2, "nope": 1, "bogus": 2})
@@ -141,6 +162,8 @@ def test_unknown_fields_are_listed_by_name():
     (NudgingParams, "chunk", [1], [0]),                             # >= 1
     (NudgingParams, "word_tokens", [1], [0]),                       # >= 1
     (ParticleParams, "ess", [1e-9, 1], [0, 1.001]),                 # (0, 1]
+    (EFTParams, "beta", [0, 1e-9], [-1e-9]),                        # >= 0 (0: the base alone)
+    (BestOfNParams, "n", [1], [0]),                                 # >= 1
 ], ids=lambda v: getattr(v, "__name__", None))
 def test_a_knobs_documented_bounds_are_exact(cls, name, accepted, refused):
     """Each bound its message states is the bound it enforces: the edge values are accepted and

@@ -136,11 +136,11 @@ class SearchParams(_Params):
             try:
                 w, k = (int(x) for x in part.split(":"))
             except ValueError:
-                raise W2SError(f"schedule must be W:K pairs separated by commas, e.g. "
-                               f"8:4,4:4; got {self.schedule!r}") from None
-            _check(w >= 1 and k >= 1, f"schedule: W and K must be >= 1, got {part!r}")
+                raise FieldError("schedule", "must be W:K pairs separated by commas, e.g. "
+                                 f"8:4,4:4; got {self.schedule!r}") from None
+            _check(w >= 1 and k >= 1, f"schedule must have W and K >= 1, got {part!r}")
             out.append((w, k))
-        _check(len(out) <= 64, "schedule: at most 64 rounds")
+        _check(len(out) <= 64, f"schedule must have at most 64 rounds, got {len(out)}")
         return out
 
     def draws(self) -> list[int]:
