@@ -148,7 +148,16 @@ def test_a_schedule_draws_w_of_the_round_before_times_k_of_this_one():
         SearchParams(schedule="4:4,0:2")
     with pytest.raises(FieldError, match=r"^schedule must be W:K pairs separated by commas"):
         SearchParams(schedule="4x4")
+    with pytest.raises(W2SError, match=r"^give w and k, or a schedule, not both$"):
+        SearchParams(w=2, schedule="4:4")
     assert len(SearchParams(schedule=",".join(["2:2"] * 64)).rounds()) == 64
+
+
+def test_one_stop_string_is_a_tuple_of_one_and_an_empty_one_is_refused():
+    assert SamplingParams(stop="end").stop == ("end",)
+    assert SamplingParams(stop=["a", "b"]).stop == ("a", "b")
+    with pytest.raises(FieldError, match=r"^stop must not hold an empty string$"):
+        SamplingParams(stop=("a", ""))
 
 
 def test_unknown_fields_are_listed_by_name():
@@ -164,6 +173,14 @@ def test_unknown_fields_are_listed_by_name():
     (ParticleParams, "ess", [1e-9, 1], [0, 1.001]),                 # (0, 1]
     (EFTParams, "beta", [0, 1e-9], [-1e-9]),                        # >= 0 (0: the base alone)
     (BestOfNParams, "n", [1], [0]),                                 # >= 1
+    (SearchParams, "w", [1], [0]),                                  # >= 1
+    (SearchParams, "k", [1], [0]),                                  # >= 1
+    (SearchParams, "l", [1], [0]),                                  # >= 1
+    (SamplingParams, "max_new_tokens", [1], [0]),                   # >= 1
+    (SamplingParams, "temperature", [0], [-1e-9]),                  # >= 0 (0: greedy)
+    (SamplingParams, "top_p", [1e-9, 1], [0, 1.001]),               # (0, 1]
+    (SamplingParams, "top_k", [0], [-1]),                           # >= 0 (0: off)
+    (SamplingParams, "seed", [-(2**63), 2**63 - 1], [-(2**63) - 1, 2**63]),  # 64-bit signed
 ], ids=lambda v: getattr(v, "__name__", None))
 def test_a_knobs_documented_bounds_are_exact(cls, name, accepted, refused):
     """Each bound its message states is the bound it enforces: the edge values are accepted and
