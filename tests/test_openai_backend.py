@@ -342,6 +342,8 @@ def test_retry_after_and_error_bodies_are_read_as_engines_send_them():
         assert _error_message(httpx.Response(400, json=body)) == want, body
     assert _error_message(httpx.Response(502, text="Bad Gateway\n<html>")) == "Bad Gateway"
     assert _error_message(httpx.Response(502, text="")) == "no message"
+    long = "x" * 299 + "yz" + "w" * 99  # one line of 400 characters: the first 300 are quoted
+    assert _error_message(httpx.Response(500, text=long)) == "x" * 299 + "y"
 
 
 def test_a_spent_retry_budget_is_one_line(engine):
@@ -531,3 +533,41 @@ def test_overlapping_groups_give_the_same_results_and_take_turns_at_the_guide(en
                                                             for r in s2]
     with pytest.raises(W2SError, match="overlap must be >= 1"):
         backend(engine, overlap=0)
+
+
+def test_chat_prompts_are_templated_client_side_and_need_a_tokenizer(engine):
+    """The engine continues the chat template's rendering (the chat endpoint cannot continue
+    a partial assistant turn), as tests/test_vllm.py checks with a real vLLM; here against the
+    fake engine, in process, so mutation testing sees it. A ChatPrompt is templated even
+    without ``chat``; plain text only with it; no tokenizer is one line naming the flag."""
+    import copy
+
+    from w2s.chat import ChatPrompt
+    from w2s.models.loading import load_tokenizer
+    from w2s.zoo import ZOO_DIR
+
+    tok_dir = str(ZOO_DIR / "base")
+    chat = backend(engine, chat=True, tokenizer=tok_dir)
+    assert chat.format_prompt("Review this film.") == "<|user|>Review this film.<|assistant|>"
+    body = chat.body(Request("Review this film.", " it"), 5, SamplingParams(seed=0))
+    assert body["prompt"] == "<|user|>Review this film.<|assistant|> it"
+    plain = backend(engine, tokenizer=tok_dir)
+    assert plain.format_prompt("Review this film.") == "Review this film."
+    turn = ChatPrompt([{"role": "user", "content": "Hi"}])
+    assert plain.format_prompt(turn) == "<|user|>Hi<|assistant|>"
+    tok = load_tokenizer(tok_dir)
+    assert plain.prompt_tokens(turn) == len(tok("<|user|>Hi<|assistant|>",
+                                                add_special_tokens=False)["input_ids"])
+    assert backend(engine).prompt_tokens("Hi") is None
+    with pytest.raises(W2SError, match=r"^fake@.*: chat messages need a tokenizer with a chat "
+                                       r"template \(--base-tokenizer\)$"):
+        backend(engine).format_prompt(turn)
+    with pytest.raises(W2SError, match=r": --chat needs a tokenizer with a chat template"):
+        backend(engine, chat=True)
+    bare = backend(engine, tokenizer=tok_dir)
+    bare.tokenizer = copy.deepcopy(bare.tokenizer)
+    bare.tokenizer.chat_template = None
+    with pytest.raises(W2SError, match=r"^model 'fake@.*' has no chat template, so it cannot "):
+        bare.format_prompt(turn)
+    [r] = w2s.sample(chat, None, ["Review this film."], SamplingParams(seed=0, max_new_tokens=4))
+    assert r.text and engine.bodies[-1]["prompt"].startswith("<|user|>Review this film.<|assistant|>")
