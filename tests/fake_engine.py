@@ -48,6 +48,7 @@ class FakeEngine:
         self.faults: list[tuple] = []
         self.tokenize_faults: list[int] = []  # HTTP statuses /tokenize answers next
         self.bodies: list[dict] = []
+        self.gets: list[str] = []  # the paths of GET requests, in order
         self.headers: list[dict] = []  # each completion request's headers, lower-cased names
         self.lock = threading.Lock()
         engine = self
@@ -70,6 +71,7 @@ class FakeEngine:
                 self.wfile.flush()
 
             def do_GET(self) -> None:  # noqa: N802
+                engine.gets.append(self.path)
                 if self.path.rstrip("/") == "/v1/models":
                     self._send(200, json.dumps({"data": [{"id": engine.model}]}).encode())
                 else:

@@ -262,7 +262,7 @@ def test_top_log_probabilities_line_up_with_the_text_each_token_ends(engine):
 
 
 @pytest.mark.parametrize("fault", [("status", 503, None), ("status", 500, None),
-                                   ("status", 429, 0.3), ("drop",), ("truncated",),
+                                   ("status", 429, 1.2), ("drop",), ("truncated",),
                                    ("slow", 2.0)])
 def test_transient_failures_are_retried(engine, fault):
     clean = w2s.sample(backend(engine), None, ["p", "q"], SP, n=2)
@@ -274,7 +274,9 @@ def test_transient_failures_are_retried(engine, fault):
         [c.text for r in clean for c in r.candidates]
     assert b.stats["retries"] == 1
     if fault[0] == "status" and fault[2] is not None:
-        assert time.perf_counter() - t0 >= fault[2]  # Retry-After honoured
+        # Retry-After honoured: 1.2 s is over the longest first backoff of w2s's own (full
+        # jitter, at most 1 s), so only the header explains the wait
+        assert time.perf_counter() - t0 >= fault[2]
 
 
 def test_choices_are_taken_by_index_and_usage_is_summed(engine):
@@ -571,3 +573,16 @@ def test_chat_prompts_are_templated_client_side_and_need_a_tokenizer(engine):
         bare.format_prompt(turn)
     [r] = w2s.sample(chat, None, ["Review this film."], SamplingParams(seed=0, max_new_tokens=4))
     assert r.text and engine.bodies[-1]["prompt"].startswith("<|user|>Review this film.<|assistant|>")
+
+
+def test_the_server_is_checked_once_and_an_empty_prompt_is_one_line(engine):
+    """``check_prompts`` reaches the server (``/v1/models``) on the first call only, not once
+    per call; an empty prompt is refused in one line before any request."""
+    b = backend(engine)
+    b.check_prompts(["p"], 4)
+    b.check_prompts(["q"], 4)
+    w2s.sample(b, None, ["p"], SP)
+    assert engine.gets == ["/v1/models"]
+    with pytest.raises(W2SError, match=r"^the prompt '' is empty; an engine needs text to "
+                                       r"continue$"):
+        b.check_prompts([""], 4)
