@@ -586,3 +586,35 @@ def test_the_server_is_checked_once_and_an_empty_prompt_is_one_line(engine):
     with pytest.raises(W2SError, match=r"^the prompt '' is empty; an engine needs text to "
                                        r"continue$"):
         b.check_prompts([""], 4)
+
+
+def test_a_body_sends_ids_only_where_asked_and_every_top_k_it_is_given():
+    """Once a prompt's ids are known, a body sends them (the default, and what sampling asks
+    for), but not when ``token_ids`` is off, as Nudging's top-1 requests need the tokens'
+    text; ``top_k`` goes to the engine from 1 up (0 means off, and is left out)."""
+    e = FakeEngine(tokenize=True)
+    try:
+        b = backend(e)
+        b.tokenize_prompts(["p q"])
+        req = Request("p q", "")
+        assert b.body(req, 4, SP)["prompt"] == [1000, 1001]
+        off = b.body(req, 4, SP, token_ids=False)
+        assert off["prompt"] == "p q" and "return_tokens_as_token_ids" not in off
+        text_only = backend(e, token_prompts=False)
+        text_only._ids.update(b._ids)  # even with the ids at hand: text was asked for
+        assert text_only.body(req, 4, SP)["prompt"] == "p q"
+        assert b.body(req, 4, SamplingParams(top_k=1))["top_k"] == 1
+        assert "top_k" not in b.body(req, 4, SamplingParams(top_k=0))
+    finally:
+        e.close()
+
+
+def test_token_ids_are_read_only_from_token_id_strings():
+    """vLLM's ``return_tokens_as_token_ids`` writes each token ``token_id:N``; an engine that
+    ignored the option sends text, and then no id may be guessed from it."""
+    from w2s.models.openai_api import _token_ids
+
+    assert _token_ids(["token_id:1", "token_id:22"]) == [1, 22]
+    assert _token_ids([]) == [] and _token_ids(None) is None
+    assert _token_ids(["token_id:1", "abcdefghi12"]) is None  # 9 characters, then digits
+    assert _token_ids(["token_id:1", 7]) is None and _token_ids(["token_id:x"]) is None
