@@ -618,3 +618,18 @@ def test_token_ids_are_read_only_from_token_id_strings():
     assert _token_ids([]) == [] and _token_ids(None) is None
     assert _token_ids(["token_id:1", "abcdefghi12"]) is None  # 9 characters, then digits
     assert _token_ids(["token_id:1", 7]) is None and _token_ids(["token_id:x"]) is None
+
+
+def test_the_sync_api_answers_inside_a_running_event_loop(engine):
+    """In a notebook an event loop already runs in the thread, where ``asyncio.run`` refuses:
+    the requests then run in a worker thread with a loop of its own, and answer the same."""
+    import asyncio
+
+    want = [c.text for r in w2s.sample(backend(engine), None, ["p", "q"], SP, n=2)
+            for c in r.candidates]
+
+    async def inside() -> list[str]:
+        return [c.text for r in w2s.sample(backend(engine), None, ["p", "q"], SP, n=2)
+                for c in r.candidates]
+
+    assert asyncio.run(inside()) == want
