@@ -196,8 +196,8 @@ def write_report(rows: Sequence[dict[str, Any]], out: Path, *, title: str = "",
                       f" × {n_seeds} seed{'s' * (n_seeds > 1)}")
     # a terminal gets its own width; a pipe or a log gets the table unwrapped
     table = rich_table(summary, title)
-    console = console or (Console() if sys.stdout.isatty()
-                          else Console(width=unwrapped_width(table)))
+    width = unwrapped_width(table)
+    console = console or (Console() if sys.stdout.isatty() else Console(width=width))
     console.print(table)
     if duplicated:
         console.print(f"note: {duplicated} duplicated row(s) (same method, seed and prompt) "
@@ -206,7 +206,7 @@ def write_report(rows: Sequence[dict[str, Any]], out: Path, *, title: str = "",
                                     f"prompt's seeds averaged first)\n\n{markdown(summary)}",
                                     encoding="utf-8")
     (out / "summary.json").write_text(strict_json(summary, indent=1), encoding="utf-8")
-    rec = Console(width=unwrapped_width(table), record=True, file=io.StringIO())
+    rec = Console(width=width, record=True, file=io.StringIO())
     rec.print(table)
     (out / "summary.txt").write_text(rec.export_text(), encoding="utf-8")
     paths: dict[str, Any] = {"summary": summary, "markdown": out / "summary.md",
