@@ -18,12 +18,16 @@ BELOW = {
     "tasks": {"decoding", "request", "evaluate", "serve", "cli", "demo"},
     "request": {"evaluate", "tasks", "serve", "cli", "demo", "zoo"},
     "evaluate": {"serve", "cli", "demo"},
-    "serve": {"cli", "demo"},
+    "serve": {"cli", "demo", "generalise"},
+    # w2s generalise trains and reports; it reaches search only through eval's runs
+    "generalise": {"serve", "cli", "demo", "distill"},
 }
+for low in ("models", "guides", "decoding", "tasks", "request", "evaluate", "distill"):
+    BELOW.setdefault(low, set()).add("generalise")
 for low in ("params", "rng", "errors", "result", "logits", "stopping", "quiet", "chat", "textfile",
             "token_loop", "plugins"):
     BELOW[low] = {"models", "guides", "decoding", "request", "evaluate", "tasks", "serve", "cli",
-                  "demo", "zoo"}
+                  "demo", "zoo", "generalise"}
 CONCRETE = ("w2s.models.hf", "w2s.models.kv_cache", "w2s.models.loading", "w2s.models.refs",
             "w2s.models.openai_api", "w2s.vllm_server", "transformers", "httpx")
 

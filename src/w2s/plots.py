@@ -179,3 +179,74 @@ def plot_budget(table: dict, path: Path, *, title: str = "") -> Path:
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     return _save(plt, fig, path)
+
+
+def plot_pgr(pgr: dict, path: Path, *, title: str = "", level: float = 0.95) -> Path:
+    """Performance gap recovered of each weak-to-strong method, with its bootstrap interval
+    (0: no better than the weak supervisor; 1: as good as the ceiling)."""
+    plt = _pyplot()
+    rows = pgr["students"]
+    names = [s.removeprefix("student-") for s in rows]
+    vals = [rows[s]["pgr"]["value"] for s in rows]
+    lo = [rows[s]["pgr"]["value"] - rows[s]["pgr"]["low"] for s in rows]
+    hi = [rows[s]["pgr"]["high"] - rows[s]["pgr"]["value"] for s in rows]
+    fig, ax = plt.subplots(figsize=(max(4.5, 1.2 * len(names) + 2), 4))
+    ax.bar(range(len(names)), vals, yerr=[lo, hi], capsize=4, color=plt.cm.tab10(0))
+    ax.axhline(0, color="grey", lw=0.8)
+    ax.axhline(1, color="grey", lw=0.8, ls="--")
+    ax.set_xticks(range(len(names)), names)
+    ax.set_ylabel(f"PGR (bars: {level:.0%} interval)")
+    g = pgr["gap"]
+    ax.set_title((title + "\n" if title else "")
+                 + f"ceiling − weak {g['value']:+.3f} ± {g['se']:.3f}", fontsize=9)
+    return _save(plt, fig, path)
+
+
+def plot_sizes(report: dict, path: Path, *, title: str = "") -> Path:
+    """Test accuracy against model size: trained on ground truth, and trained on the weak
+    supervisor's labels."""
+    plt = _pyplot()
+    s, n = report["scores"], report["parameters"]
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    gt = [(n[r], s[m]["accuracy"]["mean"]) for r, m in
+          (("weak", "weak"), ("intermediate", "intermediate-gt"), ("strong", "ceiling"))
+          if r in n and m in s]
+    ws = [(n[r], s[m]["accuracy"]["mean"]) for r, m in
+          (("intermediate", "intermediate-naive"), ("strong", "student-naive"))
+          if r in n and m in s]
+    ax.plot(*zip(*gt), "o-", label="trained on ground truth")
+    if ws:
+        ax.plot(*zip(*ws), "s--", label="trained on the weak labels (naive)")
+    for m in s:
+        if m.startswith("student-") and m != "student-naive":
+            ax.plot(n["strong"], s[m]["accuracy"]["mean"], "x", ms=8)
+            ax.annotate(m.removeprefix("student-"), (n["strong"], s[m]["accuracy"]["mean"]),
+                        fontsize=7, xytext=(4, 0), textcoords="offset points")
+    ax.axhline(s["weak"]["accuracy"]["mean"], color="grey", lw=0.8, ls=":",
+               label="the weak supervisor")
+    ax.set_xscale("log")
+    ax.set_xlabel("parameters")
+    ax.set_ylabel("test accuracy")
+    ax.legend(fontsize=8)
+    ax.set_title(title, fontsize=9)
+    return _save(plt, fig, path)
+
+
+def plot_deception(split: dict, path: Path, *, title: str = "") -> Path:
+    """Each model's accuracy where the weak supervisor is right and where it is wrong."""
+    plt = _pyplot()
+    models = [m for m in split if m != "weak_right_share"]
+    fig, ax = plt.subplots(figsize=(max(5, 1.1 * len(models) + 2), 4))
+    for k, part in enumerate(("weak_right", "weak_wrong")):
+        v = [split[m][part]["value"] for m in models]
+        err = [[split[m][part]["value"] - split[m][part]["low"] for m in models],
+               [split[m][part]["high"] - split[m][part]["value"] for m in models]]
+        ax.bar([i + 0.4 * k for i in range(len(models))], v, 0.4, yerr=err, capsize=3,
+               label=f"where the weak supervisor is {part.split('_')[1]}")
+    ax.set_xticks([i + 0.2 for i in range(len(models))],
+                  [m.removeprefix("student-") for m in models], fontsize=8)
+    ax.set_ylabel("test accuracy")
+    ax.set_ylim(0, 1)
+    ax.legend(fontsize=8)
+    ax.set_title(title, fontsize=9)
+    return _save(plt, fig, path)

@@ -8,7 +8,15 @@ User errors print one line and exit 2; unexpected ones print one line and exit 1
 
 from __future__ import annotations
 
-from w2s.cli import demo, distill, evaluate, generate, serve, zoo  # noqa: F401  (they register)
+from w2s.cli import (  # noqa: F401  (they register)
+    demo,
+    distill,
+    evaluate,
+    generalise,
+    generate,
+    serve,
+    zoo,
+)
 from w2s.cli.group import cli
 
 

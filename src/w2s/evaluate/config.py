@@ -172,10 +172,22 @@ def parse_config(data: dict[str, Any], path: Path) -> EvalConfig:
     for n, entry in enumerate(methods_in, 1):
         points = _expand(entry, f"{where}: methods[{n}]", path, guide, sampling, context)
         methods += _at_budgets(points, budgets, f"{where}: methods[{n}]", context)
+    _check_reward_tasks(methods, task["name"], path)
     return EvalConfig(name=str(data.get("name") or path.stem), path=path.resolve(), task=task,
                       base=base, methods=_distinct(methods, where), prompts=prompts,
                       seeds=seeds, dtype=dtype, device=data.get("device", "auto"),
                       batch_size=batch_size, chat=chat, engine=engine)
+
+
+def _check_reward_tasks(methods: list[MethodSpec], task: str, path: Path) -> None:
+    """A reward model w2s trained for another task (its card says so) is refused."""
+    from w2s.guides.reward_model import check_reward_task
+
+    for m in methods:
+        rm = (m.guide or {}).get("reward_model")
+        if isinstance(rm, str):
+            check_reward_task(resolve_model(rm, path.parent), task,
+                              f"{path.name}: {m.label}: guide.reward_model")
 
 
 def _budgets(value: Any, where: str) -> list[int]:

@@ -19,6 +19,36 @@ from w2s.models.loading import (
 )
 from w2s.models.refs import resolve_model
 
+REWARD_CARD = "w2s_reward.json"
+"""What a reward model w2s trained was trained for (``w2s generalise`` writes it beside the
+weights): ``reward_for`` names the eval task it scores, so using it on another is refused."""
+
+
+def reward_card(path: str) -> dict | None:
+    """The card of a reward model folder w2s trained, or None (any other model)."""
+    import json
+    from pathlib import Path
+
+    card = Path(path) / REWARD_CARD
+    if not card.is_file():
+        return None
+    try:
+        data = json.loads(card.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        raise W2SError(f"{card} is not valid JSON; remove it or export the reward model "
+                       "again") from None
+    return data if isinstance(data, dict) else None
+
+
+def check_reward_task(path: str, task: str, where: str = "guide.reward_model") -> None:
+    """Refuse a reward model trained for another task than ``task`` (when its card says)."""
+    card = reward_card(path)
+    made_for = None if card is None else card.get("reward_for")
+    if made_for is not None and made_for != task:
+        raise W2SError(f"{where}: {path!r} is a reward model for the task {made_for!r} (its "
+                       f"{REWARD_CARD}), not for {task!r}; train one for {task!r} with w2s "
+                       "generalise (reward_for), or use another guide")
+
 
 def check_classifier(path: str) -> None:
     """Refuse a model that is not a sequence classifier: transformers would silently give a

@@ -287,10 +287,12 @@ class HFModel(TokenLoglik):
 
     @torch.inference_mode()
     def forward_cached(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                       position_ids: torch.Tensor, cache: Any) -> tuple[torch.Tensor, Any]:
+                       position_ids: torch.Tensor, cache: Any, keep: int | None = None
+                       ) -> tuple[torch.Tensor, Any]:
         """Logits ``(B, T, V)`` of ``input_ids`` appended to ``cache`` (the caller owns the
-        mask and positions: incremental scoring crops rows by masking), and the grown cache."""
-        out, grown = self._with_cache(cache, input_ids=input_ids,
+        mask and positions: incremental scoring crops rows by masking), and the grown cache;
+        with ``keep``, the logits of the last ``keep`` positions only ``(B, keep, V)``."""
+        out, grown = self._with_cache(cache, keep, input_ids=input_ids,
                                       attention_mask=attention_mask, position_ids=position_ids)
         return out.logits, grown
 

