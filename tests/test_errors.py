@@ -110,6 +110,69 @@ def _second_writer() -> None:
         pass
 
 
+def _generalise(rows: Sequence[object], **over: object) -> dict[str, bytes]:
+    """The files of a small ``w2s generalise`` run (TMP/g.yaml over TMP/d.jsonl) on the zoo."""
+    import yaml
+
+    cfg = {"name": "t", "data": {"source": "d.jsonl", "rating": "r", "scale": [-4, 4]},
+           "splits": {"weak_train": 8, "strong_train": 8, "test": 8},
+           "models": {"weak": "zoo:xuntuned", "strong": "zoo:untuned"}, "seeds": 1,
+           "probe": {"epochs": 1}, "bootstrap": {"draws": 100}, "methods": ["naive"], **over}
+    lines = [r if isinstance(r, str) else json.dumps(r) for r in rows]
+    return {"g.yaml": yaml.safe_dump(cfg).encode(), "d.jsonl": "\n".join(lines).encode()}
+
+
+GOOD = [{"text": f"the film number {i} was {'good' if i % 2 else 'bad'}",
+         "r": 2.0 if i % 2 else -2.0} for i in range(30)]
+GEN = ["generalise", "TMP/g.yaml", "--out", "TMP/o", "--no-progress"]
+
+
+def _other_tokenizer() -> None:
+    """Features cached for a model folder whose tokenizer was replaced since."""
+    import shutil
+    import tempfile
+
+    from w2s.generalise.features import cached_features
+
+    tmp = Path(tempfile.mkdtemp())
+    shutil.copytree(ZOO_DIR / "untuned", tmp / "m")
+    kw = dict(pool="last", max_tokens=16, batch=4, device="cpu", dtype="float32")
+    cached_features("strong", "m", str(tmp / "m"), ["a film"], "d", tmp / "f", **kw)
+    for f in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(ZOO_DIR / "xuntuned" / f, tmp / "m" / f)
+    cached_features("strong", "m", str(tmp / "m"), ["a film"], "d", tmp / "f", **kw)
+
+
+def _no_head() -> None:
+    """Fine-tuning a causal LM that transformers gives no sequence-classification head."""
+    import shutil
+    import tempfile
+
+    from transformers import CodeGenConfig
+
+    from w2s.generalise.finetune import load_classifier
+
+    tmp = Path(tempfile.mkdtemp())
+    CodeGenConfig(n_embd=16, n_layer=1, n_head=2, vocab_size=4096).save_pretrained(tmp)
+    for f in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(ZOO_DIR / "untuned" / f, tmp / f)
+    load_classifier(str(tmp), "cpu", False, 4)
+
+
+def _reward_for(task: str) -> Callable:
+    """An eval config whose guide is a reward model w2s trained for another task."""
+    def run(tmp: Path) -> tuple[str, str]:
+        import shutil
+
+        rm = tmp / "rm"
+        rm.mkdir()
+        shutil.copy(ZOO_DIR / "base" / "config.json", rm / "config.json")
+        (rm / "w2s_reward.json").write_text(json.dumps({"reward_for": task}))
+        return config_case({"methods": [{"method": "bon", "n": 2,
+                                         "guide": {"reward_model": str(rm)}}]})(tmp)
+    return run
+
+
 @pytest.fixture(scope="module")
 def zoo():
     return (w2s.HFModel.load(str(ZOO_DIR / "base")),
@@ -303,6 +366,37 @@ def cases(zoo) -> list[tuple[str, str, Callable]]:  # noqa: ANN001
         ("config", "tau = 0", config_case({"methods": [{"method": "particles", "tau": 0}]})),
         ("config", "a billion seeds", config_case({"seeds": 10**9})),
         ("API", "a second eval writing to the same folder", api_case(_second_writer)),
+        # ---------------------------------------------------------------- w2s generalise
+        ("CLI", "generalise: a record without its label", cli_case(
+            *GEN, files=_generalise([*GOOD[:3], {"text": "no rating"}]))),
+        ("CLI", "generalise: a NaN rating", cli_case(
+            *GEN, files=_generalise([*GOOD[:3], '{"text": "x", "r": NaN}']))),
+        ("CLI", "generalise: a rating outside its scale", cli_case(
+            *GEN, files=_generalise([*GOOD[:3], {"text": "x", "r": 9}]))),
+        ("CLI", "generalise: one class only", cli_case(
+            *GEN, files=_generalise([{"text": f"t{i}", "r": 1.5} for i in range(30)]))),
+        ("CLI", "generalise: splits larger than the data", cli_case(
+            *GEN, files=_generalise(GOOD, splits={"weak_train": 10, "strong_train": 10,
+                                                  "test": 20}))),
+        ("CLI", "generalise: fractions of splits that overlap", cli_case(
+            *GEN, files=_generalise(GOOD, splits={"weak_train": 0.5, "strong_train": 0.4,
+                                                  "test": 0.3}))),
+        ("CLI", "generalise: the user's splits share a text", cli_case(
+            *GEN, files=_generalise([{**g, "s": "weak_train"} for g in GOOD[:4]]
+                                    + [{**GOOD[0], "s": "test"}],
+                                    data={"source": "d.jsonl", "rating": "r",
+                                          "split_column": "s"}))),
+        ("CLI", "generalise: a rerun with another config on a finished folder", cli_after(
+            GEN, "generalise", "TMP/g2.yaml", "--out", "TMP/o", "--no-progress",
+            files=_generalise(GOOD) | {"g2.yaml": _generalise(
+                GOOD, methods=["naive", "gce"])["g.yaml"]})),
+        ("CLI", "generalise: reward models for one task searching another", cli_case(
+            *GEN, files=_generalise(GOOD, form="pairwise", reward_for="toxicity",
+                                    search={"task": "sentiment"}))),
+        ("API", "generalise: features cached with another tokenizer", api_case(_other_tokenizer)),
+        ("API", "generalise: fine-tuning a model without a classification head",
+         api_case(_no_head)),
+        ("config", "a reward model trained for another task", _reward_for("toxicity")),
         # ---------------------------------------------------------------- server
         ("server", "no API key", http_case("/v1/completions", {"prompt": "x"}, headers={})),
         ("server", "a wrong API key", http_case("/v1/completions", {"prompt": "x"},

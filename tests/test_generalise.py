@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import tarfile
 
 import numpy as np
@@ -178,6 +179,14 @@ def test_pgr_point_values_by_hand():
     assert t["students"]["student-x"]["minus_student-naive"]["value"] == pytest.approx(0.1)
     lo, hi = (t["students"]["student-x"]["pgr"][k] for k in ("low", "high"))
     assert lo <= 0.75 <= hi
+
+
+def test_pgr_is_undefined_not_an_error_when_weak_and_ceiling_tie():
+    same = np.ones((1, 4))
+    t = pgr_table({"weak": same, "ceiling": same, "student-naive": same}, ["student-naive"],
+                  Draws.make(1, 4, 100), 0.95)
+    assert t["gap"]["value"] == 0.0
+    assert math.isnan(t["students"]["student-naive"]["pgr"]["value"])
 
 
 def test_pgr_interval_shrinks_with_more_items():
@@ -421,32 +430,69 @@ def test_in_context_labels_equal_a_plain_forward_pass_and_never_see_their_own_la
     seen: list[tuple[str, list[list[int]]]] = []
     real = refine._score_block
 
-    def spy(lm, prefix, queries, neg, pos):  # noqa: ANN001, ANN202
-        seen.append((prefix, queries))
-        return real(lm, prefix, queries, neg, pos)
+    def spy(lm, ids, queries, neg, pos):  # noqa: ANN001, ANN202
+        seen.append((lm.tokenizer.decode(ids), ids, queries))
+        return real(lm, ids, queries, neg, pos)
 
     monkeypatch.setattr(refine, "_score_block", spy)
     got = refine.in_context_logodds(lm, texts, weak, method, seed=0)
     tok = lm.tokenizer
     neg, pos = refine.label_tokens(tok, method.words)
     want = []
-    for prefix, queries in seen:
+    for _, ids, queries in seen:
         for q in queries:
-            ids = list(tok(prefix, add_special_tokens=True)["input_ids"]) + q
             with torch.no_grad():
-                lp = lm.model(input_ids=torch.tensor([ids])).logits[0, -1].float().log_softmax(-1)
+                lp = lm.model(input_ids=torch.tensor([ids + q])).logits[0, -1].float() \
+                    .log_softmax(-1)
             want.append(float(lp[pos] - lp[neg]))
-    order = [t for prefix, queries in seen for t in queries]
+    order = [t for _, _, queries in seen for t in queries]
     by_query = {tuple(q): w for q, w in zip(order, want)}
     head = list(tok("Text: ", add_special_tokens=False)["input_ids"])
     tail = list(tok("\nSentiment:", add_special_tokens=False)["input_ids"])
     for i, t in enumerate(texts):
         q = head + list(tok(t, add_special_tokens=False)["input_ids"]) + tail
         assert got[i] == pytest.approx(by_query[tuple(q)], abs=1e-4)
-    for prefix, queries in seen:
+    for prefix, _, queries in seen:
         for q in queries:
             text = tok.decode(q[len(head): len(q) - len(tail)])
             assert f"Text: {text}\nSentiment:" not in prefix
+    # a prefix of no tokens (zero-shot with a tokenizer that adds no BOS): queries alone
+    queries = [order[0], order[1][:3], order[2]]
+    alone = refine._score_block(lm, [], queries, neg, pos)
+    for q, got_q in zip(queries, alone):
+        with torch.no_grad():
+            lp = lm.model(input_ids=torch.tensor([q])).logits[0, -1].float().log_softmax(-1)
+        assert got_q == pytest.approx(float(lp[pos] - lp[neg]), abs=1e-4)
+
+
+def test_zero_shot_and_shuffled_labels_are_controls(tiny_paths):
+    """Zero-shot scores each text alone (one forward pass, no demonstrations); shuffled
+    labels keep the weak labels' balance but not which text holds which."""
+    from w2s.generalise.refine import in_context_logodds, label_tokens
+    from w2s.models.hf import HFModel
+
+    lm = HFModel.load(tiny_paths["base"], dtype="float32")
+    texts = ["the movie was great", "a dull film", "boring", "I loved the cast"]
+    zero = in_context_logodds(lm, texts, np.array([1, 0, 0, 1]),
+                              Refine(shots=0, words=("bad", "good")), seed=0)
+    tok = lm.tokenizer
+    neg, pos = label_tokens(tok, ("bad", "good"))
+    def piece(x: str) -> list[int]:
+        return list(tok(x, add_special_tokens=False)["input_ids"])
+
+    for i, t in enumerate(texts):  # the query is encoded in pieces: head, text, tail
+        ids = (list(tok("", add_special_tokens=True)["input_ids"]) + piece("Text: ")
+               + piece(t) + piece("\nSentiment:"))
+        with torch.no_grad():
+            lp = lm.model(input_ids=torch.tensor([ids])).logits[0, -1].float().log_softmax(-1)
+        assert zero[i] == pytest.approx(float(lp[pos] - lp[neg]), abs=1e-4)
+    weak = np.array([1, 1, 1, 0, 0, 0, 0, 0])
+    texts8 = [f"text {i}" for i in range(8)]
+    a = in_context_logodds(lm, texts8, weak, Refine(shots=3, block=2, labels="shuffled",
+                                                   words=("bad", "good")), seed=0)
+    b = in_context_logodds(lm, texts8, weak, Refine(shots=3, block=2, words=("bad", "good")),
+                           seed=0)
+    assert not np.allclose(a, b)
 
 
 def test_refined_probs_take_the_weak_labels_class_balance():

@@ -41,7 +41,7 @@ def _data(tmp_path, n: int = 160) -> str:
 
 def _config(tmp_path, tiny_paths, **over) -> str:
     cfg = {"name": "tiny", "data": {"source": _data(tmp_path), "rating": "rating"},
-           "splits": {"weak_train": 40, "strong_train": 60, "test": 50},
+           "splits": {"weak_train": 30, "strong_train": 50, "test": 40},
            "models": {"weak": tiny_paths["untuned"], "intermediate": tiny_paths["tuned"],
                       "strong": tiny_paths["base"]},
            "probe": {"epochs": 5, "batch_size": 16}, "seeds": 2,
@@ -92,7 +92,7 @@ def test_a_run_writes_its_steps_and_a_report_that_agrees_with_them(tmp_path, tin
     assert report["scores"]["weak"]["accuracy"]["mean"] == pytest.approx(acc("weak"))
     # the weak labels are the weak model's predictions on strong-train, and the refined and
     # bootstrapped students trained on labels of their own
-    assert len(steps[0]["weak"]["labels"]) == 60
+    assert len(steps[0]["weak"]["labels"]) == 50
     assert steps[0]["student-refine"]["labels"] != steps[0]["weak"]["labels"]
     assert "label_accuracy" in steps[0]["student-bootstrap"]
     md = (out / "report.md").read_text()
@@ -117,6 +117,24 @@ def test_a_killed_run_resumes_and_a_finished_one_reports_again(tmp_path, tiny_pa
     assert json.loads(lost.read_text())["test"] == json.loads(before)["test"]  # seeded
     again = _run(config, out)
     assert again.exit_code == 0 and "seed " not in again.output
+
+
+def test_a_variant_reuses_the_features_of_a_finished_run(tmp_path, tiny_paths):
+    first, second = tmp_path / "a", tmp_path / "b"
+    assert _run(_config(tmp_path, tiny_paths, methods=["naive"]), first).exit_code == 0
+    res = _run(_config(tmp_path, tiny_paths, methods=["gce"], probe={"epochs": 2}), second,
+               "--features-from", str(first))
+    assert res.exit_code == 0, res.output
+    assert f"features reused from {first}: weak, intermediate, strong" in res.output
+    for role in ("weak", "intermediate", "strong"):
+        name = f"features/{role}.safetensors"
+        assert (second / name).read_bytes() == (first / name).read_bytes()
+    # another model in a role is extracted anew, never taken from the other run
+    paths = {**tiny_paths, "base": tiny_paths["tuned"]}
+    third = tmp_path / "c"
+    res = _run(_config(tmp_path, paths, methods=["naive"]), third, "--features-from",
+               str(first))
+    assert "features reused from" in res.output and ": weak, intermediate\n" in res.output
 
 
 def test_another_config_on_a_used_folder_is_refused(tmp_path, tiny_paths):
@@ -191,7 +209,7 @@ def test_the_fine_tuning_path(tmp_path, tiny_paths):
     res = _run(config, out)
     assert res.exit_code == 0, res.output
     rec = json.loads((out / "steps" / "seed-0" / "student-aux_conf.json").read_text())
-    assert rec["probe"] is None and len(rec["test"]) == 50
+    assert rec["probe"] is None and len(rec["test"]) == 40
     assert all(0 <= p <= 1 for p in rec["test"])
     assert not (out / "features").exists()  # no probes, no features
 

@@ -16,8 +16,12 @@ from w2s.cli.group import cli
               help="Folder for the features, each step's record, the reward models and the "
               "report [default: runs/generalise-<name>].")
 @click.option("--restart", is_flag=True, help="Discard what --out holds and start over.")
+@click.option("--features-from", metavar="DIR", default=None,
+              help="Another run's folder: its features of the same models, texts and settings "
+              "are copied, not extracted again (a variant of a config in seconds).")
 @click.option("--no-progress", is_flag=True, help="No progress bars; one line per step (logs).")
-def generalise(config: str, out: str | None, restart: bool, no_progress: bool) -> None:
+def generalise(config: str, out: str | None, restart: bool, features_from: str | None,
+               no_progress: bool) -> None:
     """Weak-to-strong generalisation (Burns et al.; Somerstep et al.) on human-labelled data.
 
     A weak model is trained on ground truth and labels strong-train; the strong model is
@@ -49,7 +53,8 @@ def generalise(config: str, out: str | None, restart: bool, no_progress: bool) -
 
     try:
         report = run_generalise(cfg, path, out_dir, restart=restart,
-                                show_progress=not no_progress, log=log)
+                                show_progress=not no_progress, log=log,
+                                features_from=Path(features_from) if features_from else None)
     except KeyboardInterrupt:
         click.echo(f"interrupted: every finished step is in {out_dir}; run the same command "
                    "again to resume", err=True)

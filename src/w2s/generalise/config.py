@@ -125,7 +125,7 @@ class SplitsConfig(_Strict):
         if any(fractions) and not all(fractions):
             raise ValueError("give every split as a fraction (< 1) or every split as a count")
         if all(fractions) and sum(sizes) > 1 + 1e-9:
-            raise ValueError(f"splits overlap: the fractions sum to {sum(sizes):g} > 1")
+            raise ValueError(f"overlap: the fractions sum to {sum(sizes):g} > 1")
         if not all(fractions) and any(s != int(s) for s in sizes):
             raise ValueError(f"a count of items is a whole number, got {sizes}")
         return self
@@ -220,7 +220,11 @@ class Refine(_Method):
     ``shots`` weak-labelled examples, then is trained on its own refined labels."""
 
     method: Literal["refine"] = "refine"
-    shots: Annotated[int, Field(ge=1, le=64)] = 8
+    shots: Annotated[int, Field(ge=0, le=64)] = 8
+    """Weak-labelled demonstrations before each text (0: zero-shot, a control)."""
+    labels: Literal["weak", "shuffled"] = "weak"
+    """The demonstrations' labels: the weak supervisor's, or those shuffled among the texts
+    (a control: the same class balance, no information about which text is which)."""
     template: str = "Text: {text}\nSentiment:"
     """One example; ``{text}`` is replaced by the text, a label word follows."""
     words: tuple[str, str] = ("negative", "positive")
@@ -281,6 +285,9 @@ class GeneraliseConfig(_Strict):
     margin: Annotated[float, Field(ge=0)] = 0.0
     """Binary: drop ratings within ``margin`` of the threshold. Pairwise: a pair's ratings
     differ by at least ``margin``."""
+    balance: bool = True
+    """Binary form: keep as many negative as positive texts (the larger class subsampled,
+    seeded), so that accuracy is 50 % for a constant guess and comparable across sets."""
     splits: SplitsConfig = SplitsConfig()
     pairs: PairsConfig = PairsConfig()
     split_seed: int = 0
@@ -399,6 +406,8 @@ def parse_config(data: Any, where: str = "config") -> GeneraliseConfig:
             path = f"{path}.method" if path else "method"
         elif kind == "union_tag_not_found":
             msg = f"needs a method: one of {', '.join(METHODS)}"
+        elif not path:  # a rule across keys: the message names them
+            raise W2SError(f"{where}: {msg}") from None
         else:
             msg = _plain(msg, first.get("input"))
         raise FieldError(path or where, msg) from None
@@ -414,7 +423,7 @@ def _plain(msg: str, value: Any) -> str:
             return f"{ours}{msg.removeprefix(theirs)}, got {value!r}"
     if msg.startswith("Input should be "):
         return f"must be {msg.removeprefix('Input should be ')}, got {value!r}"
-    return msg if msg.startswith(("must ", "is ", "give ", "splits ")) else f"is not valid: {msg}"
+    return msg if msg.startswith(("must ", "is ", "give ", "overlap")) else f"is not valid: {msg}"
 
 
 def find_config(name_or_path: str) -> Path:

@@ -111,6 +111,20 @@ def extract(model: Any, tok: Any, texts: Sequence[str], *, pool: str, max_tokens
     return out
 
 
+def matches(file: Path, role: str, ref: str, digest: str, pool: str, max_tokens: int) -> bool:
+    """Whether ``file`` holds ``role``'s features of these items under these settings (the
+    model's fingerprints are checked again when it is read)."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(file), "np") as f:
+            meta = dict(f.metadata() or {})
+    except Exception:  # noqa: BLE001 - not a features file: no match
+        return False
+    return (meta.get("role"), meta.get("model"), meta.get("items"), meta.get("pool"),
+            meta.get("max_tokens")) == (role, ref, digest, pool, str(max_tokens))
+
+
 def cached_features(role: str, ref: str, path: str, texts: Sequence[str], digest: str,
                     folder: Path, *, pool: str, max_tokens: int, batch: int, device: str,
                     dtype: str, progress: Any = None) -> tuple[np.ndarray, dict[str, Any]]:

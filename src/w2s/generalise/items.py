@@ -2,7 +2,8 @@
 
 - **binary**: an item is one text; its class is ``rating > threshold`` (or its 0/1 label).
   With a ``margin``, ratings closer than it to the threshold are left out (the raters did not
-  agree enough for a class).
+  agree enough for a class); with ``balance`` (the default), the larger class is subsampled
+  to the smaller one's size, so that a constant guess scores 50 %.
 - **pairwise**: an item is a pair of texts of one split; its class is "the first is rated above
   the second", drawn only where the two ratings differ by at least ``margin``. Each pair's
   order is a coin flip, so the classes are balanced. A model that scores pairs this way is a
@@ -69,7 +70,10 @@ def build_items(data: Labelled, cfg: GeneraliseConfig) -> Items:
             raise W2SError("margin applies to ratings; this data has 0/1 labels (set margin: 0)")
         keep = np.flatnonzero(np.abs(values - data.threshold) >= max(cfg.margin, 1e-12))
         labels = (values > data.threshold).astype(np.float64)
-        _both_classes(labels[keep], f"{data.name} (after the margin of {cfg.margin:g})")
+        _both_classes(labels[keep], data.name + (f" (after the margin of {cfg.margin:g})"
+                                                 if cfg.margin else ""))
+        if cfg.balance:
+            keep = _balanced(keep, labels, np.random.default_rng([cfg.split_seed, 99]))
     else:
         keep = np.arange(len(values))
     groups = _split_texts(data, keep, cfg)
@@ -94,6 +98,14 @@ def build_items(data: Labelled, cfg: GeneraliseConfig) -> Items:
                                    for n, s in splits.items()})
 
 
+def _balanced(keep: np.ndarray, labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """As many of each class as the smaller class has, the larger one subsampled."""
+    pos, neg = keep[labels[keep] == 1], keep[labels[keep] == 0]
+    n = min(len(pos), len(neg))
+    return np.sort(np.concatenate([rng.choice(pos, n, replace=False),
+                                   rng.choice(neg, n, replace=False)]))
+
+
 def _both_classes(y: np.ndarray, what: str) -> None:
     if len(y) == 0:
         raise W2SError(f"{what} has no items")
@@ -110,8 +122,8 @@ def _split_texts(data: Labelled, keep: np.ndarray, cfg: GeneraliseConfig
                 for s in SPLITS}
     n = len(keep)
     sizes = [getattr(cfg.splits, s) for s in SPLITS]
-    counts = [int(round(x * n)) for x in sizes] if all(x < 1 for x in sizes) else \
-        [int(x) for x in sizes]
+    counts = [int(x * n) for x in sizes] if all(x < 1 for x in sizes) else \
+        [int(x) for x in sizes]  # fractions round down: they never ask for more than n
     if sum(counts) > n:
         raise W2SError(f"the splits ask for {sum(counts):,} texts ({', '.join(f'{s} {c:,}' for s, c in zip(SPLITS, counts))}) "
                        f"but {data.name} has {n:,}" + (f" after the margin of {cfg.margin:g}"

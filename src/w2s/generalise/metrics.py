@@ -98,19 +98,31 @@ def pgr_table(correct: Mapping[str, np.ndarray], students: Sequence[str], draws:
     boot = {k: draws.mean(v) for k, v in correct.items()}
     gap_draws = boot["ceiling"] - boot["weak"]
     gap = estimate(acc["ceiling"] - acc["weak"], gap_draws, level)
-    gap["z"] = gap["value"] / gap["se"] if gap["se"] > 0 else float("inf")
+    gap["z"] = _z(gap["value"], gap["se"])
     out: dict[str, dict] = {"gap": gap, "students": {}}
     with np.errstate(invalid="ignore", divide="ignore"):
         for s in students:
-            pgr_point = (acc[s] - acc["weak"]) / (acc["ceiling"] - acc["weak"])
+            pgr_point = _ratio(acc[s] - acc["weak"], acc["ceiling"] - acc["weak"])
             row = {"accuracy": acc[s],
                    "pgr": estimate(pgr_point, (boot[s] - boot["weak"]) / gap_draws, level)}
             if baseline is not None and s != baseline:
                 d = estimate(acc[s] - acc[baseline], boot[s] - boot[baseline], level)
-                d["z"] = d["value"] / d["se"] if d["se"] > 0 else float("nan")
+                d["z"] = _z(d["value"], d["se"])
                 row[f"minus_{baseline}"] = d
             out["students"][s] = row
     return out
+
+
+def _z(value: float, se: float) -> float:
+    """How many standard errors ``value`` is from 0 (0 for 0; infinite for a sure nonzero)."""
+    if se > 0:
+        return value / se
+    return 0.0 if value == 0 else float("inf")
+
+
+def _ratio(num: float, den: float) -> float:
+    """``num / den``; undefined (NaN) when the gap is zero."""
+    return num / den if den != 0 else float("nan")
 
 
 def deception_split(correct: Mapping[str, np.ndarray], models: Sequence[str], draws: Draws,

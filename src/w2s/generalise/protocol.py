@@ -73,6 +73,8 @@ class Run:
     paths: dict[str, str]
     log: Callable[[str], None]
     progress: Any = None
+    about: list[str] = field(default_factory=list)
+    """What the data and splits are (logged once the folder is claimed)."""
     _features: dict[str, np.ndarray] = field(default_factory=dict)
     _lm: Any = None
 
@@ -240,7 +242,9 @@ def _student(run: Run, method: Any, seed: int, weak_labels: np.ndarray) -> dict[
         source = f"the intermediate model's labels ({method.folds}-fold cross-fitted)"
     elif isinstance(method, Refine):
         targets = _refined(run, method, seed)
-        source = f"the strong model's in-context labels ({method.shots} weak-labelled shots)"
+        source = ("the strong model's in-context labels, zero-shot" if method.shots == 0 else
+                  f"the strong model's in-context labels ({method.shots} "
+                  f"{'weak' if method.labels == 'weak' else 'shuffled-label'} shots)")
     if targets is not weak_labels:
         extra = {"labels": _r(targets), "label_accuracy": label_accuracy(targets, truth_st)}
     loss_method = method if not isinstance(method, (Bootstrap, Refine)) else Naive()
@@ -340,16 +344,39 @@ def prepare(cfg: GeneraliseConfig, base_dir: Path, out: Path, log: Callable[[str
     """Everything checked before anything is written: models, data, splits."""
     paths = resolve_models(cfg, base_dir)
     data = load_labelled(cfg.data, base_dir)
-    log(describe(data))
     items = build_items(data, cfg)
-    log(items.describe())
-    return Run(cfg, base_dir, out, items, paths, log)
+    run = Run(cfg, base_dir, out, items, paths, log)
+    run.about = [describe(data), items.describe()]
+    return run
+
+
+def reuse_features(run: Run, other: Path) -> list[str]:
+    """Copy another run's feature files that this run would extract alike (same role, model,
+    items and settings); the roles reused."""
+    from w2s.generalise.features import matches
+
+    if not (other / "features").is_dir():
+        raise W2SError(f"--features-from {str(other)!r} holds no features/ of a generalise run")
+    reused = []
+    for role in run.paths:
+        src = other / "features" / f"{role}.safetensors"
+        dst = run.out / "features" / f"{role}.safetensors"
+        p = run.cfg.probe
+        if not dst.exists() and src.is_file() and matches(
+                src, role, getattr(run.cfg.models, role), run.items.digest(), p.pool,
+                p.max_tokens):
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(src, dst.with_suffix(".tmp"))
+            dst.with_suffix(".tmp").replace(dst)
+            reused.append(role)
+    return reused
 
 
 def run_generalise(cfg: GeneraliseConfig, cfg_path: Path, out: Path, *, restart: bool = False,
-                   show_progress: bool = True, log: Callable[[str], None] = print
-                   ) -> dict[str, Any]:
-    """Run (or resume) every step; write and return the report."""
+                   show_progress: bool = True, log: Callable[[str], None] = print,
+                   features_from: Path | None = None) -> dict[str, Any]:
+    """Run (or resume) every step; write and return the report. ``features_from``: a finished
+    run whose matching feature files are copied instead of extracted again."""
     from w2s.evaluate.run import exclusive, progress_bar
     from w2s.generalise.report import build_report, write_report
 
@@ -361,6 +388,11 @@ def run_generalise(cfg: GeneraliseConfig, cfg_path: Path, out: Path, *, restart:
         if show_progress:  # log lines above the live bar, not through it
             run.progress = bar
             run.log = lambda m: bar.console.print(m, markup=False, highlight=False)
+        for line in run.about:
+            run.log(line)
+        if features_from is not None:
+            reused = reuse_features(run, features_from)
+            run.log(f"features reused from {features_from}: {', '.join(reused) or 'none'}")
         write_json(out / "items.json", {
             "texts": len(run.items.texts), "form": run.items.form, "digest": run.items.digest(),
             "splits": {k: {"items": len(v), "positive": float(v.y.mean())}

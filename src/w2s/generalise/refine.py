@@ -14,10 +14,11 @@ shown after ``shots`` weak-labelled demonstrations::
 
 and its refined label is the strong model's log-odds of the two label words' first tokens.
 The demonstrations are drawn from strong-train, never the text being labelled (it would see
-its own weak label), one draw per block of ``block`` texts, whose prompt prefix is encoded
-once and shared (its KV cache copied to every row). In-context log-odds carry a label-word
-bias, so they are centred at the quantile that gives the weak labels' class balance (the same
-balance the auxiliary confidence loss assumes) before the sigmoid; no ground truth is used.
+its own weak label), one draw per block of ``block`` texts of about one length, whose prompt
+prefix is encoded once and shared (its KV cache copied to every row). In-context log-odds
+carry a label-word bias, so they are centred at the quantile that gives the weak labels' class
+balance (the same balance the auxiliary confidence loss assumes) before the sigmoid; no ground
+truth is used.
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ def label_tokens(tok: Any, words: Sequence[str]) -> tuple[int, int]:
 def demonstrations(n: int, block: Sequence[int], shots: int, rng: np.random.Generator
                    ) -> list[int]:
     """``shots`` indices of ``range(n)`` drawn without replacement, none of them in ``block``."""
+    if shots == 0:
+        return []
     pool = np.setdiff1d(np.arange(n), np.asarray(block))
     if len(pool) < shots:
         raise W2SError(f"refine needs {shots} demonstrations outside each block of texts but "
@@ -70,25 +73,33 @@ def in_context_logodds(lm: Any, texts: Sequence[str], weak: np.ndarray, method: 
     head_ids, tail_ids = (list(tok(x, add_special_tokens=False)["input_ids"]) for x in (head, tail))
     queries = [head_ids + list(tok(t, add_special_tokens=False)["input_ids"])[:max_tokens]
                + tail_ids for t in texts]
+    if method.labels == "shuffled":  # the control: labels that say nothing of their text
+        weak = np.random.default_rng(seed + 2).permutation(weak)
     out = np.empty(len(texts))
-    order = np.random.default_rng(seed + 1).permutation(len(texts))
+    # blocks of texts of about one length (little padding); the draw breaks ties
+    shuffled = np.random.default_rng(seed + 1).permutation(len(texts))
+    order = shuffled[np.argsort([len(queries[i]) for i in shuffled], kind="stable")]
     for lo in range(0, len(texts), method.block):
         block = order[lo: lo + method.block].tolist()
         demos = demonstrations(len(texts), block, method.shots, rng)
         prefix = "".join(prompt(method.template, texts[d]) + words[int(weak[d])] + "\n\n"
                          for d in demos)
-        out[block] = _score_block(lm, prefix, [queries[i] for i in block], neg, pos)
+        ids = list(tok(prefix, add_special_tokens=True)["input_ids"])
+        out[block] = _score_block(lm, ids, [queries[i] for i in block], neg, pos)
         if advance is not None:
             advance(len(block))
     return out
 
 
-def _score_block(lm: Any, prefix: str, queries: list[list[int]], neg: int, pos: int
+def _score_block(lm: Any, ids: list[int], queries: list[list[int]], neg: int, pos: int
                  ) -> np.ndarray:
-    """log p(pos) - log p(neg) after prefix + each query; the prefix encoded once."""
+    """log p(pos) - log p(neg) after the prefix ``ids`` + each query; the prefix encoded
+    once."""
     from w2s.models.kv_cache import set_spare
 
-    ids = list(lm.tokenizer(prefix, add_special_tokens=True)["input_ids"])
+    if not ids:  # zero-shot, and no BOS token: the queries alone, left-padded
+        lp = lm.start(queries).logits.log_softmax(-1)
+        return (lp[:, pos] - lp[:, neg]).cpu().double().numpy()
     state = lm.start([ids])
     cache = state.cache
     width = max(len(q) for q in queries)
