@@ -15,6 +15,12 @@ Then ``w2s eval`` samples every student plainly on the 64 held-out prompts x 2 s
 beside base sampling, the weak model alone and CBS; VADER is the gold reward, TextBlob the
 second scorer, with SmolLM2's log-likelihood per token and distinct bigrams beside them.
 
+A second gold repairs PGR, which VADER and TextBlob leave undefined here (the weak model
+writes positive but broken English, scored as high as the would-be ceiling): sentiment counted
+only in fluent text, ``GOLD·fluent = GOLD if the response's SmolLM2 log-likelihood per token
+>= --fluency-floor (default -3.0 nats; SmolLM2's own samples average -2.0) else 0``, reported
+beside the plain golds, with the share of each model's responses above the floor.
+
 Printed: each model's scores; the performance gap recovered,
 PGR = (student - weak) / (ceiling - weak) (Burns et al.), and the gap recovered from the
 untrained strong model, (student - base) / (ceiling - base), each with a bootstrap standard
@@ -24,7 +30,8 @@ sampled plainly; students against each other, paired; wall time and peak memory 
 Every step resumes: a rerun does only what is missing.
 
     python bench/w2s_generalisation.py [--train-prompts 256] [--train-seeds 2] \
-        [--out runs/w2s-generalisation]
+        [--out runs/w2s-generalisation] [--fluency-floor -3.0]
+    python bench/w2s_generalisation.py --report [--fluency-floor -2.5]   # the tables again
 """
 
 from __future__ import annotations
@@ -81,6 +88,7 @@ def main() -> None:
     ap.add_argument("--prompts", type=int, default=64)
     ap.add_argument("--seeds", type=int, default=2)
     ap.add_argument("--out", type=Path, default=Path("runs/w2s-generalisation"))
+    ap.add_argument("--fluency-floor", type=float, default=-3.0)
     a = ap.parse_args()
     a.out.mkdir(parents=True, exist_ok=True)
     def timed_step(name: str, cmd: list[str]) -> None:
@@ -158,11 +166,24 @@ def gap_recovered(rows: list[dict], student: list[str], floor: list[str], ceilin
     return ratio(keys), statistics.stdev(b for b in boots if b == b)
 
 
+def with_fluent(rows: list[dict], floor: float) -> list[dict]:
+    """Each row with ``GOLD·fluent`` golds: the gold where the response's base log-likelihood
+    per token is at least ``floor``, else 0 (sentiment counted only in fluent text)."""
+    out = []
+    for r in rows:
+        lp = r.get("base_logp_per_token")
+        fluent = lp is not None and lp >= floor
+        extra = {f"{g}·fluent": (v if fluent else 0.0) for g, v in r["gold"].items()
+                 if v is not None and g in ("vader", "textblob")}
+        out.append({**r, "gold": {**r["gold"], **extra}, "fluent": fluent})
+    return out
+
+
 def report(a: argparse.Namespace) -> None:
     from w2s.evaluate.report import summarize
     from w2s.evaluate.store import read_rows
 
-    rows = read_rows(a.out / "eval" / "results.jsonl")
+    rows = with_fluent(read_rows(a.out / "eval" / "results.jsonl"), a.fluency_floor)
     times = json.loads((a.out / "times.json").read_text())
     for k, v in times.items():
         print(f"{k:<26} {v['seconds']:7.0f} s  peak {v['peak_mib']:6.0f} MiB")
@@ -173,12 +194,17 @@ def report(a: argparse.Namespace) -> None:
               f"wall {s['wall_time_s'] * 1000:.0f} ms")
     seeds = [f"s{s}" for s in range(a.train_seeds)]
     ceiling = [f"gold {s}" for s in seeds]
-    for gold in ("vader", "textblob"):
+    print(f"\nshare of responses at or above the fluency floor ({a.fluency_floor:g} nats per "
+          "token under SmolLM2):")
+    for label in dict.fromkeys(r["method"] for r in rows):
+        sel = [r for r in rows if r["method"] == label]
+        print(f"  {label:<10} {statistics.fmean(r['fluent'] for r in sel):.0%}")
+    for gold in ("vader", "textblob", "vader·fluent", "textblob·fluent"):
         print(f"\n{gold}: gap recovered (bootstrap SE over prompts; students' seeds averaged)")
         for floor in ("weak", "base"):
             d = paired(rows, ceiling, [floor], gold)
             usable = d[0] > 2 * d[1]
-            print(f"  ceiling - {floor}: {d[0]:+.3f} ± {d[1]:.3f}"
+            print(f"  ceiling - {floor}: {d[0]:+.3f} ± {d[1]:.3f} ({d[0] / d[1]:.1f} SE)"
                   + ("" if usable else "  (not above the floor: (S - F) / (C - F) is undefined)"))
             for cond in CONDITIONS[:-1]:
                 labels = [f"{cond} {s}" for s in seeds]
@@ -213,6 +239,7 @@ if __name__ == "__main__":
         ap = argparse.ArgumentParser()
         ap.add_argument("--train-seeds", type=int, default=2)
         ap.add_argument("--out", type=Path, default=Path("runs/w2s-generalisation"))
+        ap.add_argument("--fluency-floor", type=float, default=-3.0)
         report(ap.parse_args())
     else:
         main()

@@ -168,11 +168,17 @@ class FinetuneConfig(_Strict):
     """Fine-tuning every model as a ``transformers`` sequence classifier (full or LoRA)."""
 
     epochs: Annotated[float, Field(gt=0, le=1000)] = 2.0
-    lr: Annotated[float, Field(gt=0, lt=1)] = 2e-5
+    lr: Annotated[float, Field(gt=0, lt=1)] | dict[Literal["weak", "intermediate", "strong"],
+                                                     Annotated[float, Field(gt=0, lt=1)]] = 2e-5
+    """Peak learning rate (linear decay), or one per role (``{weak: 1e-3, strong: 2e-5}``:
+    a small model's new head needs a larger one); a role not named takes 2e-5."""
     batch_size: Annotated[int, Field(ge=1)] = 16
     lora: bool = False
     lora_r: Annotated[int, Field(ge=1)] = 16
     max_tokens: Annotated[int, Field(ge=2)] = 128
+
+    def lr_of(self, role: str) -> float:
+        return self.lr.get(role, 2e-5) if isinstance(self.lr, dict) else self.lr
 
 
 class _Method(_Strict):
@@ -378,7 +384,7 @@ def field_path(loc: tuple[Any, ...]) -> str:
     for x in loc:
         if isinstance(x, int):
             out += f"[{x}]"
-        elif x in METHODS or str(x).startswith(("function-", "tagged-union")):
+        elif x in METHODS or any(c in str(x) for c in "-[("):  # a union member's tag
             continue
         else:
             out += f".{x}" if out else str(x)
@@ -392,7 +398,9 @@ def parse_config(data: Any, where: str = "config") -> GeneraliseConfig:
     try:
         return GeneraliseConfig.model_validate(data)
     except ValidationError as e:
-        first = e.errors()[0]
+        # of a union's errors (one per member), the deepest: the member the value was meant for
+        errors = e.errors()
+        first = max(errors, key=lambda x: len(x.get("loc", ())))
         path = field_path(tuple(first.get("loc", ())))
         kind = first.get("type", "")
         msg = str(first.get("msg", "invalid")).removeprefix("Value error, ")

@@ -71,7 +71,7 @@ def _batch(tok: Any, texts: Sequence[str], max_tokens: int, dev: torch.device
 
 def finetune(path: str, texts: Sequence[str], targets: np.ndarray,
              loss: Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor],
-             cfg: FinetuneConfig, *, seed: int, device: str,
+             cfg: FinetuneConfig, *, lr: float, seed: int, device: str,
              predict: dict[str, Sequence[str]],
              advance: Callable[[int], None] | None = None) -> dict[str, np.ndarray]:
     """Train a classifier on ``path`` for soft ``targets`` of ``texts``; return its
@@ -80,7 +80,7 @@ def finetune(path: str, texts: Sequence[str], targets: np.ndarray,
     model, tok = load_classifier(path, device, cfg.lora, cfg.lora_r)
     dev = next(model.parameters()).device
     params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
     steps_per_epoch = math.ceil(len(texts) / cfg.batch_size)
     total = max(1, math.ceil(cfg.epochs * steps_per_epoch))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: max(0.0, 1 - s / total))

@@ -141,7 +141,7 @@ class Run:
                                                              self.cfg.finetune)) if bar else None
         try:
             out = finetune(self.paths[role], train_texts, targets, loss, self.cfg.finetune,
-                           seed=seed, device=self.cfg.device,
+                           lr=self.cfg.finetune.lr_of(role), seed=seed, device=self.cfg.device,
                            predict={k: self.subset_texts(v) for k, v in predict.items()},
                            advance=(lambda n: bar.advance(task, n)) if bar else None)
         finally:
