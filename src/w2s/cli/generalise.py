@@ -60,10 +60,13 @@ def generalise(config: str, out: str | None, restart: bool, features_from: str |
                    "again to resume", err=True)
         sys.exit(130)
     g = report["pgr"]["gap"]
-    click.echo(f"ceiling - weak: {g['value']:+.3f} ± {g['se']:.3f} ({g['z']:.1f} SE)")
+    click.echo(f"ceiling - weak: {g['value']:+.3f} ± {g['se']:.3f} ({g['z']:.1f} SE)"
+               + ("" if g["z"] >= 5 else "; under 5 SE, so PGR is not well defined here"))
     for name, row in report["pgr"]["students"].items():
         p = row["pgr"]
+        pgr = "undefined" if p["value"] != p["value"] else \
+            f"{p['value']:+.3f} [{p['low']:+.3f}, {p['high']:+.3f}]"
         click.echo(f"  {name.removeprefix('student-'):<12} accuracy {row['accuracy']:.3f}  "
-                   f"PGR {p['value']:+.3f} [{p['low']:+.3f}, {p['high']:+.3f}]")
+                   f"PGR {pgr}")
     click.echo(f"report: {out_dir / 'report.md'}  plots: {out_dir / 'pgr.png'}, "
                f"{out_dir / 'sizes.png'}, {out_dir / 'deception.png'}")
