@@ -94,18 +94,19 @@ class EvalConfig:
         return resolve_model(ref, self.base_dir)
 
 
-def find_config(name_or_path: str) -> Path:
-    """A config file, or the name of a shipped one (``sentiment``, ``instructions``)."""
+def find_config(name_or_path: str, shipped_in: Path = SHIPPED, kind: str = "") -> Path:
+    """A config file, or the name of a shipped one (``sentiment``, ``instructions``; a
+    command with configs of its own names its folder and their ``kind``)."""
     path = Path(name_or_path).expanduser()
     if path.is_file():
         return path
     for ext in (".yaml", ".yml", ".toml"):
-        shipped = SHIPPED / f"{name_or_path}{ext}"
+        shipped = shipped_in / f"{name_or_path}{ext}"
         if shipped.is_file():
             return shipped
-    names = sorted(p.stem for p in SHIPPED.glob("*.*ml"))
-    raise W2SError(f"config {name_or_path!r} is not a file nor a shipped config "
-                   f"({', '.join(names)})")
+    names = sorted(p.stem for p in shipped_in.glob("*.*ml"))
+    raise W2SError(f"config {name_or_path!r} is not a file nor a shipped "
+                   f"{kind + ' ' if kind else ''}config ({', '.join(names)})")
 
 
 def read_config_file(path: Path) -> dict[str, Any]:

@@ -434,23 +434,10 @@ def _plain(msg: str, value: Any) -> str:
     return msg if msg.startswith(("must ", "is ", "give ", "overlap")) else f"is not valid: {msg}"
 
 
-def find_config(name_or_path: str) -> Path:
-    """A config file, or the name of a shipped one (``movies``, ``tweets``, ``reward``)."""
-    path = Path(name_or_path).expanduser()
-    if path.is_file():
-        return path
-    for ext in (".yaml", ".yml", ".toml"):
-        shipped = SHIPPED / f"{name_or_path}{ext}"
-        if shipped.is_file():
-            return shipped
-    names = sorted(p.stem for p in SHIPPED.glob("*.*ml"))
-    raise W2SError(f"config {name_or_path!r} is not a file nor a shipped generalise config "
-                   f"({', '.join(names)})")
-
-
 def load_config(name_or_path: str) -> tuple[GeneraliseConfig, Path]:
-    """Read and check a config file: ``(config, its path)``."""
-    from w2s.evaluate.config import read_config_file
+    """Read and check a config file, or a shipped one (``movies``, ``tweets``, ``reward``,
+    ``finetune``): ``(config, its path)``."""
+    from w2s.evaluate.config import find_config, read_config_file
 
-    path = find_config(name_or_path)
+    path = find_config(name_or_path, SHIPPED, "generalise")
     return parse_config(read_config_file(path), str(path)), path

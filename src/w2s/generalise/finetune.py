@@ -21,38 +21,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from w2s.errors import W2SError
 from w2s.generalise.config import FinetuneConfig
 
 
 def load_classifier(path: str, device: str, lora: bool, lora_r: int) -> tuple[Any, Any]:
-    """A one-output sequence classifier on ``path`` (its head new), and its tokenizer."""
-    from transformers import AutoConfig, AutoModelForSequenceClassification
+    """A one-output sequence classifier on ``path`` (its head new, LoRA adapters when asked)
+    on ``device``, and its tokenizer."""
+    from w2s.generalise.classifier import new_classifier
+    from w2s.models.loading import resolve_device
 
-    from w2s.models.loading import load_error, load_tokenizer, quiet_loading, resolve_device
-
-    tok = load_tokenizer(path)
-    if tok.pad_token_id is None:
-        tok.pad_token = tok.eos_token if tok.eos_token is not None else tok.convert_ids_to_tokens(0)
-    try:
-        cfg = AutoConfig.from_pretrained(path)
-    except Exception as e:  # noqa: BLE001
-        raise load_error(path, e) from None
-    from transformers.models.auto.modeling_auto import (
-        MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES as HEADS,
-    )
-
-    if cfg.model_type not in HEADS:
-        raise W2SError(f"model {path!r} ({cfg.model_type}) has no sequence-classification head "
-                       "in transformers, so it cannot be fine-tuned as a classifier; use "
-                       "train: probe (features work for any model)")
-    try:
-        with quiet_loading():
-            model = AutoModelForSequenceClassification.from_pretrained(
-                path, num_labels=1, dtype=torch.float32)
-    except Exception as e:  # noqa: BLE001
-        raise load_error(path, e) from None
-    model.config.pad_token_id = tok.pad_token_id
+    model, tok = new_classifier(path)
     if lora:
         from peft import LoraConfig, get_peft_model
 

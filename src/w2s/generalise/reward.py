@@ -30,17 +30,9 @@ from w2s.guides.reward_model import REWARD_CARD
 
 def export_probe(model_path: str, probe: Probe, out: Path, card: dict[str, Any]) -> Path:
     """Write ``model_path``'s backbone with ``probe`` as its one-output head to ``out``."""
-    from transformers import AutoModelForSequenceClassification
+    from w2s.generalise.classifier import new_classifier
 
-    from w2s.models.loading import load_error, load_tokenizer, quiet_loading
-
-    tok = load_tokenizer(model_path)
-    try:
-        with quiet_loading():
-            model = AutoModelForSequenceClassification.from_pretrained(
-                model_path, num_labels=1, dtype=torch.float32)
-    except Exception as e:  # noqa: BLE001
-        raise load_error(model_path, e) from None
+    model, tok = new_classifier(model_path)
     head = getattr(model, "score", None) or getattr(model, "classifier", None)
     if not isinstance(head, torch.nn.Linear) or head.weight.shape != (1, len(probe.w)):
         raise W2SError(f"cannot export a reward model on {model_path!r}: its classifier head "
@@ -49,9 +41,6 @@ def export_probe(model_path: str, probe: Probe, out: Path, card: dict[str, Any])
         head.weight.copy_(torch.as_tensor(probe.w, dtype=torch.float32).view(1, -1))
         if head.bias is not None:
             head.bias.zero_()
-    if model.config.pad_token_id is None:
-        pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
-        model.config.pad_token_id = pad
     tmp = out.with_name(out.name + ".tmp")
     if tmp.exists():
         shutil.rmtree(tmp)
