@@ -135,8 +135,10 @@ def markdown(r: dict[str, Any]) -> str:
         a, b = row["weak_right"], row["weak_wrong"]
         lines.append(f"| {m} | {a['value']:.3f} ({a['low']:.3f}–{a['high']:.3f}) | "
                      f"{b['value']:.3f} ({b['low']:.3f}–{b['high']:.3f}) |")
-    lines += ["", "## Time and peak memory of each step (mean over seeds; peak: the largest)",
-              "", "| step | seconds | peak MiB |", "|---|---|---|"]
+    lines += ["", "## Time and peak memory of each step", "",
+              "Seconds: the mean over seeds. Peak: the process's resident memory during the "
+              "step (what was loaded before it included), the largest over seeds.", "",
+              "| step | seconds | peak MiB |", "|---|---|---|"]
     for name, c in r["cost"].items():
         lines.append(f"| {name} | {c['seconds']:.1f} | {c['peak_mib']:.0f} |")
     if r.get("search"):
