@@ -190,6 +190,19 @@ def test_pairwise_reward_models_guide_a_search(tmp_path, tiny_paths):
     pairs = {(d["a"], d["b"]) for d in report["search"]["differences"]}
     assert ("bon(n=2) · w2s RM (naive)", "bon(n=2) · ceiling RM") in pairs
     assert "Search guided by the reward models" in (out / "report.md").read_text()
+    # the search can be extended on the finished folder: the trained models stay, eval
+    # resumes and adds only the new guide's rows
+    steps = {p: p.stat().st_mtime_ns for p in (out / "steps").rglob("*.json")}
+    before = len(rows)
+    data = yaml.safe_load(open(config))
+    data["search"]["guides"]["tiny x-pair"] = {"tuned": tiny_paths["xtuned"],
+                                               "untuned": tiny_paths["xuntuned"]}
+    open(config, "w").write(yaml.safe_dump(data))
+    res = _run(config, out)
+    assert res.exit_code == 0, res.output
+    assert {p: p.stat().st_mtime_ns for p in (out / "steps").rglob("*.json")} == steps
+    rows = [json.loads(x) for x in (out / "search" / "results.jsonl").read_text().splitlines()]
+    assert len(rows) == before + 2  # 2 prompts x 1 seed of the one new method-guide point
     # the exported reward model was trained for sentiment: an eval of another task refuses it
     from w2s.evaluate.config import parse_config
 

@@ -18,8 +18,6 @@ every other w2s face names a field.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -368,13 +366,11 @@ class GeneraliseConfig(_Strict):
         return list(range(self.seeds)) if isinstance(self.seeds, int) else list(self.seeds)
 
     def identity(self, base_dir: Path) -> dict[str, Any]:
-        """What decides this run's results: models resolved to folders, the data resolved."""
-        data = self.model_dump(mode="json")
+        """What decides this run's trained models: the config but its ``search`` section (an
+        eval run of its own in ``OUT/search``, resumable and guarded by eval's hashes, so a
+        search can be extended on a finished folder), and the folder relative paths start in."""
+        data = self.model_dump(mode="json", exclude={"search"})
         return {"format": 1, "config": data, "base_dir": str(base_dir.resolve())}
-
-    def digest(self, base_dir: Path) -> str:
-        return hashlib.sha256(json.dumps(self.identity(base_dir), sort_keys=True)
-                              .encode()).hexdigest()[:16]
 
 
 def field_path(loc: tuple[Any, ...]) -> str:

@@ -318,9 +318,9 @@ def open_folder(out: Path, identity: dict[str, Any], restart: bool) -> bool:
             had = json.loads(path.read_text(encoding="utf-8"))
         except json.JSONDecodeError:
             raise W2SError(f"{path} is not valid JSON; use another --out, or --restart") from None
-        if had.get("identity") != identity:
-            key = _first_difference(had.get("identity", {}).get("config", {}),
-                                    identity["config"])
+        stored = _steps_identity(had.get("identity"))
+        if stored != identity:
+            key = _first_difference((stored or {}).get("config", {}), identity["config"])
             raise W2SError(f"{out} holds another generalise run (its config differs at {key}); "
                            "use another --out, or --restart to discard it")
         return bool(had.get("done"))
@@ -329,6 +329,15 @@ def open_folder(out: Path, identity: dict[str, Any], restart: bool) -> bool:
                        "folder")
     write_json(path, {"identity": identity, "done": False})
     return False
+
+
+def _steps_identity(identity: Any) -> Any:
+    """A stored identity as this version compares it: without a search section (which
+    folders written before it was left out still hold)."""
+    if isinstance(identity, dict) and isinstance(identity.get("config"), dict):
+        return {**identity, "config": {k: v for k, v in identity["config"].items()
+                                       if k != "search"}}
+    return identity
 
 
 def _first_difference(a: Any, b: Any, at: str = "") -> str:
