@@ -227,6 +227,23 @@ def test_the_fine_tuning_path(tmp_path, tiny_paths):
     assert not (out / "features").exists()  # no probes, no features
 
 
+def test_fine_tuning_through_lora_adapters_trains_the_new_head_too(tmp_path, tiny_paths):
+    pytest.importorskip("peft")
+    from w2s.generalise.finetune import load_classifier
+
+    model, _ = load_classifier(tiny_paths["base"], "cpu", True, 2)
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert any("lora_" in n for n in trainable) and any("score" in n for n in trainable)
+    assert not any("embed_tokens" in n for n in trainable)
+    config = _config(tmp_path, tiny_paths, train="finetune", seeds=1, methods=["naive"],
+                     finetune={"epochs": 1, "batch_size": 16, "lr": 1e-3, "lora": True,
+                               "lora_r": 2})
+    res = _run(config, tmp_path / "run")
+    assert res.exit_code == 0, res.output
+    rec = json.loads((tmp_path / "run" / "steps" / "seed-0" / "student-naive.json").read_text())
+    assert len(set(rec["test"])) > 1  # the head learned something: not one constant
+
+
 @pytest.mark.parametrize("shipped", ["movies", "tweets", "reward", "finetune"])
 def test_the_shipped_configs_parse(shipped):
     from w2s.generalise.config import load_config

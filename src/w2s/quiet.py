@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+import warnings
+from collections.abc import Iterator
 
 
 def quiet_libraries() -> None:
@@ -22,3 +25,14 @@ def quiet_libraries() -> None:
         hf_logging.disable_progress_bar()
     except Exception:  # noqa: BLE001 - cosmetics only
         pass
+
+
+@contextlib.contextmanager
+def quiet_checkpointing_rename() -> Iterator[None]:
+    """TRL 1.x and peft call transformers' ``gradient_checkpointing`` names, deprecated in
+    transformers 5 for ``activation_checkpointing``: their warning, on every run, about code
+    that is not ours."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*gradient_checkpointing\S* is deprecated",
+                                category=FutureWarning)
+        yield

@@ -15,7 +15,6 @@ reproducible experiment needs around them:
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import os
@@ -23,13 +22,12 @@ import resource
 import shutil
 import sys
 import time
-import warnings
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 from w2s.errors import W2SError
+from w2s.quiet import quiet_checkpointing_rename
 
 TRAIN = "train.json"
 TRAINERS = ("sft", "dpo", "kto")
@@ -164,7 +162,7 @@ def train_student(plan: TrainPlan, out: Path, *, restart: bool = False, device: 
     check_student(meta, tok, plan.student)
     resume = open_out(plan, out, restart)
     start = time.perf_counter()
-    with _quiet_trl():
+    with quiet_checkpointing_rename():
         trainer = _trainer(plan, folder, tok, path, out, device, show_progress)
         result = trainer.train(resume_from_checkpoint=True if resume else None)
     model = trainer.model
@@ -246,16 +244,6 @@ def _trainer(plan: TrainPlan, folder: str, tok: Any, path: Path, out: Path, devi
 
     return DPOTrainer(model=model, args=DPOConfig(**common, beta=plan.beta),
                       train_dataset=data, processing_class=tok, peft_config=peft_config)
-
-
-@contextlib.contextmanager
-def _quiet_trl() -> Iterator[None]:
-    """TRL 1.x calls transformers' gradient_checkpointing names, deprecated in transformers 5
-    for activation_checkpointing: their warning, on every run, about code that is not ours."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=r".*gradient_checkpointing\S* is deprecated",
-                                category=FutureWarning)
-        yield
 
 
 def model_card(plan: TrainPlan, s: dict[str, Any]) -> str:

@@ -34,9 +34,12 @@ def load_classifier(path: str, device: str, lora: bool, lora_r: int) -> tuple[An
     if lora:
         from peft import LoraConfig, get_peft_model
 
-        model = get_peft_model(model, LoraConfig(r=lora_r, lora_alpha=2 * lora_r,
-                                                 target_modules="all-linear",
-                                                 task_type="SEQ_CLS"))
+        from w2s.quiet import quiet_checkpointing_rename
+
+        with quiet_checkpointing_rename():
+            model = get_peft_model(model, LoraConfig(r=lora_r, lora_alpha=2 * lora_r,
+                                                     target_modules="all-linear",
+                                                     task_type="SEQ_CLS"))
     return model.to(resolve_device(device)), tok
 
 
