@@ -12,10 +12,14 @@ Variants (``--only NAME`` runs a subset):
 - ``strong-zoo-base``: the strong model is the zoo's 6.2 M base instead of SmolLM2-135M (the
   scale axis: Burns et al. find the auxiliary loss helps large students);
 - ``weak-zoo-base``: the weak supervisor is the zoo's 6.2 M base (a better supervisor);
+- ``every-method-3-seeds``: every method, 3 training seeds (for the ``finetune`` config,
+  whose shipped form is one seed of naive and auxiliary confidence);
 - ``refine-controls``: refinement without demonstrations (zero-shot), and with demonstrations
   whose weak labels are shuffled among the texts (the same balance, no information).
 
     python bench/generalise_ablation.py --base runs/movies --out runs/ablation
+    python bench/generalise_ablation.py --config finetune --base runs/finetune \
+        --out runs/ablation-finetune --only every-method-3-seeds
 """
 
 from __future__ import annotations
@@ -40,6 +44,8 @@ VARIANTS = {
                         "methods": ["naive", "aux_conf", "gce", REFINE]},
     "weak-zoo-base": {"models": {"weak": "zoo:base", "intermediate": None},
                       "methods": ["naive", "aux_conf", "gce"]},
+    "every-method-3-seeds": {"seeds": 3, "methods": ["naive", "aux_conf", "gce", "bootstrap",
+                                                     REFINE]},
     "refine-controls": {"methods": [
         "naive", {**REFINE, "label": "zero-shot", "shots": 0},
         {**REFINE, "label": "shuffled", "labels": "shuffled"}]},
@@ -63,7 +69,8 @@ def main() -> None:
     ap.add_argument("--base", type=Path, required=True,
                     help="a finished `w2s generalise CONFIG` folder (its features are reused)")
     ap.add_argument("--out", type=Path, default=Path("runs/generalise-ablation"))
-    ap.add_argument("--only", nargs="*", default=list(VARIANTS), choices=list(VARIANTS))
+    ap.add_argument("--only", nargs="*", choices=list(VARIANTS),
+                    default=[v for v in VARIANTS if v != "every-method-3-seeds"])
     a = ap.parse_args()
     base = yaml.safe_load((SHIPPED / f"{a.config}.yaml").read_text())
     reports = {"shipped": json.loads((a.base / "report.json").read_text())}
@@ -75,8 +82,9 @@ def main() -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(yaml.safe_dump(cfg, sort_keys=False))
         if not (folder / "report.json").is_file():
-            subprocess.run([*W2S, "generalise", str(path), "--out", str(folder),
-                            "--features-from", str(a.base), "--no-progress"], check=True)
+            reuse = ["--features-from", str(a.base)] if (a.base / "features").is_dir() else []
+            subprocess.run([*W2S, "generalise", str(path), "--out", str(folder), *reuse,
+                            "--no-progress"], check=True)
         reports[name] = json.loads((folder / "report.json").read_text())
     print_table(reports)
 
