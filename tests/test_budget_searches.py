@@ -13,6 +13,7 @@ filtering, each against the formula in its module and its special cases, token f
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import math
 
@@ -472,6 +473,48 @@ def test_an_eval_config_expands_methods_over_its_budgets(tmp_path):
             parse_config({**data, "budgets": bad}, tmp_path / "b.yaml")
     with pytest.raises(W2SError, match=r"methods\[3\]: budget 2: cbs: k=4"):
         parse_config({**data, "methods": ["sample", "bon", "cbs"]}, tmp_path / "b.yaml")
+
+
+def test_a_budget_keeps_every_knob_it_does_not_size():
+    """at_budget changes only the knobs it sizes: each other knob, set off its default, is
+    still there after sizing (a budget that rebuilt the knobs by hand dropped them)."""
+    cases = {"bon": (BestOfNParams(3), {"n": 8}),
+             "cbs": (w2s.SearchParams(w=1, k=2, l=3), {"w": 4}),
+             "pruned_bon": (PrunedBoNParams(n=3, prune=0.25, every=3), {"n": 10}),
+             "particles": (ParticleParams(particles=3, chunk=5, tau=0.3, ess=0.7),
+                           {"particles": 8}),
+             "treebon": (TreeBoNParams(n=6, branch=2, first=3, per_token=False), {"n": 8}),
+             "mcts": (MCTSParams(expansions=2, k=3, l=2, c=0.5, prior=0.0),
+                      {"expansions": (8 - 1) * 12 // (3 * 2)})}
+    assert set(cases) == {n for n, d in w2s.decoders().items() if d.at_budget}
+    for method, (knob, sized) in cases.items():
+        got = w2s.decoders()[method].at_budget(knob, 8, 12)
+        assert got == dataclasses.replace(knob, **sized), method
+
+
+def test_a_budget_never_changes_a_knob_the_config_fixed(tmp_path):
+    """{method: bon, n: 64} at budget 2 used to run n = 2 labelled bon(n=64)@2x; a fixed knob
+    the budget leaves as it is stays accepted."""
+    from w2s.evaluate.config import parse_config
+
+    def cfg(methods, budgets):  # noqa: ANN001, ANN202
+        return parse_config({"task": "sentiment", "base": "zoo:base", "budgets": budgets,
+                             "guide": {"tuned": "zoo:tuned", "untuned": "zoo:untuned"},
+                             "sampling": {"max_new_tokens": 10}, "methods": methods},
+                            tmp_path / "b.yaml")
+
+    with pytest.raises(W2SError, match=r"^b.yaml: methods\[1\]: budget 2 sizes n to 2, but "
+                       r"the config fixes n=64; leave n out"):
+        cfg([{"method": "bon", "n": 64}], [2])
+    with pytest.raises(W2SError, match=r"methods\[2\]: budget 2 sizes branch to 2, but the "
+                       r"config fixes branch=4"):
+        cfg(["bon", {"method": "treebon", "branch": 4}], [4, 2])
+    with pytest.raises(W2SError, match=r"budget 4 sizes w to 2, but the config fixes w=1"):
+        cfg([{"method": "cbs", "w": 1, "k": 2}], [2, 4])
+    ok = cfg([{"method": "cbs", "w": 2, "k": 2}, {"method": "treebon", "branch": 4}], [5])
+    assert [(m.label, m.params) for m in ok.methods] == [
+        ("cbs(w=2,k=2)@5x", w2s.SearchParams(w=2, k=2, l=5)),
+        ("treebon(branch=4)@5x", TreeBoNParams(n=5, branch=4))]
 
 
 def test_the_budget_table_pairs_each_method_with_best_of_n_at_its_budget(tmp_path):

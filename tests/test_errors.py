@@ -361,6 +361,8 @@ def cases(zoo) -> list[tuple[str, str, Callable]]:  # noqa: ANN001
         ("config", "a budget smaller than one response", config_case({"budgets": [0, 4]})),
         ("config", "knobs that cannot spend the budget",
          config_case({"budgets": [2], "methods": [{"method": "cbs", "k": 4}]})),
+        ("config", "a fixed knob that a budget must change",
+         config_case({"budgets": [2], "methods": [{"method": "bon", "n": 64}]})),
         ("config", "a pruning fraction of 1",
          config_case({"methods": [{"method": "pruned_bon", "prune": 1}]})),
         ("config", "tau = 0", config_case({"methods": [{"method": "particles", "tau": 0}]})),

@@ -23,6 +23,7 @@ N = W*K, token for token.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 
@@ -124,4 +125,4 @@ def cbs_at_budget(search: SearchParams, b: int, max_new: int) -> SearchParams:
     if b < search.k:
         raise W2SError(f"cbs: k={search.k} candidates per entry cannot fit a budget of {b} "
                        "responses; lower k")
-    return SearchParams(w=b // search.k, k=search.k, l=search.l)
+    return dataclasses.replace(search, w=b // search.k)

@@ -7,6 +7,7 @@ KL of the Best-of-N policy from the base is at most log N - (N-1)/N.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 
@@ -40,4 +41,4 @@ def best_of_n(backend: Backend, guide: Guide | None, prompts: Sequence[str],
 
 def bon_at_budget(bon: BestOfNParams, b: int, max_new: int) -> BestOfNParams:
     """N = b: b complete responses."""
-    return BestOfNParams(n=b)
+    return dataclasses.replace(bon, n=b)

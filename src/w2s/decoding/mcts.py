@@ -27,6 +27,7 @@ most max_new_tokens: the base tokens are at most expansions * k * l + max_new_to
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -215,4 +216,4 @@ def mcts_at_budget(knob: MCTSParams, b: int, max_new: int) -> MCTSParams:
         raise W2SError(f"mcts: one expansion (k*l = {knob.k * knob.l} tokens) and a completion "
                        f"({max_new}) do not fit a budget of {b} responses of {max_new} tokens; "
                        "lower k or l, or raise the budget")
-    return MCTSParams(expansions, knob.k, knob.l, knob.c, knob.prior)
+    return dataclasses.replace(knob, expansions=expansions)

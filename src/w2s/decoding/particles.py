@@ -24,6 +24,7 @@ P * max_new_tokens.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 
@@ -127,4 +128,4 @@ def _resample(prep: Prepared, parts: list[list[Entry]], log_w: list[list[float]]
 
 def particles_at_budget(knob: ParticleParams, b: int, max_new: int) -> ParticleParams:
     """P = b particles (each step grows at most P rows)."""
-    return ParticleParams(b, knob.chunk, knob.tau, knob.ess)
+    return dataclasses.replace(knob, particles=b)

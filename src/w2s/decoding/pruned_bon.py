@@ -19,6 +19,7 @@ base samples, so KL(q || base) <= log N.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 
@@ -95,6 +96,6 @@ def pruned_at_budget(knob: PrunedBoNParams, b: int, max_new: int) -> PrunedBoNPa
     """The largest N whose worst-case cost is at most b responses' tokens (prune and every
     kept): the pruning is spent on more candidates, as Speculative Rejection does."""
     n = b
-    while worst_cost(PrunedBoNParams(n + 1, knob.prune, knob.every), max_new) <= b * max_new:
+    while worst_cost(dataclasses.replace(knob, n=n + 1), max_new) <= b * max_new:
         n += 1
-    return PrunedBoNParams(n, knob.prune, knob.every)
+    return dataclasses.replace(knob, n=n)

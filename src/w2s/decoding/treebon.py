@@ -21,6 +21,7 @@ selection a best-of-N: KL(q || base) <= layers * log(N) (the selection-count bou
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 
@@ -87,4 +88,4 @@ def _tree(backend: Backend, guide: Guide, prep: Prepared, knob: TreeBoNParams,
 
 def treebon_at_budget(knob: TreeBoNParams, b: int, max_new: int) -> TreeBoNParams:
     """N = b nodes a layer (each layer grows at most N rows); the branching is capped at N."""
-    return TreeBoNParams(b, min(knob.branch, b), knob.first, knob.per_token)
+    return dataclasses.replace(knob, n=b, branch=min(knob.branch, b))

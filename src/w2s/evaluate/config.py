@@ -64,6 +64,9 @@ class MethodSpec:
     hash: str = ""
     budget: int | None = None
     """Base tokens per prompt this point may spend, in responses (``budgets:``), or None."""
+    fixed: tuple[str, ...] = ()
+    """The knobs the config gave for this point: a budget may size any other knob, never
+    these (so a label never disagrees with the params it ran)."""
 
     def knobs(self) -> dict[str, Any]:
         return self.params.to_dict() if self.params is not None else {}
@@ -222,11 +225,23 @@ def _at_budgets(points: list[MethodSpec], budgets: list[int], where: str,
                 params = spec.at_budget(m.params, b, m.sampling.max_new_tokens)
             except W2SError as e:
                 raise W2SError(f"{where}: budget {b}: {e}") from None
+            _keep_fixed(m, params, b, where)
             key = {"of": m.hash, "budget": b, "params": params.to_dict()}
             digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
             out.append(dataclasses.replace(m, label=f"{m.label}@{b}x", params=params,
                                            hash=digest, budget=b))
     return out
+
+
+def _keep_fixed(m: MethodSpec, sized: Any, b: int, where: str) -> None:
+    """A knob the config fixed that budget ``b`` would change is refused, naming it: running
+    ``bon(n=64)`` with n = 2 under that label would report a method that never ran."""
+    for name in m.fixed:
+        was, now = getattr(m.params, name), getattr(sized, name)
+        if was != now:
+            raise W2SError(f"{where}: budget {b} sizes {name} to {now}, but the config fixes "
+                           f"{name}={was}; leave {name} out to let the budgets size it, or "
+                           "drop budgets")
 
 
 def _seeds(seeds: Any, where: str) -> list[int]:
@@ -388,8 +403,9 @@ def _expand(entry: Any, where: str, path: Path, guide: dict[str, str] | None,
         except W2SError as e:
             raise W2SError(f"{where}: {e}") from None
         samp = _sampling({k: v for k, v in point.items() if k in SAMPLING_FIELDS}, sampling, where)
-        specs.append(_spec(spec.name, label, params, samp, g_point, model, point, swept, guide,
-                           {**models_point, **context}))
+        specs.append(dataclasses.replace(
+            _spec(spec.name, label, params, samp, g_point, model, point, swept, guide,
+                  {**models_point, **context}), fixed=tuple(knobs)))
     return specs
 
 
