@@ -53,6 +53,29 @@ def test_sweep_expands_lists_into_labelled_points(tmp_path):
     assert changed.methods[0].hash != cfg.methods[2].hash
 
 
+def test_a_folder_made_before_a_new_field_still_resumes(tmp_path):
+    """Method hashes are pinned (folders written since 2026-12 resume), and a sampling field or
+    knob added to params.py enters a hash only when set off its default."""
+    import dataclasses
+
+    from w2s.evaluate.config import hashed
+
+    data = {"task": "sentiment", **ZOO, "budgets": [4],
+            "sampling": {"max_new_tokens": 10, "stop": ["."]},
+            "methods": ["sample", {"method": "cbs", "k": 2, "l": 3},
+                        {"method": "treebon", "per_token": False}, "eft"]}
+    cfg = parse_config(data, Path("/tmp/pin.yaml"))
+    assert [(m.label, m.hash) for m in cfg.methods] == [  # the shipped zoo's fingerprints
+        ("sample", "042b80c70083"), ("cbs(k=2,l=3)@4x", "aad2d91fa245"),
+        ("treebon(per_token=False)@4x", "08d17738e801"), ("eft", "35f012c936a0")]
+    grown = dataclasses.make_dataclass("SamplingParams", [("min_p", float, 0.0)],
+                                       bases=(SamplingParams,), frozen=True)
+    grown.__module__ = "w2s.params"  # as if min_p were added to params.py
+    assert hashed(grown(max_new_tokens=10)) == hashed(SamplingParams(max_new_tokens=10))
+    assert hashed(grown(min_p=0.1)) == {**hashed(SamplingParams()), "min_p": 0.1}
+    assert hashed(SamplingParams(seed=0)) == SamplingParams(seed=0).to_dict()
+
+
 @pytest.mark.parametrize("bad, message", [
     ({"methods": [{"method": "beam"}]}, "unknown method 'beam'"),
     ({"methods": [{"method": "bon", "n": -3}]}, "n must be >= 1, got -3"),

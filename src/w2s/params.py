@@ -41,12 +41,47 @@ def _number(name: str, v: Any) -> None:
     _check(math.isfinite(v), f"{name} must be a finite number, got {v!r}")
 
 
+STABLE_FIELDS: dict[str, frozenset[str]] = {
+    "SamplingParams": frozenset({"max_new_tokens", "temperature", "top_p", "top_k", "stop",
+                                 "seed", "ignore_eos"}),
+    "SearchParams": frozenset({"w", "k", "l", "schedule"}),
+    "BestOfNParams": frozenset({"n"}),
+    "EFTParams": frozenset({"beta"}),
+    "DLFParams": frozenset({"alpha_max"}),
+    "NudgingParams": frozenset({"gamma", "chunk", "word_tokens"}),
+    "PrunedBoNParams": frozenset({"n", "prune", "every"}),
+    "ParticleParams": frozenset({"particles", "chunk", "tau", "ess"}),
+    "TreeBoNParams": frozenset({"n", "branch", "first", "per_token"}),
+    "MCTSParams": frozenset({"expansions", "k", "l", "c", "prior"}),
+}
+"""Each class's fields when results folders first recorded them (2026-12): they enter an
+identity whatever their value, as they always did, so those folders still resume. Never add
+to it: a field added since enters an identity only when set off its default."""
+
+
 class _Params:
-    """Shared helpers: JSON round-trip."""
+    """Shared helpers: JSON round-trip, and the identity results folders are keyed by."""
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)  # type: ignore[call-overload]
         return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+
+    def identity(self) -> dict[str, Any]:
+        """What of these settings a results folder's hash covers: the :data:`STABLE_FIELDS`,
+        and any other field only when set off its default (as ``GenerationConfig.to_diff_dict``
+        does), so adding a field here leaves every eval and distill folder resumable while a
+        changed default still changes the hash."""
+        cls = type(self)
+        stable = STABLE_FIELDS.get(cls.__name__, frozenset()) \
+            if cls.__module__ == __name__ else frozenset()
+        defaults = {f.name: f.default if f.default is not dataclasses.MISSING
+                    else f.default_factory()  # type: ignore[misc]
+                    for f in dataclasses.fields(cls)  # type: ignore[arg-type]
+                    if f.default is not dataclasses.MISSING
+                    or f.default_factory is not dataclasses.MISSING}
+        plain = dataclasses.replace(self, **defaults).to_dict()  # type: ignore[type-var]
+        return {k: v for k, v in self.to_dict().items()
+                if k in stable or k not in plain or v != plain[k]}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]):  # noqa: ANN206

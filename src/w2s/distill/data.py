@@ -122,6 +122,9 @@ class DistillPlan:
     def manifest(self) -> dict[str, Any]:
         """The run's identity: what must match for a folder to be resumed."""
         request = self.request.to_dict()
+        request["sampling"] = self.request.sampling.identity()  # a new field keeps folders
+        if self.request.knobs is not None:
+            request["knobs"] = self.request.knobs.identity()
         if isinstance(request.get("base"), dict):
             request["base"].pop("api_key", None)
         digest = hashlib.sha256(json.dumps(self.prompts).encode()).hexdigest()

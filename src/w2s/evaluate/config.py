@@ -226,11 +226,16 @@ def _at_budgets(points: list[MethodSpec], budgets: list[int], where: str,
             except W2SError as e:
                 raise W2SError(f"{where}: budget {b}: {e}") from None
             _keep_fixed(m, params, b, where)
-            key = {"of": m.hash, "budget": b, "params": params.to_dict()}
+            key = {"of": m.hash, "budget": b, "params": hashed(params)}
             digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
             out.append(dataclasses.replace(m, label=f"{m.label}@{b}x", params=params,
                                            hash=digest, budget=b))
     return out
+
+
+def hashed(params: Any) -> dict[str, Any]:
+    """What of a knob or sampling object enters a method's hash (see ``identity``)."""
+    return params.identity() if params is not None else {}
 
 
 def _keep_fixed(m: MethodSpec, sized: Any, b: int, where: str) -> None:
@@ -498,8 +503,7 @@ def _spec(name: str, label: str | None, params: Any, sampling: SamplingParams,
             text += f"[guide {'+'.join(names)}]"
     else:
         text = f"{label} ({args})" if swept else label
-    key = {"method": name, "params": params.to_dict() if params else {},
-           "sampling": sampling.to_dict(), **context}
+    key = {"method": name, "params": hashed(params), "sampling": hashed(sampling), **context}
     digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
     return MethodSpec(label=text, method=name, params=params, sampling=sampling,
                       guide=guide, model=model, hash=digest[:12])
