@@ -121,7 +121,7 @@ def main() -> None:
                 rows: dict[str, list[tuple[float, float, float]]] = {"s": [], "b": [], "c": []}
                 for _ in range(args.repeats):  # interleaved, so drift hits all alike
                     rows["s"].append(run(lambda: w2s.sample(base, None, prompts, sp, n=n)))  # noqa: B023
-                    rows["b"].append(run(lambda: w2s.best_of_n(  # noqa: B023
+                    rows["b"].append(run(lambda: w2s.bon(  # noqa: B023
                         base, guide, prompts, w2s.BestOfNParams(n), sp)))  # noqa: B023
                     rows["c"].append(run(lambda: w2s.cbs(base, guide, prompts, search, sp)))  # noqa: B023
 

@@ -66,7 +66,7 @@ def test_a_checkpoint_keeps_the_ceiling_of_the_unpruned_share(count, prune, want
 
 def test_pruned_bon_without_a_checkpoint_is_best_of_n_token_for_token(base, pair):
     sp = SamplingParams(max_new_tokens=12, seed=3)
-    want = w2s.best_of_n(base, pair, PROMPTS, BestOfNParams(6), sp, return_all=True)
+    want = w2s.bon(base, pair, PROMPTS, BestOfNParams(6), sp, return_all=True)
     got = w2s.pruned_bon(base, pair, PROMPTS, PrunedBoNParams(n=6, every=12), sp,
                          return_all=True)
     for a, b in zip(got, want):
@@ -82,7 +82,7 @@ def test_pruned_bon_survivors_are_best_of_n_samples_of_their_slots(models, reque
     sp = SamplingParams(max_new_tokens=16, seed=11)
     n, prune, every = 8, 0.5, 4
     samples = w2s.sample(b, None, PROMPTS, sp, n=n)
-    full = w2s.best_of_n(b, g, PROMPTS, BestOfNParams(n), sp, return_all=True)
+    full = w2s.bon(b, g, PROMPTS, BestOfNParams(n), sp, return_all=True)
     got = w2s.pruned_bon(b, g, PROMPTS, PrunedBoNParams(n=n, prune=prune, every=every),
                          sp, return_all=True)
     for r, s, f in zip(got, samples, full):
@@ -118,8 +118,8 @@ def test_pruned_bon_keeps_the_best_partial_candidates_at_each_checkpoint():
 def test_particles_with_equal_weights_are_best_of_p_and_plain_sampling(base, pair):
     sp = SamplingParams(max_new_tokens=12, seed=5)
     knob = ParticleParams(particles=6, chunk=4, tau=1e12)
-    got = w2s.particle_filter(base, pair, PROMPTS, knob, sp, return_all=True)
-    bon = w2s.best_of_n(base, pair, PROMPTS, BestOfNParams(6), sp, return_all=True)
+    got = w2s.particles(base, pair, PROMPTS, knob, sp, return_all=True)
+    bon = w2s.bon(base, pair, PROMPTS, BestOfNParams(6), sp, return_all=True)
     plain = w2s.sample(base, None, PROMPTS, sp, n=6)
     for r, b, s in zip(got, bon, plain):
         _same(r, b, exact_scores=False)
@@ -130,7 +130,7 @@ def test_particles_with_equal_weights_are_best_of_p_and_plain_sampling(base, pai
 
 def test_particles_follow_the_guide_and_resample(base, pair):
     sp = SamplingParams(max_new_tokens=16, seed=5)
-    got = w2s.particle_filter(base, pair, PROMPTS, ParticleParams(particles=8, chunk=4, tau=0.5),
+    got = w2s.particles(base, pair, PROMPTS, ParticleParams(particles=8, chunk=4, tau=0.5),
                               sp, return_all=True)
     for r in got:
         assert r.stats["resamples"] >= 1
@@ -138,7 +138,7 @@ def test_particles_follow_the_guide_and_resample(base, pair):
         want = pair.score([r.prompt] * len(r.candidates), [c.text for c in r.candidates],
                           [c.finished for c in r.candidates])
         assert [c.score for c in r.candidates] == pytest.approx(want.tolist(), abs=1e-3)
-    again = w2s.particle_filter(base, pair, PROMPTS, ParticleParams(particles=8, chunk=4,
+    again = w2s.particles(base, pair, PROMPTS, ParticleParams(particles=8, chunk=4,
                                                                     tau=0.5), sp)
     assert [r.text for r in again] == [r.text for r in got]  # seeded: runs repeat
 
@@ -186,7 +186,7 @@ def test_effective_sample_size():
 # ------------------------------------------------------------------ TreeBoN
 def test_treebon_with_one_branch_is_best_of_n_token_for_token(base, pair):
     sp = SamplingParams(max_new_tokens=14, seed=7)
-    want = w2s.best_of_n(base, pair, PROMPTS, BestOfNParams(6), sp, return_all=True)
+    want = w2s.bon(base, pair, PROMPTS, BestOfNParams(6), sp, return_all=True)
     got = w2s.treebon(base, pair, PROMPTS, TreeBoNParams(n=6, branch=1, first=2), sp,
                       return_all=True)
     for a, b in zip(got, want):
@@ -343,7 +343,7 @@ def test_budgets_are_never_exceeded(base, pair, n, prune, every, chunk, tau, ess
     sp = SamplingParams(max_new_tokens=max_new, seed=seed)
     for r in w2s.pruned_bon(base, pair, ["the film"], PrunedBoNParams(n, prune, every), sp):
         assert 0 < r.cost.base_tokens <= n * max_new
-    for r in w2s.particle_filter(base, pair, ["the film"], ParticleParams(n, chunk, tau, ess_),
+    for r in w2s.particles(base, pair, ["the film"], ParticleParams(n, chunk, tau, ess_),
                                  sp):
         assert 0 < r.cost.base_tokens <= n * max_new
     branch = 1 + seed % n
@@ -357,7 +357,7 @@ def test_budgets_are_never_exceeded(base, pair, n, prune, every, chunk, tau, ess
     lambda b, g: w2s.pruned_bon(b, g, ["p", "q"], PrunedBoNParams(5, 0.5, 2),
                                 SamplingParams(max_new_tokens=9, seed=4, stop=("ed",)),
                                 return_all=True),
-    lambda b, g: w2s.particle_filter(b, g, ["p", "q"], ParticleParams(5, 2, 0.3),
+    lambda b, g: w2s.particles(b, g, ["p", "q"], ParticleParams(5, 2, 0.3),
                                      SamplingParams(max_new_tokens=9, seed=4, stop=("ed",)),
                                      return_all=True),
     lambda b, g: w2s.treebon(b, g, ["p", "q"], TreeBoNParams(6, 3, 2),
@@ -406,7 +406,7 @@ def test_bad_knobs_are_one_line_naming_the_knob(knobs, field):
 
 
 def test_the_searches_need_a_guide(base):
-    for fn, knob in ((w2s.pruned_bon, PrunedBoNParams()), (w2s.particle_filter,
+    for fn, knob in ((w2s.pruned_bon, PrunedBoNParams()), (w2s.particles,
                                                             ParticleParams()),
                      (w2s.treebon, TreeBoNParams()), (w2s.mcts, MCTSParams())):
         with pytest.raises(W2SError, match="needs a guide"):

@@ -34,7 +34,7 @@ def test_each_decoder_labels_its_results_and_echoes_its_knobs():
     [s] = w2s.sample(ScriptedBackend(), guide, ["p"], SP)
     assert (s.prompt, s.method, len(s.candidates)) == ("p", "sample", 1)
     assert s.params == {"method": "sample", "n": 1, **SP.to_dict()}
-    [b] = w2s.best_of_n(ScriptedBackend(), guide, ["p"], BestOfNParams(3), SP)
+    [b] = w2s.bon(ScriptedBackend(), guide, ["p"], BestOfNParams(3), SP)
     assert (b.prompt, b.method, len(b.candidates)) == ("p", "bon", 1)
     assert b.params == {"method": "bon", "n": 3, **SP.to_dict()}
     [c] = w2s.cbs(ScriptedBackend(), guide, ["p"], SearchParams(2, 3, 2), SP)
@@ -110,7 +110,7 @@ def test_weighted_session_scores_finished_candidates_with_their_end(ebase, epair
 
     combo = 0.5 * epair + epair
     sp = SamplingParams(max_new_tokens=10, temperature=1.0, seed=3)
-    results = w2s.best_of_n(ebase, combo, ["The movie was", "A"], BestOfNParams(4), sp,
+    results = w2s.bon(ebase, combo, ["The movie was", "A"], BestOfNParams(4), sp,
                             return_all=True)
     cands = [(r.prompt, c) for r in results for c in r.candidates]
     assert any(c.finished for _, c in cands)
@@ -147,7 +147,7 @@ def test_decoder_errors_name_the_method_and_the_fix(base, pair, xpair):
     with pytest.raises(W2SError, match=r"^cbs needs a guide \(a tuned/untuned pair or a reward"):
         w2s.cbs(ScriptedBackend(), None, ["p"])
     with pytest.raises(W2SError, match=r"^bon needs a guide"):
-        w2s.best_of_n(ScriptedBackend(), None, ["p"])
+        w2s.bon(ScriptedBackend(), None, ["p"])
     with pytest.raises(W2SError, match=r"^cbs: guide must be a w2s Guide, got str$"):
         w2s.cbs(ScriptedBackend(), "x", ["p"])  # type: ignore[arg-type]
     for n in (0, "2"):

@@ -27,7 +27,7 @@ def test_cbs_with_w_k_1_is_plain_sampling(base, pair, seed):
 @pytest.mark.parametrize("l_", [12, 40])
 def test_cbs_with_long_chunk_is_best_of_n(base, pair, l_):
     sp = SamplingParams(max_new_tokens=12, temperature=1.0, seed=5)
-    a = w2s.best_of_n(base, pair, PROMPTS, BestOfNParams(n=6), sp, return_all=True)
+    a = w2s.bon(base, pair, PROMPTS, BestOfNParams(n=6), sp, return_all=True)
     b = w2s.cbs(base, pair, PROMPTS, SearchParams(w=3, k=2, l=l_), sp, return_all=True)
     for x, y in zip(a, b):
         assert x.token_ids == y.token_ids
@@ -41,7 +41,7 @@ def test_cbs_with_long_chunk_is_best_of_n(base, pair, l_):
 def test_best_of_n_picks_the_max_of_n_plain_samples(base, pair):
     sp = SamplingParams(max_new_tokens=10, seed=2)
     samples = w2s.sample(base, pair, PROMPTS[:2], sp, n=5)
-    best = w2s.best_of_n(base, pair, PROMPTS[:2], BestOfNParams(n=5), sp)
+    best = w2s.bon(base, pair, PROMPTS[:2], BestOfNParams(n=5), sp)
     for s, b in zip(samples, best):
         top = max(s.candidates, key=lambda c: c.score)
         assert b.token_ids == top.token_ids and b.score == pytest.approx(top.score)

@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from w2s.cli import cli
-from w2s.decoding.beam import selection_kl_bound
+from w2s.decoding.cbs import selection_kl_bound
 from w2s.decoding.eft import eft, eft_logprobs
 from w2s.errors import W2SError
 from w2s.evaluate.config import parse_config

@@ -55,7 +55,7 @@ def test_best_of_n_ranks_exactly_the_n_plain_samples(ebase, epair, ending_paths)
     sp = SamplingParams(max_new_tokens=16, temperature=1.0, seed=4)
     n = 5
     plain = w2s.sample(ebase, epair, PROMPTS, sp, n=n)
-    best = w2s.best_of_n(ebase, epair, PROMPTS, BestOfNParams(n=n), sp, return_all=True)
+    best = w2s.bon(ebase, epair, PROMPTS, BestOfNParams(n=n), sp, return_all=True)
     assert 0.3 <= finished_share(plain) < 1
     for p, s, b in zip(PROMPTS, plain, best):
         # the same N responses, ranked by score (stable: ties keep sample order)
@@ -71,7 +71,7 @@ def test_best_of_n_ranks_exactly_the_n_plain_samples(ebase, epair, ending_paths)
 @pytest.mark.parametrize("l_", [16, 40])
 def test_cbs_with_long_chunk_is_best_of_n_when_responses_finish(ebase, epair, l_):
     sp = SamplingParams(max_new_tokens=16, temperature=1.0, seed=8)
-    a = w2s.best_of_n(ebase, epair, PROMPTS, BestOfNParams(n=6), sp, return_all=True)
+    a = w2s.bon(ebase, epair, PROMPTS, BestOfNParams(n=6), sp, return_all=True)
     b = w2s.cbs(ebase, epair, PROMPTS, SearchParams(w=3, k=2, l=l_), sp, return_all=True)
     assert 0.3 <= finished_share(a) < 1
     for x, y in zip(a, b):
@@ -118,7 +118,7 @@ def test_cross_vocabulary_search_scores_finished_responses_with_the_pairs_own_eo
         ebase, xpair, tiny_paths):
     sp = SamplingParams(max_new_tokens=14, temperature=1.0, seed=3)
     # all N candidates come back, so finished ones are there whatever the pair prefers
-    results = w2s.best_of_n(ebase, xpair, PROMPTS, BestOfNParams(5), sp, return_all=True)
+    results = w2s.bon(ebase, xpair, PROMPTS, BestOfNParams(5), sp, return_all=True)
     assert 0 < finished_share(results) < 1
     paths = {"tuned": tiny_paths["xtuned"], "untuned": tiny_paths["xuntuned"]}
     for p, r in zip(PROMPTS, results):

@@ -16,8 +16,8 @@ from scripted import ScriptedBackend
 
 import w2s
 from w2s import BestOfNParams, EFTParams, SamplingParams, SearchParams
-from w2s.decoding.beam import selection_kl_bound
-from w2s.decoding.best_of_n import bon_kl_bound
+from w2s.decoding.bon import bon_kl_bound
+from w2s.decoding.cbs import selection_kl_bound
 from w2s.logits import token_kl
 
 
@@ -34,7 +34,7 @@ def test_best_of_n_bound_by_hand(n, want):
 
 @pytest.mark.parametrize("n", [3, 5])
 def test_best_of_n_reports_its_bound(n):
-    [r] = w2s.best_of_n(ScriptedBackend(), _Longest(), ["p"], BestOfNParams(n=n),
+    [r] = w2s.bon(ScriptedBackend(), _Longest(), ["p"], BestOfNParams(n=n),
                         SamplingParams(max_new_tokens=4, seed=1))
     assert r.stats == {"kl_bound": pytest.approx(math.log(n) - (n - 1) / n, abs=1e-12)}
 

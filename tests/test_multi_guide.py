@@ -12,14 +12,8 @@ import torch
 
 import w2s
 from w2s import DLFParams, EFTParams, HFModel, PairGuide, SamplingParams, W2SError
-from w2s.decoding.multi_guide import (
-    DLFRule,
-    MultiGuideRule,
-    dlf_scale,
-    expert_kl,
-    experts_of,
-    tilted_kl,
-)
+from w2s.decoding.dlf import DLFRule, dlf_scale, expert_kl, tilted_kl
+from w2s.decoding.experts import MultiGuideRule, experts_of
 from w2s.decoding.token_level import fused_logprobs
 
 T1, T2, U = object(), object(), object()  # stand-ins: the rules only need identities here

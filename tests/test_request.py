@@ -119,7 +119,7 @@ def test_the_python_api_runs_a_request_like_the_decoder(tiny_paths, base, pair):
                                    "untuned": tiny_paths["untuned"]},
                          "sampling": {"max_new_tokens": 6, "seed": 2}})
     [got] = run(req, ["The movie was"])
-    [want] = w2s.best_of_n(base, pair, ["The movie was"], w2s.BestOfNParams(3),
+    [want] = w2s.bon(base, pair, ["The movie was"], w2s.BestOfNParams(3),
                            SamplingParams(max_new_tokens=6, seed=2))
     assert (got.text, got.token_ids) == (want.text, want.token_ids)
 
@@ -228,7 +228,7 @@ def test_a_new_decoder_and_guide_kind_reach_the_cli(extended, tiny_paths, base):
                               "--return-all"])
     assert out.exit_code == 0, out.output
     row = json.loads(out.output)
-    want = w2s.best_of_n(base, LengthGuide(2), ["The movie was"], w2s.BestOfNParams(4),
+    want = w2s.bon(base, LengthGuide(2), ["The movie was"], w2s.BestOfNParams(4),
                          SamplingParams(seed=0, max_new_tokens=6))[0]
     assert row["response"] == want.text and row["score"] == want.score
     bad = runner.invoke(cli, ["generate", "--base", tiny_paths["base"], "--method", "bon",
@@ -280,7 +280,7 @@ def test_a_new_decoder_and_guide_kind_reach_the_server(extended, base):
         # the server's guide is the new kind: Best-of-N ranks by it
         r = client.post("/v1/completions", json={"prompt": "The movie was", "max_tokens": 6, "seed": 0,
                                                  "w2s": {"method": "bon", "n": 4}})
-        want = w2s.best_of_n(base, LengthGuide(2), ["The movie was"], w2s.BestOfNParams(4),
+        want = w2s.bon(base, LengthGuide(2), ["The movie was"], w2s.BestOfNParams(4),
                              SamplingParams(seed=0, max_new_tokens=6))[0]
         assert r.json()["choices"][0]["text"] == want.text
 

@@ -107,7 +107,7 @@ def test_the_cli_takes_the_same_model_references_as_eval_configs(base):
                                    "--prompt", "the film", "--max-new-tokens", "4", "--seed", "0", "--json"])
     assert out.exit_code == 0, out.output
     zoo = w2s.zoo.ZOO_DIR
-    [want] = w2s.best_of_n(w2s.HFModel.load(str(zoo / "base")),
+    [want] = w2s.bon(w2s.HFModel.load(str(zoo / "base")),
                            w2s.PairGuide.load(str(zoo / "tuned"), str(zoo / "untuned")),
                            ["the film"], BestOfNParams(2), SamplingParams(seed=0, max_new_tokens=4))
     assert json.loads(out.output)["token_ids"] == want.token_ids
@@ -147,7 +147,7 @@ SP = SamplingParams(max_new_tokens=9, seed=4, stop=("ed",))
 
 @pytest.mark.parametrize("run", [
     lambda b, g: w2s.sample(b, g, ["p", "q"], SP, n=3),
-    lambda b, g: w2s.best_of_n(b, g, ["p", "q"], BestOfNParams(4), SP, return_all=True),
+    lambda b, g: w2s.bon(b, g, ["p", "q"], BestOfNParams(4), SP, return_all=True),
     lambda b, g: w2s.cbs(b, g, ["p", "q"], SearchParams(2, 3, 2), SP, return_all=True),
 ], ids=["sample", "bon", "cbs"])
 def test_text_only_backend_runs_the_sampling_methods(run):

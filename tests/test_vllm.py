@@ -75,7 +75,7 @@ def test_a_stop_string_that_spans_two_chunks_is_cut_client_side(engine):
 def test_sampling_bon_and_cbs_run_through_the_engine(engine, zoo_pair):
     sp = SamplingParams(max_new_tokens=12, seed=4)
     s = w2s.sample(engine, None, PROMPTS, sp)
-    b = w2s.best_of_n(engine, zoo_pair, PROMPTS, BestOfNParams(4), sp, return_all=True)
+    b = w2s.bon(engine, zoo_pair, PROMPTS, BestOfNParams(4), sp, return_all=True)
     c = w2s.cbs(engine, zoo_pair, PROMPTS, SearchParams(2, 2, 4), sp, return_all=True)
     for r in s + b + c:
         assert r.text and r.cost.base_tokens > 0

@@ -24,18 +24,20 @@ __version__ = "0.1.0"
 _WHERE = {
     "DECODERS": "w2s.decoding",
     "DecoderSpec": "w2s.decoding",
-    "best_of_n": "w2s.decoding",
-    "cbs": "w2s.decoding",
+    "best_of_n": "w2s.decoding.bon:bon",  # its earlier name
+    "bon": "w2s.decoding.bon",
+    "cbs": "w2s.decoding.cbs",
     "decoders": "w2s.decoding",
-    "dlf": "w2s.decoding",
-    "eft": "w2s.decoding",
-    "mcts": "w2s.decoding",
-    "nudging": "w2s.decoding",
-    "particle_filter": "w2s.decoding",
-    "pruned_bon": "w2s.decoding",
+    "dlf": "w2s.decoding.dlf",
+    "eft": "w2s.decoding.eft",
+    "mcts": "w2s.decoding.mcts",
+    "nudging": "w2s.decoding.nudging",
+    "particle_filter": "w2s.decoding.particles:particles",  # its earlier name
+    "particles": "w2s.decoding.particles",
+    "pruned_bon": "w2s.decoding.pruned_bon",
     "register": "w2s.decoding",
-    "sample": "w2s.decoding",
-    "treebon": "w2s.decoding",
+    "sample": "w2s.decoding.sample",
+    "treebon": "w2s.decoding.treebon",
     "FieldError": "w2s.errors",
     "W2SError": "w2s.errors",
     "Guide": "w2s.guides",
@@ -71,8 +73,9 @@ _WHERE = {
 
 
 def __getattr__(name: str) -> Any:
-    if name in _WHERE:
-        value = getattr(importlib.import_module(_WHERE[name]), name)
+    if name in _WHERE:  # "module" (the same name there) or "module:attribute"
+        module, _, attr = _WHERE[name].partition(":")
+        value = getattr(importlib.import_module(module), attr or name)
     elif not name.startswith("_") and importlib.util.find_spec(f"w2s.{name}") is not None:
         value = importlib.import_module(f"w2s.{name}")  # a subpackage: w2s.zoo, w2s.request, ...
     else:
@@ -86,22 +89,19 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # what type checkers and IDEs see
-    from w2s.decoding import (
-        DECODERS,
-        DecoderSpec,
-        best_of_n,
-        cbs,
-        decoders,
-        dlf,
-        eft,
-        mcts,
-        nudging,
-        particle_filter,
-        pruned_bon,
-        register,
-        sample,
-        treebon,
-    )
+    from w2s.decoding import DECODERS, DecoderSpec, decoders, register
+    from w2s.decoding.bon import bon
+    from w2s.decoding.bon import bon as best_of_n
+    from w2s.decoding.cbs import cbs
+    from w2s.decoding.dlf import dlf
+    from w2s.decoding.eft import eft
+    from w2s.decoding.mcts import mcts
+    from w2s.decoding.nudging import nudging
+    from w2s.decoding.particles import particles
+    from w2s.decoding.particles import particles as particle_filter
+    from w2s.decoding.pruned_bon import pruned_bon
+    from w2s.decoding.sample import sample
+    from w2s.decoding.treebon import treebon
     from w2s.errors import FieldError, W2SError
     from w2s.guides import Guide, PairGuide, RewardModelGuide, WeightedGuide
     from w2s.guides.kinds import GuideKind, register_guide_kind
@@ -157,6 +157,7 @@ __all__ = [
     "WeightedGuide",
     "__version__",
     "best_of_n",
+    "bon",
     "cbs",
     "decoders",
     "dlf",
@@ -165,6 +166,7 @@ __all__ = [
     "nudging",
     "parse_request",
     "particle_filter",
+    "particles",
     "pruned_bon",
     "register",
     "register_guide_kind",

@@ -59,29 +59,30 @@ identity whatever their value, as they always did, so those folders still resume
 to it: a field added since enters an identity only when set off its default."""
 
 
+def identity(params: Any) -> dict[str, Any]:
+    """What of a knob or sampling object (a dataclass with ``to_dict``, a plugin's too) a
+    results folder's hash covers: the :data:`STABLE_FIELDS`, and any other field only when
+    set off its default (as ``GenerationConfig.to_diff_dict`` does), so adding a field leaves
+    every eval and distill folder resumable while a changed default still changes the hash."""
+    cls = type(params)
+    stable = STABLE_FIELDS.get(cls.__name__, frozenset()) if cls.__module__ == __name__ \
+        else frozenset()
+    defaults = {f.name: f.default if f.default is not dataclasses.MISSING
+                else f.default_factory()  # type: ignore[misc]
+                for f in dataclasses.fields(cls)
+                if f.default is not dataclasses.MISSING
+                or f.default_factory is not dataclasses.MISSING}
+    plain = dataclasses.replace(params, **defaults).to_dict()
+    return {k: v for k, v in params.to_dict().items()
+            if k in stable or k not in plain or v != plain[k]}
+
+
 class _Params:
-    """Shared helpers: JSON round-trip, and the identity results folders are keyed by."""
+    """Shared helpers: JSON round-trip."""
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)  # type: ignore[call-overload]
         return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
-
-    def identity(self) -> dict[str, Any]:
-        """What of these settings a results folder's hash covers: the :data:`STABLE_FIELDS`,
-        and any other field only when set off its default (as ``GenerationConfig.to_diff_dict``
-        does), so adding a field here leaves every eval and distill folder resumable while a
-        changed default still changes the hash."""
-        cls = type(self)
-        stable = STABLE_FIELDS.get(cls.__name__, frozenset()) \
-            if cls.__module__ == __name__ else frozenset()
-        defaults = {f.name: f.default if f.default is not dataclasses.MISSING
-                    else f.default_factory()  # type: ignore[misc]
-                    for f in dataclasses.fields(cls)  # type: ignore[arg-type]
-                    if f.default is not dataclasses.MISSING
-                    or f.default_factory is not dataclasses.MISSING}
-        plain = dataclasses.replace(self, **defaults).to_dict()  # type: ignore[type-var]
-        return {k: v for k, v in self.to_dict().items()
-                if k in stable or k not in plain or v != plain[k]}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]):  # noqa: ANN206

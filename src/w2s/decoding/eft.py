@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from w2s.decoding.common import knobs, sampling_of
-from w2s.decoding.multi_guide import eft_multi
+from w2s.decoding.experts import eft_multi
 from w2s.decoding.token_level import decode_fused, fused_logprobs
 from w2s.guides import Guide
 from w2s.models.base import Backend
@@ -53,11 +53,11 @@ def eft_logprobs(base: torch.Tensor, tuned: torch.Tensor, untuned: torch.Tensor,
 def eft(backend: Backend, guide: Guide | None, prompts: Sequence[str],
         eft_params: EFTParams | None = None, sampling: SamplingParams | None = None) -> list[Result]:
     """Sample from the EFT/proxy-tuned distribution; ``guide`` is a tuned/untuned pair, or a
-    weighted sum of pairs for several experts (:mod:`w2s.decoding.multi_guide`)."""
+    weighted sum of pairs for several experts (:mod:`w2s.decoding.experts`)."""
     eft_params = knobs(eft_params, EFTParams, "eft")
     sampling = sampling_of(sampling)
     pair = guide.expert() if isinstance(guide, Guide) else None
-    if pair is None or pair[1] is None:  # several experts, or an ARM: multi_guide's rule
+    if pair is None or pair[1] is None:  # several experts, or an ARM: the experts' rule
         return eft_multi(backend, guide, prompts, eft_params.beta, sampling,
                          eft_params.to_dict())
     rule = EFTRule(eft_params.beta, *pair)

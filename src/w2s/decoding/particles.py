@@ -48,7 +48,7 @@ RESAMPLE_SLOT = -1
 """The random slot whose uniforms (one per step) drive a prompt's systematic resampling."""
 
 
-def particle_filter(backend: Backend, guide: Guide | None, prompts: Sequence[str],
+def particles(backend: Backend, guide: Guide | None, prompts: Sequence[str],
                     knob: ParticleParams | None = None, sampling: SamplingParams | None = None,
                     *, return_all: bool = False) -> list[Result]:
     """Sequential Monte Carlo over the base's chunks, weighted by the guide's increments."""

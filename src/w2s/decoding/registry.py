@@ -86,8 +86,9 @@ class DecoderSpec:
     """One decoder: what it is, what it needs, what it reports."""
 
     name: str
-    fn: Callable[..., list[Result]]
-    """``fn(backend, guide, prompts, [params,] sampling=..., [return_all=...])``."""
+    fn: Callable[..., list[Result]] | str
+    """``fn(backend, guide, prompts, [params,] sampling=..., [return_all=...])``, or where it
+    lives as ``"module:function"`` (the entry-point form), imported on its first call."""
     summary: str
     params: type | None = None
     """Its knob dataclass (frozen, validated), or None when it has no knobs."""
@@ -99,10 +100,17 @@ class DecoderSpec:
     kl: KLKind = "none"
     ranked: bool = False
     """Returns ranked candidates and accepts ``return_all``."""
-    at_budget: Callable[[Any, int, int], Any] | None = None
+    at_budget: Callable[[Any, int, int], Any] | str | None = None
     """``at_budget(knobs, b, max_new_tokens)``: the knobs, resized to spend at most ``b``
     responses' worth of base tokens (``b * max_new_tokens``) -- how budget-matched evals set
-    each method; None for methods whose cost is fixed (sampling, token-level methods)."""
+    each method; None for methods whose cost is fixed (sampling, token-level methods). It
+    changes only the knobs it sizes (``dataclasses.replace``). A ``"module:function"`` string
+    is imported on first call."""
+
+    def __post_init__(self) -> None:
+        for name in ("fn", "at_budget"):
+            if isinstance(getattr(self, name), str):
+                object.__setattr__(self, name, lazy(getattr(self, name)))
 
     def knob_fields(self) -> list[dataclasses.Field]:
         return list(dataclasses.fields(self.params)) if self.params is not None else []

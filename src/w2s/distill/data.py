@@ -34,6 +34,7 @@ from w2s.distill.rows import (
     sft_row,
 )
 from w2s.errors import W2SError
+from w2s.params import identity
 from w2s.request import Request, Resolver
 from w2s.textfile import strict_json
 
@@ -122,9 +123,9 @@ class DistillPlan:
     def manifest(self) -> dict[str, Any]:
         """The run's identity: what must match for a folder to be resumed."""
         request = self.request.to_dict()
-        request["sampling"] = self.request.sampling.identity()  # a new field keeps folders
+        request["sampling"] = identity(self.request.sampling)  # a new field keeps folders
         if self.request.knobs is not None:
-            request["knobs"] = self.request.knobs.identity()
+            request["knobs"] = identity(self.request.knobs)
         if isinstance(request.get("base"), dict):
             request["base"].pop("api_key", None)
         digest = hashlib.sha256(json.dumps(self.prompts).encode()).hexdigest()

@@ -38,7 +38,7 @@ from typing import Any
 from w2s.errors import W2SError
 from w2s.guides.spec import GuideRef
 from w2s.models.refs import resolve_model
-from w2s.params import SamplingParams
+from w2s.params import SamplingParams, identity
 from w2s.request import BaseRef, parse_sampling
 
 SHIPPED = Path(__file__).resolve().parent.parent / "configs"
@@ -234,8 +234,8 @@ def _at_budgets(points: list[MethodSpec], budgets: list[int], where: str,
 
 
 def hashed(params: Any) -> dict[str, Any]:
-    """What of a knob or sampling object enters a method's hash (see ``identity``)."""
-    return params.identity() if params is not None else {}
+    """What of a knob or sampling object enters a method's hash (:func:`w2s.params.identity`)."""
+    return identity(params) if params is not None else {}
 
 
 def _keep_fixed(m: MethodSpec, sized: Any, b: int, where: str) -> None:

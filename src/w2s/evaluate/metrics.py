@@ -10,7 +10,7 @@ measured differs by method, and each row says which kind it holds (``kl_kind``):
 - ``untruncated``: the same, when top-k/top-p truncation is on (the sampled distributions are
   truncated; the KL is of the distributions before truncation).
 - ``bound``: Best-of-N reports the analytic log N - (N-1)/N; CBS the selection-count bound
-  R log(W*K) (see :func:`w2s.decoding.beam.selection_kl_bound`). Look at the base log-likelihood
+  R log(W*K) (see :func:`w2s.decoding.cbs.selection_kl_bound`). Look at the base log-likelihood
   alongside.
 """
 

@@ -5,7 +5,7 @@ GenARM trains one language model pi_arm whose log-likelihood *is* the reward, to
     r(x, y) = sum_t log pi_arm(y_t | x, y_<t),
 
 so a frozen base is guided at the token level by log pi_base + (1/beta) sum_i w_i log pi_arm_i
-(:mod:`w2s.decoding.multi_guide`, where w2s's ``beta`` is GenARM's 1/beta), and searched at the
+(:mod:`w2s.decoding.experts`, where w2s's ``beta`` is GenARM's 1/beta), and searched at the
 chunk level like any guide. A tuned/untuned pair is the special case that needs two models; an
 ARM needs one. Complete responses include their end-of-sequence token, as the pair's do.
 """

@@ -1,20 +1,5 @@
-"""Many experts, one base, at the token level: multi-guide EFT and Dynamic Logit Fusion.
-
-An *expert* is a tuned/untuned pair (:class:`~w2s.guides.PairGuide`); a guide of several is a
-weighted sum of pairs (``0.7 * pair_a + 0.3 * pair_b``; on the CLI ``--tuned A --tuned B
---untuned U --weights 0.7,0.3``). Experts tuned from one small model share it: it is stepped
-once per token, not once per expert.
-
-Multi-guide EFT (GenARM-style trade-offs set per request; one expert with weight 1 is EFT)::
-
-    log p(y_t) = log pi_base + beta * sum_i w_i (log pi_tuned_i - log pi_untuned_i)
-
-An expert may also be one autoregressive reward LM (GenARM, :class:`~w2s.guides.ARMGuide`),
-whose term is ``w_i log pi_arm_i``: GenARM's ``log pi_base + (1/beta) sum_i w_i log pi_arm_i``
-is this rule with w2s's ``beta`` set to GenARM's ``1/beta``.
-
-Dynamic Logit Fusion (Fan et al. 2024, "On Giant's Shoulders") chooses the experts' strengths
-afresh at every step: alpha in [0, alpha_max]^n minimising
+"""Dynamic Logit Fusion (Fan et al. 2024, "On Giant's Shoulders"): EFT whose experts'
+strengths are chosen afresh at every step: alpha in [0, alpha_max]^n minimising
 
     sum_i ( KL(p_alpha || pi_base) - KL(pi_tuned_i || pi_untuned) )^2,
     p_alpha ∝ pi_base * prod_i (pi_tuned_i / pi_untuned)^alpha_i.
@@ -24,7 +9,7 @@ the minimisers form a surface: every alpha whose KL equals the mean of the exper
 the one along the direction of the weights (alpha = s * w, the weights say which trade-off, DLF
 says how far): KL(p_{s w} || pi_base) grows with s (its derivative is s Var_p(w . shift) >= 0),
 so a vectorised bisection on s finds it, clipped to [0, alpha_max / max w]. With one expert this
-is the paper's 1-D search exactly. Static alpha is the multi-guide EFT rule above.
+is the paper's 1-D search exactly. Static alpha is multi-guide EFT (:mod:`w2s.decoding.experts`).
 """
 
 from __future__ import annotations
@@ -35,6 +20,7 @@ from typing import Any
 import torch
 
 from w2s.decoding.common import knobs, sampling_of
+from w2s.decoding.experts import Experts, experts_of
 from w2s.decoding.token_level import decode_fused
 from w2s.errors import W2SError
 from w2s.guides import Guide
@@ -44,69 +30,6 @@ from w2s.result import Result
 
 BISECTION_STEPS = 40
 """Halvings of [0, s_max]: 2^-40 of alpha_max, below float32 resolution of the logits."""
-
-
-def _expert(w: float, g: Guide) -> tuple[float, Any, Any] | None:
-    e = g.expert()  # a pair: (tuned, untuned); an ARM: (arm, None); else None
-    return (w, *e) if e is not None else None
-
-
-def experts_of(guide: Guide | None, method: str, *, arms: bool = True
-               ) -> list[tuple[float, Any, Any]]:
-    """``(weight, tuned, untuned)`` per expert of a pair, an autoregressive reward LM
-    (``untuned`` None) or a weighted sum of them."""
-    terms = guide.parts() if isinstance(guide, Guide) else []
-    out = [_expert(w, g) for w, g in terms]
-    if out and all(e is not None for e in out) and (arms or all(e[2] is not None for e in out)):
-        experts = [e for e in out if e is not None]
-        if any(w < 0 for w, _, _ in experts):
-            raise W2SError(f"{method}: expert weights must be >= 0, got "
-                           f"{[w for w, _, _ in experts]}")
-        return experts
-    got = "no guide" if guide is None else f"a {type(guide).__name__}"
-    need = "tuned/untuned pairs" + (" or autoregressive reward LMs (--arm)" if arms else "")
-    raise W2SError(f"{method} needs {need} as its guide (--tuned and --untuned, repeated for "
-                   f"several experts), got {got}")
-
-
-class _Experts:
-    """The experts' distinct models (a shared untuned model once) and where each one is."""
-
-    def __init__(self, experts: Sequence[tuple[float, Any, Any]]) -> None:
-        self.weights = torch.tensor([w for w, _, _ in experts], dtype=torch.float64)
-        self.distinct: list[tuple[str, Any]] = []
-        seen: dict[int, int] = {}
-
-        def place(model: Any, role: str) -> int:
-            if id(model) not in seen:
-                seen[id(model)] = len(self.distinct)
-                self.distinct.append((role, model))
-            return seen[id(model)]
-
-        self.index = [(place(t, f"tuned #{i + 1}" if u is not None else f"arm #{i + 1}"),
-                       place(u, f"untuned #{i + 1}") if u is not None else None)
-                      for i, (_, t, u) in enumerate(experts)]
-
-    def shifts(self, guides: list[torch.Tensor]) -> list[torch.Tensor]:
-        """Per expert, ``log pi_tuned_i - log pi_untuned_i`` (an ARM: ``log pi_arm_i``),
-        ``(B, V)``."""
-        return [guides[t] - guides[u] if u is not None else guides[t] for t, u in self.index]
-
-
-class MultiGuideRule:
-    """``base + beta * sum_i w_i (tuned_i - untuned_i)``."""
-
-    def __init__(self, experts: Sequence[tuple[float, Any, Any]], beta: float = 1.0) -> None:
-        self.experts, self.beta = _Experts(experts), beta
-
-    def models(self) -> list[tuple[str, Any]]:
-        return self.experts.distinct
-
-    def __call__(self, base: torch.Tensor, guides: list[torch.Tensor]) -> torch.Tensor:
-        out = base.clone()
-        for w, shift in zip(self.experts.weights.tolist(), self.experts.shifts(guides)):
-            out = out + self.beta * w * shift
-        return out
 
 
 def tilted_kl(base: torch.Tensor, shift: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
@@ -143,7 +66,7 @@ class DLFRule:
     per row and per step (see the module docstring); ``alphas`` keeps each step's ``(B, n)``."""
 
     def __init__(self, experts: Sequence[tuple[float, Any, Any]], alpha_max: float) -> None:
-        self.experts, self.alpha_max = _Experts(experts), alpha_max
+        self.experts, self.alpha_max = Experts(experts), alpha_max
         w = self.experts.weights
         if float(w.max()) <= 0:
             raise W2SError("dlf needs at least one expert with a weight > 0")
@@ -162,13 +85,6 @@ class DLFRule:
         s = dlf_scale(base, shift, targets.mean(-1), self.alpha_max)
         self.alphas.append((s[:, None] * d[None, :].double()).cpu())
         return (base.double() + s[:, None] * shift).to(base.dtype)
-
-
-def eft_multi(backend: Backend, guide: Guide | None, prompts: Sequence[str], beta: float,
-              sampling: SamplingParams, params: dict[str, Any]) -> list[Result]:
-    """EFT with several experts (the guide's weights): one rule on the one token-level loop."""
-    rule = MultiGuideRule(experts_of(guide, "eft"), beta)
-    return decode_fused(backend, guide, prompts, rule, sampling, method="eft", params=params)
 
 
 def dlf(backend: Backend, guide: Guide | None, prompts: Sequence[str],

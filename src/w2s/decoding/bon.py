@@ -11,7 +11,7 @@ import dataclasses
 import math
 from collections.abc import Sequence
 
-from w2s.decoding.beam import cbs
+from w2s.decoding.cbs import cbs
 from w2s.decoding.common import knobs, sampling_of
 from w2s.guides import Guide
 from w2s.models.base import Backend
@@ -25,7 +25,7 @@ def bon_kl_bound(n: int) -> float:
     return math.log(n) - (n - 1) / n
 
 
-def best_of_n(backend: Backend, guide: Guide | None, prompts: Sequence[str],
+def bon(backend: Backend, guide: Guide | None, prompts: Sequence[str],
               bon: BestOfNParams | None = None, sampling: SamplingParams | None = None, *,
               return_all: bool = False) -> list[Result]:
     """N samples per prompt, ranked by ``guide``; ``candidates`` holds all N when ``return_all``."""
