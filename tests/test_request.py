@@ -36,6 +36,7 @@ from w2s.evaluate.run import run_eval
 from w2s.guides import Guide
 from w2s.guides.kinds import GuideKind, register_guide_kind, unregister_guide_kind
 from w2s.guides.spec import GuideRef
+from w2s.params import sampling_fields
 from w2s.request import BaseRef, Request, Resolver, parse_request, run
 from w2s.result import Candidate, Cost, Result
 
@@ -317,6 +318,8 @@ def test_the_playground_lists_what_the_methods_endpoint_lists():
     assert 'api("/w2s/methods")' in page
     for name in decoders():  # no list of its own
         assert f'"{name}"' not in page
+    for f in sampling_fields():  # nor of the sampling fields (max_tokens: its limit is set)
+        assert f.openai not in page or f.openai == "max_tokens", f.openai
 
 
 # ------------------------------------------------------------------ a plugin package
@@ -458,3 +461,61 @@ def test_field_paths_of_validation_errors():
     assert field_path(("body", "w2s", "cbs", "w")) == "w2s.w"
     assert field_path(("body", "prompt", "list[str]", 1)) == "prompt[1]"
     assert field_path(("body", "messages", 0, "content")) == "messages[0].content"
+
+
+# ------------------------------------------------------------------ one sampling surface
+def _off_default(f):  # noqa: ANN001, ANN202 - a value unlike the field's default, in bounds
+    return {"integer": (f.default or 0) + 3, "number": f.default / 2 if f.default else 0.5,
+            "boolean": not f.default, "array": ["zz"], "string": "zz"}[f.kind]
+
+
+@pytest.mark.parametrize("field", sampling_fields(), ids=lambda f: f.name)
+def test_every_sampling_field_reaches_every_face_unchanged(field, tmp_path):
+    """Each SamplingParams field, set off its default, arrives unchanged through the CLI's
+    flags, an eval config, a server request under its OpenAI name (and ``/w2s/methods``, whose
+    list the playground draws), and an engine's request body where an engine takes it. Every
+    face is generated from params.py, so a field added there alone passes this test."""
+    import click
+
+    from scripted import ScriptedBackend
+
+    from w2s.cli.options import flag, sampling_options, sampling_values
+    from w2s.models.openai_api import PER_CALL, engine_sampling
+    from w2s.serve import schema as S
+    from w2s.serve.plan import plan
+    from w2s.serve.server import Defaults, Server
+
+    value = _off_default(field)
+    want = tuple(value) if isinstance(value, list) else value
+    # the CLI: one flag per field
+    got: dict = {}
+
+    @click.command()
+    @sampling_options
+    def cmd(**opts):  # noqa: ANN003, ANN202
+        got.update(sampling_values(opts))
+
+    args = [flag(field.name)] if field.kind == "boolean" else [flag(field.name), str(
+        value[0] if isinstance(value, list) else value)]
+    out = CliRunner().invoke(cmd, args)
+    assert out.exit_code == 0, out.output
+    assert got == {field.name: want}
+    # an eval config (seeds are its own key: `seeds:`)
+    if field.name != "seed":
+        cfg = parse_config({"task": "sentiment", "base": "zoo:base", "methods": ["sample"],
+                            "sampling": {field.name: value}}, tmp_path / "c.yaml")
+        assert getattr(cfg.methods[0].sampling, field.name) == want
+    # a server request, under the OpenAI name
+    server = Server(ScriptedBackend(), None, defaults=Defaults(method="sample"))
+    completion, _ = S.request_models(decoders())
+    req = completion.model_validate({"prompt": "p", field.openai: value})
+    [sampling] = plan(server, req, ["p"], req.max_tokens).samplings
+    assert getattr(sampling, field.name) == want
+    listed = server.method_list()
+    assert field.openai in {k.name for k in listed.sampling} and field.openai in listed.defaults
+    # an engine's request body
+    if field.engine == "none":
+        with pytest.raises(FieldError, match=f"^{field.openai}: cannot be sent"):
+            engine_sampling(sampling)
+    elif field.name not in PER_CALL:
+        assert engine_sampling(sampling)[field.openai] == value

@@ -96,13 +96,13 @@ class _Params:
 class SamplingParams(_Params):
     """How the base model samples tokens (shared by every decoder)."""
 
-    max_new_tokens: int = 50
+    max_new_tokens: int = field(default=50, metadata={"openai": "max_tokens"})
     """Maximum number of response tokens."""
     temperature: float = 0.7
     """Softmax temperature; 0 means greedy (argmax)."""
     top_p: float = 1.0
     """Nucleus sampling: keep the smallest set of tokens with total probability >= top_p."""
-    top_k: int = 0
+    top_k: int = field(default=0, metadata={"engine": "extension"})
     """Keep only the k most likely tokens (0 = no limit)."""
     stop: tuple[str, ...] = field(default_factory=tuple)
     """Strings that end a response; the response text is cut before the stop string."""
@@ -110,7 +110,7 @@ class SamplingParams(_Params):
     """Random seed: a response is a deterministic function of (prompt, seed, knobs); none:
     fresh randomness on every call (as OpenAI and vLLM), the seed drawn recorded in the
     result's params."""
-    ignore_eos: bool = False
+    ignore_eos: bool = field(default=False, metadata={"engine": "extension"})
     """Keep sampling past EOS up to max_new_tokens (benchmarks of fixed length)."""
 
     def __post_init__(self) -> None:
@@ -135,6 +135,52 @@ class SamplingParams(_Params):
         _check(all(isinstance(s, str) for s in self.stop),
                f"stop must be a string or a list of strings, got {list(self.stop)!r}")
         _check(all(self.stop), "stop must not hold an empty string")
+
+
+@dataclass(frozen=True)
+class SamplingField:
+    """How one :class:`SamplingParams` field shows on the OpenAI surface (the server's
+    requests, its defaults file, ``/w2s/methods``, the playground, an engine's request body),
+    read from the field's ``metadata``: ``openai`` names it there when the name differs,
+    ``engine`` says whether an OpenAI-compatible engine takes it ("standard": OpenAI's own,
+    "extension": vLLM's and SGLang's, sent only off its default; "none": it cannot be sent, so
+    an engine base refuses a value off the default). A new field declares these where it is
+    declared and reaches every face with no other change."""
+
+    name: str
+    openai: str
+    type: Any
+    default: Any
+    doc: str
+    engine: str
+
+    @property
+    def kind(self) -> str:
+        """Its JSON type: integer, number, boolean, string, or array (of strings)."""
+        base = self.type
+        if getattr(base, "__origin__", None) is tuple:
+            return "array"
+        args = [a for a in getattr(base, "__args__", (base,)) if a is not type(None)]
+        return {int: "integer", float: "number", bool: "boolean"}.get(args[0], "string")
+
+
+@functools.cache
+def sampling_fields() -> tuple[SamplingField, ...]:
+    """Every :class:`SamplingParams` field with its OpenAI name and engine support: the one
+    table each face of the OpenAI surface is generated from."""
+    import typing
+
+    hints, docs, plain = typing.get_type_hints(SamplingParams), field_docs(SamplingParams), \
+        SamplingParams()
+    out = []
+    for f in dataclasses.fields(SamplingParams):
+        engine = f.metadata.get("engine", "standard")
+        if engine not in ("standard", "extension", "none"):
+            raise ValueError(f"SamplingParams.{f.name}: engine must be standard, extension or "
+                             f"none, got {engine!r}")
+        out.append(SamplingField(f.name, f.metadata.get("openai", f.name), hints[f.name],
+                                 getattr(plain, f.name), docs.get(f.name, ""), engine))
+    return tuple(out)
 
 
 @dataclass(frozen=True)

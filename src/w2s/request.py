@@ -31,7 +31,7 @@ from w2s.decoding.registry import DecoderSpec, decoders, get_decoder
 from w2s.errors import FieldError, W2SError
 from w2s.guides.base import Guide
 from w2s.guides.spec import GuideRef
-from w2s.params import SamplingParams
+from w2s.params import SamplingParams, sampling_fields
 from w2s.result import Result
 
 REQUEST_KEYS = ("base", "guide", "method", "knobs", "sampling", "chat", "return_all")
@@ -134,6 +134,34 @@ def parse_sampling(data: Any, base: SamplingParams | None = None, where: str = "
         raise e.at(at) from None
     except (TypeError, ValueError) as e:
         raise FieldError(where or "sampling", f"has a bad value ({e})") from None
+
+
+def to_sampling_params(values: Mapping[str, Any], base: SamplingParams | None = None,
+                       where: str = "") -> SamplingParams:
+    """OpenAI-named sampling values (``max_tokens``, ``temperature``, ...; None: not given) as
+    ``base`` with them replaced, as vLLM's ``to_sampling_params`` does: the server's requests,
+    its defaults file and ``/w2s/methods`` all go through here. A bad value is a FieldError
+    naming the field as the request named it."""
+    fields = sampling_fields()
+    by_openai = {f.openai: f.name for f in fields}
+    unknown = sorted(set(values) - set(by_openai))
+    if unknown:
+        raise FieldError(f"{where}{unknown[0]}", f"is not a sampling field (known: "
+                         f"{', '.join(by_openai)})")
+    given = {by_openai[k]: (tuple(v) if isinstance(v, list) else v)
+             for k, v in values.items() if v is not None}
+    try:
+        return parse_sampling(given, base, where="")
+    except FieldError as e:
+        field = next((f.openai for f in fields if f.name == e.field), e.field)
+        raise FieldError(f"{where}{field}", e.problem) from None
+
+
+def openai_sampling(sampling: SamplingParams) -> dict[str, Any]:
+    """``sampling`` under its OpenAI names (lists for tuples): what ``/w2s/methods`` shows as
+    the server's defaults and what :func:`to_sampling_params` reads back."""
+    return {f.openai: (list(v) if isinstance(v := getattr(sampling, f.name), tuple) else v)
+            for f in sampling_fields()}
 
 
 def parse_knobs(spec: DecoderSpec, values: Mapping[str, Any], where: str = "") -> Any:

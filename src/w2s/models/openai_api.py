@@ -46,9 +46,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from w2s.chat import messages_of, render
-from w2s.errors import W2SError
+from w2s.errors import FieldError, W2SError
 from w2s.models.base import Continuation, Request
-from w2s.params import SamplingParams
+from w2s.params import SamplingParams, sampling_fields
 from w2s.rng import engine_seed
 from w2s.stopping import first_stop
 
@@ -81,6 +81,28 @@ def _retry_after(value: str | None) -> float | None:
 def _first_line(text: str) -> str:
     text = text.strip()
     return text.splitlines()[0][:300] if text else ""
+
+
+PER_CALL = ("max_new_tokens", "seed")
+"""Sampling fields each call sets itself (the tokens left, a seed per stream)."""
+
+
+def engine_sampling(sampling: SamplingParams) -> dict[str, Any]:
+    """``sampling`` as an engine's request fields, from :func:`w2s.params.sampling_fields`:
+    OpenAI's own fields always (an empty one left out), an extension (vLLM's ``top_k``,
+    ``ignore_eos``) only off its default, so a plain OpenAI server never sees one it does not
+    know. A field no engine takes is refused off its default, naming it, never dropped."""
+    out: dict[str, Any] = {}
+    for f in sampling_fields():
+        value = getattr(sampling, f.name)
+        if f.name in PER_CALL or (f.engine != "standard" and value == f.default):
+            continue
+        if f.engine == "none":
+            raise FieldError(f.openai, "cannot be sent to an OpenAI-compatible engine; leave "
+                             "it at its default with an engine base")
+        if value is not None and value != ():
+            out[f.openai] = list(value) if isinstance(value, tuple) else value
+    return out
 
 
 class OpenAIBackend:
@@ -352,21 +374,14 @@ class OpenAIBackend:
         if exact and (req.response_ids is not None or not req.response):
             prompt = self._ids[text] + list(req.response_ids or ())
         body: dict[str, Any] = {
-            "model": self.model, "prompt": prompt,
+            "model": self.model, "prompt": prompt, **engine_sampling(sampling),
             "max_tokens": max_tokens, "n": len(req.streams),
-            "temperature": sampling.temperature, "top_p": sampling.top_p,
             "seed": engine_seed(req.streams[0], req.tokens),
         }
-        if sampling.stop:
-            body["stop"] = list(sampling.stop)
         if self.logprobs:
             body["logprobs"] = 0
         if exact:
             body["return_tokens_as_token_ids"] = True  # vLLM: the next round sends them back
-        if sampling.top_k > 0:
-            body["top_k"] = sampling.top_k  # vLLM / SGLang extension
-        if sampling.ignore_eos:
-            body["ignore_eos"] = True  # vLLM / SGLang extension
         return body
 
     async def _post(self, client: Any, path: str, body: dict[str, Any], *,

@@ -20,32 +20,30 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from w2s.decoding.registry import DECODERS, get_decoder
 from w2s.errors import W2SError
 from w2s.params import SamplingParams
+from w2s.serve.schema import sampling_schema_fields
 
 
-class DefaultsFile(BaseModel):
+class _Defaults(BaseModel):
     model_config = ConfigDict(extra="forbid")
     method: str | None = None
     """[default: cbs with a guide, else sample]"""
-    # types here; bounds are SamplingParams' own (checked by read_serve_config)
-    max_tokens: int = SamplingParams().max_new_tokens
-    temperature: float = SamplingParams().temperature
-    top_p: float = SamplingParams().top_p
-    top_k: int = SamplingParams().top_k
-    seed: int | None = SamplingParams().seed
-    stop: list[str] = Field(default_factory=list)
 
     def sampling(self) -> SamplingParams:
         """These defaults as SamplingParams (each field checked there, named in errors)."""
-        from w2s.request import parse_sampling
+        from w2s.request import to_sampling_params
 
-        return parse_sampling({"max_new_tokens": self.max_tokens, "temperature":
-                               self.temperature, "top_p": self.top_p, "top_k": self.top_k,
-                               "seed": self.seed, "stop": tuple(self.stop)}, where="defaults")
+        return to_sampling_params(self.model_dump(exclude={"method"}), where="defaults.")
+
+
+DefaultsFile = create_model("DefaultsFile", __base__=_Defaults,
+                            **sampling_schema_fields(defaults=True))
+"""``defaults:``: the method and every sampling field under its OpenAI name (types here; the
+bounds are SamplingParams' own, checked by read_serve_config)."""
 
 
 class ServeFile(BaseModel):
@@ -76,7 +74,7 @@ class ServeFile(BaseModel):
     batch_size: int | None = Field(None, ge=1)
     log_level: Literal["debug", "info", "warning", "error"] | None = None
     no_access_log: bool | None = None
-    defaults: DefaultsFile = Field(default_factory=DefaultsFile)
+    defaults: DefaultsFile = Field(default_factory=DefaultsFile)  # type: ignore[valid-type]
     methods: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
 
@@ -103,6 +101,5 @@ def read_serve_config(path: Path) -> ServeFile:
     try:
         cfg.defaults.sampling()
     except W2SError as e:
-        raise W2SError(f"{path}: {e}".replace("defaults.max_new_tokens", "defaults.max_tokens")
-                       ) from None
+        raise W2SError(f"{path}: {e}") from None
     return cfg

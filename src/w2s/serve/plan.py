@@ -9,8 +9,8 @@ from typing import Any
 from w2s.decoding.registry import DecoderSpec
 from w2s.errors import FieldError, W2SError
 from w2s.guides import Guide
-from w2s.params import SamplingParams
-from w2s.request import parse_request, parse_sampling
+from w2s.params import SamplingParams, sampling_fields
+from w2s.request import parse_request, to_sampling_params
 from w2s.result import Result
 from w2s.serve.errors import ApiError
 from w2s.serve.server import Server
@@ -29,16 +29,10 @@ class Plan:
     weights: tuple[float, ...] | None  # this request's, or None for the server's
 
 
-OPENAI_NAMES = {"max_new_tokens": "max_tokens"}
-"""SamplingParams fields that OpenAI's API names otherwise."""
-
-
-def _refused(e: W2SError, default_param: str | None, names: dict[str, str] | None = None) -> ApiError:
+def _refused(e: W2SError, default_param: str | None) -> ApiError:
     """A request error as a 400 whose ``param`` is the field's path."""
     if isinstance(e, FieldError):
-        field = (names or {}).get(e.field, e.field)
-        message = str(e) if field == e.field else f"{field}{e.sep}{e.problem}"
-        return ApiError(400, message, param=field)
+        return ApiError(400, str(e), param=e.field)
     return ApiError(400, str(e), param=default_param)
 
 
@@ -63,17 +57,15 @@ def plan(server: Server, req: Any, prompts: list[str], max_tokens: int | None) -
                        f"{server.model_id!r}", param="model", kind="not_found_error",
                        code="model_not_found")
     max_new = max_tokens if max_tokens is not None else d.max_tokens
-    given = {"max_new_tokens": max_new, "temperature": req.temperature, "top_p": req.top_p,
-             "top_k": req.top_k, "seed": req.seed, "ignore_eos": req.ignore_eos,
-             "stop": req.stops() or None}
+    given = {f.openai: getattr(req, f.openai) for f in sampling_fields()}  # every one
+    given.update(max_tokens=max_new, stop=list(req.stops()) or None)
     w2s = req.w2s.model_dump(exclude_none=True) if req.w2s is not None else {}
     w2s = _best_of(getattr(req, "best_of", None), w2s, req.n)
     weights = w2s.pop("weights", None)
     try:  # the one request parser: OpenAI's sampling fields, then the w2s field
-        sampling = parse_sampling({k: v for k, v in given.items() if v is not None}, d.sampling,
-                                  where="")
+        sampling = to_sampling_params(given, d.sampling)
     except W2SError as e:
-        raise _refused(e, None, OPENAI_NAMES) from None
+        raise _refused(e, None) from None
     try:
         request = parse_request(w2s, where="w2s.", default_method=d.method,
                                 default_knobs=d.knobs, default_sampling=sampling,

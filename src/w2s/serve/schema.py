@@ -26,6 +26,7 @@ from pydantic import (
 )
 
 from w2s.decoding.registry import DecoderSpec
+from w2s.params import SamplingField, sampling_fields
 
 SEED = Field(None, description="Random seed: the answer is a deterministic function of "
              "(prompt, seed, settings); none: fresh randomness (the server's --seed default "
@@ -53,43 +54,61 @@ class StreamOptions(_Strict):
     """Send one more chunk before ``[DONE]`` with ``usage`` and no choices."""
 
 
-class _Common(_Strict):
+def sampling_type(f: SamplingField) -> Any:
+    """A sampling field's JSON-facing type: a tuple of strings is a string or a list of them."""
+    if f.kind == "array":
+        return str | list[str]
+    return f.type
+
+
+def sampling_schema_fields(*, defaults: bool) -> dict[str, Any]:
+    """Every SamplingParams field under its OpenAI name, typed and documented from the
+    dataclass (one place: :func:`w2s.params.sampling_fields`); with ``defaults``, its own
+    default (the server's defaults file), else None (a request: the server's default)."""
+    out: dict[str, Any] = {}
+    for f in sampling_fields():
+        doc = f.doc + (" (an extension of vLLM and w2s)" if f.engine == "extension" else "")
+        kind = sampling_type(f)
+        if defaults:
+            value = Field(default_factory=list, description=doc) if f.kind == "array" else \
+                Field(f.default, description=doc)
+        else:
+            value = SEED if f.name == "seed" else Field(None, description=doc)
+            kind = kind | None
+        out[f.openai] = (kind, value)
+    return out
+
+
+# Sampling fields carry types only: their bounds are SamplingParams' (one place), checked by the
+# request parser, which names the field in a 400.
+_Sampling = create_model("_Sampling", __base__=_Strict, **sampling_schema_fields(defaults=False))
+
+
+class _Common(_Sampling):  # type: ignore[misc, valid-type]
     """Fields shared by completions and chat completions."""
 
     model: str | None = Field(None, max_length=256, description="The served model's id "
                               "(optional; any other name is refused).")
-    # Sampling fields carry types only: their bounds are SamplingParams' (one place), checked
-    # by the request parser, which names the field in a 400.
-    max_tokens: int | None = Field(None, description="Maximum response tokens "
-                                   "(default: the server's; at most its --max-tokens-limit).")
-    temperature: float | None = Field(None, allow_inf_nan=False)
-    top_p: float | None = Field(None, allow_inf_nan=False)
-    top_k: int | None = Field(None, description="w2s extension: keep the k most likely "
-                              "tokens (0: no limit).")
-    stop: str | list[str] | None = Field(None, description="Up to 8 non-empty stop strings.")
-    seed: int | None = SEED
     n: int = Field(1, ge=1, description="Choices; choice i uses seed + i (fresh seeds "
                    "without one).")
     stream: bool = False
     stream_options: StreamOptions | None = None
     user: str | None = Field(None, max_length=256)
-    ignore_eos: bool | None = Field(None, description="w2s extension: sample past EOS.")
     frequency_penalty: float | None = Field(None, description="Only 0 (not implemented).")
     presence_penalty: float | None = Field(None, description="Only 0 (not implemented).")
     logit_bias: dict[str, float] | None = Field(None, description="Only {} (not implemented).")
 
-    @field_validator("max_tokens", "temperature", "top_p", "top_k", "seed", "ignore_eos")
+    @field_validator(*(f.openai for f in sampling_fields()))
     @classmethod
     def _bounded(cls, v: Any, info: ValidationInfo) -> Any:
         """Each sampling field is checked by SamplingParams itself (its bounds, declared
         once), so the schema refuses what the library refuses, naming the field."""
         from w2s.errors import FieldError
-        from w2s.request import parse_sampling
+        from w2s.request import to_sampling_params
 
         if v is not None:
-            name = {"max_tokens": "max_new_tokens"}.get(info.field_name or "", info.field_name)
             try:
-                parse_sampling({name: v}, where="")
+                to_sampling_params({info.field_name: v})
             except FieldError as e:
                 raise ValueError(e.problem) from None
         return v
@@ -284,7 +303,7 @@ class Health(BaseModel):
 
 class Knob(BaseModel):
     name: str
-    type: Literal["integer", "number", "boolean", "string"]
+    type: Literal["integer", "number", "boolean", "string", "array"]
     default: Any
     doc: str
 
@@ -304,6 +323,9 @@ class MethodList(BaseModel):
     model: str
     methods: list[MethodInfo]
     defaults: dict[str, Any]
+    sampling: list[Knob]
+    """Every sampling field a request may set, under its OpenAI name, with this server's
+    default (the playground renders its controls from this list)."""
     limits: dict[str, int]
 
 

@@ -9,7 +9,8 @@ from w2s.decoding.registry import DecoderSpec, decoders, default_method
 from w2s.errors import W2SError
 from w2s.guides import Guide
 from w2s.models.base import Backend
-from w2s.params import SamplingParams
+from w2s.params import SamplingParams, sampling_fields
+from w2s.request import openai_sampling
 from w2s.serve import schema as S
 
 
@@ -80,9 +81,11 @@ class Server:
         d, lim = self.defaults, self.limits
         return S.MethodList(
             model=self.model_id, methods=methods,
-            defaults={"method": d.method, "max_tokens": d.max_tokens,
-                      "temperature": d.sampling.temperature, "top_p": d.sampling.top_p,
-                      "top_k": d.sampling.top_k, "seed": d.sampling.seed},
+            defaults={"method": d.method, **openai_sampling(d.sampling),
+                      "max_tokens": d.max_tokens},
+            sampling=[S.Knob(name=f.openai, type=f.kind, default=getattr(d.sampling, f.name)
+                             if f.name != "max_new_tokens" else d.max_tokens, doc=f.doc)
+                      for f in sampling_fields()],
             limits={"max_tokens": lim.max_tokens, "n": lim.max_n, "max_rows": lim.max_rows,
                     "max_prompts": lim.max_prompts, "max_queue": lim.max_queue})
 
