@@ -136,6 +136,12 @@ class SamplingParams(_Params):
                f"stop must be a string or a list of strings, got {list(self.stop)!r}")
         _check(all(self.stop), "stop must not hold an empty string")
 
+    @property
+    def truncates(self) -> bool:
+        """Whether a filter cuts the tempered distribution (top-k, top-p): token-level KLs are
+        then of the distributions before the cut (``untruncated``). A new filter says so here."""
+        return self.top_p < 1 or self.top_k > 0
+
 
 @dataclass(frozen=True)
 class SamplingField:

@@ -189,7 +189,7 @@ def run_batch(cfg: EvalConfig, task: Any, models: Models, m: MethodSpec, seed: i
     by_base = backend is base
     ll, n_tokens = _base_loglik(base, backend, prompts, results, by_base)
     kl, kind = _kl(spec.kl, results, backend, base, prompts, by_base, sampling.temperature)
-    if kind == "exact" and (sampling.top_p < 1 or sampling.top_k > 0):
+    if kind == "exact" and sampling.truncates:
         kind = "untruncated"  # the KL of the distributions before top-k/top-p truncation
     peak = _peak_mib(base)
     rows = []
