@@ -430,16 +430,17 @@ def test_summarization_with_a_reward_model_as_gold(tmp_path, tiny_paths):
 
 
 def test_shipped_configs_parse():
-    from w2s.evaluate.config import SHIPPED, find_config, load_config, read_config_file
+    from w2s.configfile import find_config, read_config_file
+    from w2s.evaluate.config import SHIPPED, load_config
 
     cfg = load_config("sentiment")
     assert cfg.prompts == 64 and cfg.seeds == [0, 1, 2]
     assert {"base sampling", "bon(n=16)", "bon(n=32)", "eft(beta=1.0)", "cbs(w=4,k=4,l=5)"} <= {
         m.label for m in cfg.methods}
     for name in ("instructions", "summarization"):  # real models named: they parse as data
-        assert read_config_file(find_config(name))["methods"]
+        assert read_config_file(find_config(name, SHIPPED))["methods"]
     assert (SHIPPED / "instructions.yaml").is_file()
-    inst = read_config_file(find_config("instructions"))
+    inst = read_config_file(find_config("instructions", SHIPPED))
     assert inst["sampling"]["max_new_tokens"] == 2048 and {"method": "cbs", "w": 2, "k": 2, "l": 30} in inst["methods"]
 
 

@@ -261,7 +261,8 @@ def test_cbs_runs_with_a_zscored_sum_of_guides(base, pair):
 
 # ------------------------------------------------------------------ eval configs
 def test_an_eval_config_sweeps_the_weights_between_experts_and_they_reach_the_rule(tmp_path):
-    from w2s.evaluate.config import find_config, parse_config, read_config_file
+    from w2s.configfile import find_config, read_config_file
+    from w2s.evaluate.config import SHIPPED, parse_config
     from w2s.evaluate.report import write_report
     from w2s.evaluate.run import run_eval
     from w2s.zoo import ZOO_DIR
@@ -286,7 +287,7 @@ def test_an_eval_config_sweeps_the_weights_between_experts_and_they_reach_the_ru
     assert [r["response"] for r in second] == [x.text for x in ref]
     paths = write_report(rows, tmp_path / "out")
     assert paths["tradeoff"].name == "gold_tradeoff.png" and paths["tradeoff"].is_file()
-    shipped = find_config("tradeoff")
+    shipped = find_config("tradeoff", SHIPPED)
     assert len(parse_config(read_config_file(shipped), shipped).methods) == 16
 
 

@@ -476,7 +476,6 @@ def test_every_sampling_field_reaches_every_face_unchanged(field, tmp_path):
     list the playground draws), and an engine's request body where an engine takes it. Every
     face is generated from params.py, so a field added there alone passes this test."""
     import click
-
     from scripted import ScriptedBackend
 
     from w2s.cli.options import flag, sampling_options, sampling_values

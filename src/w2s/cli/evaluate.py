@@ -45,11 +45,12 @@ def eval_(config: str, out: str | None, limit: int | None, seeds: int | None, re
       w2s eval sentiment --out runs/sent    # the full sweep (about 4 minutes on 2 cores)
       w2s report runs/sent/results.jsonl    # the table and plots again, from the JSONL
     """
-    from w2s.evaluate.config import find_config, parse_config, read_config_file
+    from w2s.configfile import find_config, read_config_file
+    from w2s.evaluate.config import SHIPPED, parse_config
     from w2s.evaluate.report import write_report
     from w2s.evaluate.run import check_out_dir, run_eval
 
-    path = find_config(config)
+    path = find_config(config, SHIPPED)
     data = read_config_file(path)
     for key, value in (("batch_size", batch_size), ("device", device), ("dtype", dtype)):
         if value is not None:

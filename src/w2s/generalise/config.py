@@ -433,7 +433,7 @@ def _plain(msg: str, value: Any) -> str:
 def load_config(name_or_path: str) -> tuple[GeneraliseConfig, Path]:
     """Read and check a config file, or a shipped one (``movies``, ``tweets``, ``reward``,
     ``finetune``): ``(config, its path)``."""
-    from w2s.evaluate.config import find_config, read_config_file
+    from w2s.configfile import find_config, read_config_file
 
     path = find_config(name_or_path, SHIPPED, "generalise")
     return parse_config(read_config_file(path), str(path)), path

@@ -79,7 +79,7 @@ class ServeFile(BaseModel):
 
 
 def read_serve_config(path: Path) -> ServeFile:
-    from w2s.evaluate.config import read_config_file
+    from w2s.configfile import read_config_file
 
     if not path.is_file():
         raise W2SError(f"config {str(path)!r} does not exist")
