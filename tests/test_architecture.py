@@ -29,7 +29,7 @@ for low in ("params", "rng", "errors", "result", "logits", "stopping", "quiet", 
     BELOW[low] = {"models", "guides", "decoding", "request", "evaluate", "tasks", "serve", "cli",
                   "demo", "zoo", "generalise"}
 CONCRETE = ("w2s.models.hf", "w2s.models.kv_cache", "w2s.models.loading", "w2s.models.refs",
-            "w2s.models.openai_api", "w2s.vllm_server", "transformers", "httpx")
+            "w2s.models.openai_api", "w2s.models.http", "w2s.vllm_server", "transformers", "httpx")
 
 
 def _modules() -> dict[str, Path]:

@@ -332,7 +332,7 @@ def test_retry_after_and_error_bodies_are_read_as_engines_send_them():
     {"message"}, other JSON as it came, or the text."""
     import httpx
 
-    from w2s.models.openai_api import _error_message, _retry_after
+    from w2s.models.http import _error_message, _retry_after
 
     assert [_retry_after(v) for v in ("0", "2.5", "-3", "", None,
                                       "Wed, 21 Oct 2026 07:28:00 GMT")] == \

@@ -38,8 +38,6 @@ unchanged; token-level methods refuse it (it gives no next-token distribution).
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import logging
 import os
 from collections.abc import Sequence
@@ -48,39 +46,15 @@ from typing import Any
 from w2s.chat import messages_of, render
 from w2s.errors import FieldError, W2SError
 from w2s.models.base import Continuation, Request
+from w2s.models.http import Transport, first_line, run_sync
 from w2s.params import SamplingParams, sampling_fields
 from w2s.rng import engine_seed
 from w2s.stopping import first_stop
 
-RETRY_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
-MISSING_STATUS = frozenset({404, 405, 501})
-"""What a server answers for an endpoint it does not have."""
 TOKEN_ID_PREFIX = "token_id:"
 """How vLLM writes a token with ``return_tokens_as_token_ids``."""
 
 log = logging.getLogger("w2s")
-
-
-class _Retryable(Exception):
-    """A failure worth another try; ``after``: the server's Retry-After, in seconds."""
-
-    def __init__(self, message: str, after: float | None = None) -> None:
-        super().__init__(message)
-        self.after = after
-
-
-def _retry_after(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return None  # an HTTP date: fall back to our own backoff
-
-
-def _first_line(text: str) -> str:
-    text = text.strip()
-    return text.splitlines()[0][:300] if text else ""
 
 
 PER_CALL = ("max_new_tokens", "seed")
@@ -161,6 +135,10 @@ class OpenAIBackend:
         self._checked = False
         self.stats = {"requests": 0, "retries": 0, "prompt_tokens": 0, "completion_tokens": 0,
                       "token_prompts": 0}
+        self.transport = Transport(self.base_url, api_key=self.api_key,
+                                   max_concurrency=max_concurrency, timeout=timeout,
+                                   max_retries=max_retries, affinity_header=affinity_header,
+                                   stats=self.stats)
 
     # ---------------------------------------------------------------- prompts
     def format_prompt(self, prompt: str) -> str:
@@ -188,7 +166,7 @@ class OpenAIBackend:
             if not self.format_prompt(p):
                 raise W2SError(f"the prompt {p!r} is empty; an engine needs text to continue")
         if not self._checked:
-            _run(self._check_server())
+            run_sync(self._check_server())
             self._checked = True
 
     async def _check_server(self) -> None:
@@ -200,17 +178,17 @@ class OpenAIBackend:
     def served_models(self) -> list[str] | None:
         """The model names ``GET /models`` lists (None: the server has no such list); one
         line if the server cannot be reached or refuses the key."""
-        return _run(self._served())
+        return run_sync(self._served())
 
     async def _served(self) -> list[str] | None:
         import httpx
 
-        async with self._client() as client:
+        async with self.transport.client() as client:
             try:
                 r = await client.get("/models", timeout=min(self.timeout, 10.0))
             except httpx.HTTPError as e:
                 raise W2SError(f"cannot reach {self.base_url} ({type(e).__name__}: "
-                               f"{_first_line(str(e)) or 'no answer'})") from None
+                               f"{first_line(str(e)) or 'no answer'})") from None
         if r.status_code in (401, 403):
             raise W2SError(f"{self.base_url} refused the API key (HTTP {r.status_code}); set "
                            "OPENAI_API_KEY or --api-key")
@@ -280,15 +258,6 @@ class OpenAIBackend:
         picked = [x for t, o, x in zip(tokens, offsets, lps) if o + len(t) > start]
         return float(sum(x for x in picked if x is not None)), len(picked)
 
-    def _client(self) -> Any:
-        import httpx
-
-        headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
-        limits = httpx.Limits(max_connections=self.max_concurrency,
-                              max_keepalive_connections=self.max_concurrency)
-        return httpx.AsyncClient(base_url=self.base_url, headers=headers, limits=limits,
-                                 timeout=httpx.Timeout(self.timeout))
-
     def _post_all(self, bodies: list[dict[str, Any] | None]) -> list[dict[str, Any] | None]:
         """POST every body to ``/completions`` concurrently (at most ``max_concurrency`` in
         flight); answers in order, None where the body is None."""
@@ -297,29 +266,8 @@ class OpenAIBackend:
     def post_all_to(self, path: str, bodies: Sequence[dict[str, Any] | None], *,
                     missing_ok: bool = False, keys: Sequence[str | None] | None = None
                     ) -> list[Any]:
-        """POST every body to ``path`` (under the API root, or a whole URL) concurrently, with
-        retries; answers in order, None where the body is None (or, with ``missing_ok``, where
-        the server has no such endpoint). ``keys[i]``: body ``i``'s affinity key, sent in the
-        ``affinity_header`` so a router sends equal keys to one replica."""
-        if not any(b is not None for b in bodies):
-            return [None] * len(bodies)
-        keys = keys if keys is not None else [None] * len(bodies)
-
-        async def all_() -> list[Any]:
-            gate = asyncio.Semaphore(self.max_concurrency)
-            async with self._client() as client:
-                async def one(body: dict[str, Any] | None, key: str | None) -> Any:
-                    if body is None:
-                        return None
-                    headers = ({self.affinity_header: key}
-                               if key is not None and self.affinity_header else None)
-                    async with gate:
-                        return await self._post(client, path, body, missing_ok=missing_ok,
-                                                headers=headers)
-
-                return list(await asyncio.gather(*(one(b, k) for b, k in zip(bodies, keys))))
-
-        return _run(all_())
+        """POST every body to ``path`` through the transport (:meth:`Transport.post_all`)."""
+        return self.transport.post_all(path, bodies, missing_ok=missing_ok, keys=keys)
 
     def tokenize_prompts(self, prompts: Sequence[str]) -> None:
         """Learn each formatted prompt's token ids from the engine's ``/tokenize`` (once per
@@ -383,63 +331,6 @@ class OpenAIBackend:
         if exact:
             body["return_tokens_as_token_ids"] = True  # vLLM: the next round sends them back
         return body
-
-    async def _post(self, client: Any, path: str, body: dict[str, Any], *,
-                    missing_ok: bool = False, headers: dict[str, str] | None = None) -> Any:
-        """POST with retries on 429/5xx, timeouts and dropped connections (tenacity).
-        ``missing_ok``: None when the server has no such endpoint (404, 405, 501)."""
-        import httpx
-        from tenacity import (
-            AsyncRetrying,
-            RetryError,
-            retry_if_exception_type,
-            stop_after_attempt,
-            wait_random_exponential,
-        )
-
-        backoff = wait_random_exponential(multiplier=0.5, max=30.0)  # "full jitter"
-        where = path if "://" in path else self.base_url + path  # a whole URL, or under the root
-
-        def wait(state: Any) -> float:
-            exc = state.outcome.exception() if state.outcome else None
-            after = getattr(exc, "after", None)
-            return min(after, 60.0) if after is not None else backoff(state)
-
-        def count(state: Any) -> None:
-            self.stats["retries"] += 1
-
-        try:
-            async for attempt in AsyncRetrying(stop=stop_after_attempt(self.max_retries + 1),
-                                               wait=wait, before_sleep=count,
-                                               retry=retry_if_exception_type(_Retryable)):
-                with attempt:
-                    self.stats["requests"] += 1
-                    try:
-                        r = await client.post(path, json=body, headers=headers)
-                        payload = r.content
-                    except httpx.TimeoutException:
-                        raise _Retryable(f"no answer within {self.timeout:g} s") from None
-                    except httpx.TransportError as e:
-                        raise _Retryable(f"{type(e).__name__}: {_first_line(str(e))}") from None
-                    if missing_ok and r.status_code in MISSING_STATUS:
-                        return None
-                    if r.status_code in RETRY_STATUS:
-                        raise _Retryable(f"HTTP {r.status_code}: {_error_message(r)}",
-                                         _retry_after(r.headers.get("retry-after")))
-                    if r.status_code >= 400:
-                        raise W2SError(f"{where} refused the request (HTTP "
-                                       f"{r.status_code}): {_error_message(r)}")
-                    try:
-                        import json
-
-                        return json.loads(payload)
-                    except ValueError:
-                        raise _Retryable("the answer was not complete JSON") from None
-        except RetryError as e:
-            last = e.last_attempt.exception()
-            raise W2SError(f"{where}: gave up after {self.max_retries + 1} tries "
-                           f"({last})") from None
-        raise AssertionError("unreachable")  # pragma: no cover
 
     def _parse(self, data: dict[str, Any], req: Request, sampling: SamplingParams,
                top: bool = False) -> list[Continuation]:
@@ -525,25 +416,3 @@ def _token_ids(tokens: list[str] | None) -> list[int] | None:
         except ValueError:
             return None
     return ids
-
-
-def _error_message(r: Any) -> str:
-    try:
-        err = r.json()
-        msg = err.get("error", err) if isinstance(err, dict) else err
-        if isinstance(msg, dict):
-            msg = msg.get("message") or msg
-        return _first_line(str(msg))
-    except ValueError:
-        return _first_line(r.text) or "no message"
-
-
-def _run(coro: Any) -> Any:
-    """Run a coroutine to completion from sync code, also when an event loop is running in
-    this thread (a server): then in a worker thread with its own loop."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(coro)
-    with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        return pool.submit(asyncio.run, coro).result()
