@@ -514,7 +514,31 @@ def test_every_sampling_field_reaches_every_face_unchanged(field, tmp_path):
     assert field.openai in {k.name for k in listed.sampling} and field.openai in listed.defaults
     # an engine's request body
     if field.engine == "none":
-        with pytest.raises(FieldError, match=f"^{field.openai}: cannot be sent"):
+        with pytest.raises(FieldError, match=f"^{field.openai} cannot be sent"):
             engine_sampling(sampling)
     elif field.name not in PER_CALL:
         assert engine_sampling(sampling)[field.openai] == value
+
+
+def test_a_field_no_engine_takes_is_a_400_naming_it_through_an_engine_base(monkeypatch):
+    """Were ignore_eos a field no engine takes, a request setting it through an engine base
+    is refused before any HTTP, naming it; at its default it is not sent at all."""
+    import dataclasses as dc
+
+    from w2s.models import openai_api
+    from w2s.serve import schema as S
+    from w2s.serve.errors import ApiError
+    from w2s.serve.plan import plan
+    from w2s.serve.server import Defaults, Server
+
+    table = tuple(dc.replace(f, engine="none") if f.name == "ignore_eos" else f
+                  for f in sampling_fields())
+    monkeypatch.setattr(openai_api, "sampling_fields", lambda: table)
+    server = Server(openai_api.OpenAIBackend("http://127.0.0.1:9", "m"), None,
+                    defaults=Defaults(method="sample"))
+    completion, _ = S.request_models(decoders())
+    with pytest.raises(ApiError) as e:
+        plan(server, completion.model_validate({"prompt": "p", "ignore_eos": True}), ["p"], None)
+    assert (e.value.status, e.value.param) == (400, "ignore_eos")
+    assert str(e.value).startswith("ignore_eos cannot be sent to an OpenAI-compatible engine")
+    assert "ignore_eos" not in openai_api.engine_sampling(SamplingParams())

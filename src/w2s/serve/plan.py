@@ -92,6 +92,7 @@ def plan(server: Server, req: Any, prompts: list[str], max_tokens: int | None) -
                        f"prompt; this server runs at most {lim.max_rows} (--max-rows)",
                        param="w2s")
     base = request.sampling
+    _check_engine(server, base)
     try:
         server.backend.check_prompts(list(dict.fromkeys(prompts)), max_new)
         if guide is not None:
@@ -103,6 +104,17 @@ def plan(server: Server, req: Any, prompts: list[str], max_tokens: int | None) -
                  for i in range(req.n)]
     return Plan(spec, params, prompts, samplings, rows, guide,
                 tuple(weights) if weights is not None else None)
+
+
+def _check_engine(server: Server, sampling: SamplingParams) -> None:
+    """A sampling field an engine base cannot be sent is a 400 naming it, never dropped."""
+    from w2s.models.openai_api import OpenAIBackend, engine_sampling
+
+    if isinstance(server.backend, OpenAIBackend):
+        try:
+            engine_sampling(sampling)
+        except W2SError as e:
+            raise _refused(e, None) from None
 
 
 def reweighted(guide: Guide | None, weights: list[float]) -> Guide:
