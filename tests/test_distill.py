@@ -181,7 +181,7 @@ def test_demonstrations_are_shown_before_each_prompt_and_the_rows_keep_the_bare_
     from w2s.decoding import get_decoder
     from w2s.distill.data import DEMO_SEP, DEMO_STOP
     from w2s.params import SamplingParams
-    from w2s.request import Resolver
+    from w2s.request import Loader
 
     demos = (("the movie was", " great"), ("a b", " fine\n###\nnext"), ("c d", " sad"),
              ("e f", " ok"))
@@ -197,7 +197,7 @@ def test_demonstrations_are_shown_before_each_prompt_and_the_rows_keep_the_bare_
     assert [r["prompt"] for r in sft] == PROMPTS and all(r["in_context_shots"] == 2
                                                         for r in sft)
     # each completion is the base's answer to the prompt after its demonstrations
-    backend = Resolver().base(plan.request.base)
+    backend = Loader().base(plan.request.base)
     sampling = SamplingParams(max_new_tokens=10, seed=0, stop=(DEMO_STOP,))
     want = get_decoder("sample").run(backend, None, [plan.in_context(i, 0) for i in range(3)],
                                      None, sampling)

@@ -37,7 +37,7 @@ from w2s.guides import Guide
 from w2s.guides.kinds import GuideKind, register_guide_kind, unregister_guide_kind
 from w2s.guides.spec import GuideRef
 from w2s.params import sampling_fields
-from w2s.request import BaseRef, Request, Resolver, parse_request, run
+from w2s.request import BaseRef, Loader, Request, parse_request, run
 from w2s.result import Candidate, Cost, Result
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -126,7 +126,7 @@ def test_the_python_api_runs_a_request_like_the_decoder(tiny_paths, base, pair):
 
 
 def test_the_resolver_loads_each_model_once(tiny_paths):
-    res = Resolver()
+    res = Loader()
     g1 = res.guide(GuideRef((tiny_paths["tuned"],), (tiny_paths["untuned"],)))
     g2 = res.guide(GuideRef((tiny_paths["tuned"], tiny_paths["tuned"]),
                             (tiny_paths["untuned"],), weights=(1.0, 2.0)))

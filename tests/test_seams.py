@@ -101,7 +101,7 @@ def test_a_registered_decoder_is_accepted_and_run_by_eval(toy_registered, tmp_pa
 
 
 def test_the_cli_takes_the_same_model_references_as_eval_configs(base):
-    """One resolver: ``zoo:ROLE`` works on the command line as in a config."""
+    """One loader: ``zoo:ROLE`` works on the command line as in a config."""
     out = CliRunner().invoke(cli, ["generate", "--base", "zoo:base", "--tuned", "zoo:tuned",
                                    "--untuned", "zoo:untuned", "--method", "bon", "--n", "2",
                                    "--prompt", "the film", "--max-new-tokens", "4", "--seed", "0", "--json"])

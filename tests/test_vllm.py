@@ -245,8 +245,8 @@ def test_a_guide_model_behind_the_engine_scores_like_the_same_model_in_process(v
     """The zoo base served by vLLM as one model of a pair (``REF@URL``): its log-likelihoods,
     and the pair's scores, equal the in-process model's within float tolerance; searches pick
     the same candidates."""
+    from w2s.models.backends import load_model
     from w2s.models.engine_lm import EngineLM
-    from w2s.models.refs import load_model
 
     served = load_model(f"zoo:base@{vllm_url}")
     assert isinstance(served, EngineLM) and served.model == "zoo-base"

@@ -64,7 +64,8 @@ _WHERE = {
     "TreeBoNParams": "w2s.params",
     "BaseRef": "w2s.request",
     "Request": "w2s.request",
-    "Resolver": "w2s.request",
+    "Loader": "w2s.request",
+    "Resolver": "w2s.request",  # its earlier name
     "parse_request": "w2s.request",
     "Candidate": "w2s.result",
     "Cost": "w2s.result",
@@ -119,7 +120,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see
         SearchParams,
         TreeBoNParams,
     )
-    from w2s.request import BaseRef, Request, Resolver, parse_request
+    from w2s.request import BaseRef, Loader, Request, Resolver, parse_request
     from w2s.result import Candidate, Cost, Result
 
 
@@ -146,6 +147,7 @@ __all__ = [
     "OpenAIBackend",
     "PairGuide",
     "Request",
+    "Loader",
     "Resolver",
     "Result",
     "RewardModelGuide",

@@ -15,8 +15,8 @@ Bounds live once, on the knob dataclasses (:mod:`w2s.params`) and on :class:`Bas
 in (0, 1], got 2``, ``guide.weights[1] must be a finite number, got nan``), which the server
 returns as OpenAI's ``param`` and a config prefixes with its file and entry.
 
-:class:`Resolver` turns a request's references into loaded objects, each model loaded once
-(the server and an eval run keep one resolver for their lifetime).
+:class:`Loader` turns a request's references into loaded objects, each model loaded once
+(the server and an eval run keep one loader for their lifetime).
 """
 
 from __future__ import annotations
@@ -274,7 +274,7 @@ def parse_request(data: Any, *, where: str = "", default_method: str | None = No
     return Request(method, knobs, sampling, base, guide, chat, return_all)
 
 
-class Resolver:
+class Loader:
     """Turns references into loaded objects, each model once: the cache a server or an eval
     run keeps for its lifetime, and the one place where a request's models are loaded."""
 
@@ -288,7 +288,7 @@ class Resolver:
 
     def check(self, base: BaseRef | None, guide: GuideRef | None) -> None:
         """Every model reference resolves (a typo is one line before anything loads)."""
-        from w2s.models.refs import resolve_model
+        from w2s.models.resolve import resolve_model
 
         refs = list(guide.models()) if guide is not None else []
         if base is not None:
@@ -299,7 +299,7 @@ class Resolver:
 
     def lm(self, ref: str) -> Any:
         """A language model (in process), loaded once."""
-        from w2s.models.refs import load_model
+        from w2s.models.backends import load_model
 
         if ref not in self._lms:
             self._lms[ref] = load_model(ref, base_dir=self.base_dir, dtype=self.dtype,
@@ -309,7 +309,8 @@ class Resolver:
 
     def base(self, ref: BaseRef) -> Any:
         """The base as a backend: an in-process model, or a client of its engine."""
-        from w2s.models.refs import load_engine, resolve_model
+        from w2s.models.backends import load_engine
+        from w2s.models.resolve import resolve_model
 
         if not ref.engine:
             return self.lm(ref.model)
@@ -322,7 +323,7 @@ class Resolver:
         return self._engines[ref]
 
     def guide(self, ref: GuideRef | None) -> Guide | None:
-        """The loaded guide (its models shared with every other guide of this resolver)."""
+        """The loaded guide (its models shared with every other guide of this loader)."""
         from w2s.guides.build import build_guide
 
         if ref not in self._guides:
@@ -332,16 +333,21 @@ class Resolver:
         return self._guides[ref]
 
 
-def run(request: Request, prompts: Sequence[str], resolver: Resolver | None = None
+
+Resolver = Loader
+"""Its earlier name ("resolve" now means one thing: where a reference points,
+:mod:`w2s.models.resolve`)."""
+
+def run(request: Request, prompts: Sequence[str], loader: Loader | None = None
         ) -> list[Result]:
-    """Load what ``request`` names (through ``resolver``'s cache) and decode ``prompts``."""
+    """Load what ``request`` names (through ``loader``'s cache) and decode ``prompts``."""
     if request.base is None:
         raise W2SError("the request names no base")
-    resolver = resolver or Resolver(chat=request.chat)
-    resolver.check(request.base, request.guide)
+    loader = loader or Loader(chat=request.chat)
+    loader.check(request.base, request.guide)
     spec = request.spec
-    backend = resolver.base(request.base)
-    guide = resolver.guide(request.guide)
+    backend = loader.base(request.base)
+    guide = loader.guide(request.guide)
     spec.check_guide(guide)
     return spec.run(backend, guide, prompts, request.knobs, request.sampling,
                     return_all=request.return_all)

@@ -33,13 +33,13 @@ def generate(**o: Any) -> None:
     request = build_request(o, return_all)
     rows = read_prompt_rows(o["prompt"], o["prompts_file"])
     prompts = [p for p, _ in rows]
-    resolver = resolver_of(o)
-    resolver.check(request.base, request.guide)  # every model reference resolves before anything loads
+    loader = resolver_of(o)
+    loader.check(request.base, request.guide)  # every model reference resolves before anything loads
     assert request.base is not None
-    backend = resolver.base(request.base)
+    backend = loader.base(request.base)
     spec = request.spec
     spec.check_backend(backend)
-    guide = resolver.guide(request.guide)
+    guide = loader.guide(request.guide)
     results = spec.run(backend, guide, prompts, request.knobs, request.sampling,
                        return_all=return_all)
     _print(results, [extra for _, extra in rows], as_json, return_all)

@@ -106,9 +106,9 @@ def build_request(o: dict[str, Any], return_all: bool = False) -> Any:
 
 def resolver_of(o: dict[str, Any]) -> Any:
     """The model cache the run flags ask for."""
-    from w2s.request import Resolver
+    from w2s.request import Loader
 
-    return Resolver(dtype=o["dtype"], device=o["device"], chat=o["chat"],
+    return Loader(dtype=o["dtype"], device=o["device"], chat=o["chat"],
                     batch_size=o["batch_size"])
 
 

@@ -35,7 +35,7 @@ from w2s.distill.rows import (
 )
 from w2s.errors import W2SError
 from w2s.params import identity
-from w2s.request import Request, Resolver
+from w2s.request import Loader, Request
 from w2s.textfile import strict_json
 
 RAW, MANIFEST = "raw.jsonl", "distill.json"
@@ -192,7 +192,7 @@ def base_fingerprint(plan: DistillPlan) -> str | None:
     """The fingerprint of the tokenizer of the base that writes the data (None for an engine
     base named without --base-tokenizer): ``distill train`` checks its student against it."""
     from w2s.models.loading import load_tokenizer, tokenizer_fingerprint
-    from w2s.models.refs import resolve_model
+    from w2s.models.resolve import resolve_model
 
     base = plan.request.base
     assert base is not None
@@ -206,7 +206,7 @@ def _differs(had: dict[str, Any], now: dict[str, Any]) -> str:
         else "another run id"
 
 
-def run_distill_data(plan: DistillPlan, out: Path, *, resolver: Resolver | None = None,
+def run_distill_data(plan: DistillPlan, out: Path, *, loader: Loader | None = None,
                      restart: bool = False, show_progress: bool = True,
                      prompts_per_call: int | None = None) -> dict[str, int]:
     """Search every (seed, prompt) not yet in ``out``, append its raw row at once, then write
@@ -219,7 +219,7 @@ def run_distill_data(plan: DistillPlan, out: Path, *, resolver: Resolver | None 
     try:
         with exclusive(out / LOCK):  # before anything is read or written: one writer
             open_folder(plan, out, restart)
-            _search_missing(plan, out, resolver or Resolver(chat=plan.request.chat),
+            _search_missing(plan, out, loader or Loader(chat=plan.request.chat),
                             show_progress, prompts_per_call)
             return write_datasets(plan, out)
     except W2SError:
@@ -228,7 +228,7 @@ def run_distill_data(plan: DistillPlan, out: Path, *, resolver: Resolver | None 
         raise
 
 
-def _search_missing(plan: DistillPlan, out: Path, resolver: Resolver, show_progress: bool,
+def _search_missing(plan: DistillPlan, out: Path, loader: Loader, show_progress: bool,
                     prompts_per_call: int | None) -> None:
     from w2s.evaluate.run import progress_bar
     from w2s.evaluate.store import ResultStore
@@ -241,8 +241,8 @@ def _search_missing(plan: DistillPlan, out: Path, resolver: Resolver, show_progr
         return
     req = plan.request
     assert req.base is not None
-    resolver.check(req.base, req.guide)
-    backend, guide = resolver.base(req.base), resolver.guide(req.guide)
+    loader.check(req.base, req.guide)
+    backend, guide = loader.base(req.base), loader.guide(req.guide)
     req.spec.check_guide(guide)
     rows = max(1, req.spec.rows_per_prompt(req.knobs))
     per_call = prompts_per_call or max(1, backend.batch_size // rows)

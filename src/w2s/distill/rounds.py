@@ -23,7 +23,7 @@ from w2s.distill.data import DistillPlan, check_prompts, run_distill_data
 from w2s.distill.train import TRAIN, TrainPlan, train_student
 from w2s.errors import W2SError
 from w2s.evaluate.stats import prompt_mean_se
-from w2s.request import BaseRef, Resolver
+from w2s.request import BaseRef, Loader
 
 SUMMARY = "rounds.json"
 
@@ -58,7 +58,7 @@ class RoundsPlan:
                            "the base as a model (--base), not an engine URL")
 
 
-def evaluate_student(plan: RoundsPlan, student: str, resolver: Resolver) -> dict[str, Any]:
+def evaluate_student(plan: RoundsPlan, student: str, loader: Loader) -> dict[str, Any]:
     """Plain samples of ``student`` on the held-out prompts: the guide's and each gold
     scorer's mean and standard error over prompts (seeds averaged first, as every report
     does), and the tokens sampled."""
@@ -66,8 +66,8 @@ def evaluate_student(plan: RoundsPlan, student: str, resolver: Resolver) -> dict
     from w2s.tasks.gold import GOLD_SCORERS
 
     req = plan.data.request
-    model = resolver.lm(student)
-    guide = resolver.guide(req.guide)
+    model = loader.lm(student)
+    guide = loader.guide(req.guide)
     prompts, texts, ended, index, tokens = [], [], [], [], 0
     for seed in range(plan.eval_seeds):
         sp = dataclasses.replace(req.sampling, seed=seed)
@@ -104,14 +104,14 @@ def _trained(folder: Path, plan: TrainPlan) -> bool:
 
 
 def run_rounds(plan: RoundsPlan, out: Path, *, device: str = "auto",
-               resolver: Resolver | None = None, show_progress: bool = True
+               loader: Loader | None = None, show_progress: bool = True
                ) -> list[dict[str, Any]]:
     """Run (or resume) every round into ``out/round-R/{data,student}``; returns the
     evaluations, round 0 (the base) first, as ``rounds.json`` holds them."""
     out.mkdir(parents=True, exist_ok=True)
     req = plan.data.request
     assert req.base is not None
-    resolver = resolver or Resolver(chat=req.chat)
+    loader = loader or Loader(chat=req.chat)
     summary_path = out / SUMMARY
     had = json.loads(summary_path.read_text(encoding="utf-8")) if summary_path.is_file() else {}
     identity = {"data": plan.data.manifest(), "train": plan.train.identity() | {"data": None, "student": None},
@@ -121,7 +121,7 @@ def run_rounds(plan: RoundsPlan, out: Path, *, device: str = "auto",
                        "use another --out")
     done: list[dict[str, Any]] = had.get("rounds", [])
     if not done:
-        done.append({"round": 0, **evaluate_student(plan, req.base.model, resolver)})
+        done.append({"round": 0, **evaluate_student(plan, req.base.model, loader)})
         _atomic_json(summary_path, {"plan": identity, "rounds": done})
     student = req.base.model
     for r in range(1, plan.rounds + 1):
@@ -131,13 +131,13 @@ def run_rounds(plan: RoundsPlan, out: Path, *, device: str = "auto",
             continue
         data_plan = dataclasses.replace(plan.data, request=dataclasses.replace(
             req, base=BaseRef(student)))
-        run_distill_data(data_plan, folder / "data", resolver=resolver,
+        run_distill_data(data_plan, folder / "data", loader=loader,
                          show_progress=show_progress)
         train_plan = dataclasses.replace(plan.train, data=str(folder / "data"), student=student)
         if not _trained(folder / "student", train_plan):
             train_student(train_plan, folder / "student", device=device,
                           show_progress=show_progress)
         student = str(folder / "student")
-        done.append({"round": r, **evaluate_student(plan, student, resolver)})
+        done.append({"round": r, **evaluate_student(plan, student, loader)})
         _atomic_json(summary_path, {"plan": identity, "rounds": done})
     return done

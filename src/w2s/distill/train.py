@@ -153,7 +153,7 @@ def train_student(plan: TrainPlan, out: Path, *, restart: bool = False, device: 
                        "with CUDA_VISIBLE_DEVICES)")
     meta, path = _data_files(plan)
     from w2s.models.loading import load_tokenizer
-    from w2s.models.refs import resolve_model
+    from w2s.models.resolve import resolve_model
 
     if not plan.student:
         plan = dataclasses.replace(plan, student=default_student(meta))
@@ -204,10 +204,10 @@ def _trainer(plan: TrainPlan, folder: str, tok: Any, path: Path, out: Path, devi
     from datasets.utils.logging import disable_progress_bar
     from transformers import AutoModelForCausalLM
 
-    from w2s.models.loading import quiet_loading, resolve_device
+    from w2s.models.loading import choose_device, quiet_loading
 
     disable_progress_bar()  # its per-step map bars; the trainer's own bar shows the training
-    cpu = resolve_device(device).type == "cpu"  # "auto" on a machine without a GPU too
+    cpu = choose_device(device).type == "cpu"  # "auto" on a machine without a GPU too
 
     torch.manual_seed(plan.seed)
 

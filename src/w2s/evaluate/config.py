@@ -37,7 +37,7 @@ from typing import Any
 from w2s.configfile import find_config, read_config_file
 from w2s.errors import W2SError
 from w2s.guides.spec import GuideRef
-from w2s.models.refs import resolve_model
+from w2s.models.resolve import resolve_model
 from w2s.params import SamplingParams, identity
 from w2s.request import BaseRef, parse_sampling
 

@@ -30,26 +30,26 @@ RESULTS = "results.jsonl"
 
 class Models:
     """Loads each model once per run, whatever number of methods use it (one
-    :class:`~w2s.request.Resolver` for the run)."""
+    :class:`~w2s.request.Loader` for the run)."""
 
     def __init__(self, cfg: EvalConfig, chat: bool) -> None:
-        from w2s.request import Resolver
+        from w2s.request import Loader
 
         self.cfg, self.chat = cfg, chat
-        self.resolver = Resolver(dtype=cfg.dtype, device=cfg.device, chat=chat,
+        self.loader = Loader(dtype=cfg.dtype, device=cfg.device, chat=chat,
                                  batch_size=cfg.batch_size, base_dir=cfg.base_dir)
 
     def lm(self, ref: str) -> Any:
         from w2s.request import BaseRef
 
         if self.cfg.engine is not None and ref == self.cfg.base:
-            return self.resolver.base(BaseRef.parse(self.cfg.engine))
-        return self.resolver.lm(ref)
+            return self.loader.base(BaseRef.parse(self.cfg.engine))
+        return self.loader.lm(ref)
 
     def guide(self, spec: dict[str, Any] | None) -> Any:
         from w2s.guides.spec import GuideRef
 
-        return self.resolver.guide(GuideRef.parse(spec, where="guide"))
+        return self.loader.guide(GuideRef.parse(spec, where="guide"))
 
     def sampled_model(self, m: MethodSpec) -> Any:
         """The model a method samples from: the base, or (for ``sample``) another one."""

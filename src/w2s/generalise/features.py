@@ -50,14 +50,14 @@ def load_encoder(path: str, device: str, dtype: str) -> tuple[Any, Any]:
     from transformers import AutoModel
 
     from w2s.models.loading import (
+        choose_device,
         load_error,
         load_tokenizer,
         quiet_loading,
-        resolve_device,
         resolve_dtype,
     )
 
-    dev = resolve_device(device)
+    dev = choose_device(device)
     tok = load_tokenizer(path)
     try:
         with quiet_loading():

@@ -28,7 +28,7 @@ def load_classifier(path: str, device: str, lora: bool, lora_r: int) -> tuple[An
     """A one-output sequence classifier on ``path`` (its head new, LoRA adapters when asked)
     on ``device``, and its tokenizer."""
     from w2s.generalise.classifier import new_classifier
-    from w2s.models.loading import resolve_device
+    from w2s.models.loading import choose_device
 
     model, tok = new_classifier(path)
     if lora:
@@ -40,7 +40,7 @@ def load_classifier(path: str, device: str, lora: bool, lora_r: int) -> tuple[An
             model = get_peft_model(model, LoraConfig(r=lora_r, lora_alpha=2 * lora_r,
                                                      target_modules="all-linear",
                                                      task_type="SEQ_CLS"))
-    return model.to(resolve_device(device)), tok
+    return model.to(choose_device(device)), tok
 
 
 def _batch(tok: Any, texts: Sequence[str], max_tokens: int, dev: torch.device

@@ -47,7 +47,7 @@ SMOLLM2 = Path.home() / ".cache" / "w2s" / "smollm2"
 
 def resolve_models(cfg: GeneraliseConfig, base_dir: Path) -> dict[str, str]:
     """Each role's model folder (or hub id), resolved before anything is written."""
-    from w2s.models.refs import resolve_model
+    from w2s.models.resolve import resolve_model
 
     out = {}
     for role in ROLES:

@@ -21,7 +21,7 @@ from w2s.guides.base import Guide
 from w2s.guides.pair import PairGuide, check_guide_model
 from w2s.models.base import ParamCount
 from w2s.models.hf import HFModel
-from w2s.models.refs import resolve_model
+from w2s.models.resolve import resolve_model
 
 
 class ARMGuide(Guide):

@@ -16,7 +16,7 @@ from w2s.guides.kinds import guide_kinds
 from w2s.guides.pair import PairGuide
 from w2s.guides.reward_model import RewardModelGuide
 from w2s.guides.spec import GuideRef
-from w2s.models.refs import resolve_model
+from w2s.models.resolve import resolve_model
 
 
 def parse_weights(text: str | None) -> list[float] | None:

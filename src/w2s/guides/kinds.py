@@ -24,7 +24,7 @@ BUILT_IN = ("tuned", "untuned", "arm", "reward_model", "reward_label", "weights"
 
 
 class ModelLoader(Protocol):
-    """What a guide kind's ``build`` gets to load models with (the resolver's cache, so a
+    """What a guide kind's ``build`` gets to load models with (the loader's cache, so a
     model named twice is loaded once)."""
 
     def load_lm(self, ref: str) -> Any:

@@ -21,9 +21,9 @@ from w2s.guides.base import Guide, ScoringSession
 from w2s.guides.incremental import IncrementalScorer
 from w2s.guides.tail_tokenizer import ResponseTokenizer, same_tokenization
 from w2s.logits import same_vocabulary
+from w2s.models.backends import load_model
 from w2s.models.base import Backend, LogitsBackend, ParamCount
 from w2s.models.hf import HFModel
-from w2s.models.refs import load_model
 
 
 def check_guide_model(model: HFModel, prompts: Sequence[str], max_new_tokens: int) -> None:

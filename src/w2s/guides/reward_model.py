@@ -11,13 +11,13 @@ from w2s.chat import messages_of
 from w2s.errors import W2SError
 from w2s.guides.base import Guide
 from w2s.models.loading import (
+    choose_device,
     load_error,
     load_tokenizer,
     quiet_loading,
-    resolve_device,
     resolve_dtype,
 )
-from w2s.models.refs import resolve_model
+from w2s.models.resolve import resolve_model
 
 REWARD_CARD = "w2s_reward.json"
 """What a reward model w2s trained was trained for (``w2s generalise`` writes it beside the
@@ -99,7 +99,7 @@ class RewardModelGuide(Guide):
              label: int | None = None) -> RewardModelGuide:
         from transformers import AutoModelForSequenceClassification
 
-        dev = resolve_device(device)
+        dev = choose_device(device)
         path = resolve_model(path)
         check_classifier(path)
         tok = load_tokenizer(path)

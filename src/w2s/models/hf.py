@@ -23,10 +23,10 @@ from w2s.errors import W2SError
 from w2s.models.base import Continuation, Request, TokenLoglik
 from w2s.models.kv_cache import growing_cache, set_spare
 from w2s.models.loading import (
+    choose_device,
     load_error,
     load_tokenizer,
     quiet_loading,
-    resolve_device,
     resolve_dtype,
 )
 from w2s.params import SamplingParams
@@ -113,7 +113,7 @@ class HFModel(TokenLoglik):
             raise W2SError("give the dtype as dtype='bfloat16' (auto, float32, bfloat16, "
                            "float16), not through from_pretrained's keywords")
         path = resolve_model(path)
-        dev = resolve_device(device)
+        dev = choose_device(device)
         dt = resolve_dtype(dtype, dev)
         if "revision" in from_pretrained and os.path.isdir(path):
             raise W2SError(f"revision names a hub commit, but {path!r} is a local folder")

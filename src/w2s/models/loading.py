@@ -20,7 +20,7 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 """vLLM's names too (``half``, ``float``), so its --dtype values work here unchanged."""
 
 
-def resolve_device(device: str) -> torch.device:
+def choose_device(device: str) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:

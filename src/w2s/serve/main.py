@@ -44,7 +44,7 @@ def build_server(o: dict[str, Any]) -> Any:
     from w2s.decoding import default_method, get_decoder
     from w2s.guides.build import guide_spec, parse_guide_terms
     from w2s.guides.spec import GuideRef
-    from w2s.request import BaseRef, Resolver
+    from w2s.request import BaseRef, Loader
     from w2s.serve.app import Defaults, Limits, Server
 
     if o.get("base") and o.get("base_url"):
@@ -63,10 +63,10 @@ def build_server(o: dict[str, Any]) -> Any:
         "api_key": o.get("base_api_key"), "max_concurrency": o.get("max_concurrency") or 64},
         where="base")
     guide_ref = GuideRef.parse(spec or None, where="")
-    resolver = Resolver(dtype=o["dtype"], device=o["device"], batch_size=o["batch_size"])
-    resolver.check(base, guide_ref)  # every reference, before anything loads
-    backend = resolver.base(base)
-    guide = resolver.guide(guide_ref)
+    loader = Loader(dtype=o["dtype"], device=o["device"], batch_size=o["batch_size"])
+    loader.check(base, guide_ref)  # every reference, before anything loads
+    backend = loader.base(base)
+    guide = loader.guide(guide_ref)
     method = method or default_method(guide is not None)
     sampling = SamplingParams()
     if d is not None:

@@ -93,7 +93,7 @@ def build_golds(entries: Any, defaults: Sequence[str], *, dtype: str, device: st
             unknown = set(e) - {"model", "name", "label", "chat"}
             if unknown:
                 raise W2SError(f"unknown gold option(s): {', '.join(sorted(unknown))}")
-            from w2s.models.refs import resolve_model
+            from w2s.models.resolve import resolve_model
 
             path = resolve_model(e["model"], base_dir or Path.cwd())
             golds[e.get("name") or e["model"]] = _reward_model({**e, "model": path}, dtype=dtype,

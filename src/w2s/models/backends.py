@@ -1,19 +1,14 @@
-"""One resolver for model references, used by the CLI, eval configs and (next) the server.
-
-A reference is ``zoo:ROLE`` (a model of the shipped zoo), a local folder (relative to a base
-folder such as the config's, then to the working directory), or a hub id. Resolving early turns
-a typo into one line before any model is loaded. :func:`load_model` is the one place that turns
-a reference into a backend, so a new kind of backend (an engine URL) is added here once.
-"""
+"""A model reference becomes a backend here, and only here: :func:`load_model` (a white-box
+``HFModel``, or an engine-served guide model for ``REF@URL``) and :func:`load_engine` (a base
+behind an OpenAI-compatible engine). Where a reference points is :mod:`w2s.models.resolve`'s
+job; a new kind of backend is added here once."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-from w2s.models.resolve import ZOO_DIR, engine_ref, resolve_model  # noqa: E402  (re-exported)
-
-__all__ = ["ZOO_DIR", "engine_ref", "load_engine", "load_model", "resolve_model"]
+from w2s.models.resolve import engine_ref, resolve_model
 
 
 def load_model(ref: str, *, base_dir: Path | None = None, dtype: str = "auto",
