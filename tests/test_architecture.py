@@ -28,7 +28,7 @@ for low in ("params", "rng", "errors", "result", "logits", "stopping", "quiet", 
             "token_loop", "plugins", "configfile"):
     BELOW[low] = {"models", "guides", "decoding", "request", "evaluate", "tasks", "serve", "cli",
                   "demo", "zoo", "generalise"}
-CONCRETE = ("w2s.models.hf", "w2s.models.kv_cache", "w2s.models.loading", "w2s.models.backends",
+CONCRETE = ("w2s.models.hf", "w2s.models.hf_search", "w2s.models.hf_scoring", "w2s.models.kv_cache", "w2s.models.loading", "w2s.models.backends",
             "w2s.models.openai_api", "w2s.models.http", "w2s.vllm_server", "transformers", "httpx")
 
 

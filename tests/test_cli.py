@@ -279,10 +279,10 @@ def test_vllms_flag_names_and_dtype_names_are_taken_too(models):
     import torch
 
     from w2s.cli.serve import serve
-    from w2s.models.loading import resolve_dtype
+    from w2s.models.loading import choose_dtype
 
-    assert resolve_dtype("half", torch.device("cpu")) is torch.float16
-    assert resolve_dtype("float", torch.device("cpu")) is torch.float32
+    assert choose_dtype("half", torch.device("cpu")) is torch.float16
+    assert choose_dtype("float", torch.device("cpu")) is torch.float32
     names = {n for p in serve.params for n in getattr(p, "opts", [])}
     assert {"--served-name", "--served-model-name"} <= names
     proc = run_w2s("generate", *models[:2], "--method", "sample", "--dtype", "float",

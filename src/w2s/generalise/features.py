@@ -51,17 +51,17 @@ def load_encoder(path: str, device: str, dtype: str) -> tuple[Any, Any]:
 
     from w2s.models.loading import (
         choose_device,
+        choose_dtype,
         load_error,
         load_tokenizer,
         quiet_loading,
-        resolve_dtype,
     )
 
     dev = choose_device(device)
     tok = load_tokenizer(path)
     try:
         with quiet_loading():
-            model = AutoModel.from_pretrained(path, dtype=resolve_dtype(dtype, dev))
+            model = AutoModel.from_pretrained(path, dtype=choose_dtype(dtype, dev))
     except Exception as e:  # noqa: BLE001
         raise load_error(path, e) from None
     return model.to(dev).eval(), tok

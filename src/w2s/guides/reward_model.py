@@ -12,10 +12,10 @@ from w2s.errors import W2SError
 from w2s.guides.base import Guide
 from w2s.models.loading import (
     choose_device,
+    choose_dtype,
     load_error,
     load_tokenizer,
     quiet_loading,
-    resolve_dtype,
 )
 from w2s.models.resolve import resolve_model
 
@@ -106,7 +106,7 @@ class RewardModelGuide(Guide):
         try:
             with quiet_loading():
                 model = AutoModelForSequenceClassification.from_pretrained(
-                    path, dtype=resolve_dtype(dtype, dev))
+                    path, dtype=choose_dtype(dtype, dev))
         except Exception as e:  # noqa: BLE001
             raise load_error(path, e) from None
         return cls(model.to(dev), tok, chat=chat, label=label, name=path)
