@@ -96,7 +96,7 @@ def test_guides_are_built_from_one_spec_with_the_callers_loader(tiny_paths, pair
     assert isinstance(g, w2s.PairGuide) and g.tuned is pair.tuned and loaded == [
         tiny_paths["tuned"], tiny_paths["untuned"]]
     assert guide_from_spec(None, load_lm=load) is None
-    with pytest.raises(W2SError, match="^tuned and untuned go together"):
+    with pytest.raises(W2SError, match="^untuned is missing: a tuned model and the untuned"):
         guide_from_spec({"tuned": tiny_paths["tuned"]}, load_lm=load)
 
 

@@ -221,7 +221,7 @@ def test_a_new_decoder_and_guide_kind_reach_the_cli(extended, tiny_paths, base):
     assert json.loads(out.output)["response"] == _want_echo(base, 3)
     bad = runner.invoke(cli, ["generate", "--base", tiny_paths["base"], "--method", "echo",
                               "--times", "0", "--prompt", "x"])
-    assert bad.exit_code == 2 and bad.output.strip() == "error: times must be >= 1, got 0"
+    assert bad.exit_code == 2 and bad.output.strip() == "error: --times must be >= 1, got 0"
     # the guide kind: its term on the command line, its knobs checked, Best-of-N ranks by it
     out = runner.invoke(cli, ["generate", "--base", tiny_paths["base"], "--method", "bon",
                               "--n", "4", "--guide-term", 'length:{"target": 2}',
@@ -388,7 +388,7 @@ def test_a_plugin_package_reaches_every_face(tmp_path, tiny_paths, base):
     assert json.loads(out.stdout)["response"] == s.text + "!!!"
     bad = w2s_cli("generate", "--base", tiny_paths["base"], "--method", "shout", "--marks",
                   "-1", "--prompt", "x")
-    assert bad.returncode == 2 and bad.stderr.strip() == "error: marks must be >= 0, got -1"
+    assert bad.returncode == 2 and bad.stderr.strip() == "error: --marks must be >= 0, got -1"
     schema = subprocess.run(
         [sys.executable, "-c", "from w2s.decoding import decoders; from w2s.serve.schema "
          "import request_models; c, _ = request_models(decoders()); "

@@ -7,6 +7,8 @@ into a clean error instead of a traceback. Internal bugs stay ordinary exception
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 
 class W2SError(ValueError):
     """A problem with the user's input, reported as one readable line."""
@@ -22,7 +24,24 @@ class FieldError(W2SError):
         self.field, self.problem, self.sep = field, problem, sep
         super().__init__(f"{field}{sep}{problem}")
 
+    def named(self, names: Mapping[str, str]) -> str:
+        """This error in a face's words: its field path renamed by the face's one rename map
+        (the CLI's flags, OpenAI's names, a config's keys); a path it lacks stays as it is."""
+        try:
+            name = names[self.field]  # a map may derive names (``__missing__``)
+        except KeyError:
+            name = self.field
+        return f"{name}{self.sep}{self.problem}"
+
     def at(self, prefix: str) -> FieldError:
         """The same error one level down: ``at("sampling.")`` of ``top_p ...`` is
         ``sampling.top_p ...``."""
         return FieldError(f"{prefix}{self.field}", self.problem, self.sep)
+
+
+class FlagNames(dict):
+    """A command line's rename map from field paths to its flags: a path that is a plain name
+    is ``--name-with-dashes`` unless given here (``FlagNames(guide_terms="--guide-term")``)."""
+
+    def __missing__(self, field: str) -> str:
+        return "--" + field.replace("_", "-") if field.isidentifier() else field

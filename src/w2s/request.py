@@ -225,14 +225,17 @@ def _flag(data: Mapping[str, Any], key: str, path: str) -> bool:
 def parse_request(data: Any, *, where: str = "", default_method: str | None = None,
                   default_knobs: Mapping[str, Mapping[str, Any]] | None = None,
                   default_sampling: SamplingParams | None = None,
-                  guide_given: bool = True) -> Request:
+                  guide_given: bool = True, names: Mapping[str, str] | None = None
+                  ) -> Request:
     """The :class:`Request` a plain mapping names, every value checked, nothing loaded.
 
     ``where`` prefixes every field path (the server's ``"w2s."``); a method's knobs may sit
     at the top level (``"w": 4``, as configs and the server's ``w2s`` field write them) or
     under ``knobs``; ``default_knobs[method]`` replace the knob dataclass's defaults (a
     server's configured knobs); ``guide_given=False`` skips the guide-versus-method check for
-    faces whose guide is loaded already (they call :meth:`DecoderSpec.check_guide`)."""
+    faces whose guide is loaded already (they call :meth:`DecoderSpec.check_guide`). Errors
+    name field paths only; ``names`` is the face's rename map, read here for the two guide
+    parts a problem names (``pair``, ``reward_model``), which have no path of their own."""
     if not isinstance(data, Mapping):
         raise FieldError(where.rstrip(".") or "request", "must be a mapping")
     method = data.get("method", default_method)
@@ -267,8 +270,9 @@ def parse_request(data: Any, *, where: str = "", default_method: str | None = No
     if guide_given:
         problem = spec.guide_problem(bool(guide and guide.has_experts),
                                      bool(guide and guide.has_text_scorers),
-                                     pair_name="{tuned, untuned} (or arm)",
-                                     rm_name="reward_model")
+                                     pair_name=(names or {}).get("pair",
+                                                                 "{tuned, untuned} (or arm)"),
+                                     rm_name=(names or {}).get("reward_model", "reward_model"))
         if problem:
             raise FieldError(f"{where}guide", f"does not suit: {problem}", sep=": ")
     return Request(method, knobs, sampling, base, guide, chat, return_all)

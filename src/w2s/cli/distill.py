@@ -13,7 +13,7 @@ import click
 
 from w2s.cli.group import cli
 from w2s.cli.options import read_prompts
-from w2s.cli.requests import RequestCommand, build_request, request_options, resolver_of
+from w2s.cli.requests import RequestCommand, build_request, loader_of, request_options
 
 
 def train_options(f: Any, *, in_rounds: bool = False) -> Any:
@@ -125,7 +125,7 @@ def data(**o: Any) -> None:
     plan = DistillPlan(request, prompts, seeds, None if pairs == "none" else pairs, tuple(gold),
                        rank_by=rank_by, demos=read_demos(demos) if demos else (),
                        shots=shots or 4)
-    counts = run_distill_data(plan, out, loader=resolver_of(o), restart=restart,
+    counts = run_distill_data(plan, out, loader=loader_of(o), restart=restart,
                               show_progress=not quiet)
     made = ", ".join(f"{n} {name} rows" for name, n in counts.items())
     click.echo(f"{made} in {out}")
@@ -210,7 +210,7 @@ def rounds(**o: Any) -> None:
     ranked = request.spec.ranked
     data = DistillPlan(request, prompts, seeds, "best-worst" if ranked else None, tuple(gold))
     plan = RoundsPlan(data, train, n, read_prompts((), str(eval_file)), eval_seeds)
-    done = run_rounds(plan, out, device=o["device"], loader=resolver_of(o),
+    done = run_rounds(plan, out, device=o["device"], loader=loader_of(o),
                       show_progress=not quiet)
     for r in done:
         scores = ", ".join(f"{k} {r[k]:+.3f} ± {r[k + '_se']:.3f}" for k in ["guide", *gold]

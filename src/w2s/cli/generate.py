@@ -14,7 +14,7 @@ import click
 
 from w2s.cli.group import cli
 from w2s.cli.options import read_prompt_rows
-from w2s.cli.requests import RequestCommand, build_request, request_options, resolver_of
+from w2s.cli.requests import RequestCommand, build_request, loader_of, request_options
 
 
 @cli.command(cls=RequestCommand)
@@ -33,7 +33,7 @@ def generate(**o: Any) -> None:
     request = build_request(o, return_all)
     rows = read_prompt_rows(o["prompt"], o["prompts_file"])
     prompts = [p for p, _ in rows]
-    loader = resolver_of(o)
+    loader = loader_of(o)
     loader.check(request.base, request.guide)  # every model reference resolves before anything loads
     assert request.base is not None
     backend = loader.base(request.base)

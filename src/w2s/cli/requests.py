@@ -19,7 +19,7 @@ from w2s.cli.options import (
     sampling_options,
     sampling_values,
 )
-from w2s.errors import W2SError
+from w2s.errors import FieldError, FlagNames, W2SError
 
 
 class RequestCommand(click.Command):
@@ -82,15 +82,28 @@ def request_options(f: Any) -> Any:
     return f
 
 
+CLI_NAMES = FlagNames(guide="the guide", pair="--tuned and --untuned (or --arm)",
+                      guide_terms="--guide-term")
+"""The CLI's one rename map from a request's field paths to its flags: every sampling field,
+knob and guide option is ``--name-with-dashes``; the rest are named here."""
+
+
 def build_request(o: dict[str, Any], return_all: bool = False) -> Any:
     """The request the flags in ``o`` name (popped from it), every value checked."""
     from w2s.decoding import default_method, get_decoder
     from w2s.guides.build import guide_spec, parse_guide_terms
     from w2s.request import parse_request, parse_sampling
 
-    sampling = parse_sampling(sampling_values(o), where="")
-    gspec = guide_spec(o.pop("tuned"), o.pop("untuned"), o.pop("arm"), o.pop("reward_model"),
-                       o.pop("weights"), o.pop("normalize"), parse_guide_terms(o.pop("guide_terms")))
+    try:
+        sampling = parse_sampling(sampling_values(o), where="")
+    except FieldError as e:
+        raise W2SError(e.named(CLI_NAMES)) from None
+    try:
+        gspec = guide_spec(o.pop("tuned"), o.pop("untuned"), o.pop("arm"), o.pop("reward_model"),
+                           o.pop("weights"), o.pop("normalize"),
+                           parse_guide_terms(o.pop("guide_terms")))
+    except FieldError as e:
+        raise W2SError(e.named(CLI_NAMES)) from None
     method = o.pop("method") or default_method(bool(gspec))
     spec = get_decoder(method)
     knobs = _own_knobs(spec, o)
@@ -99,17 +112,17 @@ def build_request(o: dict[str, Any], return_all: bool = False) -> Any:
     if o["batch_size"] < 1:
         raise W2SError(f"batch-size must be >= 1, got {o['batch_size']}")
     try:
-        return parse_request(data, default_sampling=sampling)
-    except W2SError as e:
-        raise W2SError(_flags(str(e))) from None
+        return parse_request(data, default_sampling=sampling, names=CLI_NAMES)
+    except FieldError as e:
+        raise W2SError(e.named(CLI_NAMES)) from None
 
 
-def resolver_of(o: dict[str, Any]) -> Any:
+def loader_of(o: dict[str, Any]) -> Any:
     """The model cache the run flags ask for."""
     from w2s.request import Loader
 
     return Loader(dtype=o["dtype"], device=o["device"], chat=o["chat"],
-                    batch_size=o["batch_size"])
+                  batch_size=o["batch_size"])
 
 
 def _own_knobs(spec: Any, o: dict[str, Any]) -> dict[str, Any]:
@@ -143,17 +156,5 @@ def _base(o: dict[str, Any]) -> Any:
         raise W2SError("--base-url needs --base-model (the served model's name)")
     return {"url": url, "model": model, "tokenizer": tokenizer, "api_key": key,
             "max_concurrency": o.pop("max_concurrency")}
-
-
-def _flags(message: str) -> str:
-    """A request error in the CLI's words: ``return_all is for ...`` -> ``--return-all``,
-    ``guide does not suit: cbs needs ...`` -> ``--method cbs needs ...``."""
-    if message.startswith("return_all "):
-        return "--return-all is for ranked methods, not " + message.rsplit(" not ", 1)[-1]
-    if message.startswith("guide: does not suit: "):
-        return "--method " + message.removeprefix("guide: does not suit: ").replace(
-            "{tuned, untuned} (or arm)", "--tuned and --untuned (or --arm)").replace(
-            "reward_model", "--reward-model")
-    return message
 
 

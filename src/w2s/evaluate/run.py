@@ -37,7 +37,7 @@ class Models:
 
         self.cfg, self.chat = cfg, chat
         self.loader = Loader(dtype=cfg.dtype, device=cfg.device, chat=chat,
-                                 batch_size=cfg.batch_size, base_dir=cfg.base_dir)
+                             batch_size=cfg.batch_size, base_dir=cfg.base_dir)
 
     def lm(self, ref: str) -> Any:
         from w2s.request import BaseRef

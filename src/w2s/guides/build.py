@@ -9,7 +9,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from w2s.errors import W2SError
+from w2s.errors import FieldError, W2SError
 from w2s.guides.arm import ARMGuide
 from w2s.guides.base import Guide, WeightedGuide
 from w2s.guides.kinds import guide_kinds
@@ -20,14 +20,14 @@ from w2s.models.resolve import resolve_model
 
 
 def parse_weights(text: str | None) -> list[float] | None:
-    """``--weights 0.7,0.3`` -> [0.7, 0.3] (one line naming the flag if it is not that)."""
+    """``"0.7,0.3"`` -> [0.7, 0.3] (a FieldError naming ``weights`` if it is not that)."""
     if text is None:
         return None
     try:
         return [float(x) for x in text.split(",")]
     except ValueError:
-        raise W2SError(f"--weights takes numbers separated by commas, e.g. 0.7,0.3; got "
-                       f"{text!r}") from None
+        raise FieldError("weights", f"takes numbers separated by commas, e.g. 0.7,0.3; got "
+                         f"{text!r}") from None
 
 
 def _as_list(value: Any) -> list[str]:
@@ -41,16 +41,15 @@ def guide_spec(tuned: Any = (), untuned: Any = (), arm: Any = (),
                reward_model: str | None = None, weights: Any = None,
                normalize: str = "raw", terms: dict[str, list[Any]] | None = None
                ) -> dict[str, Any]:
-    """The spec for :func:`guide_from_spec` that the flags --tuned, --untuned, --arm,
-    --reward-model, --guide-term (``terms``: ``{kind: [knobs, ...]}``), --weights (a list, or
-    ``"0.7,0.3"``) and --normalize name, checked before anything loads; ``{}`` for no guide.
-    The CLI and the server both build their guide here."""
+    """The spec for :func:`guide_from_spec` that the options tuned, untuned, arm,
+    reward_model, guide_terms (``terms``: ``{kind: [knobs, ...]}``), weights (a list, or
+    ``"0.7,0.3"``) and normalize name, checked before anything loads; ``{}`` for no guide.
+    The CLI and the server both build their guide here; errors are FieldErrors naming those
+    options, which each face names its own way (:meth:`FieldError.named`)."""
     tuned, untuned, arm = _as_list(tuned), _as_list(untuned), _as_list(arm)
-    if bool(tuned) != bool(untuned):
-        raise W2SError("--tuned and --untuned go together: give both or neither")
     if isinstance(weights, str):
         weights = parse_weights(weights)
-    spec: dict[str, Any] = {"tuned": tuned, "untuned": untuned} if tuned else {}
+    spec: dict[str, Any] = {k: v for k, v in (("tuned", tuned), ("untuned", untuned)) if v}
     if arm:
         spec["arm"] = arm
     if reward_model:
@@ -58,8 +57,8 @@ def guide_spec(tuned: Any = (), untuned: Any = (), arm: Any = (),
     spec.update(terms or {})
     if not spec:
         if weights is not None or normalize != "raw":
-            raise W2SError("--weights and --normalize act on the guide's terms; give "
-                           "--tuned/--untuned or --reward-model")
+            raise FieldError("weights" if weights is not None else "normalize", "acts on the "
+                             "guide's terms; give a tuned/untuned pair or a reward model")
         return spec
     if weights is not None:
         spec["weights"] = weights
@@ -69,7 +68,7 @@ def guide_spec(tuned: Any = (), untuned: Any = (), arm: Any = (),
 
 
 def parse_guide_terms(terms: tuple[str, ...]) -> dict[str, list[Any]]:
-    """``--guide-term KIND[:JSON]`` values (CLI and server flags) as a guide spec's
+    """``KIND[:JSON]`` values (the option guide_terms) as a guide spec's
     ``{kind: [knobs, ...]}``."""
     out: dict[str, list[Any]] = {}
     for term in terms:
@@ -77,8 +76,8 @@ def parse_guide_terms(terms: tuple[str, ...]) -> dict[str, list[Any]]:
         try:
             knobs = json.loads(text) if text.strip() else {}
         except json.JSONDecodeError as e:
-            raise W2SError(f"--guide-term {term!r}: the knobs after '{kind}:' are not a JSON "
-                           f"object ({e.msg})") from None
+            raise FieldError("guide_terms", f"{term!r}: the knobs after '{kind}:' are not a "
+                             f"JSON object ({e.msg})") from None
         out.setdefault(kind, []).append(knobs)
     return out
 

@@ -87,7 +87,9 @@ class GuideRef:
         if ("tuned" in data) != ("untuned" in data):
             if where:
                 raise FieldError(where, "needs both tuned and untuned (or neither)")
-            raise FieldError("tuned", "and untuned go together: give both or neither")
+            missing = "untuned" if "tuned" in data else "tuned"
+            raise FieldError(missing, "is missing: a tuned model and the untuned model it was "
+                             "tuned from go together; give both or neither")
         tuned = _refs(data["tuned"], f"{at}tuned") if "tuned" in data else ()
         untuned = _refs(data["untuned"], f"{at}untuned") if "untuned" in data else ()
         if tuned and len(untuned) not in (1, len(tuned)):

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from w2s.errors import W2SError
+from w2s.errors import FieldError, FlagNames, W2SError
 from w2s.params import SamplingParams
 
 ZOO_DEFAULT = {"base": "zoo:base", "tuned": "zoo:tuned", "untuned": "zoo:untuned"}
@@ -51,9 +51,12 @@ def build_server(o: dict[str, Any]) -> Any:
         raise W2SError("give the base as --base MODEL or as --base-url URL, not both")
     if o.get("base_url") and not o.get("base_model"):
         raise W2SError("--base-url needs --base-model (the served model's name)")
-    spec = guide_spec(o.get("tuned"), o.get("untuned"), o.get("arm"), o.get("reward_model"),
-                      o.get("weights"), o.get("normalize") or "raw",
-                      parse_guide_terms(tuple(o.get("guide_terms") or ())))
+    try:
+        spec = guide_spec(o.get("tuned"), o.get("untuned"), o.get("arm"), o.get("reward_model"),
+                          o.get("weights"), o.get("normalize") or "raw",
+                          parse_guide_terms(tuple(o.get("guide_terms") or ())))
+    except FieldError as e:  # named as `w2s serve`'s flags (its config file uses their names)
+        raise W2SError(e.named(FlagNames(guide_terms="--guide-term"))) from None
     d = o.get("defaults")
     method = o.get("default_method") or (d.method if d is not None else None)
     if method is not None:
