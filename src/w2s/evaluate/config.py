@@ -44,8 +44,9 @@ from w2s.request import BaseRef, parse_sampling
 SHIPPED = Path(__file__).resolve().parent.parent / "configs"
 TOP_KEYS = {"name", "task", "base", "guide", "prompts", "seeds", "sampling", "methods", "dtype",
             "device", "batch_size", "chat", "budgets"}
-ENGINE_KEYS = ("url", "model", "tokenizer", "max_concurrency", "timeout", "max_retries")
-"""What a config's engine base may name (BaseRef's keys but the API key: no secrets in files)."""
+ENGINE_KEYS = tuple(k for k in BaseRef.ENGINE_KEYS if k != "api_key")
+"""What a config's engine base may name: BaseRef's keys (one list) but the API key, since a
+config file holds no secrets."""
 SAMPLING_FIELDS = [f.name for f in dataclasses.fields(SamplingParams) if f.name != "seed"]
 MAX_SEEDS = 10_000
 DTYPES = ("auto", "float32", "bfloat16", "float16", "half", "float")
