@@ -109,3 +109,33 @@ def _resolve(name: str, mods: dict[str, Path]) -> str | None:
     while name and name not in mods:
         name = name.rpartition(".")[0]
     return name or None
+
+
+def test_the_protocol_table_of_architecture_md_is_true():
+    """docs/architecture.md's table of which class implements which capability protocol is
+    what isinstance says, row for row."""
+    import re
+
+    from fake_engine import FakeEngine
+
+    import w2s.models.base as B
+    from w2s.models.engine_lm import EngineLM
+    from w2s.models.hf import HFModel
+    from w2s.models.openai_api import OpenAIBackend
+
+    doc = (ROOT.parents[1] / "docs" / "architecture.md").read_text(encoding="utf-8")
+    table = {name: set(re.findall(r"`(\w+)`", protos))
+             for name, protos in re.findall(r"^\| `(\w+)`[^|]*\| (`.+`) \|$", doc, re.M)}
+    protocols = ["Backend", "SearchBackend", "LogitsBackend", "TopLogprobsBackend",
+                 "TextScoringBackend", "ScoringLM", "OverlappingBackend", "PromptCounter",
+                 "ParamCount"]
+    engine = FakeEngine()
+    try:
+        objects = {"HFModel": HFModel.load(str(ROOT / "zoo" / "models" / "base")),
+                   "OpenAIBackend": OpenAIBackend(engine.url, engine.model),
+                   "EngineLM": EngineLM(engine.url, "zoo:tuned", model=engine.model)}
+        assert set(table) == set(objects)
+        for name, obj in objects.items():
+            assert {p for p in protocols if isinstance(obj, getattr(B, p))} == table[name], name
+    finally:
+        engine.close()
