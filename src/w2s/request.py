@@ -342,6 +342,7 @@ Resolver = Loader
 """Its earlier name ("resolve" now means one thing: where a reference points,
 :mod:`w2s.models.resolve`)."""
 
+
 def run(request: Request, prompts: Sequence[str], loader: Loader | None = None
         ) -> list[Result]:
     """Load what ``request`` names (through ``loader``'s cache) and decode ``prompts``."""
@@ -351,6 +352,7 @@ def run(request: Request, prompts: Sequence[str], loader: Loader | None = None
     loader.check(request.base, request.guide)
     spec = request.spec
     backend = loader.base(request.base)
+    spec.check_backend(backend)
     guide = loader.guide(request.guide)
     spec.check_guide(guide)
     return spec.run(backend, guide, prompts, request.knobs, request.sampling,

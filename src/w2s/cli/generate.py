@@ -33,15 +33,9 @@ def generate(**o: Any) -> None:
     request = build_request(o, return_all)
     rows = read_prompt_rows(o["prompt"], o["prompts_file"])
     prompts = [p for p, _ in rows]
-    loader = loader_of(o)
-    loader.check(request.base, request.guide)  # every model reference resolves before anything loads
-    assert request.base is not None
-    backend = loader.base(request.base)
-    spec = request.spec
-    spec.check_backend(backend)
-    guide = loader.guide(request.guide)
-    results = spec.run(backend, guide, prompts, request.knobs, request.sampling,
-                       return_all=return_all)
+    from w2s.request import run
+
+    results = run(request, prompts, loader_of(o))  # references checked before anything loads
     _print(results, [extra for _, extra in rows], as_json, return_all)
 
 
