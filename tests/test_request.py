@@ -542,3 +542,46 @@ def test_a_field_no_engine_takes_is_a_400_naming_it_through_an_engine_base(monke
     assert (e.value.status, e.value.param) == (400, "ignore_eos")
     assert str(e.value).startswith("ignore_eos cannot be sent to an OpenAI-compatible engine")
     assert "ignore_eos" not in openai_api.engine_sampling(SamplingParams())
+
+
+def _knob_off_default(name, kind, default):  # noqa: ANN001, ANN202 - in bounds, not default
+    if name == "schedule":
+        return "8:4"
+    return {"integer": (default or 0) + 1, "number": default / 2 if default else 0.5,
+            "boolean": not default, "string": "x"}[kind]
+
+
+@pytest.mark.parametrize("method, knob", [(m, k) for m, s in decoders().items()
+                                          for k in s.knobs()], ids=lambda x: getattr(x, "name", x))
+def test_every_knob_reaches_every_face_unchanged(method, knob, tmp_path, monkeypatch):
+    """Each knob of each decoder, set off its default, arrives unchanged through the CLI's
+    flags, an eval config, a server request's ``w2s`` field, and ``/w2s/methods``."""
+    from scripted import ScriptedBackend
+
+    import w2s.request as R
+    from w2s.serve import schema as S
+    from w2s.serve.plan import plan
+    from w2s.serve.server import Defaults, Server
+
+    value = _knob_off_default(knob.name, knob.kind, knob.default)
+    pair = ["--tuned", "zoo:tuned", "--untuned", "zoo:untuned"]
+    seen = []
+    monkeypatch.setattr(R, "run", lambda request, prompts, loader=None: seen.append(request)
+                        or [])
+    flag = "--" + knob.name.replace("_", "-")
+    args = [flag, str(value).lower() if knob.kind == "boolean" else str(value)]
+    out = CliRunner().invoke(cli, ["generate", "--base", "zoo:base", *pair, "--method", method,
+                                   *args, "--prompt", "p"])
+    assert out.exit_code == 0, out.output
+    assert getattr(seen[0].knobs, knob.name) == value
+    cfg = parse_config({"task": "sentiment", "base": "zoo:base",
+                        "guide": {"tuned": "zoo:tuned", "untuned": "zoo:untuned"},
+                        "methods": [{"method": method, knob.name: value}]}, tmp_path / "c.yaml")
+    assert getattr(cfg.methods[0].params, knob.name) == value
+    server = Server(ScriptedBackend(), None, defaults=Defaults(method="sample"))
+    completion, _ = S.request_models(decoders())
+    req = completion.model_validate({"prompt": "p", "w2s": {"method": method,
+                                                            knob.name: value}})
+    assert getattr(plan(server, req, ["p"], None).params, knob.name) == value
+    [listed] = [m for m in server.method_list().methods if m.name == method]
+    assert knob.name in {k.name for k in listed.knobs}
