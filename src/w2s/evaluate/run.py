@@ -60,6 +60,21 @@ class Models:
         return self.lm(m.model)
 
 
+def method_request(cfg: EvalConfig, m: MethodSpec) -> Any:
+    """A config point as the one :class:`~w2s.request.Request`: its method, knobs and sampling,
+    the guide it names, and as its base the model it samples (the config's base, or for
+    ``sample`` with ``model:`` that model)."""
+    from w2s.guides.spec import GuideRef
+    from w2s.request import BaseRef, Request
+
+    if m.model is None:
+        base = BaseRef.parse(cfg.engine if cfg.engine is not None else cfg.base)
+    else:
+        base = BaseRef.parse(m.guide[m.model] if m.model in ("tuned", "untuned")  # type: ignore[index]
+                             else m.model)
+    return Request(m.method, m.params, m.sampling, base, GuideRef.parse(m.guide, where="guide"))
+
+
 def candidates_per_prompt(m: MethodSpec) -> int:
     from w2s.decoding import get_decoder
 
@@ -174,15 +189,16 @@ def run_batch(cfg: EvalConfig, task: Any, models: Models, m: MethodSpec, seed: i
               idx: list[int], prompts: list[str]) -> list[dict[str, Any]]:
     """Decode one batch of prompts with one method and seed; one metrics row per prompt."""
     from w2s.decoding import get_decoder
+    from w2s.request import run
 
     spec = get_decoder(m.method)
     base = models.lm(cfg.base)
     backend = models.sampled_model(m)
-    guide = models.guide(m.guide)
     sampling = dataclasses.replace(m.sampling, seed=seed)
+    request = dataclasses.replace(method_request(cfg, m), sampling=sampling)
     _reset_peak(base)
     t0 = time.perf_counter()
-    results = spec.run(backend, guide, prompts, m.params, sampling)
+    results = run(request, prompts, models.loader)  # the one path generate takes too
     wall = time.perf_counter() - t0
     texts = [r.text for r in results]
     golds = {name: fn(prompts, texts) for name, fn in task.golds.items()}
