@@ -242,8 +242,8 @@ def _search_missing(plan: DistillPlan, out: Path, loader: Loader, show_progress:
     req = plan.request
     assert req.base is not None
     loader.check(req.base, req.guide)
-    backend, guide = loader.base(req.base), loader.guide(req.guide)
-    req.spec.check_guide(guide)
+    backend = loader.base(req.base)  # loaded now: a missing model fails before any work
+    req.spec.check_guide(loader.guide(req.guide))
     rows = max(1, req.spec.rows_per_prompt(req.knobs))
     per_call = prompts_per_call or max(1, backend.batch_size // rows)
     golds = _golds(plan.gold)
@@ -252,7 +252,7 @@ def _search_missing(plan: DistillPlan, out: Path, loader: Loader, show_progress:
         for seed, idx in todo:
             for lo in range(0, len(idx), per_call):
                 part = idx[lo: lo + per_call]
-                found = _search(plan, backend, guide, seed, part, golds)
+                found = _search(plan, loader, seed, part, golds)
                 claim(plan, out)
                 store.append({"hash": run, "seed": seed, "prompt_index": s.prompt_index,
                               "prompt": s.prompt,
@@ -268,11 +268,12 @@ def _golds(names: Sequence[str]) -> dict[str, Callable[[list[str]], list[float]]
     return {n: GOLD_SCORERS[n] for n in names}
 
 
-def _search(plan: DistillPlan, backend: Any, guide: Any, seed: int, idx: list[int],
+def _search(plan: DistillPlan, loader: Loader, seed: int, idx: list[int],
             golds: dict[str, Callable[[list[str]], list[float]]]) -> list[Searched]:
-    """One decoder call over the prompts ``idx`` (every candidate kept when the method ranks
-    them), the plain samples when pairs are against them, every response gold-scored."""
-    from w2s.decoding import get_decoder
+    """One request over the prompts ``idx`` (every candidate kept when the method ranks
+    them), the plain samples when pairs are against them, every response gold-scored; both
+    through :func:`w2s.request.run`, the path ``generate`` and ``eval`` take."""
+    from w2s.request import Request, run
 
     req = plan.request
     sampling = dataclasses.replace(req.sampling, seed=seed)
@@ -282,9 +283,9 @@ def _search(plan: DistillPlan, backend: Any, guide: Any, seed: int, idx: list[in
         asked = [plan.in_context(i, seed) for i in idx]
         searched = dataclasses.replace(sampling, stop=tuple(dict.fromkeys(
             (*sampling.stop, DEMO_STOP))))
-    results = req.spec.run(backend, guide, asked, req.knobs, searched,
-                           return_all=plan.ranked)
-    samples = (get_decoder("sample").run(backend, None, prompts, None, sampling)
+    results = run(dataclasses.replace(req, sampling=searched, return_all=plan.ranked), asked,
+                  loader)
+    samples = (run(Request("sample", None, sampling, req.base, None), prompts, loader)
                if plan.pairs == "vs-sample" else [None] * len(prompts))
     found = []
     for i, p, r, smp in zip(idx, prompts, results, samples):
