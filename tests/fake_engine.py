@@ -47,6 +47,7 @@ class FakeEngine:
         self.logprobs = logprobs  # False: a server that reports no log-probabilities
         self.faults: list[tuple] = []
         self.tokenize_faults: list[int] = []  # HTTP statuses /tokenize answers next
+        self.api_key: str | None = None  # when set, GET /v1/models wants it as a bearer token
         self.bodies: list[dict] = []
         self.gets: list[str] = []  # the paths of GET requests, in order
         self.headers: list[dict] = []  # each completion request's headers, lower-cased names
@@ -72,7 +73,10 @@ class FakeEngine:
 
             def do_GET(self) -> None:  # noqa: N802
                 engine.gets.append(self.path)
-                if self.path.rstrip("/") == "/v1/models":
+                key = engine.api_key
+                if key is not None and self.headers.get("authorization") != f"Bearer {key}":
+                    self._send(401, b'{"error": {"message": "bad key"}}')
+                elif self.path.rstrip("/") == "/v1/models":
                     self._send(200, json.dumps({"data": [{"id": engine.model}]}).encode())
                 else:
                     self._send(404, b'{"error": {"message": "not found"}}')

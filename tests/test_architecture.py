@@ -139,3 +139,26 @@ def test_the_protocol_table_of_architecture_md_is_true():
             assert {p for p in protocols if isinstance(obj, getattr(B, p))} == table[name], name
     finally:
         engine.close()
+
+
+FACE_FREE = ("models", "guides", "decoding", "request", "params", "logits", "tasks")
+"""Layers below every face: the CLI, a config and the server name the same field differently
+(``--batch-size``, ``batch_size``, ``max_tokens``), so these raise the field's path only
+(:class:`~w2s.errors.FieldError`) and each face renames it by its own map."""
+
+
+def test_lower_layers_name_no_flag_in_their_errors():
+    import re
+
+    flag = re.compile(r"(?<![\w-])--[a-z][a-z-]+")
+    found = []
+    for mod, path in _modules().items():
+        if _group(mod) not in FACE_FREE:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Raise) and node.exc is not None:
+                for const in ast.walk(node.exc):
+                    if isinstance(const, ast.Constant) and isinstance(const.value, str) \
+                            and flag.search(const.value):
+                        found.append(f"{mod}:{node.lineno}: {const.value.strip()}")
+    assert not found, "\n".join(found)

@@ -310,3 +310,30 @@ def test_prompts_files_take_messages_stdin_and_pass_other_fields_through(models,
         bad.write_text(json.dumps(line) + "\n")
         assert_one_line_error(run_w2s("generate", *models[:2], "--method", "sample",
                                       "--prompts-file", str(bad)), needle)
+
+
+def test_a_load_error_names_its_field_as_each_face_writes_it(tmp_path):
+    """A model layer raises a field's path (``chat``), never a flag: the CLI says ``--chat``,
+    an eval config names its file and its key ``chat``, the Python API the path itself."""
+    import shutil
+
+    from w2s.evaluate import load_config, run_eval
+    from w2s.models.backends import load_model
+    from w2s.zoo import ZOO_DIR
+
+    bare = tmp_path / "bare"
+    shutil.copytree(ZOO_DIR / "base", bare)
+    (bare / "chat_template.jinja").unlink()
+    want = (f"chat needs a chat template, and model {str(bare)!r} has none; leave chat off or "
+            "use a tokenizer that has one")
+    r = run_w2s("generate", "--base", str(bare), "--chat", "--prompt", "x",
+                "--max-new-tokens", "2")
+    assert r.returncode == 2 and r.stderr.strip() == f"error: --{want}", r.stderr
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(f"task: sentiment\nbase: {bare}\nchat: true\nprompts: 1\nmethods: [sample]\n")
+    with pytest.raises(w2s.W2SError) as e:
+        run_eval(load_config(str(cfg)), tmp_path / "out", show_progress=False)
+    assert str(e.value) == f"cfg.yaml: {want}"
+    with pytest.raises(w2s.W2SError) as e:
+        load_model(str(bare), chat=True)
+    assert str(e.value) == want

@@ -201,7 +201,7 @@ def test_reward_model_chat_format(tiny_paths):
     assert plain.score(["Review it."], [" Lovely."]).item() == \
         pytest.approx(want.log_softmax(-1)[0, 1].item(), abs=1e-5)
     tok.chat_template = None
-    with pytest.raises(W2SError, match=r"has no chat template; drop chat$"):
+    with pytest.raises(W2SError, match=r"^chat needs a chat template, and reward model .* has none; leave chat off$"):
         RewardModelGuide(model, tok, chat=True)
     RewardModelGuide(model, tok)  # no template is fine without chat
 

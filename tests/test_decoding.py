@@ -276,7 +276,7 @@ def test_ignore_eos_samples_full_length(base):
 
 
 def test_memory_is_checked_before_an_impossible_batch(base):
-    with pytest.raises(W2SError, match=r"GiB of KV cache.*lower --batch-size"):
+    with pytest.raises(W2SError, match=r"^batch_size is too large here: .*GiB of KV cache.*lower it"):
         base.check_memory(10**7, 10**5)
     base.check_memory(16, 64)  # a small batch passes
 

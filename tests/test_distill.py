@@ -213,6 +213,9 @@ def test_demonstrations_are_shown_before_each_prompt_and_the_rows_keep_the_bare_
      "--shots 2 needs more than 2 demonstrations"),
     (lambda: _plan({"method": "sample"}, pairs=None, demos=(("x", " y"), ("z", " w")), shots=0),
      "shots must be an integer >= 1"),
+    (lambda: _plan({"method": "sample", "chat": True}, pairs=None, demos=(("x", " y"),) * 3,
+                   shots=2),
+     "^demos shows plain-text demonstrations before each prompt, so it cannot go with chat on$"),
 ])
 def test_bad_ranking_and_demonstrations_are_one_line(make, needle):
     with pytest.raises(w2s.W2SError, match=needle):

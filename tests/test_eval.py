@@ -124,7 +124,7 @@ def test_model_paths_are_relative_to_the_config_and_fingerprinted(tmp_path):
     data = config(tmp_path, [{"method": "cbs", "guide": {"tuned": "./m/tuned",
                                                           "untuned": "./m/untuned"}}])
     first = parse(tmp_path, data).methods[0]
-    assert first.guide == {"tuned": "./m/tuned", "untuned": "./m/untuned"}
+    assert first.guide.to_dict() == {"tuned": "./m/tuned", "untuned": "./m/untuned"}
     cfg = json.loads((tmp_path / "m" / "tuned" / "config.json").read_text())
     cfg["rms_norm_eps"] = 1e-5 if cfg.get("rms_norm_eps") != 1e-5 else 1e-6  # a "rebuilt" model
     (tmp_path / "m" / "tuned" / "config.json").write_text(json.dumps(cfg))

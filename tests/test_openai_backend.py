@@ -7,11 +7,13 @@ from __future__ import annotations
 import time
 
 import pytest
+from click.testing import CliRunner
 from fake_engine import FakeEngine
 from scripted import CountGuide
 
 import w2s
 from w2s import SamplingParams, SearchParams, W2SError
+from w2s.cli import cli
 from w2s.models.base import Request
 from w2s.models.openai_api import OpenAIBackend
 from w2s.rng import engine_seed
@@ -369,8 +371,19 @@ def test_a_failing_tokenize_endpoint_is_named_once_in_its_line():
 
 
 def test_errors_that_retrying_cannot_fix_are_one_line(engine, pair):
-    with pytest.raises(W2SError, match=r"serves fake, not 'nope' \(--base-model\)$"):
+    with pytest.raises(W2SError, match=r"^base.model: 'nope' is not served by .*, which "
+                                       r"serves fake$"):
         w2s.sample(OpenAIBackend(engine.url, "nope"), None, ["p"], SP)
+    engine.api_key = "right"
+    try:
+        with pytest.raises(W2SError, match=r"^base.api_key was refused by .* \(HTTP 401\); give "
+                                           r"the engine's key \(or set OPENAI_API_KEY\)$"):
+            w2s.sample(OpenAIBackend(engine.url, "fake", api_key="wrong"), None, ["p"], SP)
+        r = CliRunner().invoke(cli, ["generate", "--base-url", engine.url, "--base-model", "fake",
+                                     "--base-api-key", "wrong", "--prompt", "p"])
+        assert r.exit_code == 2 and r.stderr.startswith("error: --base-api-key was refused by")
+    finally:
+        engine.api_key = None
     engine.model = "other"  # the server stops serving our model after the check
     b = OpenAIBackend(engine.url, "fake")
     b._checked = True
@@ -386,7 +399,7 @@ def test_errors_that_retrying_cannot_fix_are_one_line(engine, pair):
 def test_bad_settings_are_refused(engine):
     for kw, msg in [({"max_concurrency": 0}, "max_concurrency must be >= 1"),
                     ({"timeout": 0}, "timeout must be > 0"),
-                    ({"chat": True}, "--chat needs a tokenizer with a chat template"),
+                    ({"chat": True}, "^base.tokenizer must have a chat template when chat is on"),
                     ({"token_prompts": "yes"}, "token_prompts must be true, false or unset"),
                     ({"token_prompts": True, "logprobs": False}, "token_prompts needs logprobs")]:
         with pytest.raises(W2SError, match=msg):
@@ -460,10 +473,12 @@ def test_an_interrupted_eval_over_http_resumes_without_losing_or_repeating_rows(
     from w2s.evaluate.config import parse_config
     from w2s.evaluate.run import run_eval
     from w2s.evaluate.store import read_rows
+    from w2s.request import BaseRef
 
     cfg = parse_config(_engine_config(engine.url, ["sample", {"method": "cbs", "w": 2, "k": 2,
                                                                  "l": 2}]), tmp_path / "c.yaml")
-    assert cfg.engine == {"url": engine.url, "model": "fake"} and cfg.base == f"fake@{engine.url}"
+    assert cfg.base == BaseRef(model="fake", url=engine.url)
+    assert cfg.base_label == f"fake@{engine.url}"
     # healthy for the first batch (4 completions, 4 scorings), then down for good
     engine.faults = [None] * 8 + [("status", 503, 0)] * 50
     with pytest.raises(W2SError, match="gave up after"):
@@ -561,10 +576,10 @@ def test_chat_prompts_are_templated_client_side_and_need_a_tokenizer(engine):
     assert plain.prompt_tokens(turn) == len(tok("<|user|>Hi<|assistant|>",
                                                 add_special_tokens=False)["input_ids"])
     assert backend(engine).prompt_tokens("Hi") is None
-    with pytest.raises(W2SError, match=r"^fake@.*: chat messages need a tokenizer with a chat "
-                                       r"template \(--base-tokenizer\)$"):
+    with pytest.raises(W2SError, match=r"^base.tokenizer is needed to format chat messages for "
+                                       r"fake@.*: a tokenizer with a chat template$"):
         backend(engine).format_prompt(turn)
-    with pytest.raises(W2SError, match=r": --chat needs a tokenizer with a chat template"):
+    with pytest.raises(W2SError, match=r"^base.tokenizer must have a chat template when chat"):
         backend(engine, chat=True)
     bare = backend(engine, tokenizer=tok_dir)
     bare.tokenizer = copy.deepcopy(bare.tokenizer)

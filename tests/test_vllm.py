@@ -286,7 +286,7 @@ def test_a_guide_url_serving_another_tokenizer_is_one_line(vllm_url, tiny_paths)
     assert "\n" not in str(e.value)
     with pytest.raises(w2s.W2SError, match=r"'http://' is not an engine URL"):
         w2s.PairGuide.load("zoo:base@http://", "zoo:untuned")
-    with pytest.raises(w2s.W2SError, match=r"serves zoo-base, not 'nope'"):
+    with pytest.raises(w2s.W2SError, match=r"'nope' is not served by .*, which serves zoo-base"):
         EngineLM(vllm_url, "zoo:base", model="nope")
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from w2s.cli.group import cli
+from w2s.errors import FieldError, W2SError
 
 
 @cli.command()
@@ -45,7 +46,10 @@ def generalise(config: str, out: str | None, restart: bool, features_from: str |
     from w2s.generalise.config import load_config
     from w2s.generalise.protocol import run_generalise
 
-    cfg, path = load_config(config)
+    try:
+        cfg, path = load_config(config)
+    except FieldError as e:  # a config's key path, not a flag
+        raise W2SError(str(e)) from None
     out_dir = Path(out) if out else Path("runs") / f"generalise-{cfg.name}"
 
     def log(msg: str) -> None:

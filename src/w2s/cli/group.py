@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from w2s.errors import W2SError
+from w2s.errors import FieldError, W2SError
 from w2s.quiet import quiet_libraries
 
 
@@ -43,6 +43,11 @@ class _Group(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except FieldError as e:  # a field's path, in this face's words: its flag
+            from w2s.cli.requests import CLI_NAMES
+
+            click.echo(f"error: {e.named(CLI_NAMES)}", err=True)
+            ctx.exit(2)
         except W2SError as e:
             click.echo(f"error: {e}", err=True)
             ctx.exit(2)

@@ -82,8 +82,11 @@ def request_options(f: Any) -> Any:
     return f
 
 
-CLI_NAMES = FlagNames(guide="the guide", pair="--tuned and --untuned (or --arm)",
-                      guide_terms="--guide-term")
+CLI_NAMES = FlagNames({"guide": "the guide", "pair": "--tuned and --untuned (or --arm)",
+                       "guide_terms": "--guide-term", "base": "--base",
+                       "base.url": "--base-url", "base.model": "--base-model",
+                       "base.tokenizer": "--base-tokenizer", "base.api_key": "--base-api-key",
+                       "base.max_concurrency": "--max-concurrency"})
 """The CLI's one rename map from a request's field paths to its flags: every sampling field,
 knob and guide option is ``--name-with-dashes``; the rest are named here."""
 

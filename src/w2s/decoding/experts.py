@@ -48,9 +48,9 @@ def experts_of(guide: Guide | None, method: str, *, arms: bool = True
                            f"{[w for w, _, _ in experts]}")
         return experts
     got = "no guide" if guide is None else f"a {type(guide).__name__}"
-    need = "tuned/untuned pairs" + (" or autoregressive reward LMs (--arm)" if arms else "")
-    raise W2SError(f"{method} needs {need} as its guide (--tuned and --untuned, repeated for "
-                   f"several experts), got {got}")
+    need = "tuned/untuned pairs" + (" or autoregressive reward LMs (arms)" if arms else "")
+    raise W2SError(f"{method} needs {need} as its guide (a tuned and an untuned model, several "
+                   f"for several experts), got {got}")
 
 
 class Experts:

@@ -79,8 +79,7 @@ def nudging(backend: Backend, guide: Guide | None, prompts: Sequence[str],
     sampling = sampling_of(sampling)
     writer = guide.writer() if isinstance(guide, Guide) else None
     if writer is None:
-        raise W2SError("nudging needs the small tuned model: a tuned/untuned pair as its guide "
-                       "(--tuned and --untuned)")
+        raise W2SError("nudging needs the small tuned model: a tuned/untuned pair as its guide")
     backend = require(backend, TopLogprobsBackend, "nudging")
     small = require(writer, TopLogprobsBackend, "nudging", "small tuned")
     prep = prepare(backend, prompts, sampling)

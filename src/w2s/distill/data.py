@@ -33,7 +33,7 @@ from w2s.distill.rows import (
     preference_row,
     sft_row,
 )
-from w2s.errors import W2SError
+from w2s.errors import FieldError, W2SError
 from w2s.params import identity
 from w2s.request import Loader, Request
 from w2s.textfile import strict_json
@@ -98,8 +98,8 @@ class DistillPlan:
         if not self.demos:
             return
         if self.request.chat:
-            raise W2SError("--demos shows plain-text demonstrations before each prompt; with a "
-                           "chat template use a base without --chat")
+            raise FieldError("demos", "shows plain-text demonstrations before each prompt, so "
+                             "it cannot go with chat on")
         distinct = len({p for p, _ in self.demos})
         if distinct <= self.shots:
             raise W2SError(f"--shots {self.shots} needs more than {self.shots} demonstrations "

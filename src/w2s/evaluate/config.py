@@ -39,7 +39,7 @@ from w2s.errors import W2SError
 from w2s.guides.spec import GuideRef
 from w2s.models.resolve import resolve_model
 from w2s.params import SamplingParams, identity
-from w2s.request import BaseRef, parse_sampling
+from w2s.request import BaseRef, Request, parse_request, parse_sampling
 
 SHIPPED = Path(__file__).resolve().parent.parent / "configs"
 TOP_KEYS = {"name", "task", "base", "guide", "prompts", "seeds", "sampling", "methods", "dtype",
@@ -54,23 +54,46 @@ DTYPES = ("auto", "float32", "bfloat16", "float16", "half", "float")
 
 @dataclass(frozen=True)
 class MethodSpec:
-    """One point of the sweep: a decoder, its knobs, and the models it uses."""
+    """One point of the sweep: the one :class:`~w2s.request.Request` it runs (method, knobs,
+    sampling with seed 0, the guide, and as its base the model it samples), with a label, a
+    budget and the hash of everything that decides its rows."""
 
     label: str
-    method: str
-    params: Any  # the decoder's knob dataclass (see w2s.decoding.registry), or None
-    sampling: SamplingParams  # seed 0: each row sets its own seed
-    guide: dict[str, str] | None  # model refs as written (zoo:ROLE, folder, hub id)
-    model: str | None = None  # for sample: sample another model than the base
+    request: Request
     hash: str = ""
     budget: int | None = None
     """Base tokens per prompt this point may spend, in responses (``budgets:``), or None."""
     fixed: tuple[str, ...] = ()
     """The knobs the config gave for this point: a budget may size any other knob, never
     these (so a label never disagrees with the params it ran)."""
+    model: str | None = None
+    """``model:`` as written (``tuned``, ``untuned`` or a reference): ``sample`` of another
+    model than the base; None for the base."""
+
+    @property
+    def method(self) -> str:
+        return self.request.method
+
+    @property
+    def params(self) -> Any:
+        """The decoder's knob dataclass (see w2s.decoding.registry), or None."""
+        return self.request.knobs
+
+    @property
+    def sampling(self) -> SamplingParams:
+        return self.request.sampling
+
+    @property
+    def guide(self) -> GuideRef | None:
+        return self.request.guide
 
     def knobs(self) -> dict[str, Any]:
         return self.params.to_dict() if self.params is not None else {}
+
+    def with_knobs(self, params: Any, **changes: Any) -> MethodSpec:
+        """This point with other knobs (a budget's sizing) and any other field changed."""
+        return dataclasses.replace(self, request=dataclasses.replace(self.request,
+                                                                     knobs=params), **changes)
 
 
 @dataclass(frozen=True)
@@ -78,7 +101,8 @@ class EvalConfig:
     name: str
     path: Path
     task: dict[str, Any]
-    base: str
+    base: BaseRef
+    """The base, parsed by the one base parser: a model, or an OpenAI-compatible engine."""
     methods: list[MethodSpec]
     prompts: int | None
     seeds: list[int]
@@ -86,13 +110,15 @@ class EvalConfig:
     device: str
     batch_size: int
     chat: bool | None
-    engine: dict[str, Any] | None = None
-    """When the base is served by an OpenAI-compatible engine: url, model and its options
-    (``base`` is then ``model@url``)."""
 
     @property
     def base_dir(self) -> Path:
         return self.path.parent
+
+    @property
+    def base_label(self) -> str:
+        """The base as rows record it: the reference, or ``model@url`` for an engine."""
+        return f"{self.base.model}@{self.base.url}" if self.base.engine else self.base.model
 
     def resolve(self, ref: str) -> str:
         return resolve_model(ref, self.base_dir)
@@ -116,9 +142,7 @@ def parse_config(data: dict[str, Any], path: Path) -> EvalConfig:
     task = {"name": task} if isinstance(task, str) else task
     if not isinstance(task, dict) or not isinstance(task.get("name"), str):
         raise W2SError(f"{where}: task must be a name or a mapping with a 'name'")
-    engine = _engine(data["base"], path) if isinstance(data["base"], dict) else None
-    base = (f"{engine['model']}@{engine['url']}" if engine
-            else _model_ref(data["base"], "base", path))
+    base = _base(data["base"], path)
     guide = _guide(data.get("guide"), path)
     sampling = _sampling(data.get("sampling") or {}, SamplingParams(seed=0), where)
     seeds = _seeds(data.get("seeds", 1), where)
@@ -126,20 +150,21 @@ def parse_config(data: dict[str, Any], path: Path) -> EvalConfig:
     methods_in = data["methods"]
     if not isinstance(methods_in, list) or not methods_in:
         raise W2SError(f"{where}: methods must be a non-empty list")
-    base_print = fingerprint(base, path.parent) if engine is None else (
-        base + (f"|{fingerprint(engine['tokenizer'], path.parent)}"
-                if engine.get("tokenizer") else ""))  # the tokenizer picks the chat template
+    base_print = (fingerprint(base.model, path.parent) if not base.engine else (
+        f"{base.model}@{base.url}" + (f"|{fingerprint(base.tokenizer, path.parent)}"
+                                      if base.tokenizer else "")))  # it picks the template
     context = {"base": base_print, "task": task, "dtype": dtype, "chat": chat}
     budgets = _budgets(data.get("budgets"), where)
     methods: list[MethodSpec] = []
     for n, entry in enumerate(methods_in, 1):
-        points = _expand(entry, f"{where}: methods[{n}]", path, guide, sampling, context)
+        points = _expand(entry, f"{where}: methods[{n}]", path, base, guide, sampling,
+                         context)
         methods += _at_budgets(points, budgets, f"{where}: methods[{n}]", context)
     _check_reward_tasks(methods, task["name"], path)
     return EvalConfig(name=str(data.get("name") or path.stem), path=path.resolve(), task=task,
                       base=base, methods=_distinct(methods, where), prompts=prompts,
                       seeds=seeds, dtype=dtype, device=data.get("device", "auto"),
-                      batch_size=batch_size, chat=chat, engine=engine)
+                      batch_size=batch_size, chat=chat)
 
 
 def _check_reward_tasks(methods: list[MethodSpec], task: str, path: Path) -> None:
@@ -147,8 +172,8 @@ def _check_reward_tasks(methods: list[MethodSpec], task: str, path: Path) -> Non
     from w2s.guides.reward_model import check_reward_task
 
     for m in methods:
-        rm = (m.guide or {}).get("reward_model")
-        if isinstance(rm, str):
+        rm = m.guide.reward_model if m.guide is not None else None
+        if rm is not None:
             check_reward_task(resolve_model(rm, path.parent), task,
                               f"{path.name}: {m.label}: guide.reward_model")
 
@@ -187,8 +212,7 @@ def _at_budgets(points: list[MethodSpec], budgets: list[int], where: str,
             _keep_fixed(m, params, b, where)
             key = {"of": m.hash, "budget": b, "params": hashed(params)}
             digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
-            out.append(dataclasses.replace(m, label=f"{m.label}@{b}x", params=params,
-                                           hash=digest, budget=b))
+            out.append(m.with_knobs(params, label=f"{m.label}@{b}x", hash=digest, budget=b))
     return out
 
 
@@ -287,9 +311,12 @@ def _model_ref(value: Any, what: str, path: Path) -> str:
     return value
 
 
-def _engine(value: dict[str, Any], path: Path) -> dict[str, Any]:
-    """``base: {url, model, ...}``: a base served by an OpenAI-compatible engine, checked by the
-    one base parser (:class:`~w2s.request.BaseRef`; no API key in a config file)."""
+def _base(value: Any, path: Path) -> BaseRef:
+    """``base:``, read by the one base parser (:class:`~w2s.request.BaseRef`): a model
+    reference, or ``{url, model, ...}`` for an OpenAI-compatible engine (no API key in a
+    config file); its models resolved now, not after other methods ran."""
+    if not isinstance(value, dict):
+        return BaseRef(_model_ref(value, "base", path))
     unknown = sorted(set(value) - set(ENGINE_KEYS))
     if unknown:
         raise W2SError(f"{path.name}: unknown base key(s) {', '.join(unknown)}; an engine base "
@@ -298,12 +325,12 @@ def _engine(value: dict[str, Any], path: Path) -> dict[str, Any]:
         raise W2SError(f"{path.name}: base.url must be a non-empty string (an engine base is "
                        "{url: http://HOST:PORT/v1, model: NAME})")
     try:
-        BaseRef.parse(value, "base")
+        base = BaseRef.parse(value, "base")
     except W2SError as e:
         raise W2SError(f"{path.name}: {e}") from None
-    if "tokenizer" in value:
-        _model_ref(value["tokenizer"], "base.tokenizer", path)
-    return dict(value)
+    if base.tokenizer is not None:
+        _model_ref(base.tokenizer, "base.tokenizer", path)
+    return base
 
 
 def _guide(value: Any, path: Path, where: str = "guide") -> dict[str, Any] | None:
@@ -339,9 +366,10 @@ def _sampling(over: Any, base: SamplingParams, where: str) -> SamplingParams:
         raise W2SError(f"{where}: {e}") from None
 
 
-def _expand(entry: Any, where: str, path: Path, guide: dict[str, str] | None,
+def _expand(entry: Any, where: str, path: Path, base: BaseRef, guide: dict[str, Any] | None,
             sampling: SamplingParams, context: dict[str, Any]) -> list[MethodSpec]:
-    """One config entry -> one MethodSpec per point of its sweep (lists are swept)."""
+    """One config entry -> one MethodSpec per point of its sweep (lists are swept), each point
+    read by :func:`~w2s.request.parse_request` as the one Request it runs."""
     entry, spec, label, model, g = _entry(entry, where, path, guide)
     axes = _axes(entry, spec, g, where, path)
     swept = [k for k, v in axes.items() if len(v) > 1]
@@ -352,6 +380,8 @@ def _expand(entry: Any, where: str, path: Path, guide: dict[str, str] | None,
     sampled = (prints.get(model) if model in ("tuned", "untuned")
                else fingerprint(model, path.parent) if model else None)
     models = {"guide": prints if spec.guide != "optional" else None, "model": sampled}
+    runs_on = (base.to_dict() if model is None
+               else g[model] if model in ("tuned", "untuned") else model)  # type: ignore[index]
     knob_names = [f.name for f in spec.knob_fields()]
     specs = []
     for values in itertools.product(*axes.values()):
@@ -362,13 +392,15 @@ def _expand(entry: Any, where: str, path: Path, guide: dict[str, str] | None,
             g_point = {**(g or {}), "weights": point["weights"]}
             models_point = {**models, "guide": {**(models["guide"] or {}),
                                                 "weights": point["weights"]}}
+        over = {k: v for k, v in point.items() if k in SAMPLING_FIELDS}
         try:
-            params = spec.make_params(knobs)
+            request = parse_request({"method": spec.name, "knobs": knobs, "sampling": over,
+                                     "guide": g_point, "base": runs_on},
+                                    default_sampling=sampling, guide_given=False)
         except W2SError as e:
             raise W2SError(f"{where}: {e}") from None
-        samp = _sampling({k: v for k, v in point.items() if k in SAMPLING_FIELDS}, sampling, where)
         specs.append(dataclasses.replace(
-            _spec(spec.name, label, params, samp, g_point, model, point, swept, guide,
+            _spec(label, request, g_point, model, point, swept, guide,
                   {**models_point, **context}), fixed=tuple(knobs)))
     return specs
 
@@ -442,12 +474,12 @@ def _axes(entry: dict[str, Any], spec: Any, g: dict[str, Any] | None, where: str
     return axes
 
 
-def _spec(name: str, label: str | None, params: Any, sampling: SamplingParams,
-          guide: dict[str, str] | None, model: str | None, point: dict[str, Any],
-          swept: list[str], default_guide: dict[str, str] | None,
-          context: dict[str, Any]) -> MethodSpec:
+def _spec(label: str | None, request: Request, guide: dict[str, Any] | None,
+          model: str | None, point: dict[str, Any], swept: list[str],
+          default_guide: dict[str, Any] | None, context: dict[str, Any]) -> MethodSpec:
     """One sweep point; ``context`` holds what else decides its rows (model fingerprints,
     task, dtype, chat) and goes into its hash."""
+    name = request.method
     shown = {k: v for k, v in point.items() if label is None or k in swept}
     args = ",".join(f"{k}={v}" for k, v in shown.items())
     if label is None:
@@ -462,7 +494,7 @@ def _spec(name: str, label: str | None, params: Any, sampling: SamplingParams,
             text += f"[guide {'+'.join(names)}]"
     else:
         text = f"{label} ({args})" if swept else label
-    key = {"method": name, "params": hashed(params), "sampling": hashed(sampling), **context}
+    key = {"method": name, "params": hashed(request.knobs), "sampling": hashed(request.sampling),
+           **context}
     digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
-    return MethodSpec(label=text, method=name, params=params, sampling=sampling,
-                      guide=guide, model=model, hash=digest[:12])
+    return MethodSpec(label=text, request=request, hash=digest[:12], model=model)

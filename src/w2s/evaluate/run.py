@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from w2s.errors import W2SError
+from w2s.errors import FieldError, W2SError
 from w2s.evaluate.config import EvalConfig, MethodSpec
 from w2s.evaluate.metrics import base_loglik, path_kl
 from w2s.evaluate.store import ResultStore
@@ -39,40 +39,17 @@ class Models:
         self.loader = Loader(dtype=cfg.dtype, device=cfg.device, chat=chat,
                              batch_size=cfg.batch_size, base_dir=cfg.base_dir)
 
-    def lm(self, ref: str) -> Any:
-        from w2s.request import BaseRef
-
-        if self.cfg.engine is not None and ref == self.cfg.base:
-            return self.loader.base(BaseRef.parse(self.cfg.engine))
-        return self.loader.lm(ref)
-
-    def guide(self, spec: dict[str, Any] | None) -> Any:
-        from w2s.guides.spec import GuideRef
-
-        return self.loader.guide(GuideRef.parse(spec, where="guide"))
+    def base(self) -> Any:
+        """The config's base: an in-process model, or a client of its engine."""
+        return self.loader.base(self.cfg.base)
 
     def sampled_model(self, m: MethodSpec) -> Any:
         """The model a method samples from: the base, or (for ``sample``) another one."""
-        if m.model is None:
-            return self.lm(self.cfg.base)
-        if m.model in ("tuned", "untuned"):
-            return self.lm(m.guide[m.model])  # type: ignore[index]
-        return self.lm(m.model)
+        assert m.request.base is not None  # a config point always names the model it samples
+        return self.loader.base(m.request.base)
 
-
-def method_request(cfg: EvalConfig, m: MethodSpec) -> Any:
-    """A config point as the one :class:`~w2s.request.Request`: its method, knobs and sampling,
-    the guide it names, and as its base the model it samples (the config's base, or for
-    ``sample`` with ``model:`` that model)."""
-    from w2s.guides.spec import GuideRef
-    from w2s.request import BaseRef, Request
-
-    if m.model is None:
-        base = BaseRef.parse(cfg.engine if cfg.engine is not None else cfg.base)
-    else:
-        base = BaseRef.parse(m.guide[m.model] if m.model in ("tuned", "untuned")  # type: ignore[index]
-                             else m.model)
-    return Request(m.method, m.params, m.sampling, base, GuideRef.parse(m.guide, where="guide"))
+    def guide(self, m: MethodSpec) -> Any:
+        return self.loader.guide(m.guide)
 
 
 def candidates_per_prompt(m: MethodSpec) -> int:
@@ -93,7 +70,10 @@ def run_eval(cfg: EvalConfig, out: Path, *, limit: int | None = None, restart: b
     chat = cfg.chat if cfg.chat is not None else task.chat
     out.mkdir(parents=True, exist_ok=True)
     with exclusive(out / (RESULTS + ".lock")):
-        return _run_locked(cfg, out, task, prompts, seeds, chat, restart, show_progress)
+        try:
+            return _run_locked(cfg, out, task, prompts, seeds, chat, restart, show_progress)
+        except FieldError as e:  # a field's path is the config's key path: name the file
+            raise W2SError(f"{cfg.path.name}: {e}") from None
 
 
 @contextlib.contextmanager
@@ -158,10 +138,10 @@ def _run_locked(cfg: EvalConfig, out: Path, task: Any, prompts: list[str], seeds
     total = sum(len(todo) for _, _, todo in plan)
     models = Models(cfg, chat)
     if total:
-        models.lm(cfg.base)  # load everything up front: a missing model fails in seconds
+        models.base()  # load everything up front: a missing model fails in seconds
         for m in cfg.methods:
             models.sampled_model(m)
-            models.guide(m.guide)
+            models.guide(m)
     with progress_bar(show_progress) as bar:
         job = bar.add_task("eval", total=total)
         for m, seed, todo in plan:
@@ -192,10 +172,10 @@ def run_batch(cfg: EvalConfig, task: Any, models: Models, m: MethodSpec, seed: i
     from w2s.request import run
 
     spec = get_decoder(m.method)
-    base = models.lm(cfg.base)
+    base = models.base()
     backend = models.sampled_model(m)
     sampling = dataclasses.replace(m.sampling, seed=seed)
-    request = dataclasses.replace(method_request(cfg, m), sampling=sampling)
+    request = dataclasses.replace(m.request, sampling=sampling)
     _reset_peak(base)
     t0 = time.perf_counter()
     results = run(request, prompts, models.loader)  # the one path generate takes too
@@ -225,7 +205,9 @@ def run_batch(cfg: EvalConfig, task: Any, models: Models, m: MethodSpec, seed: i
             "base_read": r.cost.base_read, "flops": r.cost.flops,
             "wall_time_s": wall / len(prompts), "peak_mem_mib": peak,
             "params": m.knobs(), "sampling": sampling.to_dict(),
-            "models": {"base": cfg.base, "guide": m.guide, "sampled": m.model or cfg.base},
+            "models": {"base": cfg.base_label,
+                       "guide": m.guide.to_dict() if m.guide is not None else None,
+                       "sampled": m.model or cfg.base_label},
             "stats": r.stats,
             **({"budget": m.budget} if m.budget is not None else {}),
         })

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 
 from w2s.chat import messages_of
-from w2s.errors import W2SError
+from w2s.errors import FieldError, W2SError
 from w2s.guides.base import Guide
 from w2s.models.loading import (
     choose_device,
@@ -63,7 +63,7 @@ def check_classifier(path: str) -> None:
     if not any(a.endswith("ForSequenceClassification") for a in arch):
         raise W2SError(f"{path!r} is not a sequence-classification reward model (its "
                        f"architecture is {', '.join(arch) or 'not stated'}); a language model "
-                       "can guide as --arm MODEL, or as a --tuned/--untuned pair")
+                       "can guide as an arm, or as a tuned/untuned pair")
 
 
 class RewardModelGuide(Guide):
@@ -86,7 +86,8 @@ class RewardModelGuide(Guide):
         if not 0 <= self.label < n:
             raise W2SError(f"label must be in [0, {n}) for {self.name!r}, got {label}")
         if chat and not getattr(tokenizer, "chat_template", None):
-            raise W2SError(f"reward model {self.name!r} has no chat template; drop chat")
+            raise FieldError("chat", f"needs a chat template, and reward model {self.name!r} "
+                             "has none; leave chat off")
         pad = tokenizer.pad_token_id
         if pad is None:
             pad = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else 0

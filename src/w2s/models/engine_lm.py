@@ -29,7 +29,7 @@ from typing import Any
 import torch
 
 from w2s.chat import prompt_ids, response_ids
-from w2s.errors import W2SError
+from w2s.errors import FieldError, W2SError
 from w2s.models.base import TokenLoglik
 from w2s.models.loading import load_tokenizer
 from w2s.models.resolve import resolve_model
@@ -52,7 +52,8 @@ class EngineLM(TokenLoglik):
         self.ref, self.chat, self.batch_size = tokenizer, chat, batch_size
         self._config = config or tokenizer
         if chat and not getattr(self.tokenizer, "chat_template", None):
-            raise W2SError(f"guide model {tokenizer!r} has no chat template; drop --chat")
+            raise FieldError("chat", f"needs a chat template, and guide model {tokenizer!r} "
+                             "has none; leave chat off")
         self.client = OpenAIBackend(url, model or "?", api_key=api_key,
                                     max_concurrency=max_concurrency, timeout=timeout,
                                     max_retries=max_retries, token_prompts=False)

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from w2s.chat import prompt_ids, response_ids
-from w2s.errors import W2SError
+from w2s.errors import FieldError, W2SError
 from w2s.models.base import TokenLoglik
 from w2s.models.hf_scoring import Scoring
 from w2s.models.hf_search import KVSearch
@@ -54,8 +54,8 @@ class HFModel(KVSearch, Scoring, TokenLoglik):
         self.name = name or getattr(model.config, "_name_or_path", "") or type(model).__name__
         self.batch_size = batch_size
         if chat and not getattr(tokenizer, "chat_template", None):
-            raise W2SError(f"model {self.name!r} has no chat template; drop --chat or use a "
-                           "tokenizer that has one")
+            raise FieldError("chat", f"needs a chat template, and model {self.name!r} has "
+                             "none; leave chat off or use a tokenizer that has one")
         eos: set[int] = set()
         for src in (tokenizer.eos_token_id, getattr(model.generation_config, "eos_token_id", None)
                     if getattr(model, "generation_config", None) is not None else None):
@@ -193,6 +193,7 @@ class HFModel(KVSearch, Scoring, TokenLoglik):
         """``logits``, after refusing NaN or inf in them: broken weights must not quietly
         produce text (a cheap reduction next to the forward pass that made them)."""
         if not bool(torch.isfinite(logits).all()):
-            raise W2SError(f"model {self.name!r} produced non-finite logits (NaN or inf): its "
-                           "weights are broken or its dtype overflows (try --dtype float32)")
+            raise FieldError("dtype", f"gave non-finite logits (NaN or inf) in model "
+                             f"{self.name!r}: its weights are broken or the dtype overflows "
+                             "(try float32)")
         return logits

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from w2s.errors import W2SError
+from w2s.errors import FieldError
 from w2s.models.base import Continuation, Request
 from w2s.models.kv_cache import growing_cache, set_spare
 from w2s.params import SamplingParams
@@ -92,10 +92,10 @@ class KVSearch:
             except (ValueError, OSError, AttributeError):
                 return
         if need > 0.9 * free:
-            raise W2SError(f"{rows} candidate rows x {length} tokens need about "
-                           f"{need / 2**30:.1f} GiB of KV cache on {dev}, but only "
-                           f"{free / 2**30:.1f} GiB is free; lower --batch-size, W*K or "
-                           "max_new_tokens")
+            raise FieldError("batch_size", f"is too large here: {rows} candidate rows x "
+                             f"{length} tokens need about {need / 2**30:.1f} GiB of KV cache "
+                             f"on {dev}, but only {free / 2**30:.1f} GiB is free; lower it, "
+                             "W*K or max_new_tokens")
 
     @torch.inference_mode()
     def start(self, seqs: Sequence[Sequence[int]]) -> DecodeState:

@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from w2s.errors import W2SError
+from w2s.errors import FieldError, W2SError
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16,
           "half": torch.float16, "float": torch.float32}
@@ -28,8 +28,8 @@ def choose_device(device: str) -> torch.device:
     except RuntimeError as e:
         raise W2SError(f"unknown device {device!r}: {e}") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise W2SError(f"device {device!r}: this machine has no CUDA GPU that torch can use; "
-                       "use --device cpu (or auto)")
+        raise FieldError("device", f"{device!r} needs a CUDA GPU, and this machine has none "
+                         "that torch can use; use cpu (or auto)")
     if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
         raise W2SError(f"device {device!r}: there are {torch.cuda.device_count()} CUDA devices")
     return dev

@@ -96,7 +96,7 @@ class OpenAIBackend:
         if not base_url.startswith(("http://", "https://")):
             raise W2SError(f"base URL must start with http:// or https://, got {base_url!r}")
         if not model:
-            raise W2SError("give the served model's name (--base-model)")
+            raise FieldError("base.model", "is missing: give the served model's name")
         for name, v in (("max_concurrency", max_concurrency), ("batch_size", batch_size),
                         ("overlap", overlap)):
             if not isinstance(v, int) or v < 1:
@@ -129,9 +129,9 @@ class OpenAIBackend:
             tokenizer = load_tokenizer(tokenizer)
         self.tokenizer = tokenizer
         if chat and not getattr(tokenizer, "chat_template", None):
-            raise W2SError(f"{self.name}: --chat needs a tokenizer with a chat template "
-                           "(--base-tokenizer): the template is applied client-side so a "
-                           "partial assistant turn can be continued")
+            raise FieldError("base.tokenizer", f"must have a chat template when chat is on "
+                             f"({self.name}): the template is applied client-side so a "
+                             "partial assistant turn can be continued")
         self._checked = False
         self.stats = {"requests": 0, "retries": 0, "prompt_tokens": 0, "completion_tokens": 0,
                       "token_prompts": 0}
@@ -147,8 +147,8 @@ class OpenAIBackend:
         if messages_of(prompt, self.chat) is None:
             return prompt
         if self.tokenizer is None:
-            raise W2SError(f"{self.name}: chat messages need a tokenizer with a chat template "
-                           "(--base-tokenizer)")
+            raise FieldError("base.tokenizer", f"is needed to format chat messages for "
+                             f"{self.name}: a tokenizer with a chat template")
         return render(self.tokenizer, prompt, self.chat, self.name) or prompt
 
     def prompt_tokens(self, prompt: str) -> int | None:
@@ -172,8 +172,8 @@ class OpenAIBackend:
     async def _check_server(self) -> None:
         served = await self._served()
         if served and self.model not in served:
-            raise W2SError(f"{self.base_url} serves {', '.join(map(str, served))}, not "
-                           f"{self.model!r} (--base-model)")
+            raise FieldError("base.model", f"{self.model!r} is not served by {self.base_url}, "
+                             f"which serves {', '.join(map(str, served))}", sep=": ")
 
     def served_models(self) -> list[str] | None:
         """The model names ``GET /models`` lists (None: the server has no such list); one
@@ -190,8 +190,8 @@ class OpenAIBackend:
                 raise W2SError(f"cannot reach {self.base_url} ({type(e).__name__}: "
                                f"{first_line(str(e)) or 'no answer'})") from None
         if r.status_code in (401, 403):
-            raise W2SError(f"{self.base_url} refused the API key (HTTP {r.status_code}); set "
-                           "OPENAI_API_KEY or --api-key")
+            raise FieldError("base.api_key", f"was refused by {self.base_url} (HTTP "
+                             f"{r.status_code}); give the engine's key (or set OPENAI_API_KEY)")
         if r.status_code != 200:
             return None  # a server without /models: the first completion says what is wrong
         try:
