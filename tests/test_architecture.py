@@ -162,3 +162,15 @@ def test_lower_layers_name_no_flag_in_their_errors():
                             and flag.search(const.value):
                         found.append(f"{mod}:{node.lineno}: {const.value.strip()}")
     assert not found, "\n".join(found)
+
+
+def test_no_function_is_over_60_lines():
+    """Small functions with one job each (docstrings count): the number the guide asks for."""
+    long = []
+    for mod, path in _modules().items():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                n = node.end_lineno - node.lineno + 1
+                if n > 60:
+                    long.append(f"{mod}.{node.name}: {n} lines")
+    assert not long, "\n".join(long)

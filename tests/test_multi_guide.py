@@ -273,7 +273,7 @@ def test_an_eval_config_sweeps_the_weights_between_experts_and_they_reach_the_ru
             "sampling": {"max_new_tokens": 6},
             "methods": [{"method": "eft", "weights": [[1, 0], [0.3, 0.7]]}]}
     cfg = parse_config(data, tmp_path / "cfg.yaml")
-    assert [m.guide["weights"] for m in cfg.methods] == [[1.0, 0.0], [0.3, 0.7]]
+    assert [m.guide.weights for m in cfg.methods] == [(1.0, 0.0), (0.3, 0.7)]
     assert len({m.hash for m in cfg.methods}) == 2
     rows = run_eval(cfg, tmp_path / "out", show_progress=False)
     base = HFModel.load(str(ZOO_DIR / "base"))

@@ -454,7 +454,7 @@ def _axes(entry: dict[str, Any], spec: Any, g: dict[str, Any] | None, where: str
     short = where.split(": ", 1)[-1]
     weight_axis: list[list[float] | None] = [None]
     if "weights" in entry:
-        if not g or GuideRef.parse(g, "guide") is None:
+        if not g:  # a guide given is one that parsed (_guide)
             raise W2SError(f"{where}: weights need a guide")
         raw = entry.pop("weights")
         sweep = raw if isinstance(raw, list) and raw and isinstance(raw[0], list) else [raw]

@@ -49,6 +49,21 @@ def _refs(value: Any, path: str) -> tuple[str, ...]:
     raise FieldError(path, f"must be a model reference or a list of them, got {value!r}")
 
 
+def _extra_terms(data: Mapping[str, Any], kinds: Mapping[str, Any], at: str
+                 ) -> list[tuple[str, Any]]:
+    """The terms of registered guide kinds a mapping names, in registry order: one mapping of
+    knobs per term, or a list of them for several."""
+    extra: list[tuple[str, Any]] = []
+    for name, kind in kinds.items():
+        if name in data:
+            value = data[name]
+            items = value if isinstance(value, list) else [value]
+            for i, item in enumerate(items):
+                path = f"{at}{name}" + (f"[{i}]" if isinstance(value, list) else "")
+                extra.append((name, kind.make_params(item, path)))
+    return extra
+
+
 def _number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
@@ -106,14 +121,7 @@ class GuideRef:
         label = data.get("reward_label")
         if label is not None and (not isinstance(label, int) or isinstance(label, bool)):
             raise FieldError(f"{at}reward_label", f"must be an integer, got {label!r}")
-        extra: list[tuple[str, Any]] = []
-        for name, kind in kinds.items():
-            if name in data:
-                value = data[name]
-                items = value if isinstance(value, list) else [value]
-                for i, item in enumerate(items):
-                    path = f"{at}{name}" + (f"[{i}]" if isinstance(value, list) else "")
-                    extra.append((name, kind.make_params(item, path)))
+        extra = _extra_terms(data, kinds, at)
         normalize = data.get("normalize", "raw")
         if normalize is None:
             normalize = "raw"
