@@ -283,9 +283,22 @@ class Loader:
     run keeps for its lifetime, and the one place where a request's models are loaded."""
 
     def __init__(self, *, dtype: str = "auto", device: str = "auto", chat: bool = False,
-                 batch_size: int = 64, base_dir: Path | None = None) -> None:
+                 batch_size: int = 64, base_dir: Path | None = None, device_map: Any = None,
+                 guide_device: str | None = None, big: str | None = None) -> None:
+        from w2s.models.placement import parse_device_map
+
         self.dtype, self.device, self.chat = dtype, device, chat
         self.batch_size, self.base_dir = batch_size, base_dir
+        self.device_map = parse_device_map(device_map)
+        """How the base's weights are spread over devices (accelerate's ``device_map``), or
+        None: the base on ``device``. Only the base is sharded; the guide's models are small."""
+        self.guide_device = guide_device
+        """Where the guide's models (and any model sampled in the base's place) go; None: on
+        ``device``."""
+        self.big = big
+        """The base's reference, the one model ``device_map`` shards; None: the first base
+        asked for (an eval run names its config's base, as it also samples small models in
+        the base's place)."""
         self._lms: dict[str, Any] = {}
         self._engines: dict[BaseRef, Any] = {}
         self._guides: dict[GuideRef, Guide | None] = {}
@@ -302,13 +315,20 @@ class Loader:
                 resolve_model(ref, self.base_dir)
 
     def lm(self, ref: str) -> Any:
-        """A language model (in process), loaded once."""
+        """A language model (in process), loaded once: the base (``big``) on ``device``,
+        sharded by ``device_map``; any other on ``guide_device``."""
         from w2s.models.backends import load_model
+        from w2s.models.loading import choose_device
 
         if ref not in self._lms:
+            big = ref == self.big
+            device = self.device if big or self.guide_device is None else self.guide_device
+            if not big and self.guide_device is not None:
+                choose_device(self.guide_device, "guide_device")
             self._lms[ref] = load_model(ref, base_dir=self.base_dir, dtype=self.dtype,
-                                        device=self.device, chat=self.chat,
-                                        batch_size=self.batch_size)
+                                        device=device, chat=self.chat,
+                                        batch_size=self.batch_size,
+                                        device_map=self.device_map if big else None)
         return self._lms[ref]
 
     def base(self, ref: BaseRef) -> Any:
@@ -317,6 +337,8 @@ class Loader:
         from w2s.models.resolve import resolve_model
 
         if not ref.engine:
+            if self.big is None:
+                self.big = ref.model
             return self.lm(ref.model)
         if ref not in self._engines:
             tok = resolve_model(ref.tokenizer, self.base_dir) if ref.tokenizer else None
@@ -332,8 +354,8 @@ class Loader:
 
         if ref not in self._guides:
             self._guides[ref] = build_guide(ref, load_lm=self.lm, dtype=self.dtype,
-                                            device=self.device, chat=self.chat,
-                                            base_dir=self.base_dir)
+                                            device=self.guide_device or self.device,
+                                            chat=self.chat, base_dir=self.base_dir)
         return self._guides[ref]
 
 

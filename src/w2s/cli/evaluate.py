@@ -26,10 +26,15 @@ from w2s.cli.group import cli
 @click.option("--device", default=None, help="cpu, cuda, cuda:1 or auto [default: the config's].")
 @click.option("--dtype", type=click.Choice(["auto", "float32", "bfloat16", "float16", "half", "float"]),
               default=None, help="Weights' dtype [default: the config's, else auto].")
+@click.option("--device-map", metavar="MAP", default=None,
+              help="Shard the base with accelerate: auto, balanced, a JSON object or a .json "
+              "file [default: the config's].")
+@click.option("--guide-device", metavar="DEVICE", default=None,
+              help="Where the guide's small models go [default: the config's, else --device].")
 @click.option("--no-progress", is_flag=True, help="No progress bar (logs, CI).")
 def eval_(config: str, out: str | None, limit: int | None, seeds: int | None, restart: bool,
           batch_size: int | None, device: str | None, dtype: str | None,
-          no_progress: bool) -> None:
+          device_map: str | None, guide_device: str | None, no_progress: bool) -> None:
     """Evaluate a sweep of methods: gold reward, KL from the base, cost; resumable.
 
     CONFIG is a YAML/TOML file, or a shipped one: sentiment, tradeoff, adaptive and budget
@@ -52,7 +57,8 @@ def eval_(config: str, out: str | None, limit: int | None, seeds: int | None, re
 
     path = find_config(config, SHIPPED)
     data = read_config_file(path)
-    for key, value in (("batch_size", batch_size), ("device", device), ("dtype", dtype)):
+    for key, value in (("batch_size", batch_size), ("device", device), ("dtype", dtype),
+                       ("device_map", device_map), ("guide_device", guide_device)):
         if value is not None:
             data[key] = value
     cfg = parse_config(data, path)

@@ -66,6 +66,12 @@ _RUN = [
                  help="auto (a CUDA GPU when torch sees one, else cpu), cpu, cuda or cuda:1."),
     click.option("--batch-size", type=int, default=64, show_default=True,
                  help="Rows per forward pass (bounds memory)."),
+    click.option("--device-map", metavar="MAP",
+                 help="Shard the base over devices with accelerate: auto, balanced, "
+                 "balanced_low_0, sequential, a JSON object ({\"model.layers.0\": 0, \"\": 1}) "
+                 "or a .json file. Needs accelerate."),
+    click.option("--guide-device", metavar="DEVICE",
+                 help="Where the guide's small models go (default: --device), e.g. cuda:1."),
 ]
 
 
@@ -124,8 +130,12 @@ def loader_of(o: dict[str, Any]) -> Any:
     """The model cache the run flags ask for."""
     from w2s.request import Loader
 
-    return Loader(dtype=o["dtype"], device=o["device"], chat=o["chat"],
-                  batch_size=o["batch_size"])
+    try:
+        return Loader(dtype=o["dtype"], device=o["device"], chat=o["chat"],
+                      batch_size=o["batch_size"], device_map=o.get("device_map"),
+                      guide_device=o.get("guide_device"))
+    except FieldError as e:
+        raise W2SError(e.named(CLI_NAMES)) from None
 
 
 def _own_knobs(spec: Any, o: dict[str, Any]) -> dict[str, Any]:

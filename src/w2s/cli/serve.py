@@ -57,6 +57,11 @@ from w2s.cli.options import guide_options
               help="auto (a CUDA GPU when torch sees one, else cpu), cpu, cuda or cuda:1.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True,
               help="Rows per forward pass (bounds memory).")
+@click.option("--device-map", metavar="MAP",
+              help="Shard the base over devices with accelerate: auto, balanced, "
+              "balanced_low_0, sequential, a JSON object or a .json file.")
+@click.option("--guide-device", metavar="DEVICE",
+              help="Where the guide's small models go (default: --device), e.g. cuda:1.")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
               default="info", show_default=True,
               help="Server log level; at info and below every request is logged "

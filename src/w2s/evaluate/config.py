@@ -10,6 +10,9 @@
     prompts: 64                          # how many of the task's prompts (--limit overrides)
     seeds: 3                             # or a list of seeds
     sampling: {max_new_tokens: 50, temperature: 0.7}
+    dtype: bfloat16                      # auto: bf16 on a GPU that has it, fp32 on the CPU
+    device_map: auto                     # shard the base over the GPUs (or balanced, {...})
+    guide_device: cuda:1                 # the small models on a GPU of their own
     methods:
       - sample                           # base sampling
       - {method: sample, model: tuned}   # the small tuned model alone (a reference point)
@@ -35,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from w2s.configfile import find_config, read_config_file
-from w2s.errors import W2SError
+from w2s.errors import FieldError, W2SError
 from w2s.guides.spec import GuideRef
 from w2s.models.resolve import resolve_model
 from w2s.params import SamplingParams, identity
@@ -43,7 +46,7 @@ from w2s.request import BaseRef, Request, parse_request, parse_sampling
 
 SHIPPED = Path(__file__).resolve().parent.parent / "configs"
 TOP_KEYS = {"name", "task", "base", "guide", "prompts", "seeds", "sampling", "methods", "dtype",
-            "device", "batch_size", "chat", "budgets"}
+            "device", "batch_size", "chat", "budgets", "device_map", "guide_device"}
 ENGINE_KEYS = tuple(k for k in BaseRef.ENGINE_KEYS if k != "api_key")
 """What a config's engine base may name: BaseRef's keys (one list) but the API key, since a
 config file holds no secrets."""
@@ -110,6 +113,11 @@ class EvalConfig:
     device: str
     batch_size: int
     chat: bool | None
+    device_map: Any = None
+    """accelerate's placement of the base over devices (``auto``, ``balanced``, a mapping), or
+    None: the base on ``device``."""
+    guide_device: str | None = None
+    """Where the guide's models go; None: on ``device``."""
 
     @property
     def base_dir(self) -> Path:
@@ -147,6 +155,7 @@ def parse_config(data: dict[str, Any], path: Path) -> EvalConfig:
     sampling = _sampling(data.get("sampling") or {}, SamplingParams(seed=0), where)
     seeds = _seeds(data.get("seeds", 1), where)
     prompts, batch_size, dtype, chat = _scalars(data, where)
+    device_map, guide_device = _placement(data, where)
     methods_in = data["methods"]
     if not isinstance(methods_in, list) or not methods_in:
         raise W2SError(f"{where}: methods must be a non-empty list")
@@ -164,7 +173,8 @@ def parse_config(data: dict[str, Any], path: Path) -> EvalConfig:
     return EvalConfig(name=str(data.get("name") or path.stem), path=path.resolve(), task=task,
                       base=base, methods=_distinct(methods, where), prompts=prompts,
                       seeds=seeds, dtype=dtype, device=data.get("device", "auto"),
-                      batch_size=batch_size, chat=chat)
+                      batch_size=batch_size, chat=chat, device_map=device_map,
+                      guide_device=guide_device)
 
 
 def _check_reward_tasks(methods: list[MethodSpec], task: str, path: Path) -> None:
@@ -265,10 +275,28 @@ def _scalars(data: dict[str, Any], where: str) -> tuple[int | None, int, str, bo
     chat = data.get("chat")
     if chat is not None and not isinstance(chat, bool):
         raise W2SError(f"{where}: chat must be true or false, got {chat!r}")
-    for key in ("name", "device"):
+    for key in ("name", "device", "guide_device"):
         if key in data and not isinstance(data[key], str):
             raise W2SError(f"{where}: {key} must be a string, got {data[key]!r}")
     return prompts, batch_size, dtype, chat
+
+
+def _placement(data: dict[str, Any], where: str) -> tuple[Any, str | None]:
+    """``device``, ``device_map`` and ``guide_device``, each a device this machine has: a config
+    written for a GPU fails here, in one line, on a machine without one (``--device cpu``
+    overrides ``device``)."""
+    from w2s.models.loading import choose_device
+    from w2s.models.placement import parse_device_map
+
+    try:
+        choose_device(data.get("device", "auto"))
+        device_map = parse_device_map(data.get("device_map"))
+        guide_device = data.get("guide_device")
+        if guide_device is not None:
+            choose_device(guide_device, "guide_device")
+    except FieldError as e:
+        raise W2SError(f"{where}: {e}") from None
+    return device_map, guide_device
 
 
 def _distinct(methods: list[MethodSpec], where: str) -> list[MethodSpec]:

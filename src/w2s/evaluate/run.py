@@ -37,7 +37,9 @@ class Models:
 
         self.cfg, self.chat = cfg, chat
         self.loader = Loader(dtype=cfg.dtype, device=cfg.device, chat=chat,
-                             batch_size=cfg.batch_size, base_dir=cfg.base_dir)
+                             batch_size=cfg.batch_size, base_dir=cfg.base_dir,
+                             device_map=cfg.device_map, guide_device=cfg.guide_device,
+                             big=None if cfg.base.engine else cfg.base.model)
 
     def base(self) -> Any:
         """The config's base: an in-process model, or a client of its engine."""

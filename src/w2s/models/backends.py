@@ -12,9 +12,11 @@ from w2s.models.resolve import engine_ref, resolve_model
 
 
 def load_model(ref: str, *, base_dir: Path | None = None, dtype: str = "auto",
-               device: str = "auto", chat: bool = False, batch_size: int = 64) -> Any:
-    """The language model ``ref`` names: a white-box ``HFModel``, or an
-    :class:`~w2s.models.engine_lm.EngineLM` for ``REF@URL`` (a model an engine serves)."""
+               device: str = "auto", chat: bool = False, batch_size: int = 64,
+               device_map: Any = None) -> Any:
+    """The language model ``ref`` names: a white-box ``HFModel`` (sharded by ``device_map``
+    when given), or an :class:`~w2s.models.engine_lm.EngineLM` for ``REF@URL`` (a model an
+    engine serves)."""
     path = resolve_model(ref, base_dir)
     served = engine_ref(path)
     if served is not None:
@@ -24,7 +26,8 @@ def load_model(ref: str, *, base_dir: Path | None = None, dtype: str = "auto",
         return EngineLM(url, local, model=name, chat=chat, batch_size=batch_size)
     from w2s.models.hf import HFModel
 
-    return HFModel.load(path, dtype=dtype, device=device, chat=chat, batch_size=batch_size)
+    return HFModel.load(path, dtype=dtype, device=device, chat=chat, batch_size=batch_size,
+                        **({"device_map": device_map} if device_map is not None else {}))
 
 
 def load_engine(url: str, model: str, *, chat: bool = False, tokenizer: str | None = None,

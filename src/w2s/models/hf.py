@@ -39,6 +39,17 @@ TOKENIZER_KEYWORDS = ("revision", "trust_remote_code", "token", "cache_dir", "lo
 """``from_pretrained`` keywords that the tokenizer needs as much as the weights."""
 
 
+def placed(device_map: Any, path: str) -> Any:
+    """``device_map`` checked for the model at ``path``: its devices exist, its layers are all
+    placed."""
+    from w2s.models.placement import check_coverage, parse_device_map
+
+    device_map = parse_device_map(device_map)
+    if isinstance(device_map, dict):
+        check_coverage(device_map, path)
+    return device_map
+
+
 class HFModel(KVSearch, Scoring, TokenLoglik):
     """A ``transformers`` causal LM with its tokenizer and prompt format.
 
@@ -68,6 +79,9 @@ class HFModel(KVSearch, Scoring, TokenLoglik):
         # tokens the tokenizer can produce (sampling never picks ids beyond it); computed once,
         # as start() and step() slice logits with it on every decode step
         self.vocab_size = min(len(tokenizer), model.get_output_embeddings().weight.shape[0])
+        self.device_map: Any = None
+        """The accelerate placement it was loaded with (:meth:`load`'s ``device_map``), or
+        None: all on :attr:`device`."""
 
     # ----------------------------------------------------------------- loading
     @classmethod
@@ -76,9 +90,11 @@ class HFModel(KVSearch, Scoring, TokenLoglik):
         """Load a causal LM and its tokenizer from a local folder, ``zoo:ROLE`` or a hub id.
 
         Other keywords go to ``from_pretrained`` as they are (``revision``,
-        ``trust_remote_code``, ``attn_implementation``, ``device_map`` ...); those that say
-        where and how to fetch (``TOKENIZER_KEYWORDS``) reach the tokenizer too. With
-        ``device_map`` the model stays where accelerate put it (``device`` then only chooses
+        ``trust_remote_code``, ``attn_implementation`` ...); those that say where and how to
+        fetch (``TOKENIZER_KEYWORDS``) reach the tokenizer too. ``device_map`` (accelerate's:
+        ``auto``, ``balanced``, a JSON object or file, a mapping; see
+        :mod:`w2s.models.placement`) shards the model over GPUs and is checked before any
+        weight loads; the model then stays where accelerate put it (``device`` only chooses
         the dtype)."""
         from transformers import AutoModelForCausalLM
 
@@ -94,6 +110,8 @@ class HFModel(KVSearch, Scoring, TokenLoglik):
             raise W2SError(f"revision names a hub commit, but {path!r} is a local folder")
         shared = {k: from_pretrained[k] for k in TOKENIZER_KEYWORDS if k in from_pretrained}
         tokenizer = load_tokenizer(path, **shared)
+        if from_pretrained.get("device_map") is not None:
+            from_pretrained["device_map"] = placed(from_pretrained["device_map"], path)
         try:
             with quiet_loading():
                 model = AutoModelForCausalLM.from_pretrained(path, dtype=dt, **from_pretrained)
@@ -101,9 +119,11 @@ class HFModel(KVSearch, Scoring, TokenLoglik):
             raise W2SError(f"from_pretrained refused a keyword for {path!r}: {e}") from None
         except Exception as e:  # noqa: BLE001
             raise load_error(path, e) from None
-        if "device_map" not in from_pretrained:
+        if from_pretrained.get("device_map") is None:
             model = model.to(dev)
-        return cls(model, tokenizer, chat=chat, name=path, batch_size=batch_size)
+        lm = cls(model, tokenizer, chat=chat, name=path, batch_size=batch_size)
+        lm.device_map = from_pretrained.get("device_map")
+        return lm
 
     # ------------------------------------------------------------- properties
     @property

@@ -20,18 +20,21 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 """vLLM's names too (``half``, ``float``), so its --dtype values work here unchanged."""
 
 
-def choose_device(device: str) -> torch.device:
+def choose_device(device: str, field: str = "device") -> torch.device:
+    """``device`` as torch's (``auto``: a CUDA GPU when torch sees one, else the CPU); one that
+    is not here is refused naming ``field`` (``device``, ``guide_device``)."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         dev = torch.device(device)
     except RuntimeError as e:
-        raise W2SError(f"unknown device {device!r}: {e}") from None
+        raise FieldError(field, f"{device!r} is not a device ({e})") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise FieldError("device", f"{device!r} needs a CUDA GPU, and this machine has none "
+        raise FieldError(field, f"{device!r} needs a CUDA GPU, and this machine has none "
                          "that torch can use; use cpu (or auto)")
     if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
-        raise W2SError(f"device {device!r}: there are {torch.cuda.device_count()} CUDA devices")
+        raise FieldError(field, f"{device!r} is not here: there are "
+                         f"{torch.cuda.device_count()} CUDA devices")
     return dev
 
 

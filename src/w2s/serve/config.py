@@ -71,6 +71,8 @@ class ServeFile(BaseModel):
     gather_ms: float | None = Field(None, ge=0, le=10_000)
     dtype: str | None = None
     device: str | None = None
+    device_map: str | dict[str, int | str] | None = None
+    guide_device: str | None = None
     batch_size: int | None = Field(None, ge=1)
     log_level: Literal["debug", "info", "warning", "error"] | None = None
     no_access_log: bool | None = None

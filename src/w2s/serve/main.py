@@ -66,7 +66,11 @@ def build_server(o: dict[str, Any]) -> Any:
         "api_key": o.get("base_api_key"), "max_concurrency": o.get("max_concurrency") or 64},
         where="base")
     guide_ref = GuideRef.parse(spec or None, where="")
-    loader = Loader(dtype=o["dtype"], device=o["device"], batch_size=o["batch_size"])
+    try:
+        loader = Loader(dtype=o["dtype"], device=o["device"], batch_size=o["batch_size"],
+                        device_map=o.get("device_map"), guide_device=o.get("guide_device"))
+    except FieldError as e:
+        raise W2SError(e.named(FlagNames(guide_terms="--guide-term"))) from None
     loader.check(base, guide_ref)  # every reference, before anything loads
     backend = loader.base(base)
     guide = loader.guide(guide_ref)
