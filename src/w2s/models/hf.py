@@ -42,9 +42,14 @@ TOKENIZER_KEYWORDS = ("revision", "trust_remote_code", "token", "cache_dir", "lo
 def placed(device_map: Any, path: str) -> Any:
     """``device_map`` checked for the model at ``path``: its devices exist, its layers are all
     placed."""
+    import importlib.util
+
     from w2s.models.placement import check_coverage, parse_device_map
 
     device_map = parse_device_map(device_map)
+    if importlib.util.find_spec("accelerate") is None:
+        raise FieldError("device_map", "needs accelerate, which is not installed: pip install "
+                         "'w2s[gpu]'")
     if isinstance(device_map, dict):
         check_coverage(device_map, path)
     return device_map
