@@ -25,7 +25,7 @@ BELOW = {
 for low in ("models", "guides", "decoding", "tasks", "request", "evaluate", "distill"):
     BELOW.setdefault(low, set()).add("generalise")
 for low in ("params", "rng", "errors", "result", "logits", "stopping", "quiet", "chat", "textfile",
-            "token_loop", "plugins", "configfile"):
+            "token_loop", "plugins", "configfile", "stages"):
     BELOW[low] = {"models", "guides", "decoding", "request", "evaluate", "tasks", "serve", "cli",
                   "demo", "zoo", "generalise"}
 CONCRETE = ("w2s.models.hf", "w2s.models.hf_search", "w2s.models.hf_scoring", "w2s.models.kv_cache", "w2s.models.loading", "w2s.models.backends",

@@ -50,7 +50,8 @@ def run_w2s_process(*args: str, timeout: int = 120) -> Ran:
 def assert_one_line_error(proc: Ran, *needles: str) -> None:
     assert proc.returncode != 0
     assert "Traceback" not in proc.stderr
-    lines = [x for x in proc.stderr.strip().splitlines() if x.strip()]
+    lines = [x for x in proc.stderr.strip().splitlines()
+             if x.strip() and not x.startswith("w2s: [")]  # less the stages shown before
     assert len(lines) == 1, proc.stderr
     for n in needles:
         assert n in lines[0], lines[0]
@@ -136,11 +137,13 @@ def test_generate_json_contract(models, tmp_path, method, base, pair):
 
 
 def test_generate_matches_python_api(models, tiny_paths):
-    """The entry point as a user runs it: same tokens as the Python API, nothing on stderr."""
+    """The entry point as a user runs it: same tokens as the Python API, nothing on stderr but
+    its stages (no warning)."""
     proc = run_w2s_process("generate", *models, "--method", "cbs", "--prompt", "The movie was",
                    "--w", "2", "--k", "3", "--l", "4", "--max-new-tokens", "10", "--seed", "3",
                    "--json", "--return-all")
-    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+    assert proc.returncode == 0, proc.stderr
+    assert all(x.startswith("w2s: [") for x in proc.stderr.splitlines()), proc.stderr  # stages
     row = json.loads(proc.stdout)
     base = w2s.HFModel.load(tiny_paths["base"])
     guide = w2s.PairGuide.load(tiny_paths["tuned"], tiny_paths["untuned"])
@@ -327,7 +330,7 @@ def test_a_load_error_names_its_field_as_each_face_writes_it(tmp_path):
     want = (f"chat needs a chat template, and model {str(bare)!r} has none; leave chat off or "
             "use a tokenizer that has one")
     r = run_w2s("generate", "--base", str(bare), "--chat", "--prompt", "x",
-                "--max-new-tokens", "2")
+                "--max-new-tokens", "2", "--quiet")
     assert r.returncode == 2 and r.stderr.strip() == f"error: --{want}", r.stderr
     cfg = tmp_path / "cfg.yaml"
     cfg.write_text(f"task: sentiment\nbase: {bare}\nchat: true\nprompts: 1\nmethods: [sample]\n")

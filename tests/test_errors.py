@@ -13,6 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from cli_output import without_stages
 from click.testing import CliRunner
 
 import w2s
@@ -48,8 +49,9 @@ def cli_case(*args: str, files: dict[str, bytes] | None = None) -> Callable:
             (tmp / name).write_bytes(data)
         argv = [a.replace("TMP", str(tmp)) for a in args]
         res = CliRunner().invoke(cli, argv, prog_name="w2s")
-        return res.output, f"exit {res.exit_code}"
+        return without_stages(res.output), f"exit {res.exit_code}"
     return run
+
 
 
 def cli_after(first: Sequence[str], *args: str, files: dict[str, bytes] | None = None
@@ -226,6 +228,15 @@ def cases(zoo) -> list[tuple[str, str, Callable]]:  # noqa: ANN001
         ("CLI", "--return-all on sampling", cli_case(*G, "--method", "sample", "--return-all")),
         ("CLI", "a bad CBS schedule", cli_case(*G, "--schedule", "4x4")),
         ("CLI", "--device cuda without a GPU", cli_case(*G, "--device", "cuda")),
+        ("CLI", "a device map naming a GPU this machine lacks",
+         cli_case(*G, "--device-map", '{"": 0}')),
+        ("CLI", "a device map that leaves layers unplaced",
+         cli_case(*G, "--device-map", '{"model.embed_tokens": "cpu", "lm_head": "cpu"}')),
+        ("CLI", "a guide device that is not there", cli_case(*G, "--guide-device", "cuda:3")),
+        ("CLI", "a memory plan over the limit given", cli_case(*G, "--memory-limit", "0.001")),
+        ("CLI", "a config written for a GPU on a machine without one",
+         cli_case("eval", "TMP/gpu.yaml", "--out", "TMP/o", "--no-progress", files={
+             "gpu.yaml": b"task: sentiment\nbase: zoo:base\ndevice: cuda\nmethods: [sample]\n"})),
         ("CLI", "--batch-size 0", cli_case(*G, "--batch-size", "0")),
         ("CLI", "a missing prompts file", cli_case("generate", *Z, "--prompts-file",
                                                  "TMP/none.jsonl")),
@@ -341,6 +352,9 @@ def cases(zoo) -> list[tuple[str, str, Callable]]:  # noqa: ANN001
         # ---------------------------------------------------------------- eval configs
         ("config", "an unknown top-level key", config_case({"sampler": {}})),
         ("config", "an unknown method", config_case({"methods": ["beam"]})),
+        ("config", "a device map naming a GPU this machine lacks",
+         config_case({"device_map": {"model": 0, "lm_head": "cpu"}})),
+        ("config", "a memory limit that is not a size", config_case({"memory_limit": "lots"})),
         ("config", "an unknown knob", config_case({"methods": [{"method": "cbs", "beta": 1}]})),
         ("config", "W = 0 in a sweep", config_case({"methods": [{"method": "cbs", "w": [4, 0]}]})),
         ("config", "an empty sweep", config_case({"methods": [{"method": "bon", "n": []}]})),

@@ -141,7 +141,7 @@ def test_the_cli_takes_several_experts_and_their_weights(tiny_paths, base):
             "--max-new-tokens", "8", "--seed", "4", "--json"]
     out = CliRunner().invoke(cli, args)
     assert out.exit_code == 0, out.output
-    got = json.loads(out.output)
+    got = json.loads(out.stdout)
     untuned = HFModel.load(tiny_paths["untuned"])
     guide = (0.6 * PairGuide(HFModel.load(tiny_paths["tuned"]), untuned)
              + 0.4 * PairGuide(untuned, untuned))
@@ -344,7 +344,7 @@ def test_eft_with_an_arm_guide_from_the_cli_equals_the_library(tiny_paths, base)
     assert out.exit_code == 0, out.output
     [ref] = w2s.eft(base, 1.0 * ARMGuide(HFModel.load(tiny_paths["tuned"])), ["The movie"],
                     EFTParams(beta=0.5), SamplingParams(seed=0, max_new_tokens=6))
-    assert json.loads(out.output)["token_ids"] == ref.token_ids
+    assert json.loads(out.stdout)["token_ids"] == ref.token_ids
     bad = CliRunner().invoke(cli, [
         "generate", "--base", tiny_paths["base"], "--arm", tiny_paths["tuned"], "--method",
         "dlf", "--prompt", "x"])

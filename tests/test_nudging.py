@@ -134,7 +134,7 @@ def test_nudging_from_the_cli_matches_the_python_api(zoo_base, zoo_pair):
                                    "--gamma", "0.2", "--chunk", "4", "--max-new-tokens", "10",
                                    "--prompt", "the movie was", "--seed", "0", "--json"])
     assert out.exit_code == 0, out.output
-    row = json.loads(out.output)
+    row = json.loads(out.stdout)
     [want] = w2s.nudging(zoo_base, zoo_pair, ["the movie was"],
                          NudgingParams(gamma=0.2, chunk=4), SamplingParams(seed=0, max_new_tokens=10))
     assert row["response"] == want.text and row["params"]["gamma"] == 0.2

@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 
 import pytest
+from cli_output import without_stages
 from click.testing import CliRunner
 from fake_engine import FakeEngine
 from scripted import CountGuide
@@ -380,7 +381,7 @@ def test_errors_that_retrying_cannot_fix_are_one_line(engine, pair):
                                            r"the engine's key \(or set OPENAI_API_KEY\)$"):
             w2s.sample(OpenAIBackend(engine.url, "fake", api_key="wrong"), None, ["p"], SP)
         r = CliRunner().invoke(cli, ["generate", "--base-url", engine.url, "--base-model", "fake",
-                                     "--base-api-key", "wrong", "--prompt", "p"])
+                                     "--base-api-key", "wrong", "--prompt", "p", "--quiet"])
         assert r.exit_code == 2 and r.stderr.startswith("error: --base-api-key was refused by")
     finally:
         engine.api_key = None
@@ -422,7 +423,7 @@ def test_generate_over_http_matches_the_python_api(engine, tiny_paths):
             "--prompt", "The movie was", "--json"]
     out = CliRunner().invoke(cli, args)
     assert out.exit_code == 0, out.output
-    row = json.loads(out.output)
+    row = json.loads(out.stdout)
     [want] = w2s.cbs(backend(engine), w2s.PairGuide.load(tiny_paths["tuned"],
                                                          tiny_paths["untuned"]),
                      ["The movie was"], SearchParams(2, 2, 3), SamplingParams(max_new_tokens=6,
@@ -444,7 +445,8 @@ def test_bad_engine_flags_are_one_line(args, message):
     from w2s.cli import cli
 
     out = CliRunner().invoke(cli, ["generate", *args, "--prompt", "x"])
-    assert out.exit_code == 2 and out.output.count("\n") == 1 and message in out.output, out.output
+    said = without_stages(out.output)
+    assert out.exit_code == 2 and said.count("\n") == 1 and message in said, out.output
 
 
 def test_eft_over_http_is_the_capability_error(engine, tiny_paths):
@@ -456,8 +458,9 @@ def test_eft_over_http_is_the_capability_error(engine, tiny_paths):
                                    "--tuned", tiny_paths["tuned"], "--untuned",
                                    tiny_paths["untuned"], "--method", "eft", "--prompt", "x"])
     assert out.exit_code == 2
-    assert out.output.startswith("error: eft needs next-token log-probabilities; this backend "
-                                 f"(fake@{engine.url}) does not offer them")
+    assert without_stages(out.output).startswith(
+        f"error: eft needs next-token log-probabilities; this backend (fake@{engine.url}) does "
+        "not offer them")
 
 
 # ------------------------------------------------------------------ eval over HTTP

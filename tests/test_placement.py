@@ -123,7 +123,7 @@ def test_the_cli_shards_the_base_with_the_same_answer(tmp_path):
 def test_the_cli_refuses_a_placement_that_is_not_here_in_one_line(flags, message):
     if w2s_has_cuda():
         pytest.skip("this machine has a GPU")
-    r = CliRunner().invoke(cli, [*G, *flags])
+    r = CliRunner().invoke(cli, [*G, *flags, "--quiet"])
     assert r.exit_code == 2 and r.stderr.strip() == message, r.output
 
 

@@ -218,7 +218,7 @@ def test_a_new_decoder_and_guide_kind_reach_the_cli(extended, tiny_paths, base):
                               "--times", "3", "--prompt", "The movie was",
                               "--max-new-tokens", "6", "--seed", "0", "--json"])
     assert out.exit_code == 0, out.output
-    assert json.loads(out.output)["response"] == _want_echo(base, 3)
+    assert json.loads(out.stdout)["response"] == _want_echo(base, 3)
     bad = runner.invoke(cli, ["generate", "--base", tiny_paths["base"], "--method", "echo",
                               "--times", "0", "--prompt", "x"])
     assert bad.exit_code == 2 and bad.output.strip() == "error: --times must be >= 1, got 0"
@@ -228,7 +228,7 @@ def test_a_new_decoder_and_guide_kind_reach_the_cli(extended, tiny_paths, base):
                               "--prompt", "The movie was", "--max-new-tokens", "6", "--seed", "0", "--json",
                               "--return-all"])
     assert out.exit_code == 0, out.output
-    row = json.loads(out.output)
+    row = json.loads(out.stdout)
     want = w2s.bon(base, LengthGuide(2), ["The movie was"], w2s.BestOfNParams(4),
                          SamplingParams(seed=0, max_new_tokens=6))[0]
     assert row["response"] == want.text and row["score"] == want.score

@@ -74,7 +74,7 @@ def test_a_registered_decoder_shows_in_help_and_runs_from_the_cli(toy_registered
                               "--copies", "3", "--prompt", "The movie was",
                               "--max-new-tokens", "6", "--seed", "0", "--json"])
     assert out.exit_code == 0, out.output
-    row = json.loads(out.output)
+    row = json.loads(out.stdout)
     s = w2s.sample(base, None, ["The movie was"], SamplingParams(seed=0, max_new_tokens=6), n=3)[0]
     assert row["method"] == "toy" and row["token_ids"] == s.candidates[2].token_ids
     assert row["params"] == {"method": "toy", "copies": 3}
@@ -110,7 +110,7 @@ def test_the_cli_takes_the_same_model_references_as_eval_configs(base):
     [want] = w2s.bon(w2s.HFModel.load(str(zoo / "base")),
                            w2s.PairGuide.load(str(zoo / "tuned"), str(zoo / "untuned")),
                            ["the film"], BestOfNParams(2), SamplingParams(seed=0, max_new_tokens=4))
-    assert json.loads(out.output)["token_ids"] == want.token_ids
+    assert json.loads(out.stdout)["token_ids"] == want.token_ids
 
 
 def test_registry_refuses_a_second_decoder_of_the_same_name():

@@ -127,7 +127,7 @@ def test_generate_cli_over_vllm(vllm_url):
                                    "--l", "4", "--max-new-tokens", "8", "--prompt",
                                    "the movie was", "--json"])
     assert out.exit_code == 0, out.output
-    row = json.loads(out.output)
+    row = json.loads(out.stdout)
     assert row["response"] and row["cost"]["base_tokens"] >= 8
 
 
@@ -271,7 +271,7 @@ def test_a_guide_model_behind_the_engine_scores_like_the_same_model_in_process(v
     args = ["generate", "--base", "zoo:base", "--untuned", "zoo:untuned", "--method", "cbs",
             "--w", "2", "--k", "2", "--l", "4", "--max-new-tokens", "12", "--seed", "4",
             "--prompt", PROMPTS[0], "--json"]
-    rows = [json.loads(CliRunner().invoke(cli, [*args, "--tuned", t]).output)
+    rows = [json.loads(CliRunner().invoke(cli, [*args, "--tuned", t]).stdout)
             for t in (f"zoo:base@{vllm_url}", "zoo:base")]  # the CLI takes REF@URL too
     assert rows[0]["response"] == rows[1]["response"] and rows[0]["response"]
 

@@ -22,6 +22,7 @@ returns as OpenAI's ``param`` and a config prefixes with its file and entry.
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +34,11 @@ from w2s.guides.base import Guide
 from w2s.guides.spec import GuideRef
 from w2s.params import SamplingParams, sampling_fields
 from w2s.result import Result
+
+log = logging.getLogger("w2s.stage")
+"""What a run is doing, stage by stage (loading a model, connecting to an engine; the memory
+plan): commands show it on stderr (:mod:`w2s.stages`), a library caller sees it only if it
+configures logging."""
 
 REQUEST_KEYS = ("base", "guide", "method", "knobs", "sampling", "chat", "return_all")
 SAMPLING_FIELDS = tuple(f.name for f in dataclasses.fields(SamplingParams))
@@ -284,7 +290,8 @@ class Loader:
 
     def __init__(self, *, dtype: str = "auto", device: str = "auto", chat: bool = False,
                  batch_size: int = 64, base_dir: Path | None = None, device_map: Any = None,
-                 guide_device: str | None = None, big: str | None = None) -> None:
+                 guide_device: str | None = None, big: str | None = None,
+                 memory_limit: float | None = None) -> None:
         from w2s.models.placement import parse_device_map
 
         self.dtype, self.device, self.chat = dtype, device, chat
@@ -295,6 +302,12 @@ class Loader:
         self.guide_device = guide_device
         """Where the guide's models (and any model sampled in the base's place) go; None: on
         ``device``."""
+        if memory_limit is not None and not (isinstance(memory_limit, (int, float))
+                                             and not isinstance(memory_limit, bool)
+                                             and memory_limit > 0):
+            raise FieldError("memory_limit", f"must be a number of GiB > 0, got {memory_limit!r}")
+        self.memory_limit = memory_limit
+        """GiB the base's weights and a search may take on its devices; None: what is free."""
         self.big = big
         """The base's reference, the one model ``device_map`` shards; None: the first base
         asked for (an eval run names its config's base, as it also samples small models in
@@ -325,10 +338,13 @@ class Loader:
             device = self.device if big or self.guide_device is None else self.guide_device
             if not big and self.guide_device is not None:
                 choose_device(self.guide_device, "guide_device")
-            self._lms[ref] = load_model(ref, base_dir=self.base_dir, dtype=self.dtype,
-                                        device=device, chat=self.chat,
-                                        batch_size=self.batch_size,
-                                        device_map=self.device_map if big else None)
+            log.info(f"loading {'the base' if big else 'a guide model'} {ref}")
+            lm = load_model(ref, base_dir=self.base_dir, dtype=self.dtype, device=device,
+                            chat=self.chat, batch_size=self.batch_size,
+                            device_map=self.device_map if big else None)
+            if big and self.memory_limit is not None:
+                lm.memory_limit = int(self.memory_limit * 2**30)
+            self._lms[ref] = lm
         return self._lms[ref]
 
     def base(self, ref: BaseRef) -> Any:
@@ -341,6 +357,7 @@ class Loader:
                 self.big = ref.model
             return self.lm(ref.model)
         if ref not in self._engines:
+            log.info(f"connecting to {ref.model} at {ref.url}")
             tok = resolve_model(ref.tokenizer, self.base_dir) if ref.tokenizer else None
             self._engines[ref] = load_engine(
                 ref.url or "", ref.model, chat=self.chat, tokenizer=tok, api_key=ref.api_key,

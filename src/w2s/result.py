@@ -16,7 +16,10 @@ class Cost:
     guide_tokens: int = 0
     """Response tokens scored by the guide's models (each re-scored token counts again)."""
     wall_time_s: float = 0.0
-    """Wall time of the decoder call that produced this result (shared by its prompts)."""
+    """Wall time of the decoder call that produced this result: a batch's time, shared by
+    its ``batch_prompts`` prompts (decoded together, they have no time of their own)."""
+    batch_prompts: int = 1
+    """How many prompts that call decoded together (``wall_time_s`` is theirs together)."""
     base_read: int = 0
     """Prompt and prefix tokens the base processed without sampling them: each prompt once in
     process (its KV cache keeps the rest); through an engine, every request's prompt and

@@ -31,10 +31,14 @@ from w2s.cli.group import cli
               "file [default: the config's].")
 @click.option("--guide-device", metavar="DEVICE", default=None,
               help="Where the guide's small models go [default: the config's, else --device].")
+@click.option("--memory-limit", metavar="GIB", type=float, default=None,
+              help="Refuse a search whose memory plan is over this many GiB [default: the "
+              "config's, else what is free].")
 @click.option("--no-progress", is_flag=True, help="No progress bar (logs, CI).")
 def eval_(config: str, out: str | None, limit: int | None, seeds: int | None, restart: bool,
           batch_size: int | None, device: str | None, dtype: str | None,
-          device_map: str | None, guide_device: str | None, no_progress: bool) -> None:
+          device_map: str | None, guide_device: str | None, memory_limit: float | None,
+          no_progress: bool) -> None:
     """Evaluate a sweep of methods: gold reward, KL from the base, cost; resumable.
 
     CONFIG is a YAML/TOML file, or a shipped one: sentiment, tradeoff, adaptive and budget
@@ -58,7 +62,8 @@ def eval_(config: str, out: str | None, limit: int | None, seeds: int | None, re
     path = find_config(config, SHIPPED)
     data = read_config_file(path)
     for key, value in (("batch_size", batch_size), ("device", device), ("dtype", dtype),
-                       ("device_map", device_map), ("guide_device", guide_device)):
+                       ("device_map", device_map), ("guide_device", guide_device),
+                       ("memory_limit", memory_limit)):
         if value is not None:
             data[key] = value
     cfg = parse_config(data, path)

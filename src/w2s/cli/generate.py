@@ -20,6 +20,8 @@ from w2s.cli.requests import RequestCommand, build_request, loader_of, request_o
 @cli.command(cls=RequestCommand)
 @request_options
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per prompt on stdout.")
+@click.option("--quiet", is_flag=True, help="Nothing on stderr but errors (no stages: loading, "
+              "the memory plan, decoding).")
 def generate(**o: Any) -> None:
     """Generate responses from the BASE model, steered by a small tuned/untuned pair.
 
@@ -29,14 +31,33 @@ def generate(**o: Any) -> None:
           --w 4 --k 4 --l 5 --prompt "The movie was"
       w2s generate --base big --method sample --prompts-file prompts.jsonl --json
     """
-    as_json, return_all = o.pop("as_json"), o.pop("return_all")
+    as_json, return_all, quiet = o.pop("as_json"), o.pop("return_all"), o.pop("quiet")
     request = build_request(o, return_all)
     rows = read_prompt_rows(o["prompt"], o["prompts_file"])
     prompts = [p for p, _ in rows]
-    from w2s.request import run
+    from w2s.request import log, run
+    from w2s.stages import shown_stages
 
-    results = run(request, prompts, loader_of(o))  # references checked before anything loads
+    loader = loader_of(o)
+    with shown_stages(not quiet):
+        loader.check(request.base, request.guide)  # every reference, before anything loads
+        loader.base(request.base)
+        loader.guide(request.guide)
+        log.info(f"decoding {len(prompts)} prompt{'s' if len(prompts) != 1 else ''} with "
+                 f"{request.method}")
+        results = run(request, prompts, loader)
     _print(results, [extra for _, extra in rows], as_json, return_all)
+
+
+def _details(r: Any) -> str:
+    """An answer's seed (what repeats it), length, cost and time: the batch's time, named as
+    one when prompts were decoded together."""
+    ended = "ended" if r.finished else "cut at max-new-tokens"
+    batch = r.cost.batch_prompts
+    time = (f"{r.cost.wall_time_s:.2f} s" if batch == 1
+            else f"{r.cost.wall_time_s:.2f} s for the batch of {batch} prompts")
+    return (f"seed {r.seed} \u00b7 {len(r.token_ids)} tokens ({ended}) \u00b7 "
+            f"{r.cost.base_tokens} base tokens \u00b7 {time}")
 
 
 def _print(results: list[Any], extras: list[dict[str, Any]], as_json: bool, return_all: bool
@@ -52,6 +73,7 @@ def _print(results: list[Any], extras: list[dict[str, Any]], as_json: bool, retu
         else:
             score = "" if r.score is None else f"  [score {r.score:+.3f}]"
             click.echo(f"{r.prompt}\u2192{r.text}{score}")
+            click.echo(click.style(f"   {_details(r)}", dim=True))
             if return_all:
                 for i, c in enumerate(r.candidates):
                     click.echo(f"   #{i + 1} {c.score:+.3f}  {c.text!r}")

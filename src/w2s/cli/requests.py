@@ -72,6 +72,9 @@ _RUN = [
                  "or a .json file. Needs accelerate."),
     click.option("--guide-device", metavar="DEVICE",
                  help="Where the guide's small models go (default: --device), e.g. cuda:1."),
+    click.option("--memory-limit", metavar="GIB", type=float,
+                 help="Refuse a search whose memory plan (the base's weights, its KV cache, "
+                 "logits) is over this many GiB (default: what is free)."),
 ]
 
 
@@ -133,7 +136,7 @@ def loader_of(o: dict[str, Any]) -> Any:
     try:
         return Loader(dtype=o["dtype"], device=o["device"], chat=o["chat"],
                       batch_size=o["batch_size"], device_map=o.get("device_map"),
-                      guide_device=o.get("guide_device"))
+                      guide_device=o.get("guide_device"), memory_limit=o.get("memory_limit"))
     except FieldError as e:
         raise W2SError(e.named(CLI_NAMES)) from None
 

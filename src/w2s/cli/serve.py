@@ -62,6 +62,8 @@ from w2s.cli.options import guide_options
               "balanced_low_0, sequential, a JSON object or a .json file.")
 @click.option("--guide-device", metavar="DEVICE",
               help="Where the guide's small models go (default: --device), e.g. cuda:1.")
+@click.option("--memory-limit", metavar="GIB", type=float,
+              help="Refuse a request whose memory plan is over this many GiB.")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
               default="info", show_default=True,
               help="Server log level; at info and below every request is logged "

@@ -305,7 +305,7 @@ def read_tokens(backend: Backend, prompt: str, response_tokens: int = 0) -> int:
 def finish_costs(prep: Prepared, cost: list[Cost]) -> list[Cost]:
     wall = time.perf_counter() - prep.start
     for c in cost:
-        c.wall_time_s = wall
+        c.wall_time_s, c.batch_prompts = wall, len(cost)
     return cost
 
 

@@ -46,7 +46,8 @@ from w2s.request import BaseRef, Request, parse_request, parse_sampling
 
 SHIPPED = Path(__file__).resolve().parent.parent / "configs"
 TOP_KEYS = {"name", "task", "base", "guide", "prompts", "seeds", "sampling", "methods", "dtype",
-            "device", "batch_size", "chat", "budgets", "device_map", "guide_device"}
+            "device", "batch_size", "chat", "budgets", "device_map", "guide_device",
+            "memory_limit"}
 ENGINE_KEYS = tuple(k for k in BaseRef.ENGINE_KEYS if k != "api_key")
 """What a config's engine base may name: BaseRef's keys (one list) but the API key, since a
 config file holds no secrets."""
@@ -118,6 +119,8 @@ class EvalConfig:
     None: the base on ``device``."""
     guide_device: str | None = None
     """Where the guide's models go; None: on ``device``."""
+    memory_limit: float | None = None
+    """GiB the base's weights and a search may take (its memory plan); None: what is free."""
 
     @property
     def base_dir(self) -> Path:
@@ -155,7 +158,7 @@ def parse_config(data: dict[str, Any], path: Path) -> EvalConfig:
     sampling = _sampling(data.get("sampling") or {}, SamplingParams(seed=0), where)
     seeds = _seeds(data.get("seeds", 1), where)
     prompts, batch_size, dtype, chat = _scalars(data, where)
-    device_map, guide_device = _placement(data, where)
+    device_map, guide_device, memory_limit = _placement(data, where)
     methods_in = data["methods"]
     if not isinstance(methods_in, list) or not methods_in:
         raise W2SError(f"{where}: methods must be a non-empty list")
@@ -174,7 +177,7 @@ def parse_config(data: dict[str, Any], path: Path) -> EvalConfig:
                       base=base, methods=_distinct(methods, where), prompts=prompts,
                       seeds=seeds, dtype=dtype, device=data.get("device", "auto"),
                       batch_size=batch_size, chat=chat, device_map=device_map,
-                      guide_device=guide_device)
+                      guide_device=guide_device, memory_limit=memory_limit)
 
 
 def _check_reward_tasks(methods: list[MethodSpec], task: str, path: Path) -> None:
@@ -281,10 +284,10 @@ def _scalars(data: dict[str, Any], where: str) -> tuple[int | None, int, str, bo
     return prompts, batch_size, dtype, chat
 
 
-def _placement(data: dict[str, Any], where: str) -> tuple[Any, str | None]:
-    """``device``, ``device_map`` and ``guide_device``, each a device this machine has: a config
-    written for a GPU fails here, in one line, on a machine without one (``--device cpu``
-    overrides ``device``)."""
+def _placement(data: dict[str, Any], where: str) -> tuple[Any, str | None, float | None]:
+    """``device``, ``device_map`` and ``guide_device``, each a device this machine has (a
+    config written for a GPU fails here, in one line, on a machine without one; ``--device
+    cpu`` overrides ``device``), and ``memory_limit`` in GiB."""
     from w2s.models.loading import choose_device
     from w2s.models.placement import parse_device_map
 
@@ -294,9 +297,13 @@ def _placement(data: dict[str, Any], where: str) -> tuple[Any, str | None]:
         guide_device = data.get("guide_device")
         if guide_device is not None:
             choose_device(guide_device, "guide_device")
+        limit = data.get("memory_limit")
+        if limit is not None and (not isinstance(limit, (int, float)) or isinstance(limit, bool)
+                                  or not limit > 0):
+            raise FieldError("memory_limit", f"must be a number of GiB > 0, got {limit!r}")
     except FieldError as e:
         raise W2SError(f"{where}: {e}") from None
-    return device_map, guide_device
+    return device_map, guide_device, limit
 
 
 def _distinct(methods: list[MethodSpec], where: str) -> list[MethodSpec]:

@@ -39,7 +39,8 @@ class Models:
         self.loader = Loader(dtype=cfg.dtype, device=cfg.device, chat=chat,
                              batch_size=cfg.batch_size, base_dir=cfg.base_dir,
                              device_map=cfg.device_map, guide_device=cfg.guide_device,
-                             big=None if cfg.base.engine else cfg.base.model)
+                             big=None if cfg.base.engine else cfg.base.model,
+                             memory_limit=cfg.memory_limit)
 
     def base(self) -> Any:
         """The config's base: an in-process model, or a client of its engine."""
@@ -140,10 +141,13 @@ def _run_locked(cfg: EvalConfig, out: Path, task: Any, prompts: list[str], seeds
     total = sum(len(todo) for _, _, todo in plan)
     models = Models(cfg, chat)
     if total:
-        models.base()  # load everything up front: a missing model fails in seconds
-        for m in cfg.methods:
-            models.sampled_model(m)
-            models.guide(m)
+        from w2s.stages import shown_stages
+
+        with shown_stages(show_progress):  # load everything up front: fail in seconds
+            models.base()
+            for m in cfg.methods:
+                models.sampled_model(m)
+                models.guide(m)
     with progress_bar(show_progress) as bar:
         job = bar.add_task("eval", total=total)
         for m, seed, todo in plan:

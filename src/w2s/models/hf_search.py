@@ -6,7 +6,6 @@ tokenizer and its forward pass are :mod:`w2s.models.hf`'s."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -14,9 +13,9 @@ from typing import Any
 
 import torch
 
-from w2s.errors import FieldError
 from w2s.models.base import Continuation, Request
 from w2s.models.kv_cache import growing_cache, set_spare
+from w2s.models.memory import MemoryPlan, log, plan_memory
 from w2s.params import SamplingParams
 from w2s.token_loop import decode_tokens
 
@@ -80,22 +79,25 @@ class KVSearch:
         elem = next(self.model.parameters()).element_size()
         return int(layers * 2 * kv_heads * head_dim * elem)
 
+    memory_limit: int | None = None
+    """The most, in bytes, that weights and a search may take on this model's devices (a
+    user's limit), or None: what is free."""
+    _planned: int = 0
+
+    def plan_memory(self, rows: int, length: int) -> MemoryPlan:
+        """The memory a search of ``rows`` rows of ``length`` tokens needs here
+        (:mod:`w2s.models.memory`)."""
+        return plan_memory(self.model, self.kv_bytes_per_token(), self.vocab_size, rows, length,
+                           self.memory_limit)
+
     def check_memory(self, rows: int, length: int) -> None:
-        """Refuse, with a clear error, a batch whose KV cache cannot fit in free memory."""
-        need = rows * length * self.kv_bytes_per_token() + rows * self.vocab_size * 4 * 4
-        dev = self.device
-        if dev.type == "cuda":
-            free = torch.cuda.mem_get_info(dev)[0]
-        else:
-            try:
-                free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-            except (ValueError, OSError, AttributeError):
-                return
-        if need > 0.9 * free:
-            raise FieldError("batch_size", f"is too large here: {rows} candidate rows x "
-                             f"{length} tokens need about {need / 2**30:.1f} GiB of KV cache "
-                             f"on {dev}, but only {free / 2**30:.1f} GiB is free; lower it, "
-                             "W*K or max_new_tokens")
+        """Refuse, in one line naming the knob to lower, a search that cannot fit; log the
+        plan (``w2s.stage``) the first time a search is this large."""
+        plan = self.plan_memory(rows, length)
+        if plan.search > self._planned:
+            self._planned = plan.search
+            log.info(plan.line(), extra={"keep": True})
+        plan.check()
 
     @torch.inference_mode()
     def start(self, seqs: Sequence[Sequence[int]]) -> DecodeState:

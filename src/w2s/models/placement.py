@@ -22,8 +22,8 @@ STRATEGIES = ("auto", "balanced", "balanced_low_0", "sequential")
 
 
 def parse_device_map(value: Any, field: str = "device_map") -> str | dict[str, Any] | None:
-    """A device map as a user writes it: a strategy (``auto``, ``balanced``, ...), a JSON
-    object (``{"model.layers.0": 0, "": "cpu"}``; ``""`` places every module not named), a
+    """A device map as a user writes it: a strategy (``auto``, ``balanced``, ...), one device
+    (``cpu``, ``cuda:1``: all of the model there), a JSON object (``{"model.layers.0": 0, "": "cpu"}``; ``""`` places every module not named), a
     ``.json`` file holding one, or a mapping; None for none."""
     if value is None or isinstance(value, Mapping):
         return _check_values(dict(value), field) if value is not None else None
@@ -32,6 +32,9 @@ def parse_device_map(value: Any, field: str = "device_map") -> str | dict[str, A
                          f".json file, got {value!r}")
     text = value.strip()
     if text in STRATEGIES:
+        return text
+    if text == "cpu" or text == "mps" or text.startswith("cuda"):  # all of it on one device
+        check_device(text, field)
         return text
     if text.endswith(".json") and not text.startswith("{"):
         try:

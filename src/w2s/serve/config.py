@@ -73,6 +73,7 @@ class ServeFile(BaseModel):
     device: str | None = None
     device_map: str | dict[str, int | str] | None = None
     guide_device: str | None = None
+    memory_limit: float | None = Field(None, gt=0)
     batch_size: int | None = Field(None, ge=1)
     log_level: Literal["debug", "info", "warning", "error"] | None = None
     no_access_log: bool | None = None

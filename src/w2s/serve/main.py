@@ -68,7 +68,8 @@ def build_server(o: dict[str, Any]) -> Any:
     guide_ref = GuideRef.parse(spec or None, where="")
     try:
         loader = Loader(dtype=o["dtype"], device=o["device"], batch_size=o["batch_size"],
-                        device_map=o.get("device_map"), guide_device=o.get("guide_device"))
+                        device_map=o.get("device_map"), guide_device=o.get("guide_device"),
+                        memory_limit=o.get("memory_limit"))
     except FieldError as e:
         raise W2SError(e.named(FlagNames(guide_terms="--guide-term"))) from None
     loader.check(base, guide_ref)  # every reference, before anything loads
