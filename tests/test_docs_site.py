@@ -44,6 +44,8 @@ def test_the_site_builds_strictly(tmp_path):
     assert 'id="w2s.decoding.cbs.cbs"' in api and 'id="w2s.params.SearchParams"' in api
     # bench/RESULTS.md is included as it is, not copied
     assert "Benchmark results" in (site / "benchmarks" / "index.html").read_text("utf-8")
+    # errors.md's placeholders are text, not tags a browser would hide
+    assert "&lt;tmp&gt;" in (site / "errors" / "index.html").read_text("utf-8")
 
 
 def test_the_pages_have_commands_to_check():
