@@ -81,3 +81,30 @@ def test_the_count_of_bad_inputs_the_pages_quote_is_the_tables():
         quoted += [int(n) for n in re.findall(r"(\d+) bad inputs", path.read_text("utf-8"))]
     assert quoted, "no page says how many bad inputs docs/errors.md lists"
     assert set(quoted) == {len(rows)}, (quoted, len(rows))
+
+
+def _anchors(page) -> set[str]:  # noqa: ANN001
+    """The ids mkdocs gives a page's headings (toc's slugify, on the text without its markup)."""
+    from markdown.extensions.toc import slugify
+
+    text = re.sub(r"```.*?```", "", page.read_text(encoding="utf-8"), flags=re.S)
+    out = set()
+    for heading in re.findall(r"^#{1,6} (.+)$", text, re.M):
+        plain = re.sub(r"\[([^\]]*)\]\([^)]*\)", r"\1", heading).replace("`", "").replace("*", "")
+        out.add(slugify(plain, "-"))
+    return out
+
+
+def test_the_readmes_links_resolve():
+    """Every relative link of the README names a file of the repository, and an anchor into a
+    page of docs/ names one of its headings (the README's sections that the site includes are
+    also checked by the strict build)."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    links = re.findall(r"\]\(([^)#\s]+)(?:#([^)\s]+))?\)", text)
+    relative = [(path, anchor) for path, anchor in links if "://" not in path]
+    assert len(relative) >= 20
+    for path, anchor in relative:
+        target = ROOT / path
+        assert target.exists(), path
+        if anchor:
+            assert anchor in _anchors(target), f"{path}#{anchor}"
