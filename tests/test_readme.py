@@ -51,6 +51,25 @@ def test_the_readme_names_the_two_commands_ci_runs():
     assert "make test" in (ROOT / ".ci" / "run").read_text(encoding="utf-8")
 
 
+def test_the_extras_table_is_pyprojects():
+    """The README's install table names each extra of pyproject.toml, and each of its
+    packages, and no other."""
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        import tomli as tomllib
+
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))[
+        "project"]["optional-dependencies"]
+    install = README.read_text("utf-8").split("## Install")[1].split("\n## ")[0]
+    rows = dict(re.findall(r"^\| `(\w+)` \| ([^|]+) \|", install, re.M))
+    assert set(rows) == set(extras)
+    for name, requirements in extras.items():
+        for req in requirements:
+            package = re.match(r"[\w.-]+", req).group(0)
+            assert package.lower() in rows[name].lower(), (name, package)
+
+
 def test_the_python_snippets_run_on_the_zoo_in_order():
     """In one namespace, in the README's order, as a reader pastes them into one session."""
     namespace: dict[str, object] = {}
