@@ -437,11 +437,32 @@ def test_shipped_configs_parse():
     assert cfg.prompts == 64 and cfg.seeds == [0, 1, 2]
     assert {"base sampling", "bon(n=16)", "bon(n=32)", "eft(beta=1.0)", "cbs(w=4,k=4,l=5)"} <= {
         m.label for m in cfg.methods}
-    for name in ("instructions", "summarization"):  # real models named: they parse as data
-        assert read_config_file(find_config(name, SHIPPED))["methods"]
+    for name in ("instructions", "instructions-70b", "summarization"):  # real models named:
+        assert read_config_file(find_config(name, SHIPPED))["methods"]  # they parse as data
     assert (SHIPPED / "instructions.yaml").is_file()
     inst = read_config_file(find_config("instructions", SHIPPED))
-    assert inst["sampling"]["max_new_tokens"] == 2048 and {"method": "cbs", "w": 2, "k": 2, "l": 30} in inst["methods"]
+    assert inst["sampling"]["max_new_tokens"] == 2048
+    assert {"method": "cbs", "w": 2, "k": 2, "l": 30} in inst["methods"]
+    big = read_config_file(find_config("instructions-70b", SHIPPED))
+    assert big["device_map"] == "balanced_low_0" and big["guide_device"] == "cuda:0"
+
+
+def test_the_gpu_configs_fit_their_hardware_by_the_memory_plans_arithmetic():
+    """What each GPU config's comment claims, from the models' published shapes (bf16): the
+    7 B config on one 24 GB card, the 70 B one on four 80 GB cards."""
+    gib, kib = 2**30, 2**10
+
+    def kv_per_token(layers: int, kv_heads: int, head_dim: int) -> int:
+        return layers * 2 * kv_heads * head_dim * 2
+
+    qwen7b = kv_per_token(28, 4, 128)  # Qwen2.5-7B: 28 layers, 4 KV heads of 128
+    llama70b = kv_per_token(80, 8, 128)  # Llama-3-70B: 80 layers, 8 KV heads of 128
+    assert (qwen7b // kib, llama70b // kib) == (56, 320)
+    rows, tokens = 16, 2048 + 300  # batch_size rows of a long AlpacaEval prompt + the answer
+    one_gpu = 7.6e9 * 2 + 2 * 0.5e9 * 2 + rows * tokens * qwen7b
+    assert one_gpu / gib < 0.9 * 24
+    many = 70.6e9 * 2 + 2 * 7.2e9 * 2 + rows * tokens * llama70b
+    assert 2 * 80 < many / gib < 0.9 * 4 * 80
 
 
 # ------------------------------------------------------------------ a real kill
