@@ -2,7 +2,11 @@
 .PHONY: setup engine browser demo test lint docs mutants
 
 setup:
-	@bash scripts/setup.sh
+	@bash scripts/setup.sh test
+
+# the first command installs only what the demo needs (the library and its scorers)
+setup-demo:
+	@bash scripts/setup.sh demo
 
 # the real OpenAI-compatible engine (vLLM, CPU build) that the black-box backend's tests start
 engine:
@@ -12,7 +16,7 @@ engine:
 browser: setup
 	@bash scripts/browser.sh
 
-demo: setup
+demo: setup-demo
 	.venv/bin/w2s demo
 
 # The test files run in parallel, one pytest-xdist worker per core (at most 4: each worker loads
