@@ -196,3 +196,22 @@ def test_kto_with_one_row_a_batch_and_an_indexed_gpu_are_refused(data, tmp_path)
     with pytest.raises(w2s.W2SError, match="distill train runs on auto, cpu or cuda, got 'cuda:1'"):
         train_student(TrainPlan(str(data), "zoo:base"), tmp_path / "g", device="cuda:1")
     assert not (tmp_path / "g").exists()
+
+
+def test_bad_settings_and_a_missing_extra_leave_nothing_written(data, tmp_path, monkeypatch):
+    """``train.json`` is written only once every input is checked, and only as valid JSON:
+    an infinite setting or a missing ``train`` extra leaves no folder to be refused later."""
+    import importlib.util
+
+    from w2s.errors import FieldError
+
+    for name in ("epochs", "learning_rate", "beta"):
+        with pytest.raises(FieldError, match=f"^{name} must be a finite number, got inf$"):
+            TrainPlan(str(data), **{name: float("inf")})
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "datasets" else real(name, *a))
+    with pytest.raises(w2s.W2SError, match=r"^distill train needs the train extra \(datasets "
+                                           r"missing\): pip install 'w2s\[train\]'$"):
+        train_student(TrainPlan(str(data)), tmp_path / "s")
+    assert not (tmp_path / "s").exists()

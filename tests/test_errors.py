@@ -43,27 +43,47 @@ def _row(**changed: object) -> bytes:
            "wall_time_s": 1.0, **changed}
     return (json.dumps(row) + "\n").encode()
 
-def cli_case(*args: str, files: dict[str, bytes] | None = None) -> Callable:
+def write_files(tmp: Path, files: dict[str, bytes] | None) -> None:
+    for name, data in (files or {}).items():
+        (tmp / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp / name).write_bytes(data)
+
+
+def cli_case(*args: str, files: dict[str, bytes] | None = None,
+             stdin: bytes | None = None) -> Callable:
     def run(tmp: Path) -> tuple[str, str]:
-        for name, data in (files or {}).items():
-            (tmp / name).write_bytes(data)
+        write_files(tmp, files)
         argv = [a.replace("TMP", str(tmp)) for a in args]
-        res = CliRunner().invoke(cli, argv, prog_name="w2s")
+        res = CliRunner().invoke(cli, argv, prog_name="w2s", input=stdin)
         return without_stages(res.output), f"exit {res.exit_code}"
     return run
 
 
-
-def cli_after(first: Sequence[str], *args: str, files: dict[str, bytes] | None = None
-              ) -> Callable:
-    """The last of two commands, the first one (which must succeed) making what it needs."""
+def cli_after(first: Sequence[str], *args: str, files: dict[str, bytes] | None = None,
+              then: dict[str, bytes] | None = None) -> Callable:
+    """The last of two commands, the first one (which must succeed) making what it needs;
+    ``then``: files written (or damaged) between the two."""
     def run(tmp: Path) -> tuple[str, str]:
-        for name, data in (files or {}).items():
-            (tmp / name).write_bytes(data)
+        write_files(tmp, files)
         res = CliRunner().invoke(cli, [a.replace("TMP", str(tmp)) for a in first])
         assert res.exit_code == 0, res.output
+        write_files(tmp, then)
         return cli_case(*args)(tmp)
     return run
+
+
+def chat_rows_into_a_bare_student(tmp: Path) -> tuple[str, str]:
+    """Chat-form training rows (data made with --chat) into a student of the same tokenizer
+    but no chat template."""
+    import shutil
+
+    shutil.copytree(ZOO_DIR / "base", tmp / "bare")
+    (tmp / "bare" / "chat_template.jinja").unlink()
+    write_files(tmp, {"p.jsonl": PROMPTS})
+    res = CliRunner().invoke(cli, [a.replace("TMP", str(tmp)) for a in [*DATA, "--chat"]])
+    assert res.exit_code == 0, res.output
+    return cli_case("distill", "train", "TMP/d", "--student", "TMP/bare", "--out",
+                    "TMP/s")(tmp)
 
 
 def api_case(fn: Callable[[], object]) -> Callable:
@@ -72,6 +92,8 @@ def api_case(fn: Callable[[], object]) -> Callable:
             fn()
         except W2SError as e:
             return str(e), "W2SError"
+        except TypeError as e:  # a wrong kind of argument at a Python entry point
+            return str(e), "TypeError"
         return "(accepted)", "no error"
     return run
 
@@ -308,9 +330,37 @@ def cases(zoo) -> list[tuple[str, str, Callable]]:  # noqa: ANN001
             "--out", "TMP/s", files={"p.jsonl": PROMPTS})),
         ("CLI", "distill: a training folder that holds other files", cli_after(
             DATA, "distill", "train", "TMP/d", "--out", "TMP", files={"p.jsonl": PROMPTS})),
+        ("CLI", "distill: a torn distill.json in the data folder", cli_after(
+            DATA, "distill", "train", "TMP/d", "--out", "TMP/s", files={"p.jsonl": PROMPTS},
+            then={"d/distill.json": b'{"request": {"method"'})),
+        ("CLI", "distill: a line of sft.jsonl that is not JSON", cli_after(
+            DATA, "distill", "train", "TMP/d", "--out", "TMP/s", files={"p.jsonl": PROMPTS},
+            then={"d/sft.jsonl": b'{"prompt": "a", "completion": " b"}\nnot json\n'})),
+        ("CLI", "distill: --epochs inf", cli_after(
+            DATA, "distill", "train", "TMP/d", "--epochs", "inf", "--out", "TMP/s",
+            files={"p.jsonl": PROMPTS})),
+        ("CLI", "distill: a torn train.json in the output folder", cli_after(
+            DATA, "distill", "train", "TMP/d", "--out", "TMP/s", files={"p.jsonl": PROMPTS},
+            then={"s/train.json": b'{"plan": '})),
+        ("CLI", "distill: chat rows into a student without a chat template",
+         chat_rows_into_a_bare_student),
+        ("CLI", "distill rounds: --out is a file", cli_case(
+            "distill", "rounds", *Z, "--method", "bon", "--n", "2", "--max-new-tokens", "4",
+            "--prompts-file", "TMP/p.jsonl", "--eval-prompts-file", "TMP/e.jsonl", "--out",
+            "TMP/f", "--no-progress",
+            files={"p.jsonl": PROMPTS, "e.jsonl": b'{"prompt": "held out"}\n', "f": b"x"})),
+        ("CLI", "--prompts-file - with bytes that are not UTF-8", cli_case(
+            *G[:-4], "--prompts-file", "-", stdin=b'{"prompt": "caf\xe9"}\n')),
+        ("CLI", "eval: a results row without its seed", cli_case(
+            "eval", "sentiment", "--limit", "1", "--out", "TMP/o", "--no-progress",
+            files={"o/results.jsonl": b'{"hash": "abc", "method": "x", "prompt_index": 0}\n'})),
+        ("CLI", "serve: a --host this machine cannot listen on",
+         cli_case("serve", "--host", "203.0.113.7", "--port", "8123")),
         # ---------------------------------------------------------------- Python API
         ("API", "SamplingParams in the knobs' place",
          api_case(lambda: w2s.cbs(base, pair, ["x"], S()))),
+        ("API", "a plain dict to request.run (not parse_request's Request)",
+         api_case(lambda: w2s.request.run({"method": "sample", "base": "zoo:base"}, ["x"]))),
         ("API", "a dict as the sampling settings",
          api_case(lambda: w2s.sample(base, None, ["x"], {"max_new_tokens": 5}))),
         ("API", "an infinite temperature", api_case(lambda: S(temperature=float("inf")))),

@@ -385,6 +385,13 @@ Resolver = Loader
 def run(request: Request, prompts: Sequence[str], loader: Loader | None = None
         ) -> list[Result]:
     """Load what ``request`` names (through ``loader``'s cache) and decode ``prompts``."""
+    if not isinstance(request, Request):
+        raise TypeError(f"run takes a Request, got {type(request).__name__}: make one with "
+                        "w2s.parse_request(mapping)")
+    if isinstance(prompts, str) or not isinstance(prompts, Sequence):
+        raise TypeError(f"run takes a list of prompts, got {type(prompts).__name__}")
+    if loader is not None and not isinstance(loader, Loader):
+        raise TypeError(f"run's loader must be a w2s.Loader, got {type(loader).__name__}")
     if request.base is None:
         raise W2SError("the request names no base")
     loader = loader or Loader(chat=request.chat)

@@ -16,12 +16,17 @@ from w2s.errors import W2SError
 
 def read_utf8(path: Path) -> str:
     """The file's text; bytes that are not UTF-8 are one line naming the file and line."""
-    data = path.read_bytes()
+    return decode_utf8(path.read_bytes(), str(path))
+
+
+def decode_utf8(data: bytes, name: str) -> str:
+    """``data`` as text; bytes that are not UTF-8 are one line naming ``name`` (a file, or
+    ``<stdin>``) and the line."""
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as e:
         line = data[: e.start].count(b"\n") + 1
-        raise W2SError(f"{path}:{line}: not UTF-8 text (byte 0x{data[e.start]:02x}); save the "
+        raise W2SError(f"{name}:{line}: not UTF-8 text (byte 0x{data[e.start]:02x}); save the "
                        "file as UTF-8") from None
 
 

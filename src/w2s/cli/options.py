@@ -151,11 +151,12 @@ def read_prompt_rows(prompt: tuple[str, ...], prompts_file: str | None
     rows: list[tuple[str, dict[str, Any]]] = [(p, {}) for p in prompt]
     if prompts_file:
         from w2s.chat import ChatPrompt
-        from w2s.textfile import check_text, read_utf8
+        from w2s.textfile import check_text, decode_utf8, read_utf8
 
-        if prompts_file == "-":
-            text = sys.stdin.read()  # click.get_text_stream is deprecated in Click 8.5
+        if prompts_file == "-":  # bytes, decoded here: not UTF-8 is then one line, as in a file
+            stream = getattr(sys.stdin, "buffer", None)
             name = "<stdin>"
+            text = decode_utf8(stream.read(), name) if stream is not None else sys.stdin.read()
         else:
             path = Path(prompts_file)
             if not path.is_file():

@@ -108,12 +108,20 @@ def run_rounds(plan: RoundsPlan, out: Path, *, device: str = "auto",
                ) -> list[dict[str, Any]]:
     """Run (or resume) every round into ``out/round-R/{data,student}``; returns the
     evaluations, round 0 (the base) first, as ``rounds.json`` holds them."""
+    from w2s.evaluate.run import check_out_dir
+
+    check_out_dir(out)
     out.mkdir(parents=True, exist_ok=True)
     req = plan.data.request
     assert req.base is not None
     loader = loader or Loader(chat=req.chat)
     summary_path = out / SUMMARY
-    had = json.loads(summary_path.read_text(encoding="utf-8")) if summary_path.is_file() else {}
+    try:
+        had = (json.loads(summary_path.read_text(encoding="utf-8")) if summary_path.is_file()
+               else {})
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise W2SError(f"{summary_path} is not valid JSON (a torn write?); use another --out"
+                       ) from None
     identity = {"data": plan.data.manifest(), "train": plan.train.identity() | {"data": None, "student": None},
                 "eval_prompts": len(plan.eval_prompts), "eval_seeds": plan.eval_seeds}
     if had and had.get("plan") != identity:

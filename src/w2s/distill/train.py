@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import resource
 import shutil
@@ -26,7 +27,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from w2s.errors import W2SError
+from w2s.errors import FieldError, W2SError
 from w2s.quiet import quiet_checkpointing_rename
 
 TRAIN = "train.json"
@@ -63,6 +64,11 @@ class TrainPlan:
     def __post_init__(self) -> None:
         if self.trainer not in TRAINERS:
             raise W2SError(f"trainer must be one of {', '.join(TRAINERS)}, got {self.trainer!r}")
+        finite = all(math.isfinite(v) for v in (self.epochs, self.learning_rate, self.beta))
+        if not finite:  # inf would overflow in the trainer, and is not JSON in train.json
+            bad = next(n for n in ("epochs", "learning_rate", "beta")
+                       if not math.isfinite(getattr(self, n)))
+            raise FieldError(bad, f"must be a finite number, got {getattr(self, bad)!r}")
         checks = [("epochs", self.epochs > 0), ("learning_rate", 0 < self.learning_rate < 1),
                   ("batch_size", self.batch_size >= 1), ("beta", self.beta > 0),
                   ("lora_r", self.lora_r >= 1), ("max_length", self.max_length >= 8),
@@ -86,7 +92,14 @@ def _data_files(plan: TrainPlan) -> tuple[dict[str, Any], Path]:
     if not manifest.is_file():
         raise W2SError(f"{folder} is not a w2s distill data folder (no {MANIFEST}); make one "
                        "with `w2s distill data`")
-    meta = json.loads(manifest.read_text(encoding="utf-8"))
+    try:
+        meta = json.loads(manifest.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise W2SError(f"{manifest} is not valid JSON ({getattr(e, 'msg', e)}; a torn write?): "
+                       "remake the folder with `w2s distill data`") from None
+    if not isinstance(meta, dict):
+        raise W2SError(f"{manifest} is not a distill data manifest (a JSON object): remake the "
+                       "folder with `w2s distill data`")
     path = folder / FILES[DATA[plan.trainer]]
     if not path.is_file() or not path.read_text(encoding="utf-8").strip():
         kind = {"sft": "SFT", "dpo": "preference", "kto": "KTO"}[plan.trainer]
@@ -95,6 +108,40 @@ def _data_files(plan: TrainPlan) -> tuple[dict[str, Any], Path]:
                        + (")" if plan.trainer == "sft" else
                           ", with --pairs best-worst or vs-sample)"))
     return meta, path
+
+
+def check_rows(path: Path) -> bool:
+    """Every line of a data file is a JSON object (before ``datasets`` reads it, whose error
+    names no line); True when the rows are chat conversations (``messages``)."""
+    chat = False
+    with path.open(encoding="utf-8", errors="strict") as f:
+        try:
+            for n, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise W2SError(f"{path}:{n}: not a JSON row ({e.msg}); remake the folder "
+                                   "with `w2s distill data`") from None
+                if not isinstance(row, dict):
+                    raise W2SError(f"{path}:{n}: a row must be a JSON object, got "
+                                   f"{type(row).__name__}")
+                chat = chat or "messages" in row or isinstance(row.get("prompt"), list)
+        except UnicodeDecodeError:
+            raise W2SError(f"{path}: not UTF-8 text; remake the folder with `w2s distill data`"
+                           ) from None
+    return chat
+
+
+def require_training() -> None:
+    """TRL and the libraries it reads data with are installed (the ``train`` extra)."""
+    import importlib.util
+
+    missing = [m for m in ("trl", "datasets", "peft") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise W2SError(f"distill train needs the train extra ({', '.join(missing)} missing): "
+                       "pip install 'w2s[train]'")
 
 
 def default_student(meta: dict[str, Any]) -> str:
@@ -128,7 +175,11 @@ def open_out(plan: TrainPlan, out: Path, restart: bool) -> bool:
         shutil.rmtree(out)
     path = out / TRAIN
     if path.is_file():
-        had = json.loads(path.read_text(encoding="utf-8"))
+        try:
+            had = json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise W2SError(f"{path} is not valid JSON (a torn write?); use another --out, or "
+                           "--restart to discard it") from None
         if had.get("plan") != plan.identity():
             raise W2SError(f"{out} holds another training run; use another --out, or "
                            "--restart to discard it")
@@ -139,8 +190,8 @@ def open_out(plan: TrainPlan, out: Path, restart: bool) -> bool:
         raise W2SError(f"{out} is not empty and holds no training run; give an empty or new "
                        "folder")
     out.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"plan": plan.identity(), "done": False}, indent=2) + "\n",
-                    encoding="utf-8")
+    path.write_text(json.dumps({"plan": plan.identity(), "done": False}, indent=2,
+                               allow_nan=False) + "\n", encoding="utf-8")
     return False
 
 
@@ -151,7 +202,9 @@ def train_student(plan: TrainPlan, out: Path, *, restart: bool = False, device: 
     if device not in ("auto", "cpu", "cuda"):
         raise W2SError(f"distill train runs on auto, cpu or cuda, got {device!r} (choose the GPU "
                        "with CUDA_VISIBLE_DEVICES)")
+    require_training()
     meta, path = _data_files(plan)
+    chat = check_rows(path)
     from w2s.models.loading import load_tokenizer
     from w2s.models.resolve import resolve_model
 
@@ -160,7 +213,11 @@ def train_student(plan: TrainPlan, out: Path, *, restart: bool = False, device: 
     folder = resolve_model(plan.student)
     tok = load_tokenizer(folder)
     check_student(meta, tok, plan.student)
-    resume = open_out(plan, out, restart)
+    if chat and not getattr(tok, "chat_template", None):
+        raise W2SError(f"{path} holds chat rows (messages), and the student {plan.student!r} has "
+                       "no chat template to format them: train a chat model, or make the data "
+                       "without --chat")
+    resume = open_out(plan, out, restart)  # written only now: every input checked
     start = time.perf_counter()
     with quiet_checkpointing_rename():
         trainer = _trainer(plan, folder, tok, path, out, device, show_progress)
@@ -183,7 +240,8 @@ def train_student(plan: TrainPlan, out: Path, *, restart: bool = False, device: 
                "precision": "bf16" if trainer.args.bf16 else "fp16" if trainer.args.fp16
                else "fp32"}
     (out / "README.md").write_text(model_card(plan, summary), encoding="utf-8")
-    (out / TRAIN).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    (out / TRAIN).write_text(json.dumps(summary, indent=2, allow_nan=False) + "\n",
+                             encoding="utf-8")
     return summary
 
 

@@ -58,6 +58,12 @@ class ResultStore:
         path.parent.mkdir(parents=True, exist_ok=True)
         data = self._repair(path.read_bytes() if path.exists() else b"")
         self.rows = _parse(data, path)
+        for n, r in enumerate(self.rows, 1):  # a row of a run names what it is the row of
+            bad = [k for k in ("seed", "prompt_index") if "hash" in r and (
+                not isinstance(r.get(k), int) or isinstance(r.get(k), bool))]
+            if bad:
+                raise W2SError(f"{path}: row {n} has no {bad[0]} (an integer); is this a w2s "
+                               "results file? Use another --out, or --restart to discard it")
         self.done: set[Key] = {row_key(r) for r in self.rows if "hash" in r}
 
     def _repair(self, data: bytes) -> bytes:

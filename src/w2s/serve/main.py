@@ -99,6 +99,26 @@ def build_server(o: dict[str, Any]) -> Any:
     return server
 
 
+def check_listen(host: str, port: int) -> None:
+    """``host:port`` can be listened on here (bound and released at once, with the address
+    reuse uvicorn sets): an address this machine lacks or a port in use is one line, not a
+    server log that ends in "Application shutdown complete"."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as e:
+        raise W2SError(f"--host {host!r} is not an address here ({e.strerror})") from None
+    family, kind, proto, _, addr = infos[0]
+    with socket.socket(family, kind, proto) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(addr)
+        except OSError as e:
+            raise W2SError(f"cannot listen on {host}:{port} ({e.strerror}): choose another "
+                           "--port, or a --host this machine has") from None
+
+
 def run_server(opts: dict[str, Any], explicit: set[str]) -> None:
     try:
         import fastapi  # noqa: F401
@@ -109,9 +129,10 @@ def run_server(opts: dict[str, Any], explicit: set[str]) -> None:
     from w2s.serve.app import create_app
 
     o = merge(opts, explicit)
+    host, port = o["host"], o["port"]
+    check_listen(host, port)  # before the models load: a taken port is one line, at once
     server = build_server(o)
     app = create_app(server)
-    host, port = o["host"], o["port"]
     shown = f"[{host}]" if ":" in host else host
     avail = [m.name for m in server.method_list().methods if m.available]
     print(f"w2s serve: http://{shown}:{port}  (playground /, API /v1, docs /docs); methods: "
