@@ -45,7 +45,7 @@ from w2s.decoding.common import (
 from w2s.decoding.observe import checkpoint
 from w2s.errors import W2SError
 from w2s.guides import Guide
-from w2s.models.base import Backend, Request
+from w2s.models.base import Backend, Continuation, Request
 from w2s.params import MCTSParams, SamplingParams
 from w2s.result import Cost, Result
 from w2s.rng import stream_keys
@@ -161,8 +161,14 @@ def _expand(backend: Backend, guide: Guide, prep: Prepared, sampling: SamplingPa
         cost[i].base_read += read_tokens(backend, prep.prompts[i], e.tokens)
         owners.append(i)
     length = tokens if tokens is not None else knob.l
-    out = backend.complete(reqs, min(length, sampling.max_new_tokens - min(
-        leaves[i].entry.tokens for i in grow)), sampling)
+    # each leaf's chunk ends at max_new_tokens: one call per chunk length (leaves of prompts
+    # at other depths can have less room left)
+    room = [min(length, sampling.max_new_tokens - leaves[i].entry.tokens) for i in owners]
+    out: list[list[Continuation]] = [[] for _ in reqs]
+    for m in sorted(set(room)):
+        part = [k for k, r in enumerate(room) if r == m]
+        for k, conts in zip(part, backend.complete([reqs[k] for k in part], m, sampling)):
+            out[k] = conts
     kids: dict[int, list[Node]] = {}
     entries, who = [], []
     for i, conts in zip(owners, out):

@@ -90,9 +90,11 @@ def _filter(backend: Backend, guide: Guide, prep: Prepared, knob: ParticleParams
     resamples, step = [0] * len(prep.prompts), 0
     while any(not e.done(max_new) for ps in parts for e in ps):
         if step > 0:
-            _resample(prep, parts, log_w, resamples, knob, step)
+            _resample(prep, parts, log_w, resamples, knob, step, max_new)
         live = [(i, j) for i in range(len(parts)) for j in range(p)
                 if not parts[i][j].done(max_new)]
+        if not live:  # resampling copied finished particles over the last unfinished ones
+            break
         rows = [(i, parts[i][j], j) for i, j in live]
         before = [e.score or 0.0 for _, e, _ in rows]
         chunk = min(knob.chunk, max_new - max(e.tokens for _, e, _ in rows))
@@ -110,14 +112,16 @@ def _filter(backend: Backend, guide: Guide, prep: Prepared, knob: ParticleParams
 
 
 def _resample(prep: Prepared, parts: list[list[Entry]], log_w: list[list[float]],
-              resamples: list[int], knob: ParticleParams, step: int) -> None:
-    """Each prompt whose ESS fell below ess * P: systematic resampling, weights reset."""
+              resamples: list[int], knob: ParticleParams, step: int, max_new: int) -> None:
+    """Each prompt whose ESS fell below ess * P: systematic resampling, weights reset. A
+    prompt whose particles are all finished is left as it is (its search is over, whatever
+    the prompts beside it still do)."""
     p = knob.particles
     keys = torch.tensor(prep.keys, dtype=torch.long)
     u0s = uniforms(stream_keys(keys, torch.full_like(keys, RESAMPLE_SLOT)),
                    torch.full_like(keys, step)).tolist()  # one uniform per prompt and step
     for i, lw in enumerate(log_w):
-        if ess(lw) >= knob.ess * p:
+        if ess(lw) >= knob.ess * p or all(e.done(max_new) for e in parts[i]):
             continue
         top = max(lw)
         picks = systematic([math.exp(x - top) for x in lw], u0s[i])

@@ -68,10 +68,9 @@ def _prune(backend: Backend, guide: Guide, prep: Prepared, knob: PrunedBoNParams
             grown[i].append(c)
         # a prompt's pool: the candidates just grown (slot order), then those already done
         pools = [g + [e for e in pool if e.done(max_new)] for g, pool in zip(grown, pools)]
-        if any(not e.done(max_new) for pool in pools for e in pool):  # a checkpoint
-            pools = [rank(pool)[:kept(len(pool), knob.prune)] for pool in pools]
-        else:
-            pools = [rank(pool) for pool in pools]
+        # a checkpoint for each prompt with unfinished candidates (whatever the others do)
+        pools = [rank(pool)[:kept(len(pool), knob.prune)]
+                 if any(not e.done(max_new) for e in pool) else rank(pool) for pool in pools]
         rows = [(i, e, e.slot) for i, pool in enumerate(pools) for e in sorted(
             (e for e in pool if not e.done(max_new)), key=lambda e: e.slot)]
         if active():

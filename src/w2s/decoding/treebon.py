@@ -62,12 +62,14 @@ def _tree(backend: Backend, guide: Guide, prep: Prepared, knob: TreeBoNParams,
     rows = [(i, root, j) for i, root in enumerate(frontier.entries) for j in range(n)]
     fresh = [n] * len(prep.prompts)  # each prompt's next unused slot
     done: list[list[Entry]] = [[] for _ in prep.prompts]
-    layer, segment = 0, knob.first
+    layers, segment = [0] * len(prep.prompts), knob.first  # the layers that grew each prompt
     while rows:
         chunk = min(segment, max_new - max(e.tokens for _, e, _ in rows))
         children = frontier.grow(rows, chunk)
         frontier.score()
-        layer, segment = layer + 1, segment * 2
+        for i in {i for i, _, _ in rows}:
+            layers[i] += 1
+        segment *= 2
         live: list[list[Entry]] = [[] for _ in prep.prompts]
         for (i, _, _), c in zip(rows, children):
             (done[i] if c.done(max_new) else live[i]).append(c)
@@ -82,8 +84,8 @@ def _tree(backend: Backend, guide: Guide, prep: Prepared, knob: TreeBoNParams,
         if active():
             for i, nodes, fin in zip(index, live, done):
                 emit(i, common_prefix([e.text for e in nodes + fin]))
-    stats = {"kl_bound": layer * math.log(n), "layers": float(layer)}
-    return [(rank(pool), dict(stats)) for pool in done]
+    return [(rank(pool), {"kl_bound": r * math.log(n), "layers": float(r)})
+            for pool, r in zip(done, layers)]
 
 
 def treebon_at_budget(knob: TreeBoNParams, b: int, max_new: int) -> TreeBoNParams:

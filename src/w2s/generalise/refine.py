@@ -13,12 +13,13 @@ shown after ``shots`` weak-labelled demonstrations::
     Sentiment:
 
 and its refined label is the strong model's log-odds of the two label words' first tokens.
-The demonstrations are drawn from strong-train, never the text being labelled (it would see
-its own weak label), one draw per block of ``block`` texts of about one length, whose prompt
-prefix is encoded once and shared (its KV cache copied to every row). In-context log-odds
-carry a label-word bias, so they are centred at the quantile that gives the weak labels' class
-balance (the same balance the auxiliary confidence loss assumes) before the sigmoid; no ground
-truth is used.
+The demonstrations are drawn from strong-train, one draw per block of ``block`` texts of about
+one length, whose prompt prefix is encoded once and shared (its KV cache copied to every row);
+a draw never holds a text of its block, nor another copy of one (it would see its own weak
+label; strong-train as loaded holds each text once, but a caller may give one twice).
+In-context log-odds carry a label-word bias, so they are centred at the quantile that gives
+the weak labels' class balance (the same balance the auxiliary confidence loss assumes)
+before the sigmoid; no ground truth is used.
 """
 
 from __future__ import annotations
@@ -79,9 +80,13 @@ def in_context_logodds(lm: Any, texts: Sequence[str], weak: np.ndarray, method: 
     # blocks of texts of about one length (little padding); the draw breaks ties
     shuffled = np.random.default_rng(seed + 1).permutation(len(texts))
     order = shuffled[np.argsort([len(queries[i]) for i in shuffled], kind="stable")]
+    copies: dict[str, list[int]] = {}  # each text's places (a text may be given twice)
+    for i, t in enumerate(texts):
+        copies.setdefault(t, []).append(i)
     for lo in range(0, len(texts), method.block):
         block = order[lo: lo + method.block].tolist()
-        demos = demonstrations(len(texts), block, method.shots, rng)
+        held = [j for i in block for j in copies[texts[i]]]  # the block's texts, every copy
+        demos = demonstrations(len(texts), held, method.shots, rng)
         prefix = "".join(prompt(method.template, texts[d]) + words[int(weak[d])] + "\n\n"
                          for d in demos)
         ids = list(tok(prefix, add_special_tokens=True)["input_ids"])

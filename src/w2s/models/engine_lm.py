@@ -11,8 +11,9 @@ token-id prompts), so a round of a search costs one batched request per model (s
 A model is named ``REF@URL`` (``REF@URL#SERVED_NAME`` when the engine serves several): ``REF``
 (``zoo:ROLE``, a folder, a hub id) holds its tokenizer, chat template and config (for its size),
 ``URL`` is the engine's API root. Before the first score the engine's ``/tokenize`` is asked for
-a probe text: a server whose tokenizer differs from ``REF``'s is refused in one line (its
-scores would be of other tokens).
+a probe text: a server whose token ids for it differ from ``REF``'s (not only their count: two
+tokenizers can cut a text into as many tokens and number them differently) is refused in one
+line (its scores would be of other tokens).
 
 Scores are the engine's: equal to the same model in process within float tolerance (the vLLM
 tests check it). No KV cache is kept between rounds here; an engine with prefix caching keeps
@@ -106,11 +107,17 @@ class EngineLM(TokenLoglik):
         if answer is None:
             return  # an engine without /tokenize: nothing to compare with
         mine = list(self.tokenizer(PROBE, add_special_tokens=True)["input_ids"])
-        if answer[0] != mine:
+        there = list(answer[0])
+        if there != mine:  # the ids themselves: as many tokens can still be other tokens
+            if len(there) != len(mine):
+                how = f"{len(there)} tokens there, {len(mine)} here"
+            else:
+                k = next(i for i, (a, b) in enumerate(zip(there, mine)) if a != b)
+                how = (f"{len(mine)} tokens both there and here, but token {k} is id "
+                       f"{there[k]} there and {mine[k]} here")
             raise W2SError(f"{self.client.base_url} serves {self.model!r} with another "
                            f"tokenizer than {self.ref!r} names (the probe text tokenizes to "
-                           f"{len(answer[0])} tokens there, {len(mine)} here): serve the "
-                           "guide's own model, or name its tokenizer")
+                           f"{how}): serve the guide's own model, or name its tokenizer")
 
     def token_logprobs(self, prefixes: Sequence[Sequence[int]],
                        targets: Sequence[Sequence[int]]) -> list[torch.Tensor]:
