@@ -81,6 +81,14 @@ def post(client, body):  # noqa: ANN001, ANN201
     return asyncio.create_task(client.post("/v1/completions", json=body))
 
 
+async def refused(batcher, client, body) -> httpx.Response:  # noqa: ANN001
+    """Post ``body`` and return its answer, which must come at once: it is not queued."""
+    queued, task = len(batcher.queue), post(client, body)
+    await until(lambda: task.done() or len(batcher.queue) > queued, "answered or queued")
+    assert task.done(), f"queued ({len(batcher.queue)} jobs wait), not refused"
+    return task.result()
+
+
 # ------------------------------------------------------------------ a queue full to the job
 def test_a_queue_full_to_exactly_max_queue_refuses_the_next_request_counting_its_jobs(base,
                                                                                      pair):
@@ -96,16 +104,21 @@ def test_a_queue_full_to_exactly_max_queue_refuses_the_next_request_counting_its
     async def scenario():
         async with served(server) as (batcher, client):
             first = await held(batcher, client)
-            two = post(client, {**sample, "prompt": "The movie was", "n": 2, "seed": 1})
-            await until(lambda: len(batcher.queue) == 2, "2 jobs wait")
-            four = await client.post("/v1/completions", json={
-                **sample, "prompt": ["The plot", "I thought"], "n": 2, "seed": 2})
-            three = post(client, {**sample, "prompt": ["a", "b", "c"], "seed": 3})
-            await until(lambda: len(batcher.queue) == 5, "5 jobs wait")
-            assert batcher.status()["queued_requests"] == 5
-            one = await client.post("/v1/completions", json={**sample, "prompt": "x", "seed": 4})
-            assert len(batcher.queue) == 5  # neither refused request left a job behind
-            GATE.set()
+            try:
+                two = post(client, {**sample, "prompt": "The movie was", "n": 2, "seed": 1})
+                await until(lambda: len(batcher.queue) == 2 or two.done(), "2 jobs wait")
+                four = await refused(batcher, client, {
+                    **sample, "prompt": ["The plot", "I thought"], "n": 2, "seed": 2})
+                assert four.status_code == 429, four.text  # 2 + 4 > 5
+                three = post(client, {**sample, "prompt": ["a", "b", "c"], "seed": 3})
+                await until(lambda: len(batcher.queue) == 5 or three.done(), "5 jobs wait")
+                assert not three.done(), three.result().text  # 2 + 3 = 5: it fits
+                assert batcher.status()["queued_requests"] == 5
+                one = await refused(batcher, client, {**sample, "prompt": "x", "seed": 4})
+                assert one.status_code == 429, one.text  # 5 + 1 > 5
+                assert len(batcher.queue) == 5  # neither refused request left a job behind
+            finally:
+                GATE.set()
             done = [await t for t in (first, two, three)]
             retried = await client.post("/v1/completions", json={**sample, "prompt": "x",
                                                                  "seed": 4})
@@ -186,9 +199,11 @@ def test_concurrent_requests_that_differ_only_in_weights_get_their_lone_answers(
         async with served(server) as (batcher, client):
             first = await held(batcher, client)
             before = batcher.stats["batches"]
-            up, down = post(client, body(ups)), post(client, body(downs))
-            await until(lambda: len(batcher.queue) == 2, "both wait together")
-            GATE.set()
+            try:
+                up, down = post(client, body(ups)), post(client, body(downs))
+                await until(lambda: len(batcher.queue) == 2, "both wait together")
+            finally:
+                GATE.set()
             together = [await t for t in (up, down)]
             await first
             batches = batcher.stats["batches"] - before
@@ -270,9 +285,11 @@ def test_a_requests_guide_tokens_do_not_depend_on_whom_it_was_batched_with(zoo_s
     async def scenario():
         async with served(server) as (batcher, client):
             first = await held(batcher, client)
-            tasks = [post(client, b) for b in bodies]
-            await until(lambda: len(batcher.queue) == 2, "both wait together")
-            GATE.set()
+            try:
+                tasks = [post(client, b) for b in bodies]
+                await until(lambda: len(batcher.queue) == 2, "both wait together")
+            finally:
+                GATE.set()
             together = [(await t).json() for t in tasks]
             await first
             alone = [(await client.post("/v1/completions", json=b)).json() for b in bodies]
