@@ -17,6 +17,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from dataclasses import dataclass
 
 import pytest
 from click.testing import CliRunner
@@ -83,6 +84,11 @@ CLASHES = [
      ["lucky"]),
     ("knob-type", "w2s-lucky", knobs("n", "float", "2.0"),
      "decoder 'lucky': knob 'n' (float) clashes with knob 'n' of bon (int)", ["lucky"]),
+    ("knobs-unlisted", "w2s-lucky", "def register():\n    from dataclasses import "
+     "make_dataclass\n    decoder('lucky', make_dataclass('Knobs', [('marks', int, 0)], "
+     "frozen=True))\n",
+     "decoder 'lucky': its knobs cannot be listed (OSError: could not find class definition)",
+     ["lucky"]),
     ("method-sample", "w2s-resample", "def register():\n    decoder('sample')\n",
      "decoder 'sample' clashes with the decoder of that name already registered (built in)",
      []),
@@ -196,18 +202,21 @@ def test_a_plugin_cannot_take_a_name_another_plugin_took(plugins, capsys):
     assert GUIDE_KINDS.owners["shared"] == "w2s-first" and "second_ok" not in DECODERS
 
 
+@dataclass(frozen=True)
+class Seeded:
+    seed: int = 0
+    """A knob named like a sampling field."""
+
+
 def test_a_script_gets_the_same_refusals_as_an_exception():
     """Outside a plugin, :func:`w2s.register` refuses a clash in the same words."""
-    from dataclasses import make_dataclass
-
     from w2s.decoding import DecoderSpec, register
 
     with pytest.raises(w2s.W2SError, match="already registered"):
         register(DecoderSpec("cbs", w2s.sample, "another cbs"))
-    seeded = make_dataclass("Seeded", [("seed", int, 0)], frozen=True)
     with pytest.raises(w2s.W2SError, match="^decoder 'seeded': knob 'seed' clashes with the "
                        "sampling field 'seed'$"):
-        register(DecoderSpec("seeded", w2s.sample, "a clash", seeded))
+        register(DecoderSpec("seeded", w2s.sample, "a clash", Seeded))
     assert "seeded" not in DECODERS
     with pytest.raises(w2s.W2SError, match="guide kind 'arm' clashes with the guide spec's"):
         w2s.register_guide_kind(w2s.GuideKind("arm", lambda k, loader: None, "a clash"))

@@ -14,8 +14,9 @@ playground) exactly as a built-in one does -- what vLLM's plugins and ``transfor
 ``custom_generate`` give their users (``W2S_PLUGINS=0`` turns plugins off).
 
 A plugin cannot break w2s. One that fails to load, or that *clashes* -- takes a name already
-registered or built in (in any registry: decoders, guide kinds), or gives its decoder a knob
-named like a sampling field or a request field (:func:`w2s.decoding.registry.knob_clash`) -- is
+registered or built in (in any registry: decoders, guide kinds), gives its decoder a knob
+named like a sampling field or a request field or typed unlike another decoder's knob of its
+name (:func:`w2s.decoding.registry.knob_clash`), or writes to a registry behind its back -- is
 disabled: nothing it registered stays, and stderr gets one line naming its package and why::
 
     w2s: plugin w2s-lucky (lucky = w2s_lucky:register) is disabled: decoder 'lucky': knob 'seed' clashes with the sampling field 'seed'
