@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from w2s.errors import W2SError
 from w2s.models.base import Backend, ParamCount
-from w2s.params import SamplingParams, field_docs
+from w2s.params import SamplingParams, field_docs, sampling_fields
 from w2s.plugins import Registry
 from w2s.result import Result
 
@@ -203,7 +203,51 @@ def estimate_flops(results: Sequence[Result], backend: object, guide: Guide | No
         c.flops = 2.0 * (n_base * (c.base_tokens + c.base_read) + n_guide * c.guide_tokens)
 
 
-DECODERS: Registry[DecoderSpec] = Registry("decoder")
+KNOB_NAMES_TAKEN = {
+    **{f.name: f"the sampling field {f.name!r}" for f in sampling_fields()},
+    **{f.openai: f"the sampling field {f.name!r} (OpenAI's {f.openai})"
+       for f in sampling_fields() if f.openai != f.name},
+    **{k: f"the request field {k!r}" for k in ("method", "knobs", "sampling", "base", "guide",
+                                               "chat", "return_all", "weights")},
+    **{k: f"the eval config's method field {k!r}" for k in ("label", "model")},
+}
+"""Names a knob cannot have: they sit beside the knobs in a request (``w2s.request``'s
+``REQUEST_KEYS``, the server's ``w2s`` field), an eval config's method entry, or the sampling
+settings every face takes by name."""
+
+
+@functools.cache
+def _knob_types(params: type | None) -> dict[str, Any]:
+    """A knob dataclass's field types, as :attr:`Knob.type` (without reading its docs)."""
+    if params is None:
+        return {}
+    hints = typing.get_type_hints(params)
+    return {f.name: hints.get(f.name, str) for f in dataclasses.fields(params)}
+
+
+def knob_clash(spec: DecoderSpec) -> str | None:
+    """What a decoder's knobs clash with: a name in :data:`KNOB_NAMES_TAKEN`, or another
+    decoder's knob of the same name and another type (the CLI has one flag per knob name);
+    knobs that cannot be listed (every face lists them, with their docs) are refused too (w2s's
+    own are listed by its tests; reading their docs here would slow every command's start)."""
+    if not getattr(spec.params, "__module__", "w2s.").startswith("w2s."):
+        try:
+            spec.knobs()
+        except Exception as e:  # noqa: BLE001 - e.g. a knob dataclass without source to read
+            return f"its knobs cannot be listed ({type(e).__name__}: {e})"
+    for name, typ in _knob_types(spec.params).items():
+        if name in KNOB_NAMES_TAKEN:
+            return f"knob {name!r} clashes with {KNOB_NAMES_TAKEN[name]}"
+        for other in DECODERS.values():
+            theirs = _knob_types(other.params) if other.name != spec.name else {}
+            if theirs.get(name, typ) is not typ:
+                return (f"knob {name!r} ({getattr(typ, '__name__', typ)}) clashes with knob "
+                        f"{name!r} of {other.name} "
+                        f"({getattr(theirs[name], '__name__', theirs[name])})")
+    return None
+
+
+DECODERS: Registry[DecoderSpec] = Registry("decoder", check=knob_clash)
 
 DEFAULT_METHOD = {True: "cbs", False: "sample"}
 """The method a request that names none gets, by whether a guide is given: weak-to-strong

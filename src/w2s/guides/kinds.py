@@ -65,7 +65,8 @@ class GuideKind:
             raise FieldError(where, f"is not valid: {e}") from None
 
 
-GUIDE_KINDS: Registry[GuideKind] = Registry("guide kind", reserved=BUILT_IN)
+GUIDE_KINDS: Registry[GuideKind] = Registry("guide kind", reserved=BUILT_IN,
+                                              reserved_as="the guide spec's own key")
 
 
 def register_guide_kind(kind: GuideKind) -> GuideKind:

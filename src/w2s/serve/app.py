@@ -135,6 +135,8 @@ def _completion_routes(app: FastAPI, server: Server, batcher: Batcher, auth: Cal
         p = plan(server, req, prompts, max_tokens)
         loop = asyncio.get_running_loop()
         events: asyncio.Queue | None = asyncio.Queue() if req.stream else None
+        # the key is everything that decides an answer but the prompt: the request's guide
+        # weights too (a batch runs one guide)
         jobs = [Job(prompt, (p.spec.name, p.params, s, p.weights), p.rows,
                     runner(server, p, s), loop, events=events, fresh=s.seed is None)
                 for prompt in p.prompts for s in p.samplings]

@@ -2,14 +2,15 @@
 
 Why batch: a decoder call over 32 prompts costs far less than 32 calls (the base's forward
 passes are batched). Requests are *compatible* when everything but the prompt is equal (method,
-knobs, sampling settings, seed included): then one call gives each of them exactly what it
+knobs, the guide's weights, sampling settings, seed included): then one call gives each of them exactly what it
 would get alone, because every random number is a function of (seed, prompt, slot, position).
 Unseeded requests share calls too (each call draws one fresh seed), one per prompt text.
 
 The queue: a request waits up to ``gather_s`` for company, then its batch takes every queued
 compatible request, in arrival order, up to ``max_rows`` candidate rows. One batch runs at a
-time, in a worker thread (torch already uses every core). At most ``max_queue`` requests wait;
-one more is refused (the server answers 429). A request whose client went away is dropped from
+time, in a worker thread (torch already uses every core). At most ``max_queue`` jobs wait (a
+request is one job per prompt and choice); a request whose jobs would pass that is refused whole,
+its own jobs counted (the server answers 429). A request whose client went away is dropped from
 the queue, and a running batch stops at its next checkpoint once none of its clients waits.
 """
 
@@ -96,9 +97,9 @@ class Batcher:
 
     def submit(self, jobs: list[Job]) -> None:
         """Queue a request's jobs together, or refuse them all (:class:`Overloaded`)."""
-        if len(self.queue) + len(jobs) > self.max_queue:
-            raise Overloaded(f"{len(self.queue)} requests are waiting (--max-queue "
-                             f"{self.max_queue}); retry shortly")
+        if len(self.queue) + len(jobs) > self.max_queue:  # the newcomer's own jobs count
+            raise Overloaded(f"{len(self.queue)} choices are waiting and this request adds "
+                             f"{len(jobs)}, over --max-queue {self.max_queue}; retry shortly")
         self.queue += jobs
         self._wake.set()
 

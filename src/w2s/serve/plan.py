@@ -83,9 +83,14 @@ def plan(server: Server, req: Any, prompts: list[str], max_tokens: int | None) -
     if req.n > lim.max_n:
         raise ApiError(400, f"n {req.n} is over this server's limit of {lim.max_n} (--max-n)",
                        param="n")
+    field = "messages" if hasattr(req, "messages") else "prompt"  # what a chat request sent
     if not prompts or len(prompts) > lim.max_prompts:
         raise ApiError(400, f"give 1 to {lim.max_prompts} prompts, got {len(prompts)}",
                        param="prompt")
+    if len(prompts) * req.n > lim.max_queue:  # it could never be queued: 429 would lie
+        raise ApiError(400, f"{len(prompts)} prompt(s) x n {req.n} = {len(prompts) * req.n} "
+                       f"choices, more than this server's queue holds ({lim.max_queue}, "
+                       "--max-queue); send fewer per request", param="n")
     rows = spec.rows_per_prompt(params) if params is not None else 1
     if rows > lim.max_rows:
         raise ApiError(400, f"{method} with these knobs needs {rows} candidate rows per "
@@ -98,7 +103,7 @@ def plan(server: Server, req: Any, prompts: list[str], max_tokens: int | None) -
         if guide is not None:
             guide.check_prompts(list(dict.fromkeys(prompts)), max_new)
     except W2SError as e:
-        raise ApiError(400, str(e), param="prompt") from None
+        raise ApiError(400, str(e), param=field) from None
     # without a seed every choice is fresh: the batcher keeps one prompt per call (see Job)
     samplings = [base if base.seed is None else replace(base, seed=_wrap(base.seed + i))
                  for i in range(req.n)]

@@ -41,6 +41,21 @@ _NEUTRAL: dict[str, tuple[Any, ...]] = {
 """OpenAI fields w2s does not implement, and the values that ask for nothing."""
 
 
+def readable(value: Any) -> Any:
+    """Refuse text no tokenizer can read (JSON may carry a lone surrogate, ``"\\ud800"``): a
+    400 naming the field (``prompt``, ``messages[0].content``, ``stop``, ...), not a
+    tokenizer's TypeError as a 500. Every text field runs this one check, before its type is
+    checked, so a prompt and a chat message are refused in the same words."""
+    from w2s.errors import W2SError
+    from w2s.textfile import check_text
+
+    try:
+        check_text(value, "")
+    except W2SError as e:
+        raise ValueError(str(e).removeprefix(": ")) from None
+    return value
+
+
 def _is_neutral(v: Any, ok: tuple[Any, ...]) -> bool:
     return v is None or any(v == x and isinstance(v, bool) == isinstance(x, bool) for x in ok)
 
@@ -121,18 +136,10 @@ class _Common(_Sampling):  # type: ignore[misc, valid-type]
             raise ValueError("stop takes up to 8 strings of 1 to 64 characters")
         return v
 
-    @model_validator(mode="after")
-    def _text(self) -> _Common:
-        """Refuse text no tokenizer can read (JSON may carry a lone surrogate, ``"\\ud800"``):
-        a 400 naming the field, not a tokenizer's TypeError as a 500."""
-        from w2s.textfile import check_text
-
-        for name in ("prompt", "messages", "stop", "user", "model"):
-            value = getattr(self, name, None)
-            if name == "messages" and value is not None:
-                value = [m.content for m in value]
-            check_text(value, name)
-        return self
+    @field_validator("prompt", "stop", "user", "model", mode="before", check_fields=False)
+    @classmethod
+    def _text(cls, v: Any) -> Any:
+        return readable(v)
 
     @model_validator(mode="after")
     def _neutral(self) -> _Common:
@@ -149,6 +156,11 @@ class _Common(_Sampling):  # type: ignore[misc, valid-type]
 class ChatMessage(_Strict):
     role: Literal["system", "user", "assistant"]
     content: str = Field(max_length=1_000_000)
+
+    @field_validator("content", mode="before")
+    @classmethod
+    def _text(cls, v: Any) -> Any:
+        return readable(v)
 
 
 def _method_models(decoders: dict[str, DecoderSpec]) -> list[type[BaseModel]]:
