@@ -255,3 +255,29 @@ def test_clashing_plugins_installed_leave_w2s_generate_working(tmp_path, tiny_pa
         assert out.returncode == 0, out.stderr
         assert sorted(out.stderr.splitlines()) == sorted(lines)
         assert json.loads(out.stdout)["response"]
+
+
+def test_the_command_options_a_knob_cannot_take_are_the_commands_own():
+    """Every option of ``generate`` and ``distill data`` that is not a knob or a sampling
+    flag is in ``COMMAND_OPTIONS``: a plugin knob named like one is refused at registration
+    (it would take the option's place, and ``w2s generate`` would fail for every method)."""
+    import click
+
+    from w2s.cli import cli
+    from w2s.decoding.registry import COMMAND_OPTIONS, KNOB_NAMES_TAKEN, decoders
+    from w2s.params import sampling_fields
+
+    knobs = {f.name for d in decoders().values() for f in d.knob_fields()}
+    sampling = {f.name for f in sampling_fields()}
+    for path in (["generate"], ["distill", "data"]):
+        cmd = cli
+        ctx = click.Context(cli)
+        for name in path:
+            cmd = cmd.get_command(ctx, name)
+            ctx = click.Context(cmd, parent=ctx)
+        names = {p.name for p in cmd.get_params(ctx)} - knobs - sampling - {"method",
+                                                                          "return_all", "chat",
+                                                                          "weights",
+                                                                          "_click_default_help"}
+        assert names <= set(COMMAND_OPTIONS), names - set(COMMAND_OPTIONS)
+    assert KNOB_NAMES_TAKEN["prompt"] == "the command line's option --prompt"

@@ -203,6 +203,16 @@ def estimate_flops(results: Sequence[Result], backend: object, guide: Guide | No
         c.flops = 2.0 * (n_base * (c.base_tokens + c.base_read) + n_guide * c.guide_tokens)
 
 
+COMMAND_OPTIONS = (
+    "base", "base_url", "base_model", "base_tokenizer", "base_api_key", "api_key", "old_api_key",
+    "max_concurrency", "prompt", "prompts_file", "dtype", "device", "batch_size", "device_map",
+    "guide_device", "memory_limit", "tuned", "untuned", "arm", "reward_model", "guide_terms",
+    "normalize", "as_json", "quiet", "out", "seeds", "pairs", "gold", "rank_by", "demos", "shots",
+    "restart", "no_progress", "help")
+"""The options of the commands that take every knob as a flag (``generate``, ``distill
+data``), by their names in the command: a knob of the same name would take the option's
+place there (``tests/test_plugin_clashes.py`` checks this list against the commands)."""
+
 KNOB_NAMES_TAKEN = {
     **{f.name: f"the sampling field {f.name!r}" for f in sampling_fields()},
     **{f.openai: f"the sampling field {f.name!r} (OpenAI's {f.openai})"
@@ -210,6 +220,7 @@ KNOB_NAMES_TAKEN = {
     **{k: f"the request field {k!r}" for k in ("method", "knobs", "sampling", "base", "guide",
                                                "chat", "return_all", "weights")},
     **{k: f"the eval config's method field {k!r}" for k in ("label", "model")},
+    **{k: f"the command line's option --{k.replace('_', '-')}" for k in COMMAND_OPTIONS},
 }
 """Names a knob cannot have: they sit beside the knobs in a request (``w2s.request``'s
 ``REQUEST_KEYS``, the server's ``w2s`` field), an eval config's method entry, or the sampling
