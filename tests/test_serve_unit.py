@@ -266,3 +266,18 @@ def test_the_methods_list_parses_no_source_while_serving(base, pair, monkeypatch
         assert r.status_code == 200, r.text
         assert c.get("/openapi.json").status_code == 200
         assert ours == []
+
+
+def test_the_schema_describes_a_stream_by_its_events(base):
+    """A streamed answer is server-sent events: the schema describes one event (``data``, a
+    string), as schemathesis and OpenAPI 3.2's itemSchema read it, not the stream as a string
+    (which every event of a real stream would violate)."""
+    from w2s.serve.app import Server, create_app
+
+    spec = create_app(Server(base, None)).openapi()
+    for path in ("/v1/completions", "/v1/chat/completions"):
+        event = spec["paths"][path]["post"]["responses"]["200"]["content"]["text/event-stream"]
+        assert event["schema"]["type"] == "object"
+        assert event["schema"]["properties"]["data"] == {"type": "string",
+                                                         "description": "a chunk as JSON, or "
+                                                                        "[DONE]"}

@@ -36,7 +36,13 @@ ERRORS = {code: {"model": S.ErrorBody, "description": what} for code, what in (
     (400, "The request is invalid (the message says why)"), (401, "Missing or wrong API key"),
     (404, "No such model, run or file"), (413, "The body is too large"),
     (429, "The queue is full: retry after Retry-After seconds"))}
-SSE = {"text/event-stream": {"schema": {"type": "string"}}}
+SSE = {"text/event-stream": {"schema": {
+    "type": "object", "required": ["data"],
+    "properties": {"data": {"type": "string", "description": "a chunk as JSON, or [DONE]"},
+                   "event": {"type": "string"}, "id": {"type": "string"},
+                   "retry": {"type": "integer"}}}}}
+"""One server-sent event (OpenAPI 3.1 describes a stream by its event, as 3.2's itemSchema
+does): its ``data`` holds a chunk's JSON, then ``[DONE]``."""
 
 __all__ = ["ApiError", "Defaults", "Limits", "Server", "create_app", "error_response",
            "field_path", "plan", "reweighted"]
