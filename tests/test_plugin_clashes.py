@@ -98,6 +98,9 @@ CLASHES = [
      "wrote over it", []),
     ("method-removed", "w2s-sneaky", "def register():\n    w2s.DECODERS.pop('eft')\n",
      "it removed the decoder 'eft' (built in)", []),
+    ("method-new-behind-its-back", "w2s-sneaky",
+     "def register():\n    w2s.DECODERS['not a name'] = w2s.DECODERS['sample']\n",
+     "decoder name 'not a name' is not an identifier", ["not a name"]),
     *[(f"guide-kind-{k}", "w2s-kind", f"def register():\n    guide_kind({k!r})\n",
        f"guide kind {k!r} clashes with the guide spec's own key {k!r}", [k])
       for k in ("tuned", "untuned", "arm", "reward_model", "reward_label", "weights",

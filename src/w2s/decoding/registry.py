@@ -208,10 +208,11 @@ COMMAND_OPTIONS = (
     "max_concurrency", "prompt", "prompts_file", "dtype", "device", "batch_size", "device_map",
     "guide_device", "memory_limit", "tuned", "untuned", "arm", "reward_model", "guide_terms",
     "normalize", "as_json", "quiet", "out", "seeds", "pairs", "gold", "rank_by", "demos", "shots",
-    "restart", "no_progress", "help")
+    "restart", "no_progress", "help", "json", "guide_term")
 """The options of the commands that take every knob as a flag (``generate``, ``distill
-data``), by their names in the command: a knob of the same name would take the option's
-place there (``tests/test_plugin_clashes.py`` checks this list against the commands)."""
+data``), by their names in the command and by their flags where these differ (``--json``,
+``--guide-term``): a knob of the same name would take the option's place there
+(``tests/test_plugin_clashes.py`` checks this list against the commands)."""
 
 KNOB_NAMES_TAKEN = {
     **{f.name: f"the sampling field {f.name!r}" for f in sampling_fields()},
