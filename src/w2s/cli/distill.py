@@ -143,7 +143,7 @@ def data(**o: Any) -> None:
 @click.option("--restart", is_flag=True, help="Discard this folder's earlier run first.")
 @click.option("--no-progress", is_flag=True, help="No progress bar (logs, CI).")
 def train(**o: Any) -> None:
-    """Fine-tune a student on a `distill data` folder with TRL (SFT or DPO).
+    """Fine-tune a student on a `distill data` folder with TRL (SFT, DPO or KTO).
 
     \b
     Example:

@@ -46,7 +46,8 @@ from w2s.cli.options import guide_options
               help="Candidate rows per batched decoder call (W*K per prompt for CBS); a request "
               "needing more is refused [default: the base's --batch-size].")
 @click.option("--max-queue", type=click.IntRange(min=1), default=256, show_default=True,
-              help="Requests that may wait; one more gets 429 with Retry-After.")
+              help="Choices (prompts x n) that may wait; a request that would pass it gets 429 "
+              "with Retry-After.")
 @click.option("--max-body-bytes", type=click.IntRange(min=1024), default=1 << 20,
               show_default=True, help="Largest request body.")
 @click.option("--gather-ms", type=click.FloatRange(0, 10_000), default=10.0, show_default=True,
