@@ -302,11 +302,9 @@ class Loader:
         self.guide_device = guide_device
         """Where the guide's models (and any model sampled in the base's place) go; None: on
         ``device``."""
-        if memory_limit is not None and not (isinstance(memory_limit, (int, float))
-                                             and not isinstance(memory_limit, bool)
-                                             and memory_limit > 0):
-            raise FieldError("memory_limit", f"must be a number of GiB > 0, got {memory_limit!r}")
-        self.memory_limit = memory_limit
+        from w2s.models.memory import check_memory_limit
+
+        self.memory_limit = check_memory_limit(memory_limit)
         """GiB the base's weights and a search may take on its devices; None: what is free."""
         self.big = big
         """The base's reference, the one model ``device_map`` shards; None: the first base
@@ -343,7 +341,9 @@ class Loader:
                             chat=self.chat, batch_size=self.batch_size,
                             device_map=self.device_map if big else None)
             if big and self.memory_limit is not None:
-                lm.memory_limit = int(self.memory_limit * 2**30)
+                from w2s.models.memory import GIB
+
+                lm.memory_limit = int(self.memory_limit * GIB)
             self._lms[ref] = lm
         return self._lms[ref]
 

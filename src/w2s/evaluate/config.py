@@ -289,6 +289,7 @@ def _placement(data: dict[str, Any], where: str) -> tuple[Any, str | None, float
     config written for a GPU fails here, in one line, on a machine without one; ``--device
     cpu`` overrides ``device``), and ``memory_limit`` in GiB."""
     from w2s.models.loading import choose_device
+    from w2s.models.memory import check_memory_limit
     from w2s.models.placement import parse_device_map
 
     try:
@@ -297,10 +298,7 @@ def _placement(data: dict[str, Any], where: str) -> tuple[Any, str | None, float
         guide_device = data.get("guide_device")
         if guide_device is not None:
             choose_device(guide_device, "guide_device")
-        limit = data.get("memory_limit")
-        if limit is not None and (not isinstance(limit, (int, float)) or isinstance(limit, bool)
-                                  or not limit > 0):
-            raise FieldError("memory_limit", f"must be a number of GiB > 0, got {limit!r}")
+        limit = check_memory_limit(data.get("memory_limit"))
     except FieldError as e:
         raise W2SError(f"{where}: {e}") from None
     return device_map, guide_device, limit

@@ -74,6 +74,15 @@ class MemoryPlan:
                              f"{self.free / GIB:.1f} GiB is free; {lower}")
 
 
+def check_memory_limit(limit: Any) -> float | None:
+    """A user's memory limit in GiB: a number > 0, or None for none (one check for every
+    face that takes one: the Loader, an eval config)."""
+    if limit is not None and (not isinstance(limit, (int, float)) or isinstance(limit, bool)
+                              or not limit > 0):
+        raise FieldError("memory_limit", f"must be a number of GiB > 0, got {limit!r}")
+    return limit
+
+
 def weight_bytes(model: Any) -> int:
     """Parameters and buffers, as loaded (their dtype's bytes)."""
     return sum(t.numel() * t.element_size()
