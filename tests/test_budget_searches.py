@@ -538,7 +538,8 @@ def test_the_budget_table_pairs_each_method_with_best_of_n_at_its_budget(tmp_pat
     md = budget_markdown(t)
     assert "| cbs | +0.250 ± 0.000 | – |" in md
     paths = write_budget_report(rows, tmp_path, "vader", "t")
-    assert [p.name for p in paths] == ["budget.md", "gold_vs_budget.png"]
+    assert [p.name for p in paths] == ["budget.md", "savings.md", "overopt.md",
+                                       "gold_vs_budget.png", "gold_vs_spent.png", "overopt.png"]
     assert write_budget_report([{**r, "budget": None} for r in rows], tmp_path, "vader") == []
 
 

@@ -250,3 +250,75 @@ def plot_deception(split: dict, path: Path, *, title: str = "") -> Path:
     ax.legend(fontsize=8)
     ax.set_title(title, fontsize=9)
     return _save(plt, fig, path)
+
+
+def plot_spent(table: dict, path: Path, *, title: str = "") -> Path:
+    """Gold against the base tokens each method *spent* per prompt (log scale), not its cap:
+    Best-of-N's samples end early, so at a cap it spends less than the searches do. One line
+    per method, ± one standard error as a band."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7.5, 5))
+    for n, line in enumerate(table["lines"]):
+        cells = table["cells"].get(line, {})
+        pts = sorted((c["base_tokens"], c["gold"]) for c in cells.values()
+                     if c["gold"] and c["base_tokens"] > 0)
+        if not pts:
+            continue
+        xs, ms, ses = [x for x, _ in pts], [g[0] for _, g in pts], [g[1] for _, g in pts]
+        color = plt.cm.tab10(n % 10)
+        ax.plot(xs, ms, marker="o", color=color, label=line,
+                linewidth=2.5 if line == "bon" else 1.5)
+        ax.fill_between(xs, [m - s for m, s in zip(ms, ses)], [m + s for m, s in zip(ms, ses)],
+                        color=color, alpha=0.15)
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("base tokens spent per prompt (log scale)")
+    ax.set_ylabel(f"gold reward ({table['gold']})")
+    ax.set_title(title or "Alignment against the compute really spent")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    return _save(plt, fig, path)
+
+
+def plot_overopt(table: dict, path: Path, *, title: str = "") -> Path:
+    """One panel per method: the guide's score of the chosen answers (black, left axis) and
+    each gold scorer (right axis) against the budget, a star at each scorer's peak, the KL
+    estimate written at each point: where the guide keeps rising and gold does not, the guide
+    is being over-optimised."""
+    plt = _pyplot()
+    lines = table["lines"]
+    cols = min(3, max(1, len(lines)))
+    rows_n = -(-len(lines) // cols) if lines else 1
+    fig, axes = plt.subplots(rows_n, cols, figsize=(4.6 * cols, 3.6 * rows_n), squeeze=False)
+    for ax, line in zip(axes.flat, lines):
+        pts = line["points"]
+        xs = [p["budget"] for p in pts]
+        guide = [p["guide"][0] if p["guide"] else math.nan for p in pts]
+        ax.plot(xs, guide, color="black", linestyle="--", marker=".", label="guide score")
+        for p, g in zip(pts, guide):
+            if p["kl"] is not None and not math.isnan(g):
+                ax.annotate(f"KL {p['kl'][0]:.1f}", (p["budget"], g), fontsize=6,
+                            textcoords="offset points", xytext=(0, 5), ha="center")
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(xs, [str(x) for x in xs])
+        ax.set_xlabel("budget (responses)")
+        ax.set_ylabel("guide score")
+        twin = ax.twinx()
+        for n, g in enumerate(table["golds"]):
+            ms = [p["gold"][g][0] if p["gold"][g] else math.nan for p in pts]
+            color = plt.cm.tab10(n % 10)
+            twin.plot(xs, ms, marker="o", color=color, label=g)
+            peak = line["peaks"].get(g)
+            if peak is not None:
+                twin.plot([peak["budget"]], [peak["gold"]], marker="*", markersize=14,
+                          color=color, markeredgecolor="black")
+        twin.set_ylabel("gold")
+        ax.set_title(line["line"], fontsize=9)
+        ax.grid(alpha=0.3)
+        if ax is axes.flat[0]:
+            h1, l1 = ax.get_legend_handles_labels()
+            h2, l2 = twin.get_legend_handles_labels()
+            ax.legend(h1 + h2, l1 + l2, fontsize=7, loc="lower right")
+    for ax in list(axes.flat)[len(lines):]:
+        ax.axis("off")
+    fig.suptitle(title or "Guide score against gold as the budget grows (★ = gold's peak)")
+    return _save(plt, fig, path)

@@ -220,7 +220,7 @@ KNOB_NAMES_TAKEN = {
        for f in sampling_fields() if f.openai != f.name},
     **{k: f"the request field {k!r}" for k in ("method", "knobs", "sampling", "base", "guide",
                                                "chat", "return_all", "weights")},
-    **{k: f"the eval config's method field {k!r}" for k in ("label", "model")},
+    **{k: f"the eval config's method field {k!r}" for k in ("label", "model", "budgets")},
     **{k: f"the command line's option --{k.replace('_', '-')}" for k in COMMAND_OPTIONS},
 }
 """Names a knob cannot have: they sit beside the knobs in a request (``w2s.request``'s

@@ -169,9 +169,10 @@ def parse_config(data: dict[str, Any], path: Path) -> EvalConfig:
     budgets = _budgets(data.get("budgets"), where)
     methods: list[MethodSpec] = []
     for n, entry in enumerate(methods_in, 1):
+        entry, own = _own_budgets(entry, budgets, f"{where}: methods[{n}]")
         points = _expand(entry, f"{where}: methods[{n}]", path, base, guide, sampling,
                          context)
-        methods += _at_budgets(points, budgets, f"{where}: methods[{n}]", context)
+        methods += _at_budgets(points, own, f"{where}: methods[{n}]", context)
     _check_reward_tasks(methods, task["name"], path)
     return EvalConfig(name=str(data.get("name") or path.stem), path=path.resolve(), task=task,
                       base=base, methods=_distinct(methods, where), prompts=prompts,
@@ -202,6 +203,15 @@ def _budgets(value: Any, where: str) -> list[int]:
     if len(set(value)) != len(value):
         raise W2SError(f"{where}: budgets repeat: {value}")
     return list(value)
+
+
+def _own_budgets(entry: Any, budgets: list[int], where: str) -> tuple[Any, list[int]]:
+    """A method entry's own ``budgets:`` (e.g. Best-of-N's reference curve over N = 1..64
+    beside searches at 4..64), in place of the config's; the entry without it."""
+    if not (isinstance(entry, dict) and "budgets" in entry):
+        return entry, budgets
+    entry = dict(entry)
+    return entry, _budgets(entry.pop("budgets"), where)
 
 
 def _at_budgets(points: list[MethodSpec], budgets: list[int], where: str,
