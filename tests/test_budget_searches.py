@@ -518,7 +518,8 @@ def test_a_budget_never_changes_a_knob_the_config_fixed(tmp_path):
 
 
 def test_the_budget_table_pairs_each_method_with_best_of_n_at_its_budget(tmp_path):
-    from w2s.evaluate.budget import budget_markdown, budget_table, write_budget_report
+    from w2s.evaluate.budget import budget_markdown, budget_table
+    from w2s.evaluate.budget_report import write_budget_report
 
     def row(method, name, b, p, s, g):  # noqa: ANN001, ANN202
         return {"method": method, "method_name": name, "budget": b, "prompt_index": p,

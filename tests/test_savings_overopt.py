@@ -105,7 +105,7 @@ def test_over_optimisation_is_a_fall_of_gold_while_the_guide_still_rises():
 
 
 def test_the_eval_report_writes_savings_and_overoptimisation(tmp_path):
-    from w2s.evaluate.budget import write_budget_report
+    from w2s.evaluate.budget_report import write_budget_report
 
     paths = write_budget_report(_rows(), tmp_path, "vader", "t")
     assert [p.name for p in paths] == ["budget.md", "savings.md", "overopt.md",

@@ -227,7 +227,7 @@ def write_report(rows: Sequence[dict[str, Any]], out: Path, *, title: str = "",
             paths["tradeoff"] = plot_tradeoff(summary, out / "gold_tradeoff.png", x=gold,
                                               y=others[0], title=title)
             paths["plots"].append(paths["tradeoff"])
-        from w2s.evaluate.budget import write_budget_report
+        from w2s.evaluate.budget_report import write_budget_report
 
         paths["plots"] += write_budget_report(rows, out, gold, title)
     paths["alpaca_eval"] = write_alpaca_eval(rows, out / "alpaca_eval")
