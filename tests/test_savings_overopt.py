@@ -55,8 +55,8 @@ def test_the_saving_factor_is_best_of_ns_cost_over_the_methods_at_equal_gold():
     assert c4["base_tokens_factor"] == pytest.approx(4.0) and c4["base_tokens_censored"] \
         == "above"
     md = savings_markdown(t)
-    assert "| cbs@2x | +1.500 | 20 | 4.00× [4.00, 4.00]" in md
-    assert "| cbs@4x | +3.000 | 40 | > 4.00×" in md
+    assert "| cbs@2x | +1.500 | 20 | 80 | 4.00× [4.00, 4.00]" in md
+    assert "| cbs@4x | +3.000 | 40 | > 160 | > 4.00×" in md
     # the headline: cbs@2x spends 20 <= 160 / 8 and is 0.5 below Best-of-16, with no spread
     h = t["headline"]
     assert h["reference"] == "bon@16x" and h["reference_tokens"] == 160

@@ -179,10 +179,13 @@ def savings_markdown(table: dict[str, Any]) -> str:
            f"{lvl} % bootstrap interval over prompts ({table['draws']} draws); `>`: the "
            "method's gold is above the whole curve (a lower bound), `≤`: below its cheapest "
            "point.", "",
-           "| method | gold | base tokens spent | tokens saved | FLOPs saved | wall time saved |",
-           "|---|---|---|---|---|---|"]
+           "| method | gold | base tokens spent | Best-of-N's tokens for that gold | tokens saved "
+           "| FLOPs saved | wall time saved |",
+           "|---|---|---|---|---|---|---|"]
     for c in table["cells"]:
+        need = c["base_tokens"] * c["base_tokens_factor"]
         out.append(f"| {c['label']} | {c['gold']:+.3f} | {c['base_tokens']:.0f} | "
+                   f"{'> ' if c['base_tokens_censored'] == 'above' else ''}{need:.0f} | "
                    + " | ".join(_factor_text(c, k) for k in COSTS) + " |")
     h = table["headline"]
     out += ["", f"At most 1/8 of {h['reference']}'s {h['reference_tokens']:.0f} spent base "
