@@ -308,6 +308,28 @@ class NudgingParams(_Params):
 
 
 @dataclass(frozen=True)
+class WSDParams(_Params):
+    """Weak-to-strong decoding: the small tuned model drafts the opening; the base takes over
+    where its own confidence in the draft first reaches ``threshold`` and writes the rest."""
+
+    threshold: float = 0.8
+    """Switch at the first draft token where the geometric mean of the base's probabilities of
+    the last ``window`` draft tokens reaches this."""
+    window: int = 6
+    """Draft tokens (the base's) the confidence is averaged over."""
+    max_draft: int = 64
+    """At most this many small-model tokens are drafted."""
+
+    def __post_init__(self) -> None:
+        _number("threshold", self.threshold)
+        _check(0 < self.threshold < 1, f"threshold must be in (0, 1), got {self.threshold}")
+        for name in ("window", "max_draft"):
+            v = getattr(self, name)
+            _integer(name, v)
+            _check(v >= 1, f"{name} must be >= 1, got {v}")
+
+
+@dataclass(frozen=True)
 class PrunedBoNParams(_Params):
     """Early-pruned Best-of-N (Speculative Rejection): N candidates; at each checkpoint the
     guide scores the partial responses and the worst are dropped; survivors run to the end."""
