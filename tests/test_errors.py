@@ -370,6 +370,8 @@ def cases(zoo) -> list[tuple[str, str, Callable]]:  # noqa: ANN001
         ("API", "an empty stop string", api_case(lambda: S(stop=("",)))),
         ("API", "beta = inf", api_case(lambda: w2s.EFTParams(beta=float("inf")))),
         ("API", "W and a schedule", api_case(lambda: w2s.SearchParams(w=2, schedule="2:2"))),
+        ("API", "an AdaSearch decay of 1", api_case(
+            lambda: w2s.SearchParams(schedule="adasearch:1"))),
         ("API", "WSD threshold 1", api_case(lambda: w2s.WSDParams(threshold=1.0))),
         ("API", "WSD threshold NaN", api_case(lambda: w2s.WSDParams(threshold=float("nan")))),
         ("API", "WSD without a pair", api_case(lambda: w2s.wsd(base, None, ["x"]))),
