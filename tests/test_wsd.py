@@ -78,9 +78,9 @@ def test_switch_is_where_the_base_confidence_first_passes(zoo_base, tuned, untun
             keep = reference_keep(str(ZOO_DIR / "base"), p, d, threshold, window)
             assert r.stats["switch_at"] == keep, (p, threshold, window)
             inside += 0 < keep < len(zoo_base.encode_response(d))
-            assert r.stats["small_share"] + r.stats["base_share"] == 1.0
+            assert r.stats["small_fraction"] + r.stats["base_fraction"] == 1.0
             assert r.cost.guide_tokens == r.stats["draft_tokens"] == 10
-            assert r.stats["small_share"] == keep / (keep + r.cost.base_tokens)
+            assert r.stats["small_fraction"] == keep / (keep + r.cost.base_tokens)
     assert inside >= 3  # the rule decided inside drafts, not only at their ends
 
 
@@ -93,7 +93,7 @@ def test_threshold_near_zero_is_one_draft_token_then_the_base(zoo_base, zoo_pair
                                               (slot(p, 0),), 1)], 15, SP)
         assert r.text == want.response and r.finished == want.ended
         assert r.cost.base_tokens == want.n_tokens
-        assert r.stats["small_share"] == 1 / (1 + want.n_tokens)
+        assert r.stats["small_fraction"] == 1 / (1 + want.n_tokens)
 
 
 def test_threshold_near_one_is_the_small_model_alone(zoo_base, zoo_pair):
@@ -105,7 +105,7 @@ def test_threshold_near_one_is_the_small_model_alone(zoo_base, zoo_pair):
         assert not g.stats["switched"] and g.stats["draft_tokens"] == len(want.token_ids)
         if zoo_base.encode_response(want.text) == list(want.token_ids):  # re-encodes as sampled
             assert g.text == want.text and g.finished == want.finished
-            assert g.stats["small_share"] == 1.0 and g.cost.base_tokens == 0
+            assert g.stats["small_fraction"] == 1.0 and g.cost.base_tokens == 0
             same += 1
     assert same >= 2
     assert all(g.score is not None for g in got)  # the guide scores what was written
@@ -124,3 +124,17 @@ def test_wsd_refuses_bad_inputs(zoo_base, zoo_pair):
     with pytest.raises(W2SError, match=r"^wsd needs per-token log-probabilities of given text; "
                                        r"this backend \(scripted\) returns text only"):
         w2s.wsd(ScriptedBackend(), zoo_pair, ["p"])
+
+
+def test_an_eval_report_shows_the_small_models_mean_share(zoo_base, zoo_pair):
+    from w2s.evaluate.report import summarize, table_rows
+
+    got = w2s.wsd(zoo_base, zoo_pair, PROMPTS, WSDParams(0.05, 2, 6), SP)
+    rows = [{"method": "wsd", "hash": "h", "seed": 3, "prompt_index": i, "gold": {"vader": 0.0},
+             "base_logp_per_token": -1.0, "base_tokens": r.cost.base_tokens,
+             "guide_tokens": r.cost.guide_tokens, "wall_time_s": 1.0, "stats": r.stats,
+             "response": r.text} for i, r in enumerate(got)]
+    [s] = summarize(rows)
+    mean = sum(r.stats["small_fraction"] for r in got) / len(got)
+    assert s["small_fraction"] == pytest.approx(mean) and 0 < mean < 1
+    assert table_rows([s])[1][0][0] == f"wsd (small wrote {mean:.0%})"

@@ -17,8 +17,9 @@ given tokens (:class:`~w2s.models.base.TokenScoringBackend`, an in-process model
 deviation: where no window passes and the draft ended by itself (EOS or a stop string), the
 draft is the answer (the authors' base would write on after the small model's end).
 
-``Result.stats``: ``small_share`` and ``base_share``, the shares of the response's tokens (the
-base's tokens) each model wrote; ``draft_tokens``, the small model's tokens drafted;
+``Result.stats``: ``small_fraction`` and ``base_fraction``, the shares of the response's
+tokens (the base's tokens) each model wrote (Nudging's key, so eval reports show it as
+"small wrote N%"); ``draft_tokens``, the small model's tokens drafted;
 ``switch_at``, the draft tokens (the base's) kept, where the base took over; ``switched``,
 whether a window passed. The base's random stream is slot 0 of the prompt, the small model's
 slot 1 (as Nudging's).
@@ -100,8 +101,9 @@ def wsd(backend: Backend, guide: Guide | None, prompts: Sequence[str],
     results = [Result.from_candidates(p, "wsd", [e.candidate()], c, out)
                for p, e, c in zip(prep.prompts, entries, cost)]
     for res, r in zip(results, rows):
-        small_share = r.keep / r.tokens if r.tokens else float(not r.switched)
-        res.stats = {"small_share": small_share, "base_share": 1.0 - small_share,
+        small_fraction = r.keep / r.tokens if r.tokens else float(not r.switched)
+        res.stats = {"small_fraction": small_fraction,
+                     "base_fraction": 1.0 - small_fraction,
                      "draft_tokens": r.draft.n_tokens, "switch_at": r.keep,
                      "switched": r.switched}
     return results
