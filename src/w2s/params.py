@@ -341,7 +341,8 @@ class WSDParams(_Params):
     window: int = 6
     """Draft tokens (the base's) the confidence is averaged over."""
     max_draft: int = 64
-    """At most this many small-model tokens are drafted."""
+    """At most this many small-model tokens are drafted (the authors' example: 512 of a
+    2048-token answer)."""
 
     def __post_init__(self) -> None:
         _number("threshold", self.threshold)
