@@ -127,7 +127,7 @@ def test_the_protocol_table_of_architecture_md_is_true():
     table = {name: set(re.findall(r"`(\w+)`", protos))
              for name, protos in re.findall(r"^\| `(\w+)`[^|]*\| (`.+`) \|$", doc, re.M)}
     protocols = ["Backend", "SearchBackend", "LogitsBackend", "TopLogprobsBackend",
-                 "TextScoringBackend", "ScoringLM", "OverlappingBackend", "PromptCounter",
+                 "TextScoringBackend", "TokenScoringBackend", "ScoringLM", "OverlappingBackend", "PromptCounter",
                  "ParamCount"]
     engine = FakeEngine()
     try:

@@ -23,13 +23,15 @@ from w2s.params import (
     ParticleParams,
     SamplingParams,
     SearchParams,
+    WSDParams,
 )
 
 ANY = st.one_of(
     st.none(), st.booleans(), st.integers(min_value=-(2**70), max_value=2**70),
     st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=8),
-    st.lists(st.text(max_size=4), max_size=3), st.sampled_from(["8:4,4:4", "", "4:0", "x"]))
-CLASSES = [SamplingParams, SearchParams, BestOfNParams, EFTParams, DLFParams, NudgingParams]
+    st.lists(st.text(max_size=4), max_size=3), st.sampled_from(["8:4,4:4", "", "4:0", "x", "adasearch", "adasearch:0.3", "adasearch:2"]))
+CLASSES = [SamplingParams, SearchParams, BestOfNParams, EFTParams, DLFParams, NudgingParams,
+           WSDParams]
 
 
 @pytest.mark.parametrize("cls", CLASSES, ids=lambda c: c.__name__)
@@ -171,6 +173,9 @@ def test_unknown_fields_are_listed_by_name():
     (NudgingParams, "chunk", [1], [0]),                             # >= 1
     (NudgingParams, "word_tokens", [1], [0]),                       # >= 1
     (ParticleParams, "ess", [1e-9, 1], [0, 1.001]),                 # (0, 1]
+    (WSDParams, "threshold", [1e-9, 1 - 1e-9], [0, 1]),             # (0, 1)
+    (WSDParams, "window", [1], [0]),                                # >= 1
+    (WSDParams, "max_draft", [1], [0]),                             # >= 1
     (EFTParams, "beta", [0, 1e-9], [-1e-9]),                        # >= 0 (0: the base alone)
     (BestOfNParams, "n", [1], [0]),                                 # >= 1
     (SearchParams, "w", [1], [0]),                                  # >= 1

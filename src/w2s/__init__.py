@@ -38,6 +38,7 @@ _WHERE = {
     "register": "w2s.decoding",
     "sample": "w2s.decoding.sample",
     "treebon": "w2s.decoding.treebon",
+    "wsd": "w2s.decoding.wsd",
     "FieldError": "w2s.errors",
     "W2SError": "w2s.errors",
     "Guide": "w2s.guides",
@@ -62,6 +63,7 @@ _WHERE = {
     "SamplingParams": "w2s.params",
     "SearchParams": "w2s.params",
     "TreeBoNParams": "w2s.params",
+    "WSDParams": "w2s.params",
     "BaseRef": "w2s.request",
     "Request": "w2s.request",
     "Loader": "w2s.request",
@@ -103,6 +105,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see
     from w2s.decoding.pruned_bon import pruned_bon
     from w2s.decoding.sample import sample
     from w2s.decoding.treebon import treebon
+    from w2s.decoding.wsd import wsd
     from w2s.errors import FieldError, W2SError
     from w2s.guides import Guide, PairGuide, RewardModelGuide, WeightedGuide
     from w2s.guides.kinds import GuideKind, register_guide_kind
@@ -119,6 +122,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see
         SamplingParams,
         SearchParams,
         TreeBoNParams,
+        WSDParams,
     )
     from w2s.request import BaseRef, Loader, Request, Resolver, parse_request
     from w2s.result import Candidate, Cost, Result
@@ -156,6 +160,7 @@ __all__ = [
     "SearchParams",
     "TreeBoNParams",
     "W2SError",
+    "WSDParams",
     "WeightedGuide",
     "__version__",
     "best_of_n",
@@ -174,4 +179,5 @@ __all__ = [
     "register_guide_kind",
     "sample",
     "treebon",
+    "wsd",
 ]

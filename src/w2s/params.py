@@ -201,7 +201,9 @@ class SearchParams(_Params):
     """Chunk length: base tokens sampled per successor per round."""
     schedule: str = ""
     """Per-round beam width and successors instead of W and K, as W:K,W:K,... (the last pair
-    repeats), e.g. 8:4,4:4,2:4 spends more candidates on the first chunks (AdaSearch)."""
+    repeats), e.g. 8:4,4:4,2:4 spends more candidates on the first chunks (AdaSearch); or the
+    preset adasearch[:DECAY]: round r keeps floor(w DECAY^(r-1)) (at least 1) of k successors
+    each, DECAY 0.5 unless given (a budget sizes w)."""
 
     def __post_init__(self) -> None:
         for name in ("w", "k", "l"):
@@ -211,14 +213,35 @@ class SearchParams(_Params):
         _check(isinstance(self.schedule, str), f"schedule must be a string like 8:4,4:4, got "
                f"{self.schedule!r}")
         if self.schedule:
-            _check((self.w, self.k) == (4, 4), "give w and k, or a schedule, not both")
+            _check(self.decay() is not None or (self.w, self.k) == (4, 4),
+                   "give w and k, or a schedule, not both")
             self.rounds()
+
+    def decay(self) -> float | None:
+        """The AdaSearch preset's decay (``adasearch[:DECAY]``), or None for other schedules."""
+        name, _, value = self.schedule.partition(":")
+        if name != "adasearch":
+            return None
+        try:
+            d = float(value) if value else 0.5
+        except ValueError:
+            d = math.nan
+        _check(0 < d < 1, f"schedule must be adasearch or adasearch:DECAY with DECAY in (0, 1), "
+               f"got {self.schedule!r}")
+        return d
 
     def rounds(self) -> list[tuple[int, int]]:
         """``[(W_1, K_1), (W_2, K_2), ...]``; the last one repeats (``[(w, k)]`` without a
-        schedule)."""
+        schedule; the preset's widths fall to 1, which repeats)."""
         if not self.schedule:
             return [(self.w, self.k)]
+        d = self.decay()
+        if d is not None:
+            widths = [self.w]
+            while widths[-1] > 1 and len(widths) <= 64:
+                widths.append(max(1, math.floor(self.w * d ** len(widths) + 1e-9)))
+            _check(len(widths) <= 64, f"schedule must have at most 64 rounds, got {len(widths)}")
+            return [(w, self.k) for w in widths]
         out = []
         for part in self.schedule.split(","):
             try:
@@ -302,6 +325,29 @@ class NudgingParams(_Params):
         _number("gamma", self.gamma)
         _check(0 <= self.gamma <= 1, f"gamma must be in [0, 1], got {self.gamma}")
         for name in ("chunk", "word_tokens"):
+            v = getattr(self, name)
+            _integer(name, v)
+            _check(v >= 1, f"{name} must be >= 1, got {v}")
+
+
+@dataclass(frozen=True)
+class WSDParams(_Params):
+    """Weak-to-strong decoding: the small tuned model drafts the opening; the base takes over
+    where its own confidence in the draft first reaches ``threshold`` and writes the rest."""
+
+    threshold: float = 0.8
+    """Switch at the first draft token where the geometric mean of the base's probabilities of
+    the last ``window`` draft tokens reaches this."""
+    window: int = 6
+    """Draft tokens (the base's) the confidence is averaged over."""
+    max_draft: int = 64
+    """At most this many small-model tokens are drafted (the authors' example: 512 of a
+    2048-token answer)."""
+
+    def __post_init__(self) -> None:
+        _number("threshold", self.threshold)
+        _check(0 < self.threshold < 1, f"threshold must be in (0, 1), got {self.threshold}")
+        for name in ("window", "max_draft"):
             v = getattr(self, name)
             _integer(name, v)
             _check(v >= 1, f"{name} must be >= 1, got {v}")

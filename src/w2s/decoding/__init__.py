@@ -18,7 +18,7 @@ from w2s.decoding.registry import (
     register,
     unregister,
 )
-from w2s.models.base import LogitsBackend, TopLogprobsBackend
+from w2s.models.base import LogitsBackend, TokenScoringBackend, TopLogprobsBackend
 from w2s.params import (
     BestOfNParams,
     DLFParams,
@@ -29,6 +29,7 @@ from w2s.params import (
     PrunedBoNParams,
     SearchParams,
     TreeBoNParams,
+    WSDParams,
 )
 
 _D = "w2s.decoding"
@@ -56,6 +57,10 @@ register(DecoderSpec(
     "nudging", f"{_D}.nudging:nudging", "Nudging: the base writes; where its top-1 token "
     "probability is below gamma the small tuned model writes the next word",
     NudgingParams, needs=(TopLogprobsBackend,), guide="pair"))
+register(DecoderSpec(
+    "wsd", f"{_D}.wsd:wsd", "Weak-to-Strong Decoding: the small tuned model drafts the "
+    "opening; the base takes over where its confidence in the draft reaches threshold",
+    WSDParams, needs=(TokenScoringBackend,), guide="pair"))
 
 register(DecoderSpec(
     "pruned_bon", f"{_D}.pruned_bon:pruned_bon", "early-pruned Best-of-N (Speculative "

@@ -16,7 +16,11 @@ entry at rank w uses slot w*K + k.
 Adaptive budgets (AdaSearch, 2025): ``schedule`` gives each round its own (W_r, K_r), the last
 pair repeating: round 1 samples W_1 K_1 chunks, round r samples K_r per kept entry and keeps
 the top W_r. Every sampled token is counted in ``cost.base_tokens``, so a schedule is compared
-with Best-of-N at equal base tokens; a constant schedule is plain CBS token for token. Token t of a slot's chunk uses uniform (seed, prompt, slot, t)
+with Best-of-N at equal base tokens; a constant schedule is plain CBS token for token. The
+preset ``adasearch[:DECAY]`` is AdaSearch's Decay schedule in beam form (AdaBeam: the beam
+width varies per block): round r keeps W_r = max(1, floor(w DECAY^(r-1))) entries with K
+successors each, and a budget of b responses sizes w to the largest whose rounds sample at
+most b * max_new_tokens base tokens (:func:`adasearch_at_budget`). Token t of a slot's chunk uses uniform (seed, prompt, slot, t)
 (see ``w2s.rng``). Hence W=K=1 is plain sampling and L >= max_new_tokens is Best-of-N with
 N = W*K, token for token.
 """
@@ -117,9 +121,37 @@ def _search(backend: Backend, guide: Guide, prep: Prepared, search: SearchParams
     return beams
 
 
+def search_tokens(search: SearchParams, max_new: int) -> int:
+    """Base tokens one prompt's search samples when every response runs to ``max_new``
+    (EOS ignored): round r draws ``draws()[r]`` chunks (the last repeating) of L tokens, the
+    last round what is left."""
+    per = search.draws()
+    return sum(per[min(r, len(per) - 1)] * min(search.l, max_new - start)
+               for r, start in enumerate(range(0, max_new, search.l)))
+
+
+def adasearch_at_budget(search: SearchParams, b: int, max_new: int) -> SearchParams:
+    """The AdaSearch preset sized to a budget: the largest first width w whose decaying rounds
+    (see :meth:`SearchParams.rounds`) sample at most ``b * max_new`` base tokens (K, L and the
+    decay kept). Tokens grow with w, so a bisection finds it."""
+    def fits(w: int) -> bool:
+        return search_tokens(dataclasses.replace(search, w=w), max_new) <= b * max_new
+
+    if not fits(1):
+        raise W2SError(f"cbs: k={search.k} candidates per entry cannot fit a budget of {b} "
+                       "responses; lower k")
+    lo, hi = 1, b * max_new // (search.k * min(search.l, max_new)) + 1  # hi: round 1 alone overspends
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if fits(mid) else (lo, mid)
+    return dataclasses.replace(search, w=lo)
+
+
 def cbs_at_budget(search: SearchParams, b: int, max_new: int) -> SearchParams:
     """W*K rows a round and rounds that together cover max_new tokens: W = b // K (K and L
-    kept), so W*K*max_new <= b responses' tokens."""
+    kept), so W*K*max_new <= b responses' tokens; the AdaSearch preset sizes its first width."""
+    if search.decay() is not None:
+        return adasearch_at_budget(search, b, max_new)
     if search.schedule:
         raise W2SError("cbs: a budget sizes W; give w and k, not a schedule")
     if b < search.k:

@@ -24,6 +24,7 @@ from w2s.models.base import (
     PromptCounter,
     Request,
     SearchBackend,
+    TokenScoringBackend,
     TopLogprobsBackend,
 )
 from w2s.params import SamplingParams
@@ -66,7 +67,8 @@ def prepare(backend: Backend, prompts: Sequence[str], sampling: SamplingParams) 
 
 CAPABILITY = {Backend: "sampled continuations", SearchBackend: "per-row search state",
               LogitsBackend: "next-token log-probabilities",
-              TopLogprobsBackend: "top-1 token log-probabilities (logprobs=1)"}
+              TopLogprobsBackend: "top-1 token log-probabilities (logprobs=1)",
+              TokenScoringBackend: "per-token log-probabilities of given text"}
 
 
 def sampling_of(sampling: Any) -> SamplingParams:

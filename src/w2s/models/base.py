@@ -14,6 +14,7 @@
   each token ends in the text (an API's ``logprobs=1``): Nudging needs it.
 - :class:`TextScoringBackend` scores given text (an API's echoed log-probabilities): evaluation
   reports the base's log-likelihood of an output with it when the base is a black box.
+- :class:`TokenScoringBackend` scores given text token by token (WSD's switch).
 - :class:`ScoringLM` scores given token ids (log-likelihood of continuations): the guides'
   models and the eval's fluency metric need only this.
 - :class:`PromptCounter` counts a prompt's tokens (the server's ``usage``).
@@ -153,6 +154,24 @@ class TextScoringBackend(Backend, Protocol):
                ) -> list[tuple[float, int]]:
         """``(sum of log-probabilities, number of tokens)`` of each response."""
         ...
+
+
+@runtime_checkable
+class TokenScoringBackend(Backend, Protocol):
+    """A backend that scores given text token by token in its own vocabulary (an in-process
+    model): WSD re-tokenises the small model's draft and reads the base's probability of each
+    draft token to decide where the base takes over."""
+
+    def encode_prompt(self, prompt: str) -> list[int]: ...
+
+    def encode_responses(self, texts: Sequence[str]) -> list[list[int]]: ...
+
+    def token_logprobs(self, prefixes: Sequence[Sequence[int]],
+                       targets: Sequence[Sequence[int]]) -> list[torch.Tensor]:
+        """``log p(target_t | prefix, target_<t)`` of every target token, one tensor a row."""
+        ...
+
+    def decode(self, ids: Sequence[int]) -> str: ...
 
 
 @runtime_checkable
