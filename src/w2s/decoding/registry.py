@@ -185,7 +185,14 @@ class DecoderSpec:
                                 sampling.max_new_tokens)
         args = (params,) if self.params is not None else ()
         kwargs = {"return_all": return_all} if self.ranked else {}
-        results = self.fn(backend, guide, prompts, *args, sampling=sampling, **kwargs)
+        from w2s.decoding import trace
+
+        trace.begin()  # a recorded call's trees start empty, and end named by its results
+        results = None
+        try:
+            results = self.fn(backend, guide, prompts, *args, sampling=sampling, **kwargs)
+        finally:
+            trace.end(results)
         estimate_flops(results, backend, guide)
         return results
 

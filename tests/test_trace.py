@@ -1,0 +1,172 @@
+"""Search traces (w2s.decoding.trace): exact trees on the scripted backend (no network)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from scripted import CountGuide, ScriptedBackend
+
+import w2s
+from w2s.decoding import get_decoder, trace
+from w2s.decoding.cbs import cbs
+from w2s.params import (
+    BestOfNParams,
+    MCTSParams,
+    ParticleParams,
+    SamplingParams,
+    SearchParams,
+    TreeBoNParams,
+)
+
+SAMPLING = SamplingParams(max_new_tokens=6, seed=3)
+
+
+def _rounds(t: dict) -> dict[int, list[dict]]:
+    out: dict[int, list[dict]] = {}
+    for n in t["nodes"]:
+        out.setdefault(n["round"], []).append(n)
+    return out
+
+
+def _check_tree(t: dict, answer_text: str) -> None:
+    """Ids in creation order, parents in the round before (or the root), the answer's path
+    spells the answer, every kept node's parent is kept."""
+    by_id = {n["id"]: n for n in t["nodes"]}
+    assert [n["id"] for n in t["nodes"]] == list(range(1, len(t["nodes"]) + 1))
+    for n in t["nodes"]:
+        if n["parent"] == 0:
+            assert n["round"] == 1
+        else:
+            assert by_id[n["parent"]]["round"] == n["round"] - 1
+            if n["kept"]:
+                assert by_id[n["parent"]]["kept"]
+    assert by_id[t["answer"]]["kept"]
+    assert trace.path_text(t, t["answer"]) == answer_text
+    for n in t["nodes"]:  # every node's text is its path's
+        assert isinstance(n["delta"], str) and "back" not in n
+
+
+@pytest.mark.parametrize("return_all", [False, True])
+def test_cbs_trace_is_the_beam_search(return_all: bool) -> None:
+    """W=2, K=2, L=2, 6 tokens, no EOS: 3 rounds of W*K = 4 children; rounds 1-2 keep the W
+    that the next round grows; the last keeps the answer (all W with return_all)."""
+    backend, guide = ScriptedBackend(eos_weight=0.0), CountGuide()
+    prompts = ["p", "q"]
+    with w2s.tracing() as rec:
+        results = cbs(backend, guide, prompts, SearchParams(w=2, k=2, l=2), SAMPLING,
+                      return_all=return_all)
+    assert len(rec.traces) == 2
+    for t, r in zip(rec.traces, results):
+        assert t["prompt"] == r.prompt and t["method"] == "cbs" and t["rounds"] is True
+        assert t["params"]["w"] == 2 and t["params"]["seed"] == 3
+        rounds = _rounds(t)
+        assert sorted(rounds) == [1, 2, 3]
+        assert [len(rounds[k]) for k in (1, 2, 3)] == [4, 4, 4]
+        assert [sum(n["kept"] for n in rounds[k]) for k in (1, 2, 3)] == \
+            [2, 2, 2 if return_all else 1]
+        assert all(n["tokens"] == 2 * n["round"] for n in t["nodes"])
+        # the kept of a round are its top W scores, and they are the next round's parents
+        for k in (1, 2):
+            top = sorted(rounds[k], key=lambda n: -n["score"])[:2]
+            assert {n["id"] for n in top} == {n["id"] for n in rounds[k] if n["kept"]}
+            assert {n["parent"] for n in rounds[k + 1]} == {n["id"] for n in top}
+        _check_tree(t, r.text)
+        ans = next(n for n in t["nodes"] if n["id"] == t["answer"])
+        assert ans["score"] == pytest.approx(r.score)
+        json.dumps(t)  # plain JSON
+
+
+def test_scores_are_the_guides() -> None:
+    """Each node's score is the guide's score of its whole response (CountGuide: a's - e's/10)."""
+    with w2s.tracing() as rec:
+        cbs(ScriptedBackend(eos_weight=0.0), CountGuide(), ["p"], SearchParams(w=2, k=2, l=3),
+            SAMPLING)
+    [t] = rec.traces
+    for n in t["nodes"]:
+        text = trace.path_text(t, n["id"])
+        assert n["score"] == pytest.approx(text.count("a") - 0.1 * text.count("e"))
+
+
+@pytest.mark.parametrize("return_all", [False, True])
+def test_bon_trace_is_n_leaves_of_the_root(return_all: bool) -> None:
+    """Best-of-N: N leaves of the root, one round; kept: the answer (all N with return_all)."""
+    spec = get_decoder("bon")
+    with w2s.tracing() as rec:
+        [r] = spec.run(ScriptedBackend(), CountGuide(), ["p"], BestOfNParams(n=5), SAMPLING,
+                       return_all=return_all)
+    [t] = rec.traces
+    assert t["method"] == "bon" and t["params"]["n"] == 5  # the knobs the user gave
+    assert len(t["nodes"]) == 5 and all(n["parent"] == 0 for n in t["nodes"])
+    assert sum(n["kept"] for n in t["nodes"]) == (5 if return_all else 1)
+    best = max(t["nodes"], key=lambda n: n["score"])
+    assert t["answer"] == best["id"] and best["delta"] == r.text
+
+
+def test_tracing_off_changes_nothing_and_costs_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same tokens with and without a recorder; without one, no recorder call is made."""
+    def run() -> list:
+        return cbs(ScriptedBackend(), CountGuide(), ["p", "q"], SearchParams(w=2, k=2, l=2),
+                   SAMPLING, return_all=True)
+
+    with w2s.tracing() as rec:
+        traced = run()
+    assert rec.traces
+    calls = []
+    for name in ("node", "flush", "answer", "record"):
+        monkeypatch.setattr(trace, name, lambda *a, _n=name, **k: calls.append(_n))
+    plain = run()
+    assert calls == []
+    assert [[c.token_ids for c in r.candidates] for r in plain] == \
+        [[c.token_ids for c in r.candidates] for r in traced]
+
+
+def test_sample_has_no_rounds_one_node() -> None:
+    spec = get_decoder("sample")
+    with w2s.tracing() as rec:
+        [r] = spec.run(ScriptedBackend(), CountGuide(), ["p"], None, SAMPLING)
+    [t] = rec.traces
+    assert t["rounds"] is False and "no search rounds" in t["note"]
+    assert t["nodes"] == [{"id": 1, "parent": 0, "round": 1, "delta": r.text,
+                           "score": r.score, "tokens": len(r.token_ids),
+                           "ended": r.finished, "kept": True}]
+    assert t["answer"] == 1
+
+
+def test_mcts_records_its_own_tree() -> None:
+    """MCTS's nodes: k per expansion (parents: the selected leaves) and the completion of the
+    most visited path; the answer's path spells it; the expanded leaves are kept."""
+    spec = get_decoder("mcts")
+    knob = MCTSParams(expansions=3, k=2, l=2)
+    with w2s.tracing() as rec:
+        [r] = spec.run(ScriptedBackend(eos_weight=0.0), CountGuide(), ["p"], knob, SAMPLING)
+    [t] = rec.traces
+    assert len(t["nodes"]) in (3 * 2, 3 * 2 + 1)  # + the completion when the path is open
+    parents = {n["parent"] for n in t["nodes"]} - {0}
+    assert all(n["kept"] for n in t["nodes"] if n["id"] in parents)
+    _check_tree(t, r.text)
+
+
+@pytest.mark.parametrize("method,knob", [
+    ("particles", ParticleParams(particles=3, chunk=2)),
+    ("treebon", TreeBoNParams(n=4, branch=2)),
+])
+def test_other_frontier_searches_trace(method: str, knob: object) -> None:
+    spec = get_decoder(method)
+    with w2s.tracing() as rec:
+        [r] = spec.run(ScriptedBackend(), CountGuide(), ["p"], knob, SAMPLING)
+    [t] = rec.traces
+    assert t["rounds"] is True and t["method"] == method
+    _check_tree(t, r.text)
+
+
+def test_a_listener_sees_each_round_with_scores() -> None:
+    seen: list[tuple[int, list[int], list[int]]] = []
+    with trace.recording(lambda i, nodes, kept: seen.append(
+            (i, [n["id"] for n in nodes if n["score"] is not None], kept))) as rec:
+        cbs(ScriptedBackend(eos_weight=0.0), CountGuide(), ["p"], SearchParams(w=2, k=2, l=2),
+            SAMPLING)
+    [t] = rec.traces
+    assert [ids for _, ids, _ in seen if ids] == [[1, 2, 3, 4], [5, 6, 7, 8], [9, 10, 11, 12]]
+    kept = sorted(k for _, _, ks in seen for k in ks)
+    assert kept == sorted(n["id"] for n in t["nodes"] if n["kept"])
