@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from w2s.decoding import trace
 from w2s.decoding.common import (
     Entry,
     Prepared,
@@ -42,7 +43,6 @@ from w2s.decoding.common import (
     run_search,
     score_entries,
 )
-from w2s.decoding import trace
 from w2s.decoding.observe import checkpoint
 from w2s.errors import W2SError
 from w2s.guides import Guide
