@@ -128,7 +128,7 @@ def test_sample_has_no_rounds_one_node() -> None:
     [t] = rec.traces
     assert t["rounds"] is False and "no search rounds" in t["note"]
     assert t["nodes"] == [{"id": 1, "parent": 0, "round": 1, "delta": r.text,
-                           "score": r.score, "tokens": len(r.token_ids),
+                           "score": round(r.score, 6), "tokens": len(r.token_ids),
                            "ended": r.finished, "kept": True}]
     assert t["answer"] == 1
 
@@ -170,3 +170,18 @@ def test_a_listener_sees_each_round_with_scores() -> None:
     assert [ids for _, ids, _ in seen if ids] == [[1, 2, 3, 4], [5, 6, 7, 8], [9, 10, 11, 12]]
     kept = sorted(k for _, _, ks in seen for k in ks)
     assert kept == sorted(n["id"] for n in t["nodes"] if n["kept"])
+
+
+def test_cli_refuses_an_unwritable_trace_file_before_any_model(tmp_path) -> None:  # noqa: ANN001
+    """The trace file is checked before the base is even resolved (a missing model would be
+    the other error)."""
+    from click.testing import CliRunner
+
+    from w2s.cli import cli
+
+    for target, says in ((tmp_path / "no" / "t.jsonl", "does not exist"),
+                         (tmp_path, "is a folder")):
+        res = CliRunner().invoke(cli, ["generate", "--base", "./no/such/model", "--method",
+                                       "sample", "--prompt", "x", "--trace", str(target)])
+        assert res.exit_code != 0 and says in res.output and "no/such/model" not in res.output
+        assert len(res.output.strip().splitlines()) == 1

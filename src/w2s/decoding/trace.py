@@ -37,10 +37,16 @@ response's base tokens so far; ``round`` is its depth (the number of chunks in i
 from __future__ import annotations
 
 import contextlib
+import json
+import math
+import os
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextvars import ContextVar
+from pathlib import Path
 from typing import Any
+
+from w2s.errors import W2SError
 
 Listener = Callable[[int, list[dict[str, Any]], list[int]], None]
 """``listener(index, new_nodes, newly_kept_ids)``: called as a round of prompt ``index`` is
@@ -128,6 +134,11 @@ def node(index: int, parent: Any, child: Any) -> None:
         child.node = n["id"]
 
 
+def _score(v: Any) -> float | None:
+    """A score as JSON keeps it: rounded, None when missing or not finite."""
+    return round(float(v), 6) if v is not None and math.isfinite(float(v)) else None
+
+
 def _common(a: str, b: str) -> str:
     i = 0
     while i < min(len(a), len(b)) and a[i] == b[i]:
@@ -147,7 +158,7 @@ def flush() -> None:
                 continue
             new = []
             for n, e in tree.pending:
-                n["score"] = None if e.score is None else round(float(e.score), 6)
+                n["score"] = _score(e.score)
                 n["ended"] = bool(e.ended)
                 new.append(dict(n))
             news.append((index, new, tree.new_kept))
@@ -209,7 +220,7 @@ def record(result: Any, tree: _Tree | None) -> dict[str, Any]:
     cost = getattr(result, "cost", None)
     out.update(rounds=False, note=NO_ROUNDS, answer=1,
                nodes=[{"id": 1, "parent": 0, "round": 1, "delta": result.text,
-                       "score": result.score, "tokens": len(result.token_ids) or
+                       "score": _score(result.score), "tokens": len(result.token_ids) or
                        (cost.base_tokens if cost is not None else 0),
                        "ended": bool(result.finished), "kept": True}])
     return out
@@ -227,3 +238,26 @@ def path_text(trace: dict[str, Any], node_id: int) -> str:
     for n in reversed(chain):
         text = text[:len(text) - n.get("back", 0)] + n["delta"]
     return text
+
+
+def check_path(path: str | os.PathLike[str]) -> Path:
+    """``path`` if a trace file can be written there (it is opened, so a read-only place is
+    found now), else one line saying why: called before any model loads."""
+    p = Path(path)
+    if p.is_dir():
+        raise W2SError(f"trace file {p} is a folder; name a file (e.g. {p / 'trace.jsonl'})")
+    if not p.parent.is_dir():
+        raise W2SError(f"trace file {p}: its folder {p.parent} does not exist")
+    try:
+        with open(p, "a", encoding="utf-8"):
+            pass
+    except OSError as e:
+        raise W2SError(f"trace file {p} cannot be written ({e.strerror})") from None
+    return p
+
+
+def write(path: str | os.PathLike[str], traces: Sequence[dict[str, Any]]) -> None:
+    """``traces`` as JSON Lines, one prompt's record a line (the file is replaced)."""
+    with open(path, "w", encoding="utf-8") as f:
+        for t in traces:
+            f.write(json.dumps(t, ensure_ascii=False) + "\n")
