@@ -185,3 +185,38 @@ def test_cli_refuses_an_unwritable_trace_file_before_any_model(tmp_path) -> None
                                        "sample", "--prompt", "x", "--trace", str(target)])
         assert res.exit_code != 0 and says in res.output and "no/such/model" not in res.output
         assert len(res.output.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_eval_writes_one_trace_per_row_and_the_report_links_them(tmp_path) -> None:  # noqa: ANN001
+    """``trace: true``: traces/HASH/SEED/I.json per row (named by the row), the same tree a
+    direct call records, rewritten not duplicated on resume; the report's traces.md links
+    each one and summary.md links traces.md."""
+    from w2s.evaluate.config import parse_config
+    from w2s.evaluate.report import write_report
+    from w2s.evaluate.run import run_eval
+    from w2s.zoo import ZOO_DIR
+
+    zoo = {"base": str(ZOO_DIR / "base"), "guide": {"tuned": str(ZOO_DIR / "tuned"),
+                                                    "untuned": str(ZOO_DIR / "untuned")}}
+    data = {"name": "t", "task": "sentiment", **zoo, "prompts": 2, "seeds": [0],
+            "sampling": {"max_new_tokens": 6}, "trace": True,
+            "methods": ["sample", {"method": "cbs", "w": 2, "k": 2, "l": 3}]}
+    cfg = parse_config(data, tmp_path / "cfg.yaml")
+    assert cfg.trace
+    rows = run_eval(cfg, tmp_path, show_progress=False)
+    assert len(rows) == 4
+    for r in rows:
+        m = next(m for m in cfg.methods if m.hash == r["hash"])
+        assert r["trace"] == f"traces/{m.hash}/0/{r['prompt_index']}.json"
+        [t] = [json.loads(x) for x in (tmp_path / r["trace"]).read_text().splitlines()]
+        assert t["prompt"] == r["prompt"] and t["rounds"] is (r["method_name"] == "cbs")
+        assert trace.path_text(t, t["answer"]) == r["response"]
+        if t["rounds"]:
+            assert [len(v) for v in _rounds(t).values()] == [4, 4]
+    paths = write_report(rows, tmp_path / "rep")
+    index = (tmp_path / "rep" / "traces.md").read_text()
+    assert all(f"]({r['trace']})" in index for r in rows) and index.count("](traces/") == 4
+    assert "[traces.md](traces.md)" in paths["markdown"].read_text()
+    with pytest.raises(Exception, match="trace must be true or false"):
+        parse_config({**data, "trace": "yes"}, tmp_path / "cfg.yaml")
