@@ -226,7 +226,7 @@ KNOB_NAMES_TAKEN = {
     **{f.openai: f"the sampling field {f.name!r} (OpenAI's {f.openai})"
        for f in sampling_fields() if f.openai != f.name},
     **{k: f"the request field {k!r}" for k in ("method", "knobs", "sampling", "base", "guide",
-                                               "chat", "return_all", "weights")},
+                                               "chat", "return_all", "weights", "trace")},
     **{k: f"the eval config's method field {k!r}" for k in ("label", "model")},
     **{k: f"the command line's option --{k.replace('_', '-')}" for k in COMMAND_OPTIONS},
 }

@@ -30,7 +30,8 @@ def prompt_tokens(backend: Backend, prompt: str) -> int:
     return n or 0  # a text-only engine without a tokenizer: the prompt's size is unknown here
 
 
-def info(p: Plan, results: list[Result]) -> S.W2SInfo:
+def info(p: Plan, results: list[Result], traces: list[dict[str, Any] | None] | None = None
+         ) -> S.W2SInfo:
     choices = [S.ChoiceInfo(index=i, seed=r.params.get("seed"), score=r.score,
                             finished=r.finished,
                             stats={k: float(v) for k, v in r.stats.items()},
@@ -43,7 +44,9 @@ def info(p: Plan, results: list[Result]) -> S.W2SInfo:
                        wall_time_s=max((c.cost.wall_time_s for c in choices), default=0.0))
     params = dataclasses.asdict(p.params) if p.params is not None else {}
     return S.W2SInfo(method=p.spec.name, params=params,
-                     score=results[0].score if results else None, cost=total, choices=choices)
+                     score=results[0].score if results else None, cost=total, choices=choices,
+                     traces=[t or {} for t in traces] if p.trace and traces is not None
+                     else None)
 
 
 def usage(server: Server, p: Plan, results: list[Result]) -> S.Usage:
@@ -74,8 +77,9 @@ async def wait(request: Request, batcher: Batcher, jobs: list[Job]) -> list[Resu
         raise
 
 
-def response(server: Server, p: Plan, results: list[Result], rid: str, chat: bool) -> Any:
-    used, w2s_info = usage(server, p, results), info(p, results)
+def response(server: Server, p: Plan, results: list[Result], rid: str, chat: bool,
+             traces: list[dict[str, Any] | None] | None = None) -> Any:
+    used, w2s_info = usage(server, p, results), info(p, results, traces)
     reason = ["stop" if r.finished else "length" for r in results]
     if chat:
         return S.ChatCompletionResponse(
@@ -122,6 +126,11 @@ async def stream(server: Server, batcher: Batcher, p: Plan, jobs: list[Job], rid
         while remaining:
             job, text = await queue.get()
             i = index[id(job)]
+            if isinstance(text, dict):  # a traced search's round: a chunk with no choices
+                yield sse({"id": rid, "object": kind, "created": created,
+                           "model": server.model_id, "choices": [],
+                           "w2s": {"trace": {"index": i, **text}}})
+                continue
             if text is not None:
                 delta = sent[i].delta(text)
                 if delta:
@@ -145,7 +154,8 @@ async def stream(server: Server, batcher: Batcher, p: Plan, jobs: list[Job], rid
         done = [r for r in results if r is not None]
         last: dict[str, Any] = {"id": rid, "object": kind, "created": created,
                                 "model": server.model_id, "choices": [],
-                                "w2s": info(p, done).model_dump()}
+                                "w2s": info(p, done, [j.trace for j in jobs]).model_dump(
+                                    exclude={"traces"} if not p.trace else None)}
         if include_usage:
             last["usage"] = usage(server, p, done).model_dump()
         yield sse(last)
