@@ -220,3 +220,40 @@ def test_eval_writes_one_trace_per_row_and_the_report_links_them(tmp_path) -> No
     assert "[traces.md](traces.md)" in paths["markdown"].read_text()
     with pytest.raises(Exception, match="trace must be true or false"):
         parse_config({**data, "trace": "yes"}, tmp_path / "cfg.yaml")
+
+
+@pytest.mark.slow
+def test_the_server_streams_trace_chunks_only_to_who_asks(w2s_server) -> None:  # noqa: ANN001
+    """With w2s.trace: chunks without choices carry each round's nodes, their union is the
+    final trace (w2s.traces, equal to the plain response's); without it the stream is the
+    plain OpenAI stream (no trace chunk, no traces field)."""
+    import httpx
+
+    url, h = w2s_server.url + "/v1/completions", w2s_server.headers()
+    body = {"prompt": "The movie was", "max_tokens": 8, "seed": 3,
+            "w2s": {"method": "cbs", "w": 2, "k": 2, "l": 4}}
+
+    def chunks(b: dict) -> list[dict]:
+        with httpx.stream("POST", url, json={**b, "stream": True}, headers=h, timeout=60) as r:
+            lines = [x[6:] for x in r.iter_lines() if x.startswith("data: ")]
+        assert lines[-1] == "[DONE]"
+        return [json.loads(x) for x in lines[:-1]]
+
+    plain = chunks(body)
+    assert not any("trace" in (c.get("w2s") or {}) or "traces" in (c.get("w2s") or {})
+                   for c in plain)
+    traced_body = {**body, "w2s": {**body["w2s"], "trace": True}}
+    traced = chunks(traced_body)
+    rounds = [c["w2s"]["trace"] for c in traced if "trace" in (c.get("w2s") or {})]
+    assert all(c["choices"] == [] for c in traced if "trace" in (c.get("w2s") or {}))
+    [final] = traced[-1]["w2s"]["traces"]
+    nodes = {n["id"]: n for r in rounds for n in r["nodes"]}
+    for r in rounds:
+        for k in r["kept"]:
+            nodes[k]["kept"] = True
+    assert list(nodes.values()) == final["nodes"] and len(final["nodes"]) == 8
+    text = "".join(c["choices"][0]["text"] for c in traced if c["choices"])
+    assert trace.path_text(final, final["answer"]) == text
+    whole = httpx.post(url, json=traced_body, headers=h, timeout=60).json()
+    assert whole["w2s"]["traces"] == [final]
+    assert httpx.post(url, json=body, headers=h, timeout=60).json()["w2s"].get("traces") is None
