@@ -20,7 +20,7 @@ from w2s.cli.requests import RequestCommand, build_request, loader_of, request_o
 @cli.command(cls=RequestCommand)
 @request_options
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per prompt on stdout.")
-@click.option("--trace", "trace_file", type=click.Path(dir_okay=True), default=None,
+@click.option("--trace", "trace", type=click.Path(dir_okay=True), default=None,
               metavar="FILE", help="Write what the search did on each prompt (every candidate "
               "of every round: parent, text, score, kept) to FILE, one JSON object per prompt "
               "(docs/traces.md).")
@@ -36,11 +36,11 @@ def generate(**o: Any) -> None:
       w2s generate --base big --method sample --prompts-file prompts.jsonl --json
     """
     as_json, return_all, quiet = o.pop("as_json"), o.pop("return_all"), o.pop("quiet")
-    trace_file = o.pop("trace_file")
+    trace_file = o.pop("trace")
     request = build_request(o, return_all)
     rows = read_prompt_rows(o["prompt"], o["prompts_file"])
     if trace_file is not None:
-        from w2s.decoding import trace
+        import w2s.decoding.trace as trace
 
         trace_file = trace.check_path(trace_file)  # one line now, not after the decode
     prompts = [p for p, _ in rows]
@@ -64,7 +64,7 @@ def _run(request: Any, prompts: list[str], loader: Any, trace_file: Any) -> list
 
     if trace_file is None:
         return run(request, prompts, loader)
-    from w2s.decoding import trace
+    import w2s.decoding.trace as trace
 
     with trace.recording() as rec:
         results = run(request, prompts, loader)

@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from w2s.decoding import trace
+import w2s.decoding.trace as trace
 from w2s.decoding.observe import checkpoint
 from w2s.errors import W2SError
 from w2s.guides import Guide, ScoringSession

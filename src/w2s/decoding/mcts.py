@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from w2s.decoding import trace
+import w2s.decoding.trace as trace
 from w2s.decoding.common import (
     Entry,
     Prepared,

@@ -185,7 +185,7 @@ class DecoderSpec:
                                 sampling.max_new_tokens)
         args = (params,) if self.params is not None else ()
         kwargs = {"return_all": return_all} if self.ranked else {}
-        from w2s.decoding import trace
+        import w2s.decoding.trace as trace
 
         trace.begin()  # a recorded call's trees start empty, and end named by its results
         results = None

@@ -202,12 +202,9 @@ def write_report(rows: Sequence[dict[str, Any]], out: Path, *, title: str = "",
     if duplicated:
         console.print(f"note: {duplicated} duplicated row(s) (same method, seed and prompt) "
                       "were counted once")
-    traces = write_trace_index(rows, out)
     (out / "summary.md").write_text(f"**{title}** (mean ± standard error over prompts; each "
                                     f"prompt's seeds averaged first)\n\n{markdown(summary)}"
-                                    + ("\nWhat each search did, prompt by prompt: "
-                                       "[traces.md](traces.md)\n" if traces else ""),
-                                    encoding="utf-8")
+                                    f"{trace_link(rows, out)}", encoding="utf-8")
     (out / "summary.json").write_text(strict_json(summary, indent=1), encoding="utf-8")
     rec = Console(width=width, record=True, file=io.StringIO())
     rec.print(table)
@@ -235,6 +232,13 @@ def write_report(rows: Sequence[dict[str, Any]], out: Path, *, title: str = "",
         paths["plots"] += write_budget_report(rows, out, gold, title)
     paths["alpaca_eval"] = write_alpaca_eval(rows, out / "alpaca_eval")
     return paths
+
+
+def trace_link(rows: Sequence[dict[str, Any]], out: Path) -> str:
+    """summary.md's link to traces.md, written when rows name traces; "" otherwise."""
+    if write_trace_index(rows, out) is None:
+        return ""
+    return "\nWhat each search did, prompt by prompt: [traces.md](traces.md)\n"
 
 
 def write_trace_index(rows: Sequence[dict[str, Any]], out: Path) -> Path | None:

@@ -235,7 +235,7 @@ def _decode(request: Any, prompts: list[str], models: Models, traces: Path | Non
 
     if traces is None:
         return run(request, prompts, models.loader), []
-    from w2s.decoding import trace
+    import w2s.decoding.trace as trace
 
     with trace.recording() as rec:
         results = run(request, prompts, models.loader)

@@ -22,7 +22,7 @@ from collections.abc import Callable, Hashable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from w2s.decoding import trace
+import w2s.decoding.trace as trace
 from w2s.decoding.observe import Cancelled, watching
 from w2s.errors import W2SError
 from w2s.result import Result

@@ -97,11 +97,20 @@ def sse(obj: dict[str, Any]) -> str:
     return f"data: {json.dumps(obj, ensure_ascii=False)}\n\n"
 
 
+def error_chunk(exc: BaseException) -> str:
+    """The event that ends a stream whose decode failed (a user error says why)."""
+    user = isinstance(exc, W2SError)
+    return sse({"error": S.ErrorDetail(message=str(exc) if user else "internal error",
+                                       type="invalid_request_error" if user
+                                       else "server_error").model_dump()})
+
+
 async def stream(server: Server, batcher: Batcher, p: Plan, jobs: list[Job], rid: str,
                   chat: bool, include_usage: bool) -> AsyncIterator[str]:
     """Server-sent events: each choice's committed text as it grows, its rest at the end, a
     last chunk with the ``w2s`` field (and ``usage``), then ``[DONE]``."""
     created, kind = int(time.time()), "chat.completion.chunk" if chat else "text_completion"
+    head = {"id": rid, "object": kind, "created": created, "model": server.model_id}
     index = {id(j): i for i, j in enumerate(jobs)}
     sent = [Committed(s.stop) for _ in p.prompts for s in p.samplings]
     started = [False] * len(jobs)
@@ -115,8 +124,7 @@ async def stream(server: Server, batcher: Batcher, p: Plan, jobs: list[Job], rid
             choice = {"index": i, "delta": delta, "finish_reason": finish, "logprobs": None}
         else:
             choice = {"index": i, "text": text, "finish_reason": finish, "logprobs": None}
-        return sse({"id": rid, "object": kind, "created": created, "model": server.model_id,
-                     "choices": [choice]})
+        return sse({**head, "choices": [choice]})
 
     queue = jobs[0].events
     assert queue is not None
@@ -127,9 +135,7 @@ async def stream(server: Server, batcher: Batcher, p: Plan, jobs: list[Job], rid
             job, text = await queue.get()
             i = index[id(job)]
             if isinstance(text, dict):  # a traced search's round: a chunk with no choices
-                yield sse({"id": rid, "object": kind, "created": created,
-                           "model": server.model_id, "choices": [],
-                           "w2s": {"trace": {"index": i, **text}}})
+                yield sse({**head, "choices": [], "w2s": {"trace": {"index": i, **text}}})
                 continue
             if text is not None:
                 delta = sent[i].delta(text)
@@ -139,10 +145,7 @@ async def stream(server: Server, batcher: Batcher, p: Plan, jobs: list[Job], rid
             remaining -= 1
             exc = job.done.exception()
             if exc is not None:
-                message = str(exc) if isinstance(exc, W2SError) else "internal error"
-                yield sse({"error": S.ErrorDetail(message=message, type="server_error"
-                                                   if not isinstance(exc, W2SError)
-                                                   else "invalid_request_error").model_dump()})
+                yield error_chunk(exc)
                 batcher.cancel(jobs)
                 return
             r = job.done.result()
@@ -152,10 +155,9 @@ async def stream(server: Server, batcher: Batcher, p: Plan, jobs: list[Job], rid
                 log.warning("stream of %s: the answer does not extend the streamed text", rid)
             yield chunk(i, rest, "stop" if r.finished else "length")
         done = [r for r in results if r is not None]
-        last: dict[str, Any] = {"id": rid, "object": kind, "created": created,
-                                "model": server.model_id, "choices": [],
-                                "w2s": info(p, done, [j.trace for j in jobs]).model_dump(
-                                    exclude={"traces"} if not p.trace else None)}
+        last: dict[str, Any] = {**head, "choices": [], "w2s": info(
+            p, done, [j.trace for j in jobs]).model_dump(exclude=None if p.trace
+                                                          else {"traces"})}
         if include_usage:
             last["usage"] = usage(server, p, done).model_dump()
         yield sse(last)
