@@ -38,7 +38,7 @@ _WHERE = {
     "register": "w2s.decoding",
     "sample": "w2s.decoding.sample",
     "treebon": "w2s.decoding.treebon",
-    "tracing": "w2s.decoding.trace:recording",
+    "tracing": "w2s.decoding.trace",
     "FieldError": "w2s.errors",
     "W2SError": "w2s.errors",
     "Guide": "w2s.guides",
@@ -103,7 +103,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see
     from w2s.decoding.particles import particles as particle_filter
     from w2s.decoding.pruned_bon import pruned_bon
     from w2s.decoding.sample import sample
-    from w2s.decoding.trace import recording as tracing
+    from w2s.decoding.trace import tracing
     from w2s.decoding.treebon import treebon
     from w2s.errors import FieldError, W2SError
     from w2s.guides import Guide, PairGuide, RewardModelGuide, WeightedGuide

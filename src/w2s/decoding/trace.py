@@ -87,15 +87,26 @@ _RECORDER: ContextVar[Recorder | None] = ContextVar("w2s_trace", default=None)
 
 
 @contextlib.contextmanager
-def recording(listener: Listener | None = None) -> Iterator[Recorder]:
+def tracing(listener: Listener | None = None) -> Iterator[Recorder]:
     """Record the traces of the decoder calls made in this block (this thread and the
-    groups it starts); ``listener`` sees each round's new nodes as they are scored."""
+    groups it starts) into the recorder's ``traces``, one JSON-ready record per prompt (see
+    docs/traces.md); ``listener(index, nodes, kept)`` sees each round's new nodes as they
+    are scored. Outside such a block decoders record nothing and pay nothing::
+
+        with w2s.tracing() as rec:
+            results = w2s.cbs(base, guide, prompts, w2s.SearchParams(w=2, k=2, l=4))
+        rec.traces[0]["nodes"]
+    """
     rec = Recorder(listener)
     token = _RECORDER.set(rec)
     try:
         yield rec
     finally:
         _RECORDER.reset(token)
+
+
+recording = tracing
+"""The name the faces use (``trace.recording()``)."""
 
 
 def on() -> bool:
