@@ -273,6 +273,9 @@ def cases(zoo) -> list[tuple[str, str, Callable]]:  # noqa: ANN001
             "generate", *Z, "--prompts-file", "TMP/bad.jsonl", files={"bad.jsonl": b"{nope\n"})),
         ("CLI", "a prompts line without 'prompt'", cli_case(
             "generate", *Z, "--prompts-file", "TMP/np.jsonl", files={"np.jsonl": b'{"q": 1}\n'})),
+        ("CLI", "--trace in a folder that does not exist", cli_case(
+            *G, "--trace", "TMP/no/such/trace.jsonl")),
+        ("CLI", "--trace naming a folder", cli_case(*G, "--trace", "TMP")),
         ("CLI", "eval: an unknown config", cli_case("eval", "no-such-config")),
         ("CLI", "eval: a config that is not YAML", cli_case(
             "eval", "TMP/c.yaml", files={"c.yaml": b"name: [unclosed\n"})),

@@ -88,3 +88,49 @@ def test_a_wrong_key_says_so_on_the_page(page, w2s_server):
     page.dispatch_event("#apikey", "change")
     wait_for(page, w2s_server, "#keyerror")
     assert "API key" in page.locator("#keyerror").inner_text()
+
+
+def test_the_playground_draws_a_search_as_a_tree(page, w2s_server):
+    """CBS with the search tree on: the tree's nodes appear with their scores, and the
+    highlighted nodes and edges are exactly the kept nodes of the request's JSON trace (asked
+    for again, plainly, with the same seed)."""
+    import httpx
+
+    page.goto(w2s_server.url + "/")
+    page.fill("#apikey", w2s_server.api_key)
+    page.dispatch_event("#apikey", "change")
+    cbs = '.col[data-method="cbs"]'
+    wait_for(page, w2s_server, f'{cbs} input[data-knob="w"]')
+    for col in page.locator(".col").all():  # CBS alone
+        box = col.locator("h2 input[type=checkbox]")
+        if box.is_enabled() and box.is_checked() != (col.get_attribute("data-method") == "cbs"):
+            box.click()
+    for knob, value in (("w", "2"), ("k", "2"), ("l", "4")):
+        page.fill(f'{cbs} input[data-knob="{knob}"]', value)
+    page.fill("#prompt", "The movie was")
+    page.fill("#max_tokens", "16")
+    page.fill("#seed", "7")
+    page.check("#trace")
+    page.click("#run")
+    wait_for(page, w2s_server, f'{cbs}[data-state="done"] .tree[data-kept]', 60_000)
+    body = {"prompt": "The movie was", "max_tokens": 16, "seed": 7,
+            "w2s": {"method": "cbs", "w": 2, "k": 2, "l": 4, "trace": True}}
+    r = httpx.post(w2s_server.url + "/v1/completions", json=body, headers=w2s_server.headers(),
+                   timeout=60)
+    [t] = r.json()["w2s"]["traces"]
+    kept = [n for n in t["nodes"] if n["kept"]]
+    tree = page.locator(f"{cbs} .tree")
+    assert tree.locator("circle[data-node]").count() == len(t["nodes"]) == 4 * 4
+    assert tree.locator("circle.kept").count() == len(kept) == int(tree.get_attribute("data-kept"))
+    assert tree.locator("line.kept").count() == len(kept)
+    assert {int(x) for x in tree.locator("circle.kept").evaluate_all(
+        "cs => cs.map(c => c.dataset.node)")} == {n["id"] for n in kept}
+    scores = tree.locator("text.score").evaluate_all("ts => ts.map(t => t.textContent)")
+    assert sorted(scores) == sorted(f"{n['score']:.2f}" for n in t["nodes"])
+    answer = r.json()["choices"][0]["text"].strip()
+    assert page.locator(f"{cbs} .response").inner_text().strip() == answer
+    art = ROOT / "tests" / "artifacts"
+    art.mkdir(parents=True, exist_ok=True)
+    page.locator(cbs).screenshot(path=str(art / "playground-tree.png"))
+    if os.environ.get("W2S_UPDATE_SCREENSHOT") == "1":
+        shutil.copy(art / "playground-tree.png", ROOT / "docs" / "playground-tree.png")

@@ -120,7 +120,7 @@ def test_the_request_schema_lists_every_registered_method_and_its_knobs():
              if "method" in d.get("properties", {})}
     assert names == set(DECODERS)
     cbs = schema["$defs"]["Method_cbs"]
-    assert set(cbs["properties"]) == {"method", "w", "k", "l", "schedule", "weights"}
+    assert set(cbs["properties"]) == {"method", "w", "k", "l", "schedule", "weights", "trace"}
     assert cbs["additionalProperties"] is False
     ok = completion.model_validate({"prompt": "x", "w2s": {"method": "cbs", "w": 2}})
     assert ok.w2s.w == 2 and ok.w2s.k is None

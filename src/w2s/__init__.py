@@ -39,6 +39,7 @@ _WHERE = {
     "sample": "w2s.decoding.sample",
     "treebon": "w2s.decoding.treebon",
     "wsd": "w2s.decoding.wsd",
+    "tracing": "w2s.decoding.trace",
     "FieldError": "w2s.errors",
     "W2SError": "w2s.errors",
     "Guide": "w2s.guides",
@@ -104,6 +105,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see
     from w2s.decoding.particles import particles as particle_filter
     from w2s.decoding.pruned_bon import pruned_bon
     from w2s.decoding.sample import sample
+    from w2s.decoding.trace import tracing
     from w2s.decoding.treebon import treebon
     from w2s.decoding.wsd import wsd
     from w2s.errors import FieldError, W2SError
@@ -178,6 +180,7 @@ __all__ = [
     "register",
     "register_guide_kind",
     "sample",
+    "tracing",
     "treebon",
     "wsd",
 ]

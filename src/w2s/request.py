@@ -40,7 +40,7 @@ log = logging.getLogger("w2s.stage")
 plan): commands show it on stderr (:mod:`w2s.stages`), a library caller sees it only if it
 configures logging."""
 
-REQUEST_KEYS = ("base", "guide", "method", "knobs", "sampling", "chat", "return_all")
+REQUEST_KEYS = ("base", "guide", "method", "knobs", "sampling", "chat", "return_all", "trace")
 SAMPLING_FIELDS = tuple(f.name for f in dataclasses.fields(SamplingParams))
 
 
@@ -200,6 +200,9 @@ class Request:
     """Format prompts with each model's chat template."""
     return_all: bool = False
     """Return every final candidate, ranked (ranked methods only)."""
+    trace: bool = False
+    """Record what the search did on each prompt (:mod:`w2s.decoding.trace`): the face that
+    runs the request writes or streams it; it changes no answer."""
 
     @property
     def spec(self) -> DecoderSpec:
@@ -218,6 +221,8 @@ class Request:
             d["chat"] = True
         if self.return_all:
             d["return_all"] = True
+        if self.trace:
+            d["trace"] = True
         return d
 
 
@@ -281,7 +286,8 @@ def parse_request(data: Any, *, where: str = "", default_method: str | None = No
                                      rm_name=(names or {}).get("reward_model", "reward_model"))
         if problem:
             raise FieldError(f"{where}guide", f"does not suit: {problem}", sep=": ")
-    return Request(method, knobs, sampling, base, guide, chat, return_all)
+    return Request(method, knobs, sampling, base, guide, chat, return_all,
+                   _flag(data, "trace", f"{where}trace"))
 
 
 class Loader:

@@ -20,6 +20,10 @@ from w2s.cli.requests import RequestCommand, build_request, loader_of, request_o
 @cli.command(cls=RequestCommand)
 @request_options
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per prompt on stdout.")
+@click.option("--trace", "trace", type=click.Path(dir_okay=True), default=None,
+              metavar="FILE", help="Write what the search did on each prompt (every candidate "
+              "of every round: parent, text, score, kept) to FILE, one JSON object per prompt "
+              "(docs/traces.md).")
 @click.option("--quiet", is_flag=True, help="Nothing on stderr but errors (no stages: loading, "
               "the memory plan, decoding).")
 def generate(**o: Any) -> None:
@@ -32,10 +36,15 @@ def generate(**o: Any) -> None:
       w2s generate --base big --method sample --prompts-file prompts.jsonl --json
     """
     as_json, return_all, quiet = o.pop("as_json"), o.pop("return_all"), o.pop("quiet")
+    trace_file = o.pop("trace")
     request = build_request(o, return_all)
     rows = read_prompt_rows(o["prompt"], o["prompts_file"])
+    if trace_file is not None:
+        import w2s.decoding.trace as trace
+
+        trace_file = trace.check_path(trace_file)  # one line now, not after the decode
     prompts = [p for p, _ in rows]
-    from w2s.request import log, run
+    from w2s.request import log
     from w2s.stages import shown_stages
 
     loader = loader_of(o)
@@ -45,8 +54,25 @@ def generate(**o: Any) -> None:
         loader.guide(request.guide)
         log.info(f"decoding {len(prompts)} prompt{'s' if len(prompts) != 1 else ''} with "
                  f"{request.method}")
-        results = run(request, prompts, loader)
+        results = _run(request, prompts, loader, trace_file)
     _print(results, [extra for _, extra in rows], as_json, return_all)
+
+
+def _run(request: Any, prompts: list[str], loader: Any, trace_file: Any) -> list[Any]:
+    """The results; with a trace file, the decode recorded and its traces written there."""
+    from w2s.request import run
+
+    if trace_file is None:
+        return run(request, prompts, loader)
+    import w2s.decoding.trace as trace
+
+    with trace.recording() as rec:
+        results = run(request, prompts, loader)
+    trace.write(trace_file, rec.traces)
+    if rec.traces and not rec.traces[0]["rounds"]:
+        click.echo(f"w2s: {request.method} has no search rounds: {trace_file} holds each "
+                   "answer as one node", err=True)
+    return results
 
 
 def _details(r: Any) -> str:

@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+import w2s.decoding.trace as trace
 from w2s.decoding.observe import checkpoint
 from w2s.errors import W2SError
 from w2s.guides import Guide, ScoringSession
@@ -39,10 +40,17 @@ class Prepared:
     prompts: list[str]
     keys: list[int]
     start: float
+    index: list[int] | None = None
+    """Each prompt's place in the decoder call (None: the call's own prompts, in order)."""
 
     def subset(self, idx: Sequence[int]) -> Prepared:
         """The same prompts, restricted to ``idx`` (a batch of the whole call)."""
-        return Prepared([self.prompts[i] for i in idx], [self.keys[i] for i in idx], self.start)
+        return Prepared([self.prompts[i] for i in idx], [self.keys[i] for i in idx], self.start,
+                        [self.where(i) for i in idx])
+
+    def where(self, i: int) -> int:
+        """Prompt ``i``'s place in the decoder call (what traces and watchers are told)."""
+        return i if self.index is None else self.index[i]
 
 
 def prepare(backend: Backend, prompts: Sequence[str], sampling: SamplingParams) -> Prepared:
@@ -130,6 +138,7 @@ class Entry:
     tokens: int = 0  # base tokens sampled into it
     row: int = field(default=-1, repr=False)
     slot: int = field(default=-1, repr=False)  # the random slot its last chunk was drawn from
+    node: int = field(default=-1, repr=False)  # its trace node id (w2s.decoding.trace), if any
 
     def done(self, max_new_tokens: int) -> bool:
         return self.ended or self.tokens >= max_new_tokens
@@ -204,6 +213,9 @@ class Frontier:
                                   tokens=parent.tokens + c.n_tokens, row=j, slot=slot))
         self.entries = children
         self.owners = [i for i, _, _ in rows]
+        if self.session is not None and trace.on():  # a search (sampling has no session)
+            for (i, parent, _), child in zip(rows, children):
+                trace.node(self.prep.where(i), parent, child)
         return children
 
     def _complete(self, rows: list[tuple[int, Entry, int]], streams: list[int],
@@ -289,6 +301,8 @@ def score_entries(guide: Guide, prep: Prepared, owners: list[int], entries: list
                                                    ended)
     for e, v in zip(entries, values.tolist()):
         e.score = float(v)
+    if trace.on():
+        trace.flush()  # a traced round's nodes go out with their scores
     # attribute guide tokens to prompts in proportion to their entries (exact for one prompt)
     per_prompt: dict[int, int] = {}
     for i in owners:
@@ -338,14 +352,29 @@ def run_search(method: str, backend: Backend, guide: Guide | None, prompts: Sequ
     backend = require(backend, Backend, method)
     prep = prepare(backend, prompts, sampling)
     cost = [Cost() for _ in prep.prompts]
-    out: list[tuple[list[Entry], dict[str, float]]] = run_groups(
-        backend, prompt_groups(backend, len(prep.prompts), rows(knob)),
-        lambda group: search(backend, guide, prep.subset(group), knob, sampling,
-                             [cost[i] for i in group], list(group)))
+    trace.begin()  # a direct call is traced too (DecoderSpec.run closes the calls it makes)
+    results = None
+    try:
+        out: list[tuple[list[Entry], dict[str, float]]] = run_groups(
+            backend, prompt_groups(backend, len(prep.prompts), rows(knob)),
+            lambda group: search(backend, guide, prep.subset(group), knob, sampling,
+                                 [cost[i] for i in group], list(group)))
+        results = _results(method, prep, knob, sampling, out, cost, return_all)
+    finally:
+        trace.end(results)
+    return results
+
+
+def _results(method: str, prep: Prepared, knob: Any, sampling: SamplingParams,
+             out: list[tuple[list[Entry], dict[str, float]]], cost: list[Cost],
+             return_all: bool) -> list[Result]:
+    """One ranked Result per prompt; a trace marks what each returns as kept."""
     cost = finish_costs(prep, cost)
     params = {"method": method, **knob.to_dict(), **sampling.to_dict()}
     results = []
-    for p, (pool, stats), c in zip(prep.prompts, out, cost):
+    for j, (p, (pool, stats), c) in enumerate(zip(prep.prompts, out, cost)):
+        if trace.on():
+            trace.answer(j, pool if return_all else pool[:1])
         r = Result.from_candidates(p, method, [e.candidate() for e in (
             pool if return_all else pool[:1])], c, params)
         r.stats = stats

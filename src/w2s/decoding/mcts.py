@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+import w2s.decoding.trace as trace
 from w2s.decoding.common import (
     Entry,
     Prepared,
@@ -185,6 +186,8 @@ def _expand(backend: Backend, guide: Guide, prep: Prepared, sampling: SamplingPa
                                "prior to 0 (a uniform prior)")
             logp = (c.logprob or 0.0) / max(1, c.n_tokens)
             kids.setdefault(i, []).append(Node(e, parent, logp=logp))
+            if trace.on():  # MCTS grows its own tree: it records its nodes itself
+                trace.node(prep.where(i), parent.entry, e)
             entries.append(e)
             who.append(i)
     score_entries(guide, prep, who, entries, cost)

@@ -185,7 +185,14 @@ class DecoderSpec:
                                 sampling.max_new_tokens)
         args = (params,) if self.params is not None else ()
         kwargs = {"return_all": return_all} if self.ranked else {}
-        results = self.fn(backend, guide, prompts, *args, sampling=sampling, **kwargs)
+        import w2s.decoding.trace as trace
+
+        trace.begin()  # a recorded call's trees start empty, and end named by its results
+        results = None
+        try:
+            results = self.fn(backend, guide, prompts, *args, sampling=sampling, **kwargs)
+        finally:
+            trace.end(results)
         estimate_flops(results, backend, guide)
         return results
 
@@ -208,7 +215,7 @@ COMMAND_OPTIONS = (
     "max_concurrency", "prompt", "prompts_file", "dtype", "device", "batch_size", "device_map",
     "guide_device", "memory_limit", "tuned", "untuned", "arm", "reward_model", "guide_terms",
     "normalize", "as_json", "quiet", "out", "seeds", "pairs", "gold", "rank_by", "demos", "shots",
-    "restart", "no_progress", "help", "json", "guide_term")
+    "restart", "no_progress", "help", "json", "guide_term", "trace")
 """The options of the commands that take every knob as a flag (``generate``, ``distill
 data``), by their names in the command and by their flags where these differ (``--json``,
 ``--guide-term``): a knob of the same name would take the option's place there
@@ -219,7 +226,7 @@ KNOB_NAMES_TAKEN = {
     **{f.openai: f"the sampling field {f.name!r} (OpenAI's {f.openai})"
        for f in sampling_fields() if f.openai != f.name},
     **{k: f"the request field {k!r}" for k in ("method", "knobs", "sampling", "base", "guide",
-                                               "chat", "return_all", "weights")},
+                                               "chat", "return_all", "weights", "trace")},
     **{k: f"the eval config's method field {k!r}" for k in ("label", "model", "budgets")},
     **{k: f"the command line's option --{k.replace('_', '-')}" for k in COMMAND_OPTIONS},
 }

@@ -47,7 +47,7 @@ from w2s.request import BaseRef, Request, parse_request, parse_sampling
 SHIPPED = Path(__file__).resolve().parent.parent / "configs"
 TOP_KEYS = {"name", "task", "base", "guide", "prompts", "seeds", "sampling", "methods", "dtype",
             "device", "batch_size", "chat", "budgets", "device_map", "guide_device",
-            "memory_limit"}
+            "memory_limit", "trace"}
 ENGINE_KEYS = tuple(k for k in BaseRef.ENGINE_KEYS if k != "api_key")
 """What a config's engine base may name: BaseRef's keys (one list) but the API key, since a
 config file holds no secrets."""
@@ -121,6 +121,9 @@ class EvalConfig:
     """Where the guide's models go; None: on ``device``."""
     memory_limit: float | None = None
     """GiB the base's weights and a search may take (its memory plan); None: what is free."""
+    trace: bool = False
+    """Write each prompt's search trace under the run's folder (``traces/HASH/SEED/I.json``,
+    docs/traces.md); it changes no result, so it is no part of any method's hash."""
 
     @property
     def base_dir(self) -> Path:
@@ -178,7 +181,14 @@ def parse_config(data: dict[str, Any], path: Path) -> EvalConfig:
                       base=base, methods=_distinct(methods, where), prompts=prompts,
                       seeds=seeds, dtype=dtype, device=data.get("device", "auto"),
                       batch_size=batch_size, chat=chat, device_map=device_map,
-                      guide_device=guide_device, memory_limit=memory_limit)
+                      guide_device=guide_device, memory_limit=memory_limit,
+                      trace=_trace(data.get("trace", False), where))
+
+
+def _trace(value: Any, where: str) -> bool:
+    if not isinstance(value, bool):
+        raise W2SError(f"{where}: trace must be true or false, got {value!r}")
+    return value
 
 
 def _check_reward_tasks(methods: list[MethodSpec], task: str, path: Path) -> None:

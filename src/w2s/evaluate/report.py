@@ -203,8 +203,8 @@ def write_report(rows: Sequence[dict[str, Any]], out: Path, *, title: str = "",
         console.print(f"note: {duplicated} duplicated row(s) (same method, seed and prompt) "
                       "were counted once")
     (out / "summary.md").write_text(f"**{title}** (mean ± standard error over prompts; each "
-                                    f"prompt's seeds averaged first)\n\n{markdown(summary)}",
-                                    encoding="utf-8")
+                                    f"prompt's seeds averaged first)\n\n{markdown(summary)}"
+                                    f"{trace_link(rows, out)}", encoding="utf-8")
     (out / "summary.json").write_text(strict_json(summary, indent=1), encoding="utf-8")
     rec = Console(width=width, record=True, file=io.StringIO())
     rec.print(table)
@@ -232,6 +232,33 @@ def write_report(rows: Sequence[dict[str, Any]], out: Path, *, title: str = "",
         paths["plots"] += write_budget_report(rows, out, gold, title)
     paths["alpaca_eval"] = write_alpaca_eval(rows, out / "alpaca_eval")
     return paths
+
+
+def trace_link(rows: Sequence[dict[str, Any]], out: Path) -> str:
+    """summary.md's link to traces.md, written when rows name traces; "" otherwise."""
+    if write_trace_index(rows, out) is None:
+        return ""
+    return "\nWhat each search did, prompt by prompt: [traces.md](traces.md)\n"
+
+
+def write_trace_index(rows: Sequence[dict[str, Any]], out: Path) -> Path | None:
+    """``traces.md``: each prompt's search trace (rows of a ``trace: true`` eval name theirs,
+    relative to the run's folder), by method and seed; None when no row has one."""
+    traced = sorted((r for r in rows if r.get("trace")),
+                    key=lambda r: (str(r["method"]), r["seed"], r["prompt_index"]))
+    if not traced:
+        return None
+    lines = ["# Search traces", "", "One JSON file per prompt (docs/traces.md); links are "
+             "relative to the eval run's folder.", "",
+             "| method | seed | prompt | guide score | trace |", "|---|---|---|---|---|"]
+    for r in traced:
+        prompt = str(r.get("prompt", ""))[:60].replace("|", "\\|").replace("\n", " ")
+        score = "" if r.get("guide_score") is None else f"{r['guide_score']:+.3f}"
+        lines.append(f"| {r['method']} | {r['seed']} | {r['prompt_index']}: {prompt} | "
+                     f"{score} | [{r['trace']}]({r['trace']}) |")
+    path = out / "traces.md"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
 
 
 def write_alpaca_eval(rows: Sequence[dict[str, Any]], folder: Path) -> list[Path]:

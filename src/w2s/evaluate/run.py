@@ -155,7 +155,8 @@ def _run_locked(cfg: EvalConfig, out: Path, task: Any, prompts: list[str], seeds
             for lo in range(0, len(todo), per_call):
                 bar.update(job, description=f"{m.label}, seed {seed}")
                 idx = todo[lo: lo + per_call]
-                store.append(run_batch(cfg, task, models, m, seed, idx, [prompts[i] for i in idx]))
+                store.append(run_batch(cfg, task, models, m, seed, idx, [prompts[i] for i in idx],
+                                       traces=out / TRACES if cfg.trace else None))
                 bar.advance(job, len(idx))
     label = {m.hash: m.label for m in cfg.methods}  # rows keep their hash; labels may be renamed
     return [{**r, "method": label[r["hash"]]} for r in store.rows
@@ -172,10 +173,11 @@ def _check_same_prompts(store: ResultStore, prompts: list[str]) -> None:
 
 
 def run_batch(cfg: EvalConfig, task: Any, models: Models, m: MethodSpec, seed: int,
-              idx: list[int], prompts: list[str]) -> list[dict[str, Any]]:
-    """Decode one batch of prompts with one method and seed; one metrics row per prompt."""
+              idx: list[int], prompts: list[str], traces: Path | None = None
+              ) -> list[dict[str, Any]]:
+    """Decode one batch of prompts with one method and seed; one metrics row per prompt
+    (with ``traces``, each prompt's search trace is written under it and its row names it)."""
     from w2s.decoding import get_decoder
-    from w2s.request import run
 
     spec = get_decoder(m.method)
     base = models.base()
@@ -184,7 +186,7 @@ def run_batch(cfg: EvalConfig, task: Any, models: Models, m: MethodSpec, seed: i
     request = dataclasses.replace(m.request, sampling=sampling)
     _reset_peak(base)
     t0 = time.perf_counter()
-    results = run(request, prompts, models.loader)  # the one path generate takes too
+    results, trace_paths = _decode(request, prompts, models, traces, m.hash, seed, idx)
     wall = time.perf_counter() - t0
     texts = [r.text for r in results]
     golds = {name: fn(prompts, texts) for name, fn in task.golds.items()}
@@ -216,8 +218,34 @@ def run_batch(cfg: EvalConfig, task: Any, models: Models, m: MethodSpec, seed: i
                        "sampled": m.model or cfg.base_label},
             "stats": r.stats,
             **({"budget": m.budget} if m.budget is not None else {}),
+            **({"trace": trace_paths[j]} if trace_paths else {}),
         })
     return rows
+
+
+TRACES = "traces"
+"""The folder of an eval run's search traces (``trace: true``): ``HASH/SEED/I.json``."""
+
+
+def _decode(request: Any, prompts: list[str], models: Models, traces: Path | None, hash_: str,
+            seed: int, idx: list[int]) -> tuple[list[Any], list[str]]:
+    """The results (the one path generate takes too) and, with ``traces``, each prompt's
+    trace file, relative to the run's folder (rewritten by a resumed run: one per row)."""
+    from w2s.request import run
+
+    if traces is None:
+        return run(request, prompts, models.loader), []
+    import w2s.decoding.trace as trace
+
+    with trace.recording() as rec:
+        results = run(request, prompts, models.loader)
+    folder = traces / hash_ / str(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i, t in zip(idx, rec.traces):
+        trace.write(folder / f"{i}.json", [t])
+        paths.append(f"{TRACES}/{hash_}/{seed}/{i}.json")
+    return results, paths
 
 
 def _base_loglik(base: Any, backend: Any, prompts: list[str], results: list[Any],

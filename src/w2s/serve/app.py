@@ -143,8 +143,9 @@ def _completion_routes(app: FastAPI, server: Server, batcher: Batcher, auth: Cal
         events: asyncio.Queue | None = asyncio.Queue() if req.stream else None
         # the key is everything that decides an answer but the prompt: the request's guide
         # weights too (a batch runs one guide)
-        jobs = [Job(prompt, (p.spec.name, p.params, s, p.weights), p.rows,
-                    runner(server, p, s), loop, events=events, fresh=s.seed is None)
+        jobs = [Job(prompt, (p.spec.name, p.params, s, p.weights, p.trace), p.rows,
+                    runner(server, p, s), loop, events=events, fresh=s.seed is None,
+                    traced=p.trace)
                 for prompt in p.prompts for s in p.samplings]
         try:
             batcher.submit(jobs)
@@ -157,7 +158,8 @@ def _completion_routes(app: FastAPI, server: Server, batcher: Batcher, auth: Cal
             return StreamingResponse(stream(server, batcher, p, jobs, rid, chat, include_usage),
                                      media_type="text/event-stream",
                                      headers={"Cache-Control": "no-cache"})
-        return response(server, p, await wait(request, batcher, jobs), rid, chat)
+        results = await wait(request, batcher, jobs)
+        return response(server, p, results, rid, chat, [j.trace for j in jobs])
 
     @app.post("/v1/completions", response_model=S.CompletionResponse, tags=["openai"],
               responses={**ERRORS, 200: {"content": SSE}}, dependencies=[Depends(auth)])

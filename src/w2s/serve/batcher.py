@@ -22,6 +22,7 @@ from collections.abc import Callable, Hashable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+import w2s.decoding.trace as trace
 from w2s.decoding.observe import Cancelled, watching
 from w2s.errors import W2SError
 from w2s.result import Result
@@ -50,6 +51,11 @@ class Job:
     fresh: bool = False
     """Unseeded: its call draws one fresh seed for all its prompts, so a call takes each
     prompt text once (two choices of one prompt in one call would be the same text)."""
+    traced: bool = False
+    """Record its search trace (jobs of a batch agree: it is part of ``key``); a streamed
+    job's queue then also receives ``(job, {"nodes": [...], "kept": [...]})`` each round."""
+    trace: dict | None = None
+    """Its trace record (:mod:`w2s.decoding.trace`), set before ``done`` when ``traced``."""
 
     def __post_init__(self) -> None:
         self.done = self.loop.create_future()
@@ -71,6 +77,13 @@ class _BatchWatcher:
 
     def cancelled(self) -> bool:
         return all(j.cancelled for j in self.jobs)
+
+    def traced(self, index: int, nodes: list[dict], kept: list[int]) -> None:
+        """A round of job ``index``'s search: its new nodes, scored, and the ids now kept."""
+        job = self.jobs[index]
+        if job.events is not None and not job.cancelled:
+            job.loop.call_soon_threadsafe(job.events.put_nowait,
+                                          (job, {"nodes": nodes, "kept": kept}))
 
 
 class Batcher:
@@ -161,8 +174,13 @@ def _run_batch(batch: list[Job]) -> list[Result | BaseException]:
     """One decoder call for the batch (worker thread). A user error in one prompt should not
     fail the others: the batch then runs job by job, so each gets its own answer or error."""
     try:
-        with watching(_BatchWatcher(batch)):
+        watcher = _BatchWatcher(batch)
+        with watching(watcher), (trace.recording(watcher.traced) if batch[0].traced
+                                 else contextlib.nullcontext()) as rec:
             results = batch[0].run([j.prompt for j in batch])
+        if rec is not None:
+            for j, t in zip(batch, rec.traces):
+                j.trace = t
         return list(results)
     except Cancelled as e:
         return [e for _ in batch]

@@ -27,6 +27,7 @@ class Plan:
     rows: int
     guide: Guide | None
     weights: tuple[float, ...] | None  # this request's, or None for the server's
+    trace: bool = False  # record each choice's search trace (w2s.decoding.trace)
 
 
 def _refused(e: W2SError, default_param: str | None) -> ApiError:
@@ -108,7 +109,7 @@ def plan(server: Server, req: Any, prompts: list[str], max_tokens: int | None) -
     samplings = [base if base.seed is None else replace(base, seed=_wrap(base.seed + i))
                  for i in range(req.n)]
     return Plan(spec, params, prompts, samplings, rows, guide,
-                tuple(weights) if weights is not None else None)
+                tuple(weights) if weights is not None else None, request.trace)
 
 
 def _check_engine(server: Server, sampling: SamplingParams) -> None:

@@ -173,6 +173,10 @@ def _method_models(decoders: dict[str, DecoderSpec]) -> list[type[BaseModel]]:
         fields.setdefault("weights", (list[float] | None, Field(
             None, max_length=16, description="Weights of this server's guide terms for this "
             "request (one per tuned model, then the reward model); default: the server's.")))
+        fields.setdefault("trace", (bool | None, Field(
+            None, description="Record what the search did: a streamed request gets `w2s.trace` "
+            "events (each round's new candidates with their scores, and the ids kept), a "
+            "plain one the whole trace in `w2s.traces` (docs/traces.md). Default false.")))
         out.append(create_model(f"Method_{name}", __config__=ConfigDict(extra="forbid"),
                                 __doc__=f"{name}: {spec.summary}", **fields))
     return out
@@ -243,6 +247,8 @@ class W2SInfo(BaseModel):
     score: float | None
     cost: CostInfo
     choices: list[ChoiceInfo]
+    traces: list[dict[str, Any]] | None = Field(None, description="With `w2s.trace`: each "
+                                                 "choice's search trace (docs/traces.md).")
 
 
 class CompletionChoice(BaseModel):

@@ -30,7 +30,8 @@ def prompt_tokens(backend: Backend, prompt: str) -> int:
     return n or 0  # a text-only engine without a tokenizer: the prompt's size is unknown here
 
 
-def info(p: Plan, results: list[Result]) -> S.W2SInfo:
+def info(p: Plan, results: list[Result], traces: list[dict[str, Any] | None] | None = None
+         ) -> S.W2SInfo:
     choices = [S.ChoiceInfo(index=i, seed=r.params.get("seed"), score=r.score,
                             finished=r.finished,
                             stats={k: float(v) for k, v in r.stats.items()},
@@ -43,7 +44,9 @@ def info(p: Plan, results: list[Result]) -> S.W2SInfo:
                        wall_time_s=max((c.cost.wall_time_s for c in choices), default=0.0))
     params = dataclasses.asdict(p.params) if p.params is not None else {}
     return S.W2SInfo(method=p.spec.name, params=params,
-                     score=results[0].score if results else None, cost=total, choices=choices)
+                     score=results[0].score if results else None, cost=total, choices=choices,
+                     traces=[t or {} for t in traces] if p.trace and traces is not None
+                     else None)
 
 
 def usage(server: Server, p: Plan, results: list[Result]) -> S.Usage:
@@ -74,8 +77,9 @@ async def wait(request: Request, batcher: Batcher, jobs: list[Job]) -> list[Resu
         raise
 
 
-def response(server: Server, p: Plan, results: list[Result], rid: str, chat: bool) -> Any:
-    used, w2s_info = usage(server, p, results), info(p, results)
+def response(server: Server, p: Plan, results: list[Result], rid: str, chat: bool,
+             traces: list[dict[str, Any] | None] | None = None) -> Any:
+    used, w2s_info = usage(server, p, results), info(p, results, traces)
     reason = ["stop" if r.finished else "length" for r in results]
     if chat:
         return S.ChatCompletionResponse(
@@ -93,11 +97,20 @@ def sse(obj: dict[str, Any]) -> str:
     return f"data: {json.dumps(obj, ensure_ascii=False)}\n\n"
 
 
+def error_chunk(exc: BaseException) -> str:
+    """The event that ends a stream whose decode failed (a user error says why)."""
+    user = isinstance(exc, W2SError)
+    return sse({"error": S.ErrorDetail(message=str(exc) if user else "internal error",
+                                       type="invalid_request_error" if user
+                                       else "server_error").model_dump()})
+
+
 async def stream(server: Server, batcher: Batcher, p: Plan, jobs: list[Job], rid: str,
                   chat: bool, include_usage: bool) -> AsyncIterator[str]:
     """Server-sent events: each choice's committed text as it grows, its rest at the end, a
     last chunk with the ``w2s`` field (and ``usage``), then ``[DONE]``."""
     created, kind = int(time.time()), "chat.completion.chunk" if chat else "text_completion"
+    head = {"id": rid, "object": kind, "created": created, "model": server.model_id}
     index = {id(j): i for i, j in enumerate(jobs)}
     sent = [Committed(s.stop) for _ in p.prompts for s in p.samplings]
     started = [False] * len(jobs)
@@ -111,8 +124,7 @@ async def stream(server: Server, batcher: Batcher, p: Plan, jobs: list[Job], rid
             choice = {"index": i, "delta": delta, "finish_reason": finish, "logprobs": None}
         else:
             choice = {"index": i, "text": text, "finish_reason": finish, "logprobs": None}
-        return sse({"id": rid, "object": kind, "created": created, "model": server.model_id,
-                     "choices": [choice]})
+        return sse({**head, "choices": [choice]})
 
     queue = jobs[0].events
     assert queue is not None
@@ -122,6 +134,9 @@ async def stream(server: Server, batcher: Batcher, p: Plan, jobs: list[Job], rid
         while remaining:
             job, text = await queue.get()
             i = index[id(job)]
+            if isinstance(text, dict):  # a traced search's round: a chunk with no choices
+                yield sse({**head, "choices": [], "w2s": {"trace": {"index": i, **text}}})
+                continue
             if text is not None:
                 delta = sent[i].delta(text)
                 if delta:
@@ -130,10 +145,7 @@ async def stream(server: Server, batcher: Batcher, p: Plan, jobs: list[Job], rid
             remaining -= 1
             exc = job.done.exception()
             if exc is not None:
-                message = str(exc) if isinstance(exc, W2SError) else "internal error"
-                yield sse({"error": S.ErrorDetail(message=message, type="server_error"
-                                                   if not isinstance(exc, W2SError)
-                                                   else "invalid_request_error").model_dump()})
+                yield error_chunk(exc)
                 batcher.cancel(jobs)
                 return
             r = job.done.result()
@@ -143,9 +155,9 @@ async def stream(server: Server, batcher: Batcher, p: Plan, jobs: list[Job], rid
                 log.warning("stream of %s: the answer does not extend the streamed text", rid)
             yield chunk(i, rest, "stop" if r.finished else "length")
         done = [r for r in results if r is not None]
-        last: dict[str, Any] = {"id": rid, "object": kind, "created": created,
-                                "model": server.model_id, "choices": [],
-                                "w2s": info(p, done).model_dump()}
+        last: dict[str, Any] = {**head, "choices": [], "w2s": info(
+            p, done, [j.trace for j in jobs]).model_dump(exclude=None if p.trace
+                                                          else {"traces"})}
         if include_usage:
             last["usage"] = usage(server, p, done).model_dump()
         yield sse(last)
