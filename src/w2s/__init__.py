@@ -35,6 +35,7 @@ _WHERE = {
     "particle_filter": "w2s.decoding.particles:particles",  # its earlier name
     "particles": "w2s.decoding.particles",
     "pruned_bon": "w2s.decoding.pruned_bon",
+    "qalign": "w2s.decoding.qalign",
     "register": "w2s.decoding",
     "sample": "w2s.decoding.sample",
     "treebon": "w2s.decoding.treebon",
@@ -59,6 +60,7 @@ _WHERE = {
     "NudgingParams": "w2s.params",
     "ParticleParams": "w2s.params",
     "PrunedBoNParams": "w2s.params",
+    "QAlignParams": "w2s.params",
     "SamplingParams": "w2s.params",
     "SearchParams": "w2s.params",
     "TreeBoNParams": "w2s.params",
@@ -101,6 +103,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see
     from w2s.decoding.particles import particles
     from w2s.decoding.particles import particles as particle_filter
     from w2s.decoding.pruned_bon import pruned_bon
+    from w2s.decoding.qalign import qalign
     from w2s.decoding.sample import sample
     from w2s.decoding.treebon import treebon
     from w2s.errors import FieldError, W2SError
@@ -116,6 +119,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see
         NudgingParams,
         ParticleParams,
         PrunedBoNParams,
+        QAlignParams,
         SamplingParams,
         SearchParams,
         TreeBoNParams,
@@ -144,6 +148,7 @@ __all__ = [
     "NudgingParams",
     "ParticleParams",
     "PrunedBoNParams",
+    "QAlignParams",
     "OpenAIBackend",
     "PairGuide",
     "Request",
@@ -170,6 +175,7 @@ __all__ = [
     "particle_filter",
     "particles",
     "pruned_bon",
+    "qalign",
     "register",
     "register_guide_kind",
     "sample",
