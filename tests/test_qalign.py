@@ -24,11 +24,13 @@ import math
 import numpy as np
 import pytest
 import torch
+from fake_engine import FakeEngine
 from scripted import EOS, LETTERS, CountGuide, ScriptedBackend
 
 import w2s
 from w2s.errors import FieldError, W2SError
 from w2s.models.base import Continuation
+from w2s.models.openai_api import OpenAIBackend
 from w2s.params import QAlignParams, SamplingParams
 from w2s.request import parse_request
 from w2s.rng import stream_keys, uniforms
@@ -332,6 +334,40 @@ def test_the_budget_rule_keeps_the_worst_case_within_the_budget():
             sp = SamplingParams(max_new_tokens=4, seed=b, ignore_eos=True)
             [r] = w2s.qalign(ScriptedBackend(), CountGuide(), ["p"], k, sp)
             assert r.cost.base_tokens <= b * 4
+
+
+# ------------------------------------------------------------------ engines
+class WordTokenizer:
+    """The fake engine's vocabulary: token k is the word " w<k>"."""
+
+    def decode(self, ids, skip_special_tokens=False):  # noqa: ANN001, ANN201, ARG002
+        return "".join(f" w{i}" for i in ids)
+
+    def __call__(self, text, add_special_tokens=False):  # noqa: ANN001, ANN204, ARG002
+        return {"input_ids": list(range(len(text.split())))}
+
+
+def test_an_engine_with_token_ids_and_a_tokenizer_runs_the_chains():
+    """Through the stateless path only: each proposal is one request whose prompt is the
+    prompt's ids then the kept prefix's sampled ids; the texts are the ids' words."""
+    e = FakeEngine(tokenize=True)
+    try:
+        b = OpenAIBackend(e.url, e.model, tokenizer=WordTokenizer(), max_retries=3, timeout=5.0)
+        sp, knob = SamplingParams(max_new_tokens=5, seed=3), QAlignParams(3, 2, 0.5)
+        [r] = w2s.qalign(b, CountGuide(), ["p q"], knob, sp, return_all=True)
+        assert len(r.candidates) == 2 and r.cost.base_tokens <= 2 * 4 * 5
+        for c in r.candidates:
+            assert c.text == WordTokenizer().decode(c.token_ids) and len(c.token_ids) == 5
+        first, *rest = e.bodies
+        assert first["prompt"] == [1000, 1001] and first["n"] == 2 and len(rest) >= 3
+        for body in rest:  # a kept prefix of at most 4 tokens, then at least one new token
+            assert body["prompt"][:2] == [1000, 1001] and len(body["prompt"]) <= 6
+            assert len(body["prompt"]) - 2 + body["max_tokens"] == 5 and body["n"] == 1
+        # an engine without a tokenizer cannot give a cut prefix's text
+        with pytest.raises(W2SError, match="give it a tokenizer"):
+            w2s.qalign(OpenAIBackend(e.url, e.model), CountGuide(), ["p q"], knob, sp)
+    finally:
+        e.close()
 
 
 # ------------------------------------------------------------------ a real model

@@ -34,8 +34,9 @@ from its own slot ``CHAIN_SLOT - c`` (positions 2 * step and 2 * step + 1), and 
 at step s samples from slot ``chains * (s + 1) + c``, so chains differ and a run repeats.
 Proposals are continuations of arbitrary prefixes, so they go through ``backend.complete``
 (the stateless path every backend has, an engine's included), as MCTS's expansions do.
-Cutting needs the response's token ids and the base's ``decode`` (for the prefix's text); a
-base that reports text only is refused in one line.
+Cutting needs the response's token ids and the base's ``decode`` (for the prefix's text: an
+engine's tokenizer, ``OpenAIBackend(tokenizer=...)``, with vLLM's token ids); a base that
+reports text only, or cannot decode, is refused in one line.
 
 Cost: each step samples at most max_new_tokens per chain, so base tokens are at most
 chains * (steps + 1) * max_new_tokens (:func:`qalign_at_budget` keeps that within a budget).
@@ -95,11 +96,17 @@ def cut_index(u: float, n: int) -> int:
 
 
 def _decoder(backend: Backend) -> Callable[[Sequence[int]], str]:
+    """The text of a cut response's kept tokens: the base's ``decode`` (in process), else its
+    tokenizer's (an engine given ``tokenizer``; the engine's text of those tokens is its
+    detokenization by the same tokenizer)."""
     decode = getattr(backend, "decode", None)
-    if not callable(decode):
-        raise W2SError(f"qalign cuts responses at a token and needs the base to decode token "
-                       f"ids; this backend ({backend.name}) does not")
-    return decode
+    if callable(decode):
+        return decode
+    tok = getattr(backend, "tokenizer", None)
+    if callable(getattr(tok, "decode", None)):
+        return lambda ids: tok.decode(list(ids), skip_special_tokens=True)  # type: ignore[union-attr]
+    raise W2SError(f"qalign cuts responses at a token and needs the base to decode token ids; "
+                   f"this backend ({backend.name}) does not (an engine: give it a tokenizer)")
 
 
 def _chains(backend: Backend, guide: Guide, prep: Prepared, knob: QAlignParams,
