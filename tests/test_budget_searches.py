@@ -438,12 +438,13 @@ def test_methods_are_sized_to_a_budget_exactly():
 
 @settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(b=st.integers(1, 6), max_new=st.integers(2, 10), seed=st.integers(0, 99),
-       method=st.sampled_from(["bon", "pruned_bon", "particles", "treebon", "mcts", "cbs"]))
+       method=st.sampled_from(["bon", "pruned_bon", "particles", "treebon", "mcts", "cbs",
+                               "qalign"]))
 def test_a_method_sized_to_a_budget_spends_at_most_it(base, pair, b, max_new, seed, method):
     spec = w2s.decoders()[method]
     small = {"cbs": w2s.SearchParams(w=1, k=1, l=3), "mcts": MCTSParams(k=1, l=1)}
     knob = spec.at_budget(small.get(method, spec.make_params({})), b, max_new) \
-        if (method != "mcts" or b > 1) else None
+        if (method not in ("mcts", "qalign") or b > 1) else None
     if knob is None:
         return
     [r] = spec.run(base, pair, ["the film"], knob, SamplingParams(max_new_tokens=max_new,
@@ -485,7 +486,8 @@ def test_a_budget_keeps_every_knob_it_does_not_size():
                            {"particles": 8}),
              "treebon": (TreeBoNParams(n=6, branch=2, first=3, per_token=False), {"n": 8}),
              "mcts": (MCTSParams(expansions=2, k=3, l=2, c=0.5, prior=0.0),
-                      {"expansions": (8 - 1) * 12 // (3 * 2)})}
+                      {"expansions": (8 - 1) * 12 // (3 * 2)}),
+             "qalign": (w2s.QAlignParams(steps=2, chains=3, beta=0.3), {"steps": 8 // 3 - 1})}
     assert set(cases) == {n for n, d in w2s.decoders().items() if d.at_budget}
     for method, (knob, sized) in cases.items():
         got = w2s.decoders()[method].at_budget(knob, 8, 12)

@@ -195,7 +195,7 @@ def test_knobs_of_another_method_are_refused_not_ignored(models):
                                   "--n", "2", "--w", "3"),
                           "--n, --w are not knobs of --method sample (it has none)")
     assert_one_line_error(run_w2s("generate", *models, "--method", "eft", "--prompt", "x",
-                                  "--return-all"), "--return-all is for ranked methods (bon, cbs, pruned_bon, treebon, particles, mcts), not eft")
+                                  "--return-all"), "--return-all is for ranked methods (bon, cbs, pruned_bon, treebon, particles, mcts, qalign), not eft")
 
 
 def test_missing_model_path(tmp_path):

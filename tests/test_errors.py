@@ -299,6 +299,8 @@ def cases(zoo) -> list[tuple[str, str, Callable]]:  # noqa: ANN001
         ("CLI", "demo: --real with --models", cli_case("demo", "--real", "--models", "TMP")),
         ("CLI", "an infinite tau", cli_case(*G, "--method", "particles", "--tau", "inf")),
         ("CLI", "a pruning fraction of 0", cli_case(*G, "--method", "pruned_bon", "--prune", "0")),
+        ("CLI", "MCMC with 0 steps", cli_case(*G, "--method", "qalign", "--steps", "0")),
+        ("CLI", "MCMC with a NaN beta", cli_case(*G, "--method", "qalign", "--beta", "nan")),
         ("CLI", "--guide-term of an unknown kind", cli_case(*G, "--guide-term", "lenght:{}")),
         ("CLI", "--guide-term with knobs that are not JSON",
          cli_case(*G, "--guide-term", "length:{target: 2}")),
@@ -439,6 +441,8 @@ def cases(zoo) -> list[tuple[str, str, Callable]]:  # noqa: ANN001
         ("config", "a pruning fraction of 1",
          config_case({"methods": [{"method": "pruned_bon", "prune": 1}]})),
         ("config", "tau = 0", config_case({"methods": [{"method": "particles", "tau": 0}]})),
+        ("config", "MCMC with beta <= 0",
+         config_case({"methods": [{"method": "qalign", "beta": 0}]})),
         ("config", "a billion seeds", config_case({"seeds": 10**9})),
         ("API", "a second eval writing to the same folder", api_case(_second_writer)),
         # ---------------------------------------------------------------- w2s generalise

@@ -23,6 +23,7 @@ from w2s import (
     MCTSParams,
     ParticleParams,
     PrunedBoNParams,
+    QAlignParams,
     SamplingParams,
     SearchParams,
     TreeBoNParams,
@@ -36,6 +37,7 @@ KNOBS = {
     "treebon": TreeBoNParams(n=6, branch=2, first=3),
     "particles": ParticleParams(particles=6, chunk=4, tau=0.5),
     "mcts": MCTSParams(expansions=6, k=3, l=4, c=0.5, prior=0),
+    "qalign": QAlignParams(steps=4, chains=3, beta=0.5),
 }
 PROMPTS = [f"prompt {i}" for i in range(6)]
 

@@ -27,6 +27,7 @@ from w2s import (
     MCTSParams,
     ParticleParams,
     PrunedBoNParams,
+    QAlignParams,
     SamplingParams,
     SearchParams,
     TreeBoNParams,
@@ -105,6 +106,7 @@ KNOBS = {
         "treebon": TreeBoNParams(n=8, branch=2, first=2),
         "particles": ParticleParams(particles=8, chunk=3, tau=0.5),
         "mcts": MCTSParams(expansions=8, k=4, l=3, c=0.5, prior=0),
+        "qalign": QAlignParams(steps=3, chains=2, beta=0.25),
     },
     "zoo": {
         "bon": BestOfNParams(n=8),
@@ -113,15 +115,16 @@ KNOBS = {
         "treebon": TreeBoNParams(n=8, branch=2, first=2),
         "particles": ParticleParams(particles=8, chunk=2, tau=0.25),
         "mcts": MCTSParams(expansions=8, k=4, l=4, c=0.5, prior=0),
+        "qalign": QAlignParams(steps=3, chains=2, beta=0.25),
     },
 }
 """Each search's knobs per setting: about Best-of-8's base tokens."""
 
 MARGINS = {
     "scripted": {"bon": 0.3, "cbs": 0.95, "pruned_bon": 0.3, "treebon": 1.7,
-                 "particles": 2.0, "mcts": 2.1},
+                 "particles": 2.0, "mcts": 2.1, "qalign": 1.1},
     "zoo": {"bon": 0.6, "cbs": 0.9, "pruned_bon": 0.3, "treebon": 1.25,
-            "particles": 2.3, "mcts": 0.85},
+            "particles": 2.3, "mcts": 0.85, "qalign": 1.05},
 }
 """The least gain (mean guide score of the search's answers minus plain sampling's) each
 search must make; see the module docstring and docs/testing.md for the measured numbers."""

@@ -35,6 +35,7 @@ _WHERE = {
     "particle_filter": "w2s.decoding.particles:particles",  # its earlier name
     "particles": "w2s.decoding.particles",
     "pruned_bon": "w2s.decoding.pruned_bon",
+    "qalign": "w2s.decoding.qalign",
     "register": "w2s.decoding",
     "sample": "w2s.decoding.sample",
     "treebon": "w2s.decoding.treebon",
@@ -61,6 +62,7 @@ _WHERE = {
     "NudgingParams": "w2s.params",
     "ParticleParams": "w2s.params",
     "PrunedBoNParams": "w2s.params",
+    "QAlignParams": "w2s.params",
     "SamplingParams": "w2s.params",
     "SearchParams": "w2s.params",
     "TreeBoNParams": "w2s.params",
@@ -104,6 +106,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see
     from w2s.decoding.particles import particles
     from w2s.decoding.particles import particles as particle_filter
     from w2s.decoding.pruned_bon import pruned_bon
+    from w2s.decoding.qalign import qalign
     from w2s.decoding.sample import sample
     from w2s.decoding.trace import tracing
     from w2s.decoding.treebon import treebon
@@ -121,6 +124,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see
         NudgingParams,
         ParticleParams,
         PrunedBoNParams,
+        QAlignParams,
         SamplingParams,
         SearchParams,
         TreeBoNParams,
@@ -150,6 +154,7 @@ __all__ = [
     "NudgingParams",
     "ParticleParams",
     "PrunedBoNParams",
+    "QAlignParams",
     "OpenAIBackend",
     "PairGuide",
     "Request",
@@ -177,6 +182,7 @@ __all__ = [
     "particle_filter",
     "particles",
     "pruned_bon",
+    "qalign",
     "register",
     "register_guide_kind",
     "sample",

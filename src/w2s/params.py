@@ -453,6 +453,28 @@ class MCTSParams(_Params):
             _check(v >= 0, f"{name} must be >= 0, got {v}")
 
 
+@dataclass(frozen=True)
+class QAlignParams(_Params):
+    """QAlign / QUEST: Metropolis-Hastings chains over whole base responses whose target is
+    pi_base(y) exp(r(y) / beta); each step resamples a suffix from a uniform cut."""
+
+    steps: int = 16
+    """Metropolis-Hastings steps per chain (each proposes one resampled suffix)."""
+    chains: int = 4
+    """Independent chains per prompt; their final states are the candidates."""
+    beta: float = 1.0
+    """Temperature of the target exp(r / beta): small follows the guide closely, large is
+    the base's own distribution."""
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "chains"):
+            v = getattr(self, name)
+            _integer(name, v)
+            _check(v >= 1, f"{name} must be >= 1, got {v}")
+        _number("beta", self.beta)
+        _check(self.beta > 0, f"beta must be > 0, got {self.beta}")
+
+
 def field_docs(cls: type) -> dict[str, str]:
     """The docstring under each dataclass field (they feed ``--help`` and the API docs).
 

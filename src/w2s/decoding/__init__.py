@@ -27,6 +27,7 @@ from w2s.params import (
     NudgingParams,
     ParticleParams,
     PrunedBoNParams,
+    QAlignParams,
     SearchParams,
     TreeBoNParams,
     WSDParams,
@@ -82,6 +83,12 @@ register(DecoderSpec(
     "mcts", f"{_D}.mcts:mcts", "Monte Carlo tree search over base chunks (PUCT), valued by "
     "the guide per token", MCTSParams,
     rows_per_prompt=lambda p: p.k, ranked=True, at_budget=f"{_D}.mcts:mcts_at_budget"))
+
+register(DecoderSpec(
+    "qalign", f"{_D}.qalign:qalign", "QAlign / QUEST: Metropolis-Hastings chains over whole "
+    "base responses, targeting base * exp(guide / beta)", QAlignParams,
+    rows_per_prompt=lambda p: p.chains, ranked=True,
+    at_budget=f"{_D}.qalign:qalign_at_budget"))
 
 __all__ = ["DECODERS", "DecoderSpec", "decoders", "default_method", "get_decoder", "register",
            "unregister"]
