@@ -257,3 +257,33 @@ def test_the_server_streams_trace_chunks_only_to_who_asks(w2s_server) -> None:  
     whole = httpx.post(url, json=traced_body, headers=h, timeout=60).json()
     assert whole["w2s"]["traces"] == [final]
     assert httpx.post(url, json=body, headers=h, timeout=60).json()["w2s"].get("traces") is None
+
+
+@pytest.mark.parametrize("return_all", [False, True])
+def test_qalign_trace_is_its_chains(return_all: bool) -> None:
+    """Each chain's start is a child of the root, each proposal (round s + 2 for step s) a
+    child of the state it was cut from; a state proposed from or returned is kept, so with
+    return_all the kept nodes are the starts and the accepted proposals exactly; the answer's
+    path (taking back what each cut removed) spells the answer."""
+    from w2s.params import QAlignParams
+
+    knob = QAlignParams(steps=5, chains=3, beta=0.5)
+    with w2s.tracing() as rec:
+        [r] = get_decoder("qalign").run(ScriptedBackend(), CountGuide(), ["p"], knob, SAMPLING,
+                                        return_all=return_all)
+    [t] = rec.traces
+    nodes = t["nodes"]
+    assert len(nodes) == 3 * (5 + 1) and t["rounds"] is True
+    assert [n["parent"] for n in nodes[:3]] == [0, 0, 0]
+    assert [n["round"] for n in nodes] == [1] * 3 + [s + 2 for s in range(5) for _ in range(3)]
+    by_id = {n["id"]: n for n in nodes}
+    for n in nodes[3:]:
+        assert by_id[n["parent"]]["round"] < n["round"] and by_id[n["parent"]]["kept"]
+    accepted = round(r.stats["accept_rate"] * 5 * 3)
+    kept = sum(n["kept"] for n in nodes)
+    if return_all:
+        assert kept == 3 + accepted
+    else:
+        assert 3 <= kept <= 3 + accepted
+    assert trace.path_text(t, t["answer"]) == r.text
+    assert all(n["score"] is not None for n in nodes)

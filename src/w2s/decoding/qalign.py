@@ -38,6 +38,11 @@ Cutting needs the response's token ids and the base's ``decode`` (for the prefix
 engine's tokenizer, ``OpenAIBackend(tokenizer=...)``, with vLLM's token ids); a base that
 reports text only, or cannot decode, is refused in one line.
 
+Traced (:mod:`w2s.decoding.trace`), each chain's start is a child of the root and each
+proposal a child of the state it was cut from (``back``/``delta`` give its text); a state
+that was proposed from, or returned, is kept, so the kept nodes are the chains' accepted
+moves.
+
 Cost: each step samples at most max_new_tokens per chain, so base tokens are at most
 chains * (steps + 1) * max_new_tokens (:func:`qalign_at_budget` keeps that within a budget).
 """
@@ -50,6 +55,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
+import w2s.decoding.trace as trace
 from w2s.decoding.common import (
     Entry,
     Prepared,
@@ -117,6 +123,9 @@ def _chains(backend: Backend, guide: Guide, prep: Prepared, knob: QAlignParams,
     decode, c, n_prompts = _decoder(backend), knob.chains, len(prep.prompts)
     roots = [(i, Entry([]), tuple(range(c))) for i in range(n_prompts)]
     first = _sample(backend, prep, sampling, cost, roots)
+    if trace.on():  # a chain's start grows from the root
+        for k, e in enumerate(first):
+            trace.node(prep.where(k // c), roots[k // c][1], e)
     score_entries(guide, prep, [i for i in range(n_prompts) for _ in range(c)], first, cost)
     states = [first[i * c:(i + 1) * c] for i in range(n_prompts)]
     accepted = [0] * n_prompts
@@ -133,6 +142,11 @@ def _chains(backend: Backend, guide: Guide, prep: Prepared, knob: QAlignParams,
                 prefix = Entry(y.ids[:k], decode(y.ids[:k]) if k else "", tokens=k)
                 asks.append((i, prefix, (c * (step + 1) + j,)))
         props = _sample(backend, prep, sampling, cost, asks)
+        for y2 in props:
+            y2.rounds = step + 2  # a trace's round: the start is 1, step s's proposal s + 2
+        if trace.on():  # a proposal is the child of the state it was cut from
+            for (i, _, (slot,)), y2 in zip(asks, props):
+                trace.node(prep.where(i), states[i][slot - c * (step + 1)], y2)
         score_entries(guide, prep, [i for i, _, _ in asks], props, cost)
         for (i, _, (slot,)), y2 in zip(asks, props):
             j = slot - c * (step + 1)
