@@ -215,3 +215,112 @@ def test_bad_settings_and_a_missing_extra_leave_nothing_written(data, tmp_path, 
                                            r"missing\): pip install 'w2s\[train\]'$"):
         train_student(TrainPlan(str(data)), tmp_path / "s")
     assert not (tmp_path / "s").exists()
+
+
+# ------------------------------------------------------------------ the diversity guard
+HELD = ("the ending", "a film that", "the director")
+
+
+def test_the_guard_rule_keeps_the_last_evaluation_above_the_floor():
+    """The decision, apart from any model: each evaluation at or above the floor is kept, the
+    first under it stops, and a student under it before training is refused."""
+    from w2s.distill.guard import Guard
+    from w2s.errors import FieldError
+
+    g = Guard(0.5)
+    assert [g.record(s, {"distinct_2": d}) for s, d in
+            [(0, 0.8), (3, 0.7), (6, 0.5), (9, 0.49)]] == [False, False, False, True]
+    assert (g.kept, g.stopped) == (6, 9)  # 0.5 is at the floor: kept
+    assert [e["kept"] for e in g.evaluations] == [True, True, True, False]
+    assert g.line() == ("stopped at step 9: held-out distinct-2 0.490 fell under the floor 0.5; "
+                        "kept step 6 (distinct-2 0.500)")
+    assert Guard(0.5).line() is None
+    with pytest.raises(FieldError, match=r"^min_distinct is 0.9, and the student's held-out "
+                                         r"distinct-2 before any training is already 0.800"):
+        Guard(0.9).record(0, {"distinct_2": 0.8})
+    # when: step 0 and the last step always; each epoch's end, or every N steps
+    by_epoch, every = Guard(0.5), Guard(0.5, every=4)
+    assert [by_epoch.due(s, 9, e) for s, e in [(0, False), (2, False), (3, True), (9, False)]] \
+        == [True, False, True, True]
+    assert [every.due(s, 10, e) for s, e in [(3, False), (4, False), (6, True), (8, True),
+                                             (10, False)]] == [False, True, False, True, True]
+    every.record(8, {"distinct_2": 0.9})
+    assert not every.due(8, 10, False)  # evaluated already (the epoch and the step both end)
+    every.resume([{"step": 0, "distinct_2": 0.9, "kept": True},
+                  {"step": 4, "distinct_2": 0.8, "kept": True},
+                  {"step": 8, "distinct_2": 0.2, "kept": False}], 6)
+    assert [e["step"] for e in every.evaluations] == [0, 4] and every.kept == 4
+
+
+def _weights(model) -> str:  # noqa: ANN001
+    h = hashlib.sha256()
+    for name, p in sorted(model.named_parameters()):
+        h.update(name.encode() + p.detach().cpu().numpy().tobytes())
+    return h.hexdigest()
+
+
+def test_the_guard_stops_at_the_fall_and_keeps_the_weights_the_rule_names(data, tmp_path,
+                                                                           monkeypatch):
+    """Evaluations made to return 0.9, 0.8, 0.3 at steps 0, 3 (epoch 1), 6 (epoch 2) with a
+    floor of 0.5: training stops at step 6, and the student is step 3's weights, exactly."""
+    import w2s.distill.guard as guard
+
+    seen: dict[int, str] = {}
+    diversity = iter([0.9, 0.8, 0.3, 0.9])
+
+    def fake(model, *a):  # noqa: ANN001, ANN002
+        seen[len(seen)] = _weights(model)
+        return {"distinct_2": next(diversity)}
+
+    monkeypatch.setattr(guard, "held_out", fake)
+    plan = TrainPlan(str(data), "zoo:base", "sft", epochs=3, learning_rate=1e-3, batch_size=4,
+                     min_distinct=0.5, guard_prompts=HELD)
+    s = train_student(plan, tmp_path / "g", show_progress=False)
+    g = s["guard"]
+    assert [(e["step"], e["distinct_2"], e["kept"]) for e in g["evaluations"]] == \
+        [(0, 0.9, True), (3, 0.8, True), (6, 0.3, False)]
+    assert (g["stopped_at"], g["kept_step"], s["steps"]) == (6, 3, 6)
+    final = w2s.HFModel.load(tmp_path / "g").model
+    assert _weights(final) == seen[1] != seen[2]  # step 3's weights, not step 6's
+    assert json.loads((tmp_path / "g" / "train.json").read_text())["guard"] == g
+    assert not (tmp_path / "g" / "guard-kept.pt").exists()
+    assert "stopped at step 6, weights of step 3 kept" in (tmp_path / "g" / "README.md").read_text()
+
+
+def test_a_guard_that_never_fires_changes_no_weight(data, tmp_path):
+    """The real evaluation (plain samples of the held-out prompts, under a forked RNG): every
+    epoch is logged with its distinct-2, and the weights are those of a run without a guard."""
+    from w2s.evaluate.report import distinct_bigrams
+
+    plan = TrainPlan(str(data), "zoo:base", "sft", epochs=2, learning_rate=1e-3, batch_size=4)
+    train_student(plan, tmp_path / "plain", show_progress=False)
+    guarded = TrainPlan(str(data), "zoo:base", "sft", epochs=2, learning_rate=1e-3,
+                        batch_size=4, min_distinct=0.01, guard_prompts=HELD)
+    s = train_student(guarded, tmp_path / "g", show_progress=False)
+    assert [e["step"] for e in s["guard"]["evaluations"]] == [0, 3, 6]
+    assert s["guard"]["stopped_at"] is None and s["guard"]["kept_step"] == 6
+    assert _digest(tmp_path / "g") == _digest(tmp_path / "plain")
+    base = w2s.HFModel.load("zoo:base", dtype="float32")  # step 0: the untrained student
+    texts = [r.text for r in w2s.sample(base, None, list(HELD), w2s.SamplingParams(
+        max_new_tokens=12, seed=0))]
+    assert s["guard"]["evaluations"][0]["distinct_2"] == distinct_bigrams(texts)
+
+
+def test_the_guard_settings_are_refused_where_they_enter(data, tmp_path):
+    from w2s.errors import FieldError
+
+    for bad in (0.0, 1.5, float("nan")):
+        with pytest.raises(FieldError, match=r"^min_distinct is a distinct-2 ratio in \(0, 1\]"):
+            TrainPlan(str(data), min_distinct=bad, guard_prompts=HELD)
+    with pytest.raises(FieldError, match="^guard_prompts are needed with min_distinct"):
+        TrainPlan(str(data), min_distinct=0.3)
+    with pytest.raises(FieldError, match="^guard_steps only serves the diversity guard"):
+        TrainPlan(str(data), guard_steps=2)
+    with pytest.raises(FieldError, match="^guard_steps must be an integer >= 1, got 0"):
+        TrainPlan(str(data), min_distinct=0.3, guard_prompts=HELD, guard_steps=0)
+    with pytest.raises(FieldError, match=r"^guard_prompts hold 1 training prompts of the data "
+                                         r"\(e.g. 'the acting'\)"):
+        train_student(TrainPlan(str(data), min_distinct=0.3, guard_prompts=(*HELD, "the acting")),
+                      tmp_path / "leak")
+    assert not (tmp_path / "leak").exists()
+    assert "guard" not in TrainPlan(str(data)).identity()  # earlier folders keep their identity
