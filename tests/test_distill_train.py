@@ -165,7 +165,17 @@ def test_rounds_train_each_student_on_its_own_search_and_resume(tmp_path):
     summary = json.loads((out / "rounds.json").read_text())
     assert [r["round"] for r in summary["rounds"]] == [0, 1, 2]
     assert summary["rounds"][0]["model"].endswith("base") and summary["rounds"][0]["samples"] == 3
-    assert all({"guide", "guide_se", "vader", "vader_se"} <= set(r) for r in summary["rounds"])
+    assert all({"guide", "guide_se", "vader", "vader_se", "distinct_2", "distinct_2_se"}
+               <= set(r) for r in summary["rounds"])
+    from w2s.distill.data import diversity
+
+    for r in (1, 2):  # the teacher beside the student: the round's SFT answers, as written
+        sft = [json.loads(x) for x in (out / f"round-{r}" / "data" / "sft.jsonl").open()]
+        want = diversity([{"prompt_index": x["prompt_index"], "text": x["completion"]}
+                          for x in sft])
+        t = summary["rounds"][r]["teacher"]
+        assert (t["distinct_2"], t["distinct_2_se"]) == want and t["rows"] == len(sft)
+        assert t["vader"] == pytest.approx(sum(x["gold"]["vader"] for x in sft) / len(sft))
     r2 = json.loads((out / "round-2" / "data" / "distill.json").read_text())
     assert r2["request"]["base"] == str(out / "round-1" / "student")  # the last student searched
     t2 = json.loads((out / "round-2" / "student" / "train.json").read_text())
@@ -175,6 +185,7 @@ def test_rounds_train_each_student_on_its_own_search_and_resume(tmp_path):
     again = CliRunner().invoke(cli, args)
     assert again.exit_code == 0, again.output
     assert model.stat().st_mtime_ns == stamp and "round 2: guide" in again.output
+    assert "distinct-2" in again.output and "its data (the search's answers" in again.output
     leak = CliRunner().invoke(cli, [*args[:-3], "--eval-prompts-file", str(train), "--out",
                                     str(tmp_path / "leak"), "--no-progress"])
     assert leak.exit_code == 2 and "evaluation prompts are also training prompts" in leak.output
@@ -312,7 +323,7 @@ def test_the_guard_settings_are_refused_where_they_enter(data, tmp_path):
     for bad in (0.0, 1.5, float("nan")):
         with pytest.raises(FieldError, match=r"^min_distinct is a distinct-2 ratio in \(0, 1\]"):
             TrainPlan(str(data), min_distinct=bad, guard_prompts=HELD)
-    with pytest.raises(FieldError, match="^guard_prompts are needed with min_distinct"):
+    with pytest.raises(FieldError, match="^guard_prompts is needed with a distinct-2 floor"):
         TrainPlan(str(data), min_distinct=0.3)
     with pytest.raises(FieldError, match="^guard_steps only serves the diversity guard"):
         TrainPlan(str(data), guard_steps=2)
@@ -324,3 +335,28 @@ def test_the_guard_settings_are_refused_where_they_enter(data, tmp_path):
                       tmp_path / "leak")
     assert not (tmp_path / "leak").exists()
     assert "guard" not in TrainPlan(str(data)).identity()  # earlier folders keep their identity
+
+
+def test_the_cli_prints_the_guards_curve_and_why_it_stopped(data, tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    import w2s.distill.guard as guard
+    from w2s.cli import cli
+
+    diversity = iter([0.9, 0.4])
+    monkeypatch.setattr(guard, "held_out", lambda *a: {"distinct_2": next(diversity),
+                                                       "vader": 0.25})
+    held = tmp_path / "held.jsonl"
+    held.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in HELD))
+    args = ["distill", "train", str(data), "--student", "zoo:base", "--epochs", "2",
+            "--batch-size", "4", "--learning-rate", "1e-3", "--no-progress"]
+    r = CliRunner().invoke(cli, [*args, "--out", str(tmp_path / "s"), "--min-distinct", "0.5",
+                                 "--guard-prompts-file", str(held)])
+    assert r.exit_code == 0, r.output
+    assert "  step     0: held-out distinct-2 0.900, vader +0.250\n" in r.output
+    assert "  step     3: held-out distinct-2 0.400, vader +0.250  (under the floor)\n" in r.output
+    assert r.output.endswith("stopped at step 3: held-out distinct-2 0.400 fell under the floor "
+                             "0.5; kept step 0 (distinct-2 0.900)\n")
+    r = CliRunner().invoke(cli, [*args, "--out", str(tmp_path / "t"), "--min-distinct", "2"])
+    assert r.exit_code == 2 and "error: --min-distinct is a distinct-2 ratio in (0, 1], got 2" \
+        in r.output

@@ -95,16 +95,16 @@ class TrainPlan:
         if self.min_distinct is None:
             for name in ("guard_prompts", "guard_steps"):
                 if getattr(self, name):
-                    raise FieldError(name, "only serves the diversity guard; give min_distinct "
-                                     "too")
+                    raise FieldError(name, "only serves the diversity guard; give its "
+                                     "distinct-2 floor too")
             return
         floor = self.min_distinct
         if isinstance(floor, bool) or not isinstance(floor, (int, float)) \
                 or not (math.isfinite(floor) and 0 < floor <= 1):
             raise FieldError("min_distinct", f"is a distinct-2 ratio in (0, 1], got {floor!r}")
         if not self.guard_prompts:
-            raise FieldError("guard_prompts", "are needed with min_distinct: held-out prompts "
-                             "to sample the student on")
+            raise FieldError("guard_prompts", "is needed with a distinct-2 floor: held-out "
+                             "prompts to sample the student on")
         from w2s.distill.data import check_prompts
 
         check_prompts(self.guard_prompts)
