@@ -150,6 +150,11 @@ def test_the_cli_writes_the_datasets_and_refuses_in_one_line(tmp_path):
     r = CliRunner().invoke(cli, [*args, "--out", str(tmp_path / "d")])
     assert r.exit_code == 0, r.output
     assert "2 sft rows, 2 preference rows, 4 kto rows" in r.output
+    from w2s.distill.data import diversity
+
+    d, se = diversity([{"prompt_index": x["prompt_index"], "text": x["completion"]}
+                       for x in _lines(tmp_path / "d" / "sft.jsonl")])
+    assert r.output.endswith(f"the SFT answers: distinct-2 {d:.3f} ± {se:.3f}\n")
     r = CliRunner().invoke(cli, [*args, "--w", "2", "--out", str(tmp_path / "e")])
     assert r.exit_code == 2 and "--w is not a knob of --method bon" in r.output
     assert not (tmp_path / "e").exists()
@@ -288,3 +293,25 @@ def test_bad_answers_are_one_line(answers, needle):
 
     with pytest.raises(FieldError, match=needle):
         _plan({"method": "sample"}, pairs=None, answers=answers)
+
+
+def test_the_jackknife_of_distinct_2_over_prompts():
+    """For a mean of one value per prompt the jackknife SE is the usual SE exactly; for
+    distinct-2 it is computed by hand; paired, a prompt leaves both methods at once."""
+    import math
+
+    from w2s.distill.data import diversity
+    from w2s.evaluate.stats import prompt_jackknife
+    from w2s.plots import mean_se
+
+    xs = [0.1, 0.5, 0.2, 0.9]
+    rows = [{"prompt_index": i, "v": x} for i, x in enumerate(xs)]
+    got = prompt_jackknife(rows, lambda s: sum(r["v"] for r in s) / len(s))
+    assert got == pytest.approx(mean_se(xs))
+    texts = [(0, "a b a b"), (1, "c d"), (1, "c d"), (2, "e f g")]
+    d, se = diversity([{"prompt_index": p, "text": t} for p, t in texts])
+    assert d == 5 / 7  # (a b) (b a) (a b) (c d) (c d) (e f) (f g): 5 distinct of 7
+    loo = [3 / 4, 4 / 5, 3 / 5]  # without prompt 0, 1, 2
+    m = sum(loo) / 3
+    assert se == pytest.approx(math.sqrt(2 / 3 * sum((x - m) ** 2 for x in loo)))
+    assert prompt_jackknife([{"prompt_index": 0}], lambda s: 0.5) == (0.5, 0.0)
