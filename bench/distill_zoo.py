@@ -16,7 +16,7 @@ The guards against over-optimisation (``--guards``) train, beside the plain stud
 ``distill train --min-distinct F`` (early stopping on the distinct-2 of plain samples on
 ``--guard-prompts`` further training-split openings, none trained on and none an evaluation
 prompt), one on ``distill data --answers N`` rows (the search's N best distinct answers per
-prompt, from the same search) and one with both; the table then holds each model's VADER,
+prompt, from the same search) and, with ``--both``, one with both; the table then holds each model's VADER,
 TextBlob and distinct-2 (jackknife SE over prompts) and each student's paired difference from
 CBS on both.
 
@@ -74,6 +74,7 @@ def main() -> None:
     ap.add_argument("--guard-prompts", type=int, default=32)
     ap.add_argument("--guard-steps", type=int, default=2)
     ap.add_argument("--answers", type=int, default=4)
+    ap.add_argument("--both", action="store_true", help="Also a student with both guards.")
     a = ap.parse_args()
     a.out.mkdir(parents=True, exist_ok=True)
     pfile, gfile = a.out / "train-prompts.jsonl", a.out / "guard-prompts.jsonl"
@@ -98,9 +99,9 @@ def main() -> None:
                str(many)])
         guard = ["--min-distinct", str(a.min_distinct), "--guard-prompts-file", str(gfile),
                  "--guard-steps", str(a.guard_steps)]
-        runs += [("student-guard", data, 0, guard),
-                 (f"student-a{a.answers}", many, 0, []),
-                 (f"student-a{a.answers}-guard", many, 0, guard)]
+        runs += [("student-guard", data, 0, guard), (f"student-a{a.answers}", many, 0, [])]
+        if a.both:
+            runs.append((f"student-a{a.answers}-guard", many, 0, guard))
     students, trains = [], []
     for name, rows, s, extra in runs:
         folder = a.out / name

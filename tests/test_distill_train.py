@@ -329,7 +329,7 @@ def test_the_guard_settings_are_refused_where_they_enter(data, tmp_path):
         TrainPlan(str(data), guard_steps=2)
     with pytest.raises(FieldError, match="^guard_steps must be an integer >= 1, got 0"):
         TrainPlan(str(data), min_distinct=0.3, guard_prompts=HELD, guard_steps=0)
-    with pytest.raises(FieldError, match=r"^guard_prompts hold 1 training prompts of the data "
+    with pytest.raises(FieldError, match=r"^guard_prompts holds 1 training prompts of the data "
                                          r"\(e.g. 'the acting'\)"):
         train_student(TrainPlan(str(data), min_distinct=0.3, guard_prompts=(*HELD, "the acting")),
                       tmp_path / "leak")

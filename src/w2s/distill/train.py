@@ -308,8 +308,8 @@ def check_held_out(plan: TrainPlan) -> None:
     seen = {r.get("prompt") for r in read_rows(Path(plan.data).expanduser() / RAW)}
     leak = [p for p in plan.guard_prompts if p in seen]
     if leak:
-        raise FieldError("guard_prompts", f"hold {len(leak)} training prompts of the data (e.g. "
-                         f"{leak[0][:40]!r}); hold the guard's prompts out")
+        raise FieldError("guard_prompts", f"holds {len(leak)} training prompts of the data "
+                         f"(e.g. {leak[0][:40]!r}); hold the guard's prompts out")
 
 
 def _guard(plan: TrainPlan, meta: dict[str, Any], tok: Any, chat: bool, out: Path,
