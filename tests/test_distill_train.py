@@ -360,3 +360,41 @@ def test_the_cli_prints_the_guards_curve_and_why_it_stopped(data, tmp_path, monk
     r = CliRunner().invoke(cli, [*args, "--out", str(tmp_path / "t"), "--min-distinct", "2"])
     assert r.exit_code == 2 and "error: --min-distinct is a distinct-2 ratio in (0, 1], got 2" \
         in r.output
+
+
+def test_a_killed_guarded_run_resumes_its_curve_and_kept_weights(data, tmp_path, monkeypatch):
+    """Killed after step 3 (checkpoint at 2, evaluations at 0 and 2 logged in train.json), the
+    rerun takes back the curve, evaluates steps 4 and 6 only, stops at 6 and keeps step 4."""
+    from transformers import Trainer
+
+    import w2s.distill.guard as guard
+
+    seen: list[str] = []
+    diversity = iter([0.9, 0.8, 0.7, 0.3])
+
+    def fake(model, *a):  # noqa: ANN001, ANN002
+        seen.append(_weights(model))
+        return {"distinct_2": next(diversity)}
+
+    monkeypatch.setattr(guard, "held_out", fake)
+    plan = TrainPlan(str(data), "zoo:base", "sft", epochs=2, learning_rate=1e-3, batch_size=4,
+                     save_steps=2, min_distinct=0.5, guard_prompts=HELD, guard_steps=2)
+    real, calls = Trainer.training_step, [0]
+
+    def dies(self, *a, **kw):  # noqa: ANN001, ANN002, ANN003
+        calls[0] += 1
+        if calls[0] == 4:
+            raise KeyboardInterrupt
+        return real(self, *a, **kw)
+
+    monkeypatch.setattr(Trainer, "training_step", dies)
+    with pytest.raises(KeyboardInterrupt):
+        train_student(plan, tmp_path / "k", show_progress=False)
+    logged = json.loads((tmp_path / "k" / "train.json").read_text())["guard"]["evaluations"]
+    assert [e["step"] for e in logged] == [0, 2] and len(seen) == 2
+    monkeypatch.setattr(Trainer, "training_step", real)
+    s = train_student(plan, tmp_path / "k", show_progress=False)
+    g = s["guard"]
+    assert s["resumed"] and [e["step"] for e in g["evaluations"]] == [0, 2, 4, 6]
+    assert (g["stopped_at"], g["kept_step"]) == (6, 4) and len(seen) == 4
+    assert _weights(w2s.HFModel.load(tmp_path / "k").model) == seen[2]
