@@ -16,7 +16,8 @@ The guards against over-optimisation (``--guards``) train, beside the plain stud
 ``distill train --min-distinct F`` (early stopping on the distinct-2 of plain samples on
 ``--guard-prompts`` further training-split openings, none trained on and none an evaluation
 prompt), one on ``distill data --answers N`` rows (the search's N best distinct answers per
-prompt, from the same search) and, with ``--both``, one with both; the table then holds each model's VADER,
+prompt, from the same search, trained for as many optimizer steps as the plain student) and,
+with ``--both``, one with both; the table then holds each model's VADER,
 TextBlob and distinct-2 (jackknife SE over prompts) and each student's paired difference from
 CBS on both.
 
@@ -105,10 +106,12 @@ def main() -> None:
     students, trains = [], []
     for name, rows, s, extra in runs:
         folder = a.out / name
+        # as many optimizer steps as the plain student: each prompt is seen as often
+        epochs = a.epochs * _rows(data) / _rows(rows)
         if not (folder / "train.json").is_file() or not json.loads(
                 (folder / "train.json").read_text()).get("done"):
             trains.append(timed([*W2S, "distill", "train", str(rows), "--out", str(folder),
-                                 "--epochs", str(a.epochs), "--learning-rate",
+                                 "--epochs", f"{epochs:.4f}", "--learning-rate",
                                  str(a.learning_rate), "--batch-size", "16", "--seed", str(s),
                                  "--no-progress", "--restart", *extra]))
         students.append(folder)
@@ -124,6 +127,10 @@ def main() -> None:
     cfg.write_text(json.dumps(config, indent=1))  # JSON is YAML
     t_eval, _ = timed([*W2S, "eval", str(cfg), "--out", str(a.out / "eval"), "--no-progress"])
     report(a, t_data, m_data, trains, t_eval)
+
+
+def _rows(folder: Path) -> int:
+    return len((folder / "sft.jsonl").read_text().splitlines())
 
 
 def report(a: argparse.Namespace, t_data: float, m_data: float,
