@@ -150,6 +150,11 @@ def test_the_cli_writes_the_datasets_and_refuses_in_one_line(tmp_path):
     r = CliRunner().invoke(cli, [*args, "--out", str(tmp_path / "d")])
     assert r.exit_code == 0, r.output
     assert "2 sft rows, 2 preference rows, 4 kto rows" in r.output
+    from w2s.distill.data import diversity
+
+    d, se = diversity([{"prompt_index": x["prompt_index"], "text": x["completion"]}
+                       for x in _lines(tmp_path / "d" / "sft.jsonl")])
+    assert r.output.endswith(f"the SFT answers: distinct-2 {d:.3f} ± {se:.3f}\n")
     r = CliRunner().invoke(cli, [*args, "--w", "2", "--out", str(tmp_path / "e")])
     assert r.exit_code == 2 and "--w is not a knob of --method bon" in r.output
     assert not (tmp_path / "e").exists()
@@ -243,3 +248,70 @@ def test_the_cli_reads_demonstrations_and_refuses_bad_ones(tmp_path):
     r = CliRunner().invoke(cli, [*args, "--demos", str(demos), "--out", str(tmp_path / "e")])
     assert r.exit_code == 2 and "demos.jsonl: record 1: surrogates not allowed" in r.output
     assert not (tmp_path / "e").exists()
+
+
+def test_answers_keeps_the_best_distinct_candidates_ranked_by_score(tmp_path):
+    """``answers=3``: each (seed, prompt) gives its three best distinct candidates, best first
+    (as the guide ranked them), a repeated text skipped; a rerun with another count rewrites
+    sft.jsonl from the stored search, searching nothing again."""
+    from w2s.distill.rows import sft_rows
+
+    s = Searched("p", 0, 0, [Scored("a", 3.0, True), Scored("a", 2.5, True),
+                             Scored("b", 2.0, True), Scored("c", 1.0, True),
+                             Scored("d", 0.0, True)])
+    rows = sft_rows(s, "bon", {}, False, 3)
+    assert [(r["completion"], r["score"], r["answer_rank"]) for r in rows] == \
+        [("a", 3.0, 0), ("b", 2.0, 1), ("c", 1.0, 2)]
+    assert sft_rows(s, "bon", {}, False, 1) == [sft_row(s, "bon", {}, False)]  # as before
+    assert [r["completion"] for r in sft_rows(s, "bon", {}, False, 9)] == ["a", "b", "c", "d"]
+    out = tmp_path / "d"
+    run_distill_data(_plan({"method": "bon", "n": 4}, seeds=2, answers=3), out,
+                     show_progress=False)
+    raw, sft = _lines(out / "raw.jsonl"), _lines(out / "sft.jsonl")
+    want = []
+    for r in raw:
+        texts = list(dict.fromkeys(c["text"] for c in r["candidates"]))[:3]
+        want += [(r["seed"], r["prompt_index"], t, k) for k, t in enumerate(texts)]
+    assert [(x["seed"], x["prompt_index"], x["completion"], x["answer_rank"]) for x in sft] \
+        == want and len(sft) > len(raw)
+    for r in raw:  # ranked by the guide's score, best first
+        got = [x["score"] for x in sft if (x["seed"], x["prompt_index"]) ==
+               (r["seed"], r["prompt_index"])]
+        assert got == sorted(got, reverse=True) and got[0] == r["candidates"][0]["score"]
+    stamp = (out / "raw.jsonl").read_bytes()
+    assert run_distill_data(_plan({"method": "bon", "n": 4}, seeds=2), out,
+                            show_progress=False)["sft"] == len(raw)
+    assert (out / "raw.jsonl").read_bytes() == stamp
+
+
+@pytest.mark.parametrize("answers,needle", [
+    (0, "^answers must be an integer >= 1, got 0$"),
+    (2, "^answers keeps 2 candidates per prompt, and method sample returns one"),
+])
+def test_bad_answers_are_one_line(answers, needle):
+    from w2s.errors import FieldError
+
+    with pytest.raises(FieldError, match=needle):
+        _plan({"method": "sample"}, pairs=None, answers=answers)
+
+
+def test_the_jackknife_of_distinct_2_over_prompts():
+    """For a mean of one value per prompt the jackknife SE is the usual SE exactly; for
+    distinct-2 it is computed by hand; paired, a prompt leaves both methods at once."""
+    import math
+
+    from w2s.distill.data import diversity
+    from w2s.evaluate.stats import prompt_jackknife
+    from w2s.plots import mean_se
+
+    xs = [0.1, 0.5, 0.2, 0.9]
+    rows = [{"prompt_index": i, "v": x} for i, x in enumerate(xs)]
+    got = prompt_jackknife(rows, lambda s: sum(r["v"] for r in s) / len(s))
+    assert got == pytest.approx(mean_se(xs))
+    texts = [(0, "a b a b"), (1, "c d"), (1, "c d"), (2, "e f g")]
+    d, se = diversity([{"prompt_index": p, "text": t} for p, t in texts])
+    assert d == 5 / 7  # (a b) (b a) (a b) (c d) (c d) (e f) (f g): 5 distinct of 7
+    loo = [3 / 4, 4 / 5, 3 / 5]  # without prompt 0, 1, 2
+    m = sum(loo) / 3
+    assert se == pytest.approx(math.sqrt(2 / 3 * sum((x - m) ** 2 for x in loo)))
+    assert prompt_jackknife([{"prompt_index": 0}], lambda s: 0.5) == (0.5, 0.0)

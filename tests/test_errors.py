@@ -350,6 +350,26 @@ def cases(zoo) -> list[tuple[str, str, Callable]]:  # noqa: ANN001
             then={"s/train.json": b'{"plan": '})),
         ("CLI", "distill: chat rows into a student without a chat template",
          chat_rows_into_a_bare_student),
+        ("CLI", "distill: --answers 2 on a method with one answer", cli_case(
+            *D, "--method", "sample", "--pairs", "none", "--answers", "2", "--prompt", "x",
+            "--out", "TMP/d")),
+        ("CLI", "distill: --min-distinct above 1", cli_after(
+            DATA, "distill", "train", "TMP/d", "--min-distinct", "1.5", "--guard-prompts-file",
+            "TMP/g.jsonl", "--out", "TMP/s",
+            files={"p.jsonl": PROMPTS, "g.jsonl": b'{"prompt": "held out"}\n'})),
+        ("CLI", "distill: --min-distinct without held-out prompts", cli_after(
+            DATA, "distill", "train", "TMP/d", "--min-distinct", "0.5", "--out", "TMP/s",
+            files={"p.jsonl": PROMPTS})),
+        ("CLI", "distill: --guard-steps without --min-distinct", cli_after(
+            DATA, "distill", "train", "TMP/d", "--guard-steps", "2", "--out", "TMP/s",
+            files={"p.jsonl": PROMPTS})),
+        ("CLI", "distill: --guard-steps 0", cli_after(
+            DATA, "distill", "train", "TMP/d", "--min-distinct", "0.5", "--guard-prompts-file",
+            "TMP/g.jsonl", "--guard-steps", "0", "--out", "TMP/s",
+            files={"p.jsonl": PROMPTS, "g.jsonl": b'{"prompt": "held out"}\n'})),
+        ("CLI", "distill: guard prompts that are training prompts", cli_after(
+            DATA, "distill", "train", "TMP/d", "--min-distinct", "0.5", "--guard-prompts-file",
+            "TMP/p.jsonl", "--out", "TMP/s", files={"p.jsonl": PROMPTS})),
         ("CLI", "distill rounds: --out is a file", cli_case(
             "distill", "rounds", *Z, "--method", "bon", "--n", "2", "--max-new-tokens", "4",
             "--prompts-file", "TMP/p.jsonl", "--eval-prompts-file", "TMP/e.jsonl", "--out",

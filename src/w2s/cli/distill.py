@@ -6,6 +6,7 @@ writes TRL-native datasets (:mod:`w2s.distill`).
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -95,6 +96,10 @@ def distill() -> None:
               "labels. The rows keep the bare prompt.")
 @click.option("--shots", type=click.IntRange(min=1), metavar="N",
               help="Demonstrations per prompt with --demos.  [default: 4]")
+@click.option("--answers", type=click.IntRange(min=1), default=1, show_default=True,
+              metavar="N", help="SFT rows per (seed, prompt): the search's N best distinct "
+              "candidates, best first (a ranked method; fewer when it found fewer). A rerun "
+              "with another N rewrites sft.jsonl without searching again.")
 @click.option("--restart", is_flag=True, help="Discard this folder's earlier rows first.")
 @click.option("--no-progress", is_flag=True, help="No progress bar (logs, CI).")
 def data(**o: Any) -> None:
@@ -110,13 +115,14 @@ def data(**o: Any) -> None:
           --method cbs --prompts-file train.jsonl --seeds 2 --gold vader --out data/cbs
     """
     from w2s.distill import DistillPlan, run_distill_data
-    from w2s.distill.data import read_demos
+    from w2s.distill.data import answers_summary, read_demos
 
     out, seeds, pairs = o.pop("out"), o.pop("seeds"), o.pop("pairs")
     rank_by, demos, shots = o.pop("rank_by"), o.pop("demos"), o.pop("shots")
     if shots is not None and demos is None:
         raise click.UsageError("--shots counts demonstrations; give them with --demos FILE")
     gold, restart, quiet = o.pop("gold"), o.pop("restart"), o.pop("no_progress")
+    answers = o.pop("answers")
     if o.pop("return_all"):
         raise click.UsageError("--return-all is implied here: distill data keeps every "
                                "candidate of a ranked method")
@@ -124,11 +130,18 @@ def data(**o: Any) -> None:
     prompts = read_prompts(o["prompt"], o["prompts_file"])
     plan = DistillPlan(request, prompts, seeds, None if pairs == "none" else pairs, tuple(gold),
                        rank_by=rank_by, demos=read_demos(demos) if demos else (),
-                       shots=shots or 4)
+                       shots=shots or 4, answers=answers)
     counts = run_distill_data(plan, out, loader=loader_of(o), restart=restart,
                               show_progress=not quiet)
     made = ", ".join(f"{n} {name} rows" for name, n in counts.items())
     click.echo(f"{made} in {out}")
+    click.echo(f"the SFT answers: {_scores(answers_summary(out, plan.gold), plan.gold)}")
+
+
+def _scores(r: dict[str, Any], names: Any) -> str:
+    """Scores, then distinct-2, each with its SE: a gain bought with repetition shows."""
+    shown = [f"{k} {r[k]:+.3f} ± {r[k + '_se']:.3f}" for k in names if k in r]
+    return ", ".join([*shown, f"distinct-2 {r['distinct_2']:.3f} ± {r['distinct_2_se']:.3f}"])
 
 
 @distill.command("train")
@@ -140,6 +153,17 @@ def data(**o: Any) -> None:
               help="Folder for the student (a transformers folder), its model card and "
               "train.json; a rerun after a kill resumes from the last checkpoint.")
 @train_options
+@click.option("--min-distinct", type=float, metavar="F",
+              help="Early stop on held-out diversity: sample the student on "
+              "--guard-prompts-file before training and after each epoch (or --guard-steps), "
+              "stop at the first distinct-2 under F and keep the last evaluation at or above "
+              "it. Every evaluation is logged in train.json.")
+@click.option("--guard-prompts-file", type=click.Path(exists=True, dir_okay=False,
+                                                      path_type=Path),
+              metavar="FILE.jsonl", help="Held-out prompts (none a training prompt) the "
+              "--min-distinct guard samples the student on.")
+@click.option("--guard-steps", type=int, metavar="N",
+              help="Evaluate the guard every N optimizer steps.  [default: each epoch]")
 @click.option("--restart", is_flag=True, help="Discard this folder's earlier run first.")
 @click.option("--no-progress", is_flag=True, help="No progress bar (logs, CI).")
 def train(**o: Any) -> None:
@@ -155,11 +179,37 @@ def train(**o: Any) -> None:
     data_dir, out = o.pop("data_dir"), o.pop("out")
     student = o.pop("student") or ""
     device = o.pop("device")
-    plan = _train_plan(o, str(data_dir), student)
+    plan = dataclasses.replace(_train_plan(o, str(data_dir), student),
+                               min_distinct=o.pop("min_distinct"),
+                               guard_prompts=_guard_prompts(o.pop("guard_prompts_file")),
+                               guard_steps=o.pop("guard_steps"))
     s = train_student(plan, out, restart=o["restart"], device=device,
                       show_progress=not o["no_progress"])
     click.echo(f"trained {s['steps']} steps on {s['rows']} rows in {s['seconds']:.0f} s "
                f"(final loss {s['train_loss']:.4f}); the student is in {out}")
+    if "guard" in s:
+        _echo_guard(s)
+
+
+def _guard_prompts(path: Path | None) -> tuple[str, ...]:
+    return tuple(read_prompts((), str(path))) if path is not None else ()
+
+
+def _echo_guard(s: dict[str, Any]) -> None:
+    """The guard's curve, one line per held-out evaluation, and where and why it stopped."""
+    from w2s.distill.guard import Guard
+
+    g = s["guard"]
+    golds = [k for k in (g["evaluations"][0] if g["evaluations"] else {})
+             if k not in ("step", "distinct_2", "kept")]
+    for e in g["evaluations"]:
+        gold = "".join(f", {k} {e[k]:+.3f}" for k in golds)
+        click.echo(f"  step {e['step']:>5}: held-out distinct-2 {e['distinct_2']:.3f}{gold}"
+                   + ("" if e["kept"] else "  (under the floor)"))
+    guard = Guard(g["min_distinct"], evaluations=g["evaluations"], kept=g["kept_step"],
+                  stopped=g["stopped_at"])
+    click.echo(guard.line() or f"the guard never fired: held-out distinct-2 stayed at or "
+               f"above {g['min_distinct']:g}")
 
 
 @distill.command("rounds", cls=RequestCommand)
@@ -179,6 +229,9 @@ def train(**o: Any) -> None:
               "on, plainly (none may be a training prompt).")
 @click.option("--eval-seeds", type=click.IntRange(min=1), default=1, show_default=True,
               help="Sampling seeds per held-out prompt.")
+@click.option("--answers", type=click.IntRange(min=1), default=1, show_default=True,
+              metavar="N", help="SFT rows per training prompt and seed each round: the "
+              "search's N best distinct candidates.")
 @lambda f: train_options(f, in_rounds=True)
 @click.option("--no-progress", is_flag=True, help="No progress bar (logs, CI).")
 def rounds(**o: Any) -> None:
@@ -208,12 +261,15 @@ def rounds(**o: Any) -> None:
     request = build_request(o, return_all=False)
     prompts = read_prompts(o["prompt"], o["prompts_file"])
     ranked = request.spec.ranked
-    data = DistillPlan(request, prompts, seeds, "best-worst" if ranked else None, tuple(gold))
+    data = DistillPlan(request, prompts, seeds, "best-worst" if ranked else None, tuple(gold),
+                       answers=o.pop("answers"))
     plan = RoundsPlan(data, train, n, read_prompts((), str(eval_file)), eval_seeds)
     done = run_rounds(plan, out, device=o["device"], loader=loader_of(o),
                       show_progress=not quiet)
     for r in done:
-        scores = ", ".join(f"{k} {r[k]:+.3f} ± {r[k + '_se']:.3f}" for k in ["guide", *gold]
-                           if k in r)
-        click.echo(f"round {r['round']}: {scores}")
+        teacher = (f"; its data (the search's answers, training prompts): "
+                   f"{_scores(r['teacher'], gold)}" if "teacher" in r else "")
+        if "distinct_2" not in r:  # a round evaluated before distinct-2 was recorded
+            r = {**r, "distinct_2": float("nan"), "distinct_2_se": float("nan")}
+        click.echo(f"round {r['round']}: {_scores(r, ['guide', *gold])}{teacher}")
     click.echo(f"rounds in {out} ({out / 'rounds.json'})")

@@ -95,7 +95,8 @@ CLI_NAMES = FlagNames({"guide": "the guide", "pair": "--tuned and --untuned (or 
                        "guide_terms": "--guide-term", "base": "--base",
                        "base.url": "--base-url", "base.model": "--base-model",
                        "base.tokenizer": "--base-tokenizer", "base.api_key": "--base-api-key",
-                       "base.max_concurrency": "--max-concurrency"})
+                       "base.max_concurrency": "--max-concurrency",
+                       "guard_prompts": "--guard-prompts-file"})
 """The CLI's one rename map from a request's field paths to its flags: every sampling field,
 knob and guide option is ``--name-with-dashes``; the rest are named here."""
 

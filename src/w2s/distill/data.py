@@ -31,7 +31,7 @@ from w2s.distill.rows import (
     kto_rows,
     pair_of,
     preference_row,
-    sft_row,
+    sft_rows,
 )
 from w2s.errors import FieldError, W2SError
 from w2s.params import identity
@@ -66,9 +66,19 @@ class DistillPlan:
     """(prompt, completion) demonstrations, ``shots`` of them shown before each prompt: the
     base answers with weak labels in context (in-context refinement, Somerstep et al.)."""
     shots: int = 4
+    answers: int = 1
+    """SFT rows per (seed, prompt): the search's best distinct candidates, best first (more
+    than one needs a ranked method). Not part of the run's identity: the raw rows hold every
+    candidate, so a rerun with another count rewrites sft.jsonl without searching again."""
 
     def __post_init__(self) -> None:
         check_prompts(self.prompts)
+        if isinstance(self.answers, bool) or not isinstance(self.answers, int) \
+                or self.answers < 1:
+            raise FieldError("answers", f"must be an integer >= 1, got {self.answers!r}")
+        if self.answers > 1 and not self.request.spec.ranked:
+            raise FieldError("answers", f"keeps {self.answers} candidates per prompt, and "
+                             f"method {self.request.spec.name} returns one (use bon, cbs, ...)")
         if self.rank_by is not None and self.rank_by not in self.gold:
             object.__setattr__(self, "gold", (*self.gold, self.rank_by))
         if isinstance(self.seeds, bool) or not isinstance(self.seeds, int) or self.seeds < 1:
@@ -338,7 +348,7 @@ def write_datasets(plan: DistillPlan, out: Path) -> dict[str, int]:
     for s in read_searched(plan, out):
         if plan.rank_by is not None:
             s = dataclasses.replace(s, candidates=by_gold(s.candidates, plan.rank_by))
-        sft.append(sft_row(s, method, knobs, chat))
+        sft += sft_rows(s, method, knobs, chat, plan.answers)
         if plan.pairs is not None:
             row = preference_row(s, method, knobs, chat, plan.pairs)
             if row is not None:
@@ -352,6 +362,32 @@ def write_datasets(plan: DistillPlan, out: Path) -> dict[str, int]:
         _atomic(out / FILES[name], "".join(strict_json(r, ensure_ascii=False) + "\n"
                                            for r in rows))
     return {name: len(rows) for name, rows in made.items()}
+
+
+def diversity(rows: list[dict[str, Any]]) -> tuple[float, float]:
+    """Distinct-2 over every row's ``text``, with its jackknife SE over prompts."""
+    from w2s.evaluate.report import distinct_bigrams
+    from w2s.evaluate.stats import prompt_jackknife
+
+    return prompt_jackknife(rows, lambda sel: distinct_bigrams([r["text"] for r in sel]))
+
+
+def answers_summary(folder: Path, gold: Sequence[str]) -> dict[str, Any]:
+    """What a student learns from (the teacher, beside the student's own evaluation): a data
+    folder's SFT answers (on the training prompts), their distinct-2 and each gold scorer's
+    mean and SE over prompts."""
+    from w2s.evaluate.stats import prompt_mean_se
+    from w2s.evaluate.store import read_rows
+
+    rows = [{"prompt_index": r["prompt_index"], "gold": r.get("gold") or {},
+             "text": r["completion"] if "completion" in r else r["messages"][-1]["content"]}
+            for r in read_rows(folder / FILES["sft"])]
+    out: dict[str, Any] = {"rows": len(rows)}
+    for g in gold:
+        out[g], out[f"{g}_se"] = prompt_mean_se(rows, lambda r, g=g: r["gold"].get(g)) \
+            or (0.0, 0.0)
+    out["distinct_2"], out["distinct_2_se"] = diversity(rows)
+    return out
 
 
 def by_gold(cands: Sequence[Scored], name: str) -> list[Scored]:

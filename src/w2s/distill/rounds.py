@@ -19,7 +19,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from w2s.distill.data import DistillPlan, check_prompts, run_distill_data
+from w2s.distill.data import (
+    DistillPlan,
+    answers_summary,
+    check_prompts,
+    diversity,
+    run_distill_data,
+)
 from w2s.distill.train import TRAIN, TrainPlan, train_student
 from w2s.errors import W2SError
 from w2s.evaluate.stats import prompt_mean_se
@@ -86,6 +92,8 @@ def evaluate_student(plan: RoundsPlan, student: str, loader: Loader) -> dict[str
     for name, xs in scores.items():  # over prompts, each prompt's seeds averaged first
         rows = [{"prompt_index": i, "v": x} for i, x in zip(index, xs)]
         out[name], out[f"{name}_se"] = prompt_mean_se(rows, lambda r: r["v"]) or (0.0, 0.0)
+    out["distinct_2"], out["distinct_2_se"] = diversity(
+        [{"prompt_index": i, "text": t} for i, t in zip(index, texts)])
     return out
 
 
@@ -124,6 +132,8 @@ def run_rounds(plan: RoundsPlan, out: Path, *, device: str = "auto",
                        ) from None
     identity = {"data": plan.data.manifest(), "train": plan.train.identity() | {"data": None, "student": None},
                 "eval_prompts": len(plan.eval_prompts), "eval_seeds": plan.eval_seeds}
+    if plan.data.answers != 1:  # only when set: earlier folders keep their identity
+        identity["answers"] = plan.data.answers
     if had and had.get("plan") != identity:
         raise W2SError(f"{out} holds other rounds (another request, training or evaluation); "
                        "use another --out")
@@ -146,6 +156,7 @@ def run_rounds(plan: RoundsPlan, out: Path, *, device: str = "auto",
             train_student(train_plan, folder / "student", device=device,
                           show_progress=show_progress)
         student = str(folder / "student")
-        done.append({"round": r, **evaluate_student(plan, student, loader)})
+        done.append({"round": r, **evaluate_student(plan, student, loader),
+                     "teacher": answers_summary(folder / "data", plan.data.gold)})
         _atomic_json(summary_path, {"plan": identity, "rounds": done})
     return done

@@ -81,6 +81,28 @@ def sft_row(s: Searched, method: str, knobs: Mapping[str, Any], chat: bool) -> d
     return {**body, "score": best.score, "gold": dict(best.gold), **s.origin(method, knobs)}
 
 
+def sft_rows(s: Searched, method: str, knobs: Mapping[str, Any], chat: bool, answers: int = 1
+             ) -> list[dict[str, Any]]:
+    """The search's ``answers`` best *distinct* candidates as SFT rows, best first (one prompt
+    with several good answers teaches less of one phrasing than the same answer repeated);
+    fewer when the search found fewer distinct texts. With more than one, each row carries
+    its ``answer_rank`` (0: the best)."""
+    if answers == 1:
+        return [sft_row(s, method, knobs, chat)]
+    seen: set[str] = set()
+    rows = []
+    for c in s.candidates:
+        if c.text in seen:
+            continue
+        seen.add(c.text)
+        row = sft_row(Searched(s.prompt, s.prompt_index, s.seed, [c], s.sample), method, knobs,
+                      chat)
+        rows.append({**row, "answer_rank": len(rows)})
+        if len(rows) == answers:
+            break
+    return rows
+
+
 def pair_of(s: Searched, pairs: Pairs) -> tuple[Scored, Scored]:
     """(chosen, rejected): the best and the worst candidate, or the best and the plain sample."""
     if pairs == "vs-sample":

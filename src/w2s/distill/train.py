@@ -16,6 +16,7 @@ reproducible experiment needs around them:
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import math
 import os
@@ -27,6 +28,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from w2s.distill.guard import KEPT
 from w2s.errors import FieldError, W2SError
 from w2s.quiet import quiet_checkpointing_rename
 
@@ -60,6 +62,14 @@ class TrainPlan:
     max_length: int = 512
     save_steps: int = 50
     """Checkpoint every this many optimizer steps (what a rerun after a kill resumes from)."""
+    min_distinct: float | None = None
+    """Early stopping on held-out diversity (:mod:`w2s.distill.guard`): stop at the first
+    evaluation whose distinct-2 on ``guard_prompts`` is under this floor, and keep the last
+    evaluation at or above it. None: no guard."""
+    guard_prompts: tuple[str, ...] = ()
+    """Held-out prompts (none a training prompt) the guard samples the student on."""
+    guard_steps: int | None = None
+    """Evaluate every this many optimizer steps; None: at the end of each epoch."""
 
     def __post_init__(self) -> None:
         if self.trainer not in TRAINERS:
@@ -79,9 +89,41 @@ class TrainPlan:
         if self.trainer == "kto" and self.batch_size < 2:
             raise W2SError("--trainer kto needs a batch size of at least 2 (KTO estimates its "
                            f"reference point from the other rows of a batch), got {self.batch_size}")
+        self._check_guard()
+
+    def _check_guard(self) -> None:
+        if self.min_distinct is None:
+            for name in ("guard_prompts", "guard_steps"):
+                if getattr(self, name):
+                    raise FieldError(name, "only serves the diversity guard; give its "
+                                     "distinct-2 floor too")
+            return
+        floor = self.min_distinct
+        if isinstance(floor, bool) or not isinstance(floor, (int, float)) \
+                or not (math.isfinite(floor) and 0 < floor <= 1):
+            raise FieldError("min_distinct", f"is a distinct-2 ratio in (0, 1], got {floor!r}")
+        if not self.guard_prompts:
+            raise FieldError("guard_prompts", "is needed with a distinct-2 floor: held-out "
+                             "prompts to sample the student on")
+        from w2s.distill.data import check_prompts
+
+        check_prompts(self.guard_prompts)
+        steps = self.guard_steps
+        if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int)
+                                  or steps < 1):
+            raise FieldError("guard_steps", f"must be an integer >= 1, got {steps!r}")
 
     def identity(self) -> dict[str, Any]:
-        return {"format": 1, **asdict(self), "data": str(Path(self.data).resolve())}
+        """What must match to resume a folder; the guard only when set (earlier folders keep
+        their identity), its prompts by count and digest."""
+        made = {"format": 1, **asdict(self), "data": str(Path(self.data).resolve())}
+        for name in ("min_distinct", "guard_prompts", "guard_steps"):
+            made.pop(name)
+        if self.min_distinct is not None:
+            made["guard"] = {"min_distinct": self.min_distinct, "steps": self.guard_steps,
+                             "prompts": len(self.guard_prompts), "sha256": hashlib.sha256(
+                                 json.dumps(list(self.guard_prompts)).encode()).hexdigest()}
+        return made
 
 
 def _data_files(plan: TrainPlan) -> tuple[dict[str, Any], Path]:
@@ -217,12 +259,19 @@ def train_student(plan: TrainPlan, out: Path, *, restart: bool = False, device: 
         raise W2SError(f"{path} holds chat rows (messages), and the student {plan.student!r} has "
                        "no chat template to format them: train a chat model, or make the data "
                        "without --chat")
+    check_held_out(plan)
     resume = open_out(plan, out, restart)  # written only now: every input checked
+    guard, watch = _guard(plan, meta, tok, chat, out, resume)
     start = time.perf_counter()
     with quiet_checkpointing_rename():
-        trainer = _trainer(plan, folder, tok, path, out, device, show_progress)
+        trainer = _trainer(plan, folder, tok, path, out, device, show_progress,
+                           [watch] if watch is not None else [])
         result = trainer.train(resume_from_checkpoint=True if resume else None)
     model = trainer.model
+    if guard is not None and guard.stopped is not None:
+        from w2s.distill.guard import restore
+
+        restore(model, out / KEPT)  # the last evaluation at or above the floor
     if plan.lora:
         model = model.merge_and_unload()
     final = out / ".final"
@@ -239,10 +288,58 @@ def train_student(plan: TrainPlan, out: Path, *, restart: bool = False, device: 
                "resumed": resume, "device": trainer.args.device.type,
                "precision": "bf16" if trainer.args.bf16 else "fp16" if trainer.args.fp16
                else "fp32"}
+    if guard is not None:
+        summary["guard"] = guard.summary()
+        (out / KEPT).unlink(missing_ok=True)
     (out / "README.md").write_text(model_card(plan, summary), encoding="utf-8")
     (out / TRAIN).write_text(json.dumps(summary, indent=2, allow_nan=False) + "\n",
                              encoding="utf-8")
     return summary
+
+
+def check_held_out(plan: TrainPlan) -> None:
+    """The guard's prompts are none of the data's training prompts (a guard that samples
+    training prompts measures memorisation, not the student)."""
+    if not plan.guard_prompts:
+        return
+    from w2s.distill.data import RAW
+    from w2s.evaluate.store import read_rows
+
+    seen = {r.get("prompt") for r in read_rows(Path(plan.data).expanduser() / RAW)}
+    leak = [p for p in plan.guard_prompts if p in seen]
+    if leak:
+        raise FieldError("guard_prompts", f"holds {len(leak)} training prompts of the data "
+                         f"(e.g. {leak[0][:40]!r}); hold the guard's prompts out")
+
+
+def _guard(plan: TrainPlan, meta: dict[str, Any], tok: Any, chat: bool, out: Path,
+           resume: bool) -> tuple[Any, Any]:
+    """The diversity guard and its trainer callback, or (None, None) without a floor; a
+    resumed run takes back the evaluations its train.json logged."""
+    if plan.min_distinct is None:
+        return None, None
+    from w2s.distill.guard import Guard, callback, held_out
+    from w2s.request import parse_sampling
+
+    guard = Guard(plan.min_distinct, plan.guard_steps)
+    if resume:
+        had = json.loads((out / TRAIN).read_text(encoding="utf-8")).get("guard") or {}
+        guard.evaluations = list(had.get("evaluations", []))
+    sampling = dataclasses.replace(parse_sampling(meta.get("request", {}).get("sampling")),
+                                   seed=0)
+    golds = [g for g in meta.get("gold") or [] if isinstance(g, str)]
+
+    def log() -> None:
+        tmp = out / (TRAIN + ".tmp")
+        tmp.write_text(json.dumps({"plan": plan.identity(), "done": False,
+                                   "guard": guard.summary()}, indent=2, allow_nan=False)
+                       + "\n", encoding="utf-8")
+        os.replace(tmp, out / TRAIN)
+
+    def evaluate(model: Any) -> dict[str, Any]:
+        return held_out(model, tok, plan.guard_prompts, sampling, golds, chat)
+
+    return guard, callback(guard, evaluate, out, log)
 
 
 def _rows(path: Path) -> int:
@@ -255,7 +352,7 @@ def _peak_mib() -> float:
 
 
 def _trainer(plan: TrainPlan, folder: str, tok: Any, path: Path, out: Path, device: str,
-             show_progress: bool) -> Any:
+             show_progress: bool, callbacks: list[Any]) -> Any:
     """TRL's trainer for the plan (LoRA through peft when asked), seeded."""
     import torch
     from datasets import load_dataset
@@ -292,16 +389,18 @@ def _trainer(plan: TrainPlan, folder: str, tok: Any, path: Path, out: Path, devi
         from trl import SFTConfig, SFTTrainer
 
         return SFTTrainer(model=model, args=SFTConfig(**common), train_dataset=data,
-                          processing_class=tok, peft_config=peft_config)
+                          processing_class=tok, peft_config=peft_config, callbacks=callbacks)
     if plan.trainer == "kto":
         from trl import KTOConfig, KTOTrainer
 
         return KTOTrainer(model=model, args=KTOConfig(**common, beta=plan.beta),
-                          train_dataset=data, processing_class=tok, peft_config=peft_config)
+                          train_dataset=data, processing_class=tok, peft_config=peft_config,
+                          callbacks=callbacks)
     from trl import DPOConfig, DPOTrainer
 
     return DPOTrainer(model=model, args=DPOConfig(**common, beta=plan.beta),
-                      train_dataset=data, processing_class=tok, peft_config=peft_config)
+                      train_dataset=data, processing_class=tok, peft_config=peft_config,
+                      callbacks=callbacks)
 
 
 def model_card(plan: TrainPlan, s: dict[str, Any]) -> str:
@@ -328,4 +427,16 @@ def model_card(plan: TrainPlan, s: dict[str, Any]) -> str:
         f"- {s['steps']} steps, final training loss {s['train_loss']:.4f}, "
         f"{s['seconds']:.0f} s, peak memory {s['peak_rss_mib']:.0f} MiB, on "
         f"{s['device']} in {s['precision']}", "",
-        f"Settings and data manifest: `{TRAIN}`.", ""])
+        *_guard_card(s), f"Settings and data manifest: `{TRAIN}`.", ""])
+
+
+def _guard_card(s: dict[str, Any]) -> list[str]:
+    """The guard's curve in the model card: every held-out evaluation, and where it stopped."""
+    g = s.get("guard")
+    if not g:
+        return []
+    curve = ", ".join(f"step {e['step']} {e['distinct_2']:.3f}" for e in g["evaluations"])
+    end = (f"stopped at step {g['stopped_at']}, weights of step {g['kept_step']} kept"
+           if g["stopped_at"] is not None else "never fell under it")
+    return [f"Diversity guard: floor {g['min_distinct']:g} on held-out distinct-2 ({curve}); "
+            f"{end}.", ""]

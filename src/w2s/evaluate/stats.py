@@ -3,8 +3,9 @@ averaged first: prompts, not rows, are the independent samples), and paired diff
 
 from __future__ import annotations
 
+import math
 import statistics
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from w2s.plots import mean_se
@@ -42,3 +43,20 @@ def paired_difference(rows: Sequence[dict[str, Any]], a: str, b: str, gold: str
     mean, se = mean_se([statistics.fmean(d) for d in per_prompt.values()])
     return {"mean": mean, "se": se, "z": mean / se if se > 0 else float("inf"),
             "prompts": len(per_prompt), "pairs": sum(map(len, per_prompt.values()))}
+
+
+def prompt_jackknife(sel: Sequence[dict[str, Any]], stat: Callable[[Sequence[dict[str, Any]]],
+                                                                    float]
+                     ) -> tuple[float, float]:
+    """A statistic of the rows as a whole (one with no per-prompt value, such as distinct-2
+    over every response) and its leave-one-prompt-out jackknife standard error: prompts, as
+    everywhere, are the independent samples. For a paired difference of two methods, give the
+    rows of both and a ``stat`` that takes the difference: each prompt leaves both at once."""
+    full = stat(sel)
+    prompts = sorted({r["prompt_index"] for r in sel})
+    n = len(prompts)
+    if n < 2:
+        return full, 0.0
+    loo = [stat([r for r in sel if r["prompt_index"] != p]) for p in prompts]
+    m = statistics.fmean(loo)
+    return full, math.sqrt((n - 1) / n * sum((x - m) ** 2 for x in loo))
