@@ -95,7 +95,8 @@ class WordGuide(Guide):
 
 # ------------------------------------------------------------------ a search beats sampling
 NOT_SEARCHES = {"sample": "plain sampling, the baseline", "eft": "token-level",
-                "dlf": "token-level", "nudging": "token-level"}
+                "dlf": "token-level", "nudging": "token-level",
+                "wsd": "a draft by the small tuned model, then the base: no guide's score"}
 """Registered decoders that do not search over the base's samples by a guide's score."""
 
 KNOBS = {

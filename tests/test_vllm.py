@@ -184,7 +184,7 @@ def test_w2s_serve_in_front_of_the_engine_answers_like_the_library(vllm_url, eng
     try:
         methods = httpx.get(srv.url + "/w2s/methods", headers=srv.headers()).json()["methods"]
         why = {m["name"]: m["why"] for m in methods if not m["available"]}
-        assert set(why) == {"eft", "dlf"} and "log-probabilities" in why["eft"]  # text only
+        assert set(why) == {"eft", "dlf", "wsd"} and "log-probabilities" in why["eft"]  # text only
         client = openai.OpenAI(base_url=srv.url + "/v1", api_key=srv.api_key)
         knobs = {"w": 2, "k": 2, "l": 4}
         kw = dict(model="w2s", prompt="The movie was", max_tokens=12, seed=2,

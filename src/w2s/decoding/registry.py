@@ -215,7 +215,7 @@ COMMAND_OPTIONS = (
     "max_concurrency", "prompt", "prompts_file", "dtype", "device", "batch_size", "device_map",
     "guide_device", "memory_limit", "tuned", "untuned", "arm", "reward_model", "guide_terms",
     "normalize", "as_json", "quiet", "out", "seeds", "pairs", "gold", "rank_by", "demos", "shots",
-    "restart", "no_progress", "help", "json", "guide_term", "trace")
+    "restart", "no_progress", "help", "json", "guide_term", "trace", "answers")
 """The options of the commands that take every knob as a flag (``generate``, ``distill
 data``), by their names in the command and by their flags where these differ (``--json``,
 ``--guide-term``): a knob of the same name would take the option's place there
