@@ -130,3 +130,15 @@ def test_a_method_entry_can_carry_its_own_budgets(tmp_path):
     assert c.methods[2].hash == same.methods[0].hash  # bon@4x is the same run either way
     with pytest.raises(W2SError, match=r"^b.yaml: methods\[1\]: budgets must be a list"):
         cfg([{"method": "bon", "budgets": [0]}])
+
+
+@pytest.mark.parametrize("gold,verdict", [(2.5, "beats it"), (1.5, "falls short of it"),
+                                          (None, "within 1.96 SE of it")])
+def test_the_headline_says_beats_falls_short_or_within(gold, verdict):
+    rows = _rows()
+    for r in rows:
+        if r["method"] == "cbs@2x":  # None: +-1 around Best-of-16's 2.0, by prompt: SE 0.58
+            r["gold"]["vader"] = gold if gold is not None else (
+                3.0 if r["prompt_index"] % 2 else 1.0)
+    md = savings_markdown(savings_table(rows, "vader", draws=20))
+    assert f"— {verdict}" in md.split("cbs@2x (20 tokens)")[1].splitlines()[0]

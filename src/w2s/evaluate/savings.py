@@ -193,8 +193,9 @@ def savings_markdown(table: dict[str, Any]) -> str:
     if not h["cheap"]:
         out.append("(no search spent that little)")
     for d in h["cheap"]:
-        verdict = ("matches or beats it" if d["mean"] + 1.96 * d["se"] >= 0
-                   else "falls short of it")
+        verdict = ("beats it" if d["mean"] - 1.96 * d["se"] > 0
+                   else "falls short of it" if d["mean"] + 1.96 * d["se"] < 0
+                   else "within 1.96 SE of it")
         out.append(f"- {d['label']} ({d['base_tokens']:.0f} tokens): {d['mean']:+.3f} ± "
                    f"{d['se']:.3f} ({d['z']:+.1f}) — {verdict}")
     return "\n".join(out) + "\n"
