@@ -101,3 +101,15 @@ def test_a_memory_limit_is_checked_through_the_cli():
     r = CliRunner().invoke(cli, [*G, "--memory-limit", "-1"])
     assert r.exit_code == 2 and r.stderr.strip() == ("error: --memory-limit must be a number of "
                                                      "GiB > 0, got -1.0")
+
+
+def test_an_answer_two_models_wrote_says_the_small_models_share_not_a_token_count():
+    """Nudging's and WSD's answers have no one token sequence: the line said "0 tokens"."""
+    r = CliRunner().invoke(cli, ["generate", "--base", "zoo:base", "--tuned", "zoo:tuned",
+                                 "--untuned", "zoo:untuned", "--method", "wsd", "--max-draft",
+                                 "4", "--prompt", "The movie", "--max-new-tokens", "10",
+                                 "--seed", "1", "--quiet"])
+    assert r.exit_code == 0, r.output
+    details = r.stdout.splitlines()[1]
+    assert re.fullmatch(r"   seed 1 · (ended|cut at max-new-tokens) · \d+ base tokens · the "
+                        r"small model wrote \d+% · \d+\.\d\d s", details), details

@@ -82,8 +82,12 @@ def _details(r: Any) -> str:
     batch = r.cost.batch_prompts
     time = (f"{r.cost.wall_time_s:.2f} s" if batch == 1
             else f"{r.cost.wall_time_s:.2f} s for the batch of {batch} prompts")
-    return (f"seed {r.seed} \u00b7 {len(r.token_ids)} tokens ({ended}) \u00b7 "
-            f"{r.cost.base_tokens} base tokens \u00b7 {time}")
+    # an answer two models wrote (Nudging, WSD) has no one token sequence to count
+    length = f"{len(r.token_ids)} tokens ({ended})" if r.token_ids or not r.text else ended
+    small = r.stats.get("small_fraction") if isinstance(r.stats, dict) else None
+    share = f" \u00b7 the small model wrote {small:.0%}" if small is not None else ""
+    return (f"seed {r.seed} \u00b7 {length} \u00b7 {r.cost.base_tokens} base tokens{share} "
+            f"\u00b7 {time}")
 
 
 def _print(results: list[Any], extras: list[dict[str, Any]], as_json: bool, return_all: bool
