@@ -146,6 +146,13 @@ class Entry:
     def candidate(self) -> Candidate:
         return Candidate(self.text, list(self.ids or []), self.score, self.ended)
 
+    def child(self, c: Continuation, **where: int) -> Entry:
+        """This response grown by continuation ``c``: one round more (``where``: its row and
+        slot in a :class:`Frontier`)."""
+        ids = None if self.ids is None or c.token_ids is None else self.ids + c.token_ids
+        return Entry(ids, c.response, c.ended, rounds=self.rounds + 1,
+                     tokens=self.tokens + c.n_tokens, **where)
+
 
 def rank(pool: list[Entry]) -> list[Entry]:
     """Best score first; the sort is stable, so ties keep the pool's order."""
@@ -207,10 +214,8 @@ class Frontier:
             self.session.reindex(parents)
         children = []
         for j, ((i, parent, slot), c) in enumerate(zip(rows, conts)):
-            ids = None if parent.ids is None or c.token_ids is None else parent.ids + c.token_ids
             self.cost[i].base_tokens += c.n_tokens
-            children.append(Entry(ids, c.response, c.ended, rounds=parent.rounds + 1,
-                                  tokens=parent.tokens + c.n_tokens, row=j, slot=slot))
+            children.append(parent.child(c, row=j, slot=slot))
         self.entries = children
         self.owners = [i for i, _, _ in rows]
         if self.session is not None and trace.on():  # a search (sampling has no session)
@@ -234,10 +239,7 @@ class Frontier:
             self.cost[i].base_read += read_tokens(self.backend, self.prep.prompts[i],
                                                   parent.tokens)
             j += n
-        out = self.backend.complete(reqs, max_tokens, self.sampling)
-        if [len(o) for o in out] != [len(r.streams) for r in reqs]:
-            raise W2SError(f"backend {self.backend.name!r} returned the wrong number of "
-                           "continuations")
+        out = complete_checked(self.backend, reqs, max_tokens, self.sampling)
         return [c for o in out for c in o]
 
     def score(self) -> None:
@@ -245,6 +247,31 @@ class Frontier:
         assert self.session is not None
         score_entries(self.session.guide, self.prep, self.owners, self.entries, self.cost,
                       self.session)
+
+
+def complete_checked(backend: Backend, reqs: Sequence[Request], max_tokens: int,
+                     sampling: SamplingParams) -> list[list[Continuation]]:
+    """``backend.complete``, refused in one line when a request does not get exactly one
+    continuation per random stream (a misbehaving engine would otherwise shift every
+    answer onto another prompt)."""
+    out = backend.complete(list(reqs), max_tokens, sampling)
+    if [len(o) for o in out] != [len(r.streams) for r in reqs]:
+        raise W2SError(f"backend {backend.name!r} returned the wrong number of continuations")
+    return out
+
+
+def complete_by_room(backend: Backend, reqs: Sequence[Request], rooms: Sequence[int],
+                     sampling: SamplingParams) -> list[list[Continuation]]:
+    """:func:`complete_checked` for requests that may each sample a different number of
+    tokens (``rooms``: prefixes of different lengths all end at max_new_tokens): one call per
+    distinct room, the answers back in the requests' order."""
+    out: list[list[Continuation]] = [[] for _ in reqs]
+    for m in sorted(set(rooms)):
+        part = [k for k, r in enumerate(rooms) if r == m]
+        for k, conts in zip(part, complete_checked(backend, [reqs[k] for k in part], m,
+                                                   sampling)):
+            out[k] = conts
+    return out
 
 
 def prompt_groups(backend: Backend, n_prompts: int, rows_per_prompt: int) -> list[range]:
@@ -325,6 +352,38 @@ def finish_costs(prep: Prepared, cost: list[Cost]) -> list[Cost]:
     return cost
 
 
+def small_writer(guide: Guide | None, method: str) -> Any:
+    """The small tuned model of a tuned/untuned pair guide, for the methods that let it write
+    part of the answer (Nudging, WSD)."""
+    writer = guide.writer() if isinstance(guide, Guide) else None
+    if writer is None:
+        raise W2SError(f"{method} needs the small tuned model: a tuned/untuned pair as its "
+                       "guide")
+    return writer
+
+
+def writer_streams(prep: Prepared) -> tuple[list[int], list[int]]:
+    """Each prompt's random stream for the base (slot 0) and for a small writer (slot 1)."""
+    keys = torch.tensor(prep.keys, dtype=torch.long)
+    return (stream_keys(keys, torch.zeros_like(keys)).tolist(),
+            stream_keys(keys, torch.ones_like(keys)).tolist())
+
+
+def answer_results(method: str, guide: Guide | None, prep: Prepared, entries: list[Entry],
+                   cost: list[Cost], knobs: dict[str, Any], sampling: SamplingParams
+                   ) -> list[Result]:
+    """One Result per prompt for methods that write one answer each outside a search (token
+    level, Nudging, WSD): the guide, when given, scores the answers for the report (that
+    scoring is no part of the method's cost), and the costs get the call's wall time."""
+    if guide is not None:
+        score_entries(guide, prep, list(range(len(entries))), entries,
+                      [Cost() for _ in entries])
+    cost = finish_costs(prep, cost)
+    params = {"method": method, **knobs, **sampling.to_dict()}
+    return [Result.from_candidates(p, method, [e.candidate()], c, params)
+            for p, e, c in zip(prep.prompts, entries, cost)]
+
+
 def require_guide(guide: Guide | None, method: str) -> Guide:
     if guide is None:
         raise W2SError(f"{method} needs a guide (a tuned/untuned pair or a reward model)")
@@ -352,17 +411,15 @@ def run_search(method: str, backend: Backend, guide: Guide | None, prompts: Sequ
     backend = require(backend, Backend, method)
     prep = prepare(backend, prompts, sampling)
     cost = [Cost() for _ in prep.prompts]
-    trace.begin()  # a direct call is traced too (DecoderSpec.run closes the calls it makes)
-    results = None
-    try:
+
+    def work() -> list[Result]:
         out: list[tuple[list[Entry], dict[str, float]]] = run_groups(
             backend, prompt_groups(backend, len(prep.prompts), rows(knob)),
             lambda group: search(backend, guide, prep.subset(group), knob, sampling,
                                  [cost[i] for i in group], list(group)))
-        results = _results(method, prep, knob, sampling, out, cost, return_all)
-    finally:
-        trace.end(results)
-    return results
+        return _results(method, prep, knob, sampling, out, cost, return_all)
+
+    return trace.traced(work)  # a direct call is traced too (DecoderSpec.run nests it)
 
 
 def _results(method: str, prep: Prepared, knob: Any, sampling: SamplingParams,

@@ -38,6 +38,7 @@ import w2s.decoding.trace as trace
 from w2s.decoding.common import (
     Entry,
     Prepared,
+    complete_by_room,
     rank,
     read_tokens,
     run_search,
@@ -46,7 +47,7 @@ from w2s.decoding.common import (
 from w2s.decoding.observe import checkpoint
 from w2s.errors import W2SError
 from w2s.guides import Guide
-from w2s.models.base import Backend, Continuation, Request
+from w2s.models.base import Backend, Request
 from w2s.params import MCTSParams, SamplingParams
 from w2s.result import Cost, Result
 from w2s.rng import stream_keys
@@ -165,21 +166,14 @@ def _expand(backend: Backend, guide: Guide, prep: Prepared, sampling: SamplingPa
     # each leaf's chunk ends at max_new_tokens: one call per chunk length (leaves of prompts
     # at other depths can have less room left)
     room = [min(length, sampling.max_new_tokens - leaves[i].entry.tokens) for i in owners]
-    out: list[list[Continuation]] = [[] for _ in reqs]
-    for m in sorted(set(room)):
-        part = [k for k, r in enumerate(room) if r == m]
-        for k, conts in zip(part, backend.complete([reqs[k] for k in part], m, sampling)):
-            out[k] = conts
+    out = complete_by_room(backend, reqs, room, sampling)
     kids: dict[int, list[Node]] = {}
     entries, who = [], []
     for i, conts in zip(owners, out):
         parent = leaves[i]
         for c in conts:
-            ids = (None if parent.entry.ids is None or c.token_ids is None
-                   else parent.entry.ids + c.token_ids)
             cost[i].base_tokens += c.n_tokens
-            e = Entry(ids, c.response, c.ended, rounds=parent.entry.rounds + 1,
-                      tokens=parent.entry.tokens + c.n_tokens)
+            e = parent.entry.child(c)
             if knob.prior and c.logprob is None:
                 raise W2SError(f"mcts: prior={knob.prior:g} needs the base's log-probabilities "
                                f"of its chunks and {backend.name} does not report them; set "

@@ -23,25 +23,22 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import torch
-
 from w2s.decoding.common import (
     Entry,
-    finish_costs,
+    answer_results,
     knobs,
     prepare,
     read_tokens,
     require,
     sampling_of,
-    score_entries,
+    small_writer,
+    writer_streams,
 )
 from w2s.decoding.observe import checkpoint, emit
-from w2s.errors import W2SError
 from w2s.guides import Guide
 from w2s.models.base import Backend, Continuation, Request, TopLogprobsBackend
 from w2s.params import NudgingParams, SamplingParams
 from w2s.result import Cost, Result
-from w2s.rng import stream_keys
 
 
 @dataclass
@@ -77,15 +74,11 @@ def nudging(backend: Backend, guide: Guide | None, prompts: Sequence[str],
     """Nudge the base with the small tuned model of ``guide`` (a tuned/untuned pair)."""
     nudge = knobs(nudge, NudgingParams, "nudging")
     sampling = sampling_of(sampling)
-    writer = guide.writer() if isinstance(guide, Guide) else None
-    if writer is None:
-        raise W2SError("nudging needs the small tuned model: a tuned/untuned pair as its guide")
+    writer = small_writer(guide, "nudging")
     backend = require(backend, TopLogprobsBackend, "nudging")
     small = require(writer, TopLogprobsBackend, "nudging", "small tuned")
     prep = prepare(backend, prompts, sampling)
-    keys = torch.tensor(prep.keys, dtype=torch.long)
-    base_streams = stream_keys(keys, torch.zeros_like(keys)).tolist()
-    small_streams = stream_keys(keys, torch.ones_like(keys)).tolist()
+    base_streams, small_streams = writer_streams(prep)
     rows = [_Row() for _ in prep.prompts]
     cost = [Cost() for _ in prep.prompts]
     max_new = sampling.max_new_tokens
@@ -102,11 +95,7 @@ def nudging(backend: Backend, guide: Guide | None, prompts: Sequence[str],
             _small_round(small, prep.prompts, rows, cost, handover, small_streams, nudge,
                          sampling)
     entries = [Entry(None, r.text, r.ended, tokens=r.tokens) for r in rows]
-    score_entries(guide, prep, list(range(len(rows))), entries, [Cost() for _ in rows])
-    cost = finish_costs(prep, cost)
-    params = {"method": "nudging", **nudge.to_dict(), **sampling.to_dict()}
-    results = [Result.from_candidates(p, "nudging", [e.candidate()], c, params)
-               for p, e, c in zip(prep.prompts, entries, cost)]
+    results = answer_results("nudging", guide, prep, entries, cost, nudge.to_dict(), sampling)
     for res, r in zip(results, rows):
         res.stats = {"small_fraction": r.small / r.tokens if r.tokens else 0.0,
                      "nudges": r.nudges}

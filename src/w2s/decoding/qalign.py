@@ -59,6 +59,7 @@ import w2s.decoding.trace as trace
 from w2s.decoding.common import (
     Entry,
     Prepared,
+    complete_by_room,
     rank,
     read_tokens,
     run_search,
@@ -67,7 +68,7 @@ from w2s.decoding.common import (
 from w2s.decoding.observe import checkpoint
 from w2s.errors import W2SError
 from w2s.guides import Guide
-from w2s.models.base import Backend, Continuation, Request
+from w2s.models.base import Backend, Request
 from w2s.params import QAlignParams, SamplingParams
 from w2s.result import Cost, Result
 from w2s.rng import stream_keys, uniforms
@@ -186,22 +187,12 @@ def _sample(backend: Backend, prep: Prepared, sampling: SamplingParams, cost: li
         if i not in read:  # the prompt as the base counts it, once
             read[i] = read_tokens(backend, prep.prompts[i])
         cost[i].base_read += read[i] + e.tokens
-    room = [max_new - e.tokens for _, e, _ in asks]
-    out: list[list[Continuation]] = [[] for _ in reqs]
-    for m in sorted(set(room)):
-        part = [k for k, r in enumerate(room) if r == m]
-        for k, conts in zip(part, backend.complete([reqs[k] for k in part], m, sampling)):
-            if len(conts) != len(reqs[k].streams):
-                raise W2SError(f"backend {backend.name!r} returned the wrong number of "
-                               "continuations")
-            out[k] = conts
+    out = complete_by_room(backend, reqs, [max_new - e.tokens for _, e, _ in asks], sampling)
     entries = []
     for (i, e, _), conts in zip(asks, out):
         for ct in conts:
             cost[i].base_tokens += ct.n_tokens
-            ids = None if e.ids is None or ct.token_ids is None else e.ids + ct.token_ids
-            entries.append(Entry(ids, ct.response, ct.ended, rounds=1,
-                                 tokens=e.tokens + ct.n_tokens))
+            entries.append(e.child(ct))  # a start or a cut prefix: round 1
     return entries
 
 

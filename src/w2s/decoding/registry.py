@@ -187,12 +187,9 @@ class DecoderSpec:
         kwargs = {"return_all": return_all} if self.ranked else {}
         import w2s.decoding.trace as trace
 
-        trace.begin()  # a recorded call's trees start empty, and end named by its results
-        results = None
-        try:
-            results = self.fn(backend, guide, prompts, *args, sampling=sampling, **kwargs)
-        finally:
-            trace.end(results)
+        # a recorded call's trees start empty, and end named by its results
+        results = trace.traced(lambda: self.fn(backend, guide, prompts, *args,
+                                               sampling=sampling, **kwargs))
         estimate_flops(results, backend, guide)
         return results
 

@@ -23,11 +23,10 @@ import torch
 
 from w2s.decoding.common import (
     Entry,
-    finish_costs,
+    answer_results,
     prepare,
     read_tokens,
     require,
-    score_entries,
 )
 from w2s.decoding.observe import active, checkpoint, emit
 from w2s.errors import W2SError
@@ -113,12 +112,7 @@ def decode_fused(backend: Backend, guide: Guide | None, prompts: Sequence[str], 
     cost = [Cost(base_tokens=len(ids), guide_tokens=len(others) * len(ids),
                  base_read=read_tokens(base, p)) for ids, p in zip(new, prep.prompts)]
     entries = [Entry(ids, stopper.text(ids), not a, tokens=len(ids)) for ids, a in zip(new, alive)]
-    if guide is not None:
-        score_entries(guide, prep, list(range(rows)), entries, [Cost() for _ in entries])
-    cost = finish_costs(prep, cost)
-    params = {"method": method, **params, **sampling.to_dict()}
-    results = [Result.from_candidates(p, method, [e.candidate()], c, params)
-               for p, e, c in zip(prep.prompts, entries, cost)]
+    results = answer_results(method, guide, prep, entries, cost, params, sampling)
     if sampling.temperature > 0:
         for r, x in zip(results, kl.tolist()):
             r.stats = {"kl": x}

@@ -44,13 +44,15 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from w2s.errors import W2SError
 
 Listener = Callable[[int, list[dict[str, Any]], list[int]], None]
 """``listener(index, new_nodes, newly_kept_ids)``: called as a round of prompt ``index`` is
 flushed (from the decoding thread)."""
+
+T = TypeVar("T")
 
 NO_ROUNDS = ("this method has no search rounds: the trace is its answer alone, one node")
 
@@ -218,6 +220,19 @@ def end(results: Sequence[Any] | None) -> None:
         if i not in rec.trees and rec.listener is not None:
             rec.listener(i, rec.traces[-1]["nodes"], [1])
     rec.trees = {}
+
+
+def traced(call: Callable[[], T]) -> T:
+    """``call()`` as one traced decoder call (:func:`begin`, then :func:`end` with its
+    results, or with None when it raised): what :meth:`DecoderSpec.run` and every search's
+    frame wrap their work in."""
+    begin()
+    results = None
+    try:
+        results = call()
+    finally:
+        end(results)  # type: ignore[arg-type]
+    return results
 
 
 def record(result: Any, tree: _Tree | None) -> dict[str, Any]:

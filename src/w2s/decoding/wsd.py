@@ -31,25 +31,24 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import torch
-
 from w2s.decoding.common import (
     Entry,
-    finish_costs,
+    answer_results,
+    complete_by_room,
+    complete_checked,
     knobs,
     prepare,
     read_tokens,
     require,
     sampling_of,
-    score_entries,
+    small_writer,
+    writer_streams,
 )
 from w2s.decoding.observe import checkpoint
-from w2s.errors import W2SError
 from w2s.guides import Guide
 from w2s.models.base import Backend, Continuation, Request, TokenScoringBackend
 from w2s.params import SamplingParams, WSDParams
 from w2s.result import Cost, Result
-from w2s.rng import stream_keys
 
 
 @dataclass
@@ -80,26 +79,18 @@ def wsd(backend: Backend, guide: Guide | None, prompts: Sequence[str],
     """The small tuned model of ``guide`` (a tuned/untuned pair) drafts, the base takes over."""
     params = knobs(params, WSDParams, "wsd")
     sampling = sampling_of(sampling)
-    writer = guide.writer() if isinstance(guide, Guide) else None
-    if writer is None:
-        raise W2SError("wsd needs the small tuned model: a tuned/untuned pair as its guide")
+    writer = small_writer(guide, "wsd")
     backend = require(backend, TokenScoringBackend, "wsd")
     small = require(writer, Backend, "wsd", "small tuned")
     prep = prepare(backend, prompts, sampling)
-    keys = torch.tensor(prep.keys, dtype=torch.long)
-    base_streams = stream_keys(keys, torch.zeros_like(keys)).tolist()
-    small_streams = stream_keys(keys, torch.ones_like(keys)).tolist()
+    base_streams, small_streams = writer_streams(prep)
     cost = [Cost() for _ in prep.prompts]
     checkpoint()
     rows = _draft(backend, small, prep.prompts, cost, small_streams, params, sampling)
     checkpoint()
     _take_over(backend, prep.prompts, rows, cost, base_streams, sampling)
     entries = [Entry(None, r.text, r.ended, tokens=r.tokens) for r in rows]
-    score_entries(guide, prep, list(range(len(rows))), entries, [Cost() for _ in rows])
-    cost = finish_costs(prep, cost)
-    out = {"method": "wsd", **params.to_dict(), **sampling.to_dict()}
-    results = [Result.from_candidates(p, "wsd", [e.candidate()], c, out)
-               for p, e, c in zip(prep.prompts, entries, cost)]
+    results = answer_results("wsd", guide, prep, entries, cost, params.to_dict(), sampling)
     for res, r in zip(results, rows):
         small_fraction = r.keep / r.tokens if r.tokens else float(not r.switched)
         res.stats = {"small_fraction": small_fraction,
@@ -116,7 +107,8 @@ def _draft(backend: TokenScoringBackend, small: Backend, prompts: Sequence[str],
     and the switch rule says how much of it to keep."""
     max_new = sampling.max_new_tokens
     reqs = [Request(p, "", None, (s,), 0) for p, s in zip(prompts, streams)]
-    drafts = [c for [c] in small.complete(reqs, min(params.max_draft, max_new), sampling)]
+    drafts = [c for [c] in complete_checked(small, reqs, min(params.max_draft, max_new),
+                                            sampling)]
     whole = backend.encode_responses([d.response for d in drafts])
     ids = [x[:max_new] for x in whole]
     lps = backend.token_logprobs([backend.encode_prompt(p) for p in prompts], ids)
@@ -134,20 +126,20 @@ def _take_over(backend: TokenScoringBackend, prompts: Sequence[str], rows: list[
     """The base continues each kept draft up to ``max_new_tokens`` tokens in all (one call
     per remaining length); a draft that ended with no switch is the answer as it is."""
     max_new = sampling.max_new_tokens
-    groups: dict[int, list[int]] = {}
+    live = []
     for i, r in enumerate(rows):
         r.tokens = r.keep
         r.text = r.draft.response if r.keep == r.whole else backend.decode(r.ids[:r.keep])
         if not r.switched and r.draft.ended and r.keep == r.whole:
             r.ended = True
         elif r.keep < max_new:
-            groups.setdefault(max_new - r.keep, []).append(i)
-    for n, live in groups.items():
-        reqs = [Request(prompts[i], rows[i].text, tuple(rows[i].ids[:rows[i].keep]),
-                        (streams[i],), rows[i].keep) for i in live]
-        for i in live:
-            cost[i].base_read += read_tokens(backend, prompts[i], rows[i].keep)
-        for i, [c] in zip(live, backend.complete(reqs, n, sampling)):
-            r = rows[i]
-            r.text, r.tokens, r.ended = c.response, r.keep + c.n_tokens, c.ended
-            cost[i].base_tokens += c.n_tokens
+            live.append(i)
+    reqs = [Request(prompts[i], rows[i].text, tuple(rows[i].ids[:rows[i].keep]),
+                    (streams[i],), rows[i].keep) for i in live]
+    for i in live:
+        cost[i].base_read += read_tokens(backend, prompts[i], rows[i].keep)
+    rooms = [max_new - rows[i].keep for i in live]
+    for i, [c] in zip(live, complete_by_room(backend, reqs, rooms, sampling)):
+        r = rows[i]
+        r.text, r.tokens, r.ended = c.response, r.keep + c.n_tokens, c.ended
+        cost[i].base_tokens += c.n_tokens
