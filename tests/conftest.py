@@ -144,3 +144,21 @@ def w2s_server(tmp_path_factory):
         proc.wait(timeout=10)
     except Exception:  # noqa: BLE001
         proc.kill()
+
+
+@pytest.fixture(scope="module")
+def zoo_base():
+    """The shipped zoo's base, loaded once per test file."""
+    import w2s
+    from w2s.zoo import ZOO_DIR
+
+    return w2s.HFModel.load(str(ZOO_DIR / "base"))
+
+
+@pytest.fixture(scope="module")
+def zoo_pair():
+    """The shipped zoo's tuned/untuned pair, loaded once per test file."""
+    import w2s
+    from w2s.zoo import ZOO_DIR
+
+    return w2s.PairGuide.load(str(ZOO_DIR / "tuned"), str(ZOO_DIR / "untuned"))

@@ -97,20 +97,29 @@ def test_kto_raises_the_desirable_over_the_undesirable_completions(data, tmp_pat
     assert "KTO" in (tmp_path / "t" / "README.md").read_text()
 
 
+def kill_at_step(monkeypatch, n: int):  # noqa: ANN001, ANN201
+    """Training is killed (KeyboardInterrupt) at its ``n``-th step; returns the real step
+    function, to put back."""
+    from transformers import Trainer
+
+    real, calls = Trainer.training_step, [0]
+
+    def dies(self, *a, **kw):  # noqa: ANN001, ANN002, ANN003
+        calls[0] += 1
+        if calls[0] == n:
+            raise KeyboardInterrupt
+        return real(self, *a, **kw)
+
+    monkeypatch.setattr(Trainer, "training_step", dies)
+    return real
+
+
 def test_a_killed_run_resumes_from_its_checkpoint(data, tmp_path, monkeypatch):
     from transformers import Trainer
 
     plan = TrainPlan(str(data), "zoo:base", "sft", epochs=2, learning_rate=1e-3, batch_size=4,
                      save_steps=2)
-    real, calls = Trainer.training_step, [0]
-
-    def dies(self, *a, **kw):  # noqa: ANN001, ANN002, ANN003
-        calls[0] += 1
-        if calls[0] == 4:
-            raise KeyboardInterrupt
-        return real(self, *a, **kw)
-
-    monkeypatch.setattr(Trainer, "training_step", dies)
+    real = kill_at_step(monkeypatch, 4)
     with pytest.raises(KeyboardInterrupt):
         train_student(plan, tmp_path / "k", show_progress=False)
     monkeypatch.setattr(Trainer, "training_step", real)
@@ -379,15 +388,7 @@ def test_a_killed_guarded_run_resumes_its_curve_and_kept_weights(data, tmp_path,
     monkeypatch.setattr(guard, "held_out", fake)
     plan = TrainPlan(str(data), "zoo:base", "sft", epochs=2, learning_rate=1e-3, batch_size=4,
                      save_steps=2, min_distinct=0.5, guard_prompts=HELD, guard_steps=2)
-    real, calls = Trainer.training_step, [0]
-
-    def dies(self, *a, **kw):  # noqa: ANN001, ANN002, ANN003
-        calls[0] += 1
-        if calls[0] == 4:
-            raise KeyboardInterrupt
-        return real(self, *a, **kw)
-
-    monkeypatch.setattr(Trainer, "training_step", dies)
+    real = kill_at_step(monkeypatch, 4)
     with pytest.raises(KeyboardInterrupt):
         train_student(plan, tmp_path / "k", show_progress=False)
     logged = json.loads((tmp_path / "k" / "train.json").read_text())["guard"]["evaluations"]

@@ -22,16 +22,6 @@ PROMPTS = ["the movie was", "i thought this film", "a waste of", "the acting"]
 SP = SamplingParams(max_new_tokens=16, seed=3)
 
 
-@pytest.fixture(scope="module")
-def zoo_base():
-    return w2s.HFModel.load(str(ZOO_DIR / "base"))
-
-
-@pytest.fixture(scope="module")
-def zoo_pair():
-    return w2s.PairGuide.load(str(ZOO_DIR / "tuned"), str(ZOO_DIR / "untuned"))
-
-
 def round_trips(model, ids) -> bool:  # noqa: ANN001
     """Whether ``ids`` re-encode to themselves through their text."""
     return model.encode_response(model.decode(ids)) == list(ids)

@@ -27,11 +27,6 @@ def engine(vllm_url):
     return OpenAIBackend(vllm_url, "zoo-base")
 
 
-@pytest.fixture(scope="module")
-def zoo_pair():
-    return w2s.PairGuide.load(str(ZOO_DIR / "tuned"), str(ZOO_DIR / "untuned"))
-
-
 def test_n_continuations_with_counted_tokens_and_finish_reasons(engine):
     before = engine.stats["completion_tokens"]
     [conts] = engine.complete([Request("the movie was", streams=(1, 2, 3))], 8,

@@ -24,16 +24,6 @@ PROMPTS = ["the movie was", "i thought this film", "a waste of", "the acting"]
 SP = SamplingParams(max_new_tokens=16, seed=3)
 
 
-@pytest.fixture(scope="module")
-def zoo_base():
-    return w2s.HFModel.load(str(ZOO_DIR / "base"))
-
-
-@pytest.fixture(scope="module")
-def zoo_pair():
-    return w2s.PairGuide.load(str(ZOO_DIR / "tuned"), str(ZOO_DIR / "untuned"))
-
-
 def slot(prompt: str, j: int) -> int:
     import torch
 

@@ -155,27 +155,34 @@ def plot_bars(summary: Sequence[dict], path: Path, *, title: str = "") -> Path:
     return _save(plt, fig, path)
 
 
-def plot_budget(table: dict, path: Path, *, title: str = "") -> Path:
+def plot_budget(table: dict, path: Path, *, title: str = "", spent: bool = False) -> Path:
     """Gold reward against the budget (responses' worth of base tokens, log scale), one line
-    per method with a band of ± one standard error."""
+    per method with a band of ± one standard error; with ``spent``, against the base tokens
+    each method really spent per prompt instead of its cap (Best-of-N's samples end early, so
+    at a cap it spends less than the searches do; Best-of-N drawn bold)."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7.5, 5))
     for n, line in enumerate(table["lines"]):
         cells = table["cells"].get(line, {})
-        pts = [(b, cells[b]["gold"]) for b in table["budgets"] if b in cells and cells[b]["gold"]]
+        pts = sorted((c["base_tokens"] if spent else b, c["gold"]) for b, c in cells.items()
+                     if c["gold"] and (not spent or c["base_tokens"] > 0))
         if not pts:
             continue
-        xs, ms = [b for b, _ in pts], [g[0] for _, g in pts]
-        ses = [g[1] for _, g in pts]
+        xs, ms, ses = [x for x, _ in pts], [g[0] for _, g in pts], [g[1] for _, g in pts]
         color = plt.cm.tab10(n % 10)
-        ax.plot(xs, ms, marker="o", color=color, label=line)
+        ax.plot(xs, ms, marker="o", color=color, label=line,
+                linewidth=2.5 if spent and line == "bon" else 1.5)
         ax.fill_between(xs, [m - s for m, s in zip(ms, ses)], [m + s for m, s in zip(ms, ses)],
                         color=color, alpha=0.15)
     ax.set_xscale("log", base=2)
-    ax.set_xticks(table["budgets"], [str(b) for b in table["budgets"]])
-    ax.set_xlabel("budget: base tokens per prompt, in responses")
+    if spent:
+        ax.set_xlabel("base tokens spent per prompt (log scale)")
+    else:
+        ax.set_xticks(table["budgets"], [str(b) for b in table["budgets"]])
+        ax.set_xlabel("budget: base tokens per prompt, in responses")
     ax.set_ylabel(f"gold reward ({table['gold']})")
-    ax.set_title(title or "Alignment at equal compute")
+    ax.set_title(title or ("Alignment against the compute really spent" if spent
+                           else "Alignment at equal compute"))
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     return _save(plt, fig, path)
@@ -249,33 +256,6 @@ def plot_deception(split: dict, path: Path, *, title: str = "") -> Path:
     ax.set_ylim(0, 1)
     ax.legend(fontsize=8)
     ax.set_title(title, fontsize=9)
-    return _save(plt, fig, path)
-
-
-def plot_spent(table: dict, path: Path, *, title: str = "") -> Path:
-    """Gold against the base tokens each method *spent* per prompt (log scale), not its cap:
-    Best-of-N's samples end early, so at a cap it spends less than the searches do. One line
-    per method, ± one standard error as a band."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(7.5, 5))
-    for n, line in enumerate(table["lines"]):
-        cells = table["cells"].get(line, {})
-        pts = sorted((c["base_tokens"], c["gold"]) for c in cells.values()
-                     if c["gold"] and c["base_tokens"] > 0)
-        if not pts:
-            continue
-        xs, ms, ses = [x for x, _ in pts], [g[0] for _, g in pts], [g[1] for _, g in pts]
-        color = plt.cm.tab10(n % 10)
-        ax.plot(xs, ms, marker="o", color=color, label=line,
-                linewidth=2.5 if line == "bon" else 1.5)
-        ax.fill_between(xs, [m - s for m, s in zip(ms, ses)], [m + s for m, s in zip(ms, ses)],
-                        color=color, alpha=0.15)
-    ax.set_xscale("log", base=2)
-    ax.set_xlabel("base tokens spent per prompt (log scale)")
-    ax.set_ylabel(f"gold reward ({table['gold']})")
-    ax.set_title(title or "Alignment against the compute really spent")
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
     return _save(plt, fig, path)
 
 

@@ -18,7 +18,7 @@ def write_budget_report(rows: Sequence[dict[str, Any]], out: Path, gold: str,
     """``budget.md`` (``gold`` first, then every other gold scorer: a second scorer that played
     no part in tuning the guide is the check on the first) and ``gold_vs_budget.png`` when the
     rows carry budgets, else nothing."""
-    from w2s.plots import plot_budget, plot_overopt, plot_spent
+    from w2s.plots import plot_budget, plot_overopt
 
     if not any(r.get("budget") is not None for r in rows):
         return []
@@ -35,5 +35,5 @@ def write_budget_report(rows: Sequence[dict[str, Any]], out: Path, gold: str,
     table = budget_table(rows, gold)
     return [md, saved, out / "overopt.md",
             plot_budget(table, out / "gold_vs_budget.png", title=title),
-            plot_spent(table, out / "gold_vs_spent.png", title=title),
+            plot_budget(table, out / "gold_vs_spent.png", title=title, spent=True),
             plot_overopt(over, out / "overopt.png", title=title)]

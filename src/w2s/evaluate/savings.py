@@ -30,13 +30,11 @@ COSTS = ("base_tokens", "flops", "wall_time_s")
 
 
 def per_prompt(rows: Sequence[dict[str, Any]], gold: str) -> dict[str, dict[int, dict[str, float]]]:
-    """Per method label and prompt: the seeds' mean gold and costs (prompts whose rows lack the
-    gold are left out)."""
+    """Per budgeted method label and prompt: the seeds' mean gold and costs (prompts whose
+    rows lack the gold are left out)."""
     acc: dict[str, dict[int, list[dict[str, Any]]]] = {}
     for r in rows:
-        if r.get("budget") is None and r.get("method_name") != "bon":
-            continue
-        if r["gold"].get(gold) is None:
+        if r.get("budget") is None or r["gold"].get(gold) is None:
             continue
         acc.setdefault(r["method"], {}).setdefault(r["prompt_index"], []).append(r)
     return {label: {p: {"gold": statistics.fmean(x["gold"][gold] for x in rs),
@@ -103,8 +101,7 @@ def savings_table(rows: Sequence[dict[str, Any]], gold: str, *, draws: int = 100
     import numpy as np
 
     data = per_prompt(rows, gold)
-    budgeted = [x for x in dict.fromkeys(r["method"] for r in rows if r.get("budget") is not None)
-                if x in data]
+    budgeted = list(data)
     prompts = sorted(set.intersection(*(set(data[x]) for x in budgeted))) if budgeted else []
     bon = sorted((x for x in budgeted if _is_bon(rows, x)),
                  key=lambda x: statistics.fmean(data[x][p]["base_tokens"] for p in prompts))
